@@ -1,0 +1,224 @@
+//! Node configuration and its validation.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use crate::error::{Error, Result};
+use crate::ids::validate_name;
+
+/// Everything a node needs to start. Build one with [`Config::new`], adjust the public
+/// fields, and [`crate::start`] validates it.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// This member's stable name (1-64 characters of `[A-Za-z0-9._-]`).
+    pub name: String,
+    /// Initial voters: name -> `ws://host:port` URL. May include this node. An empty URL means
+    /// "not known yet": messages to that peer are dropped until [`crate::NodeHandle::set_peer_url`]
+    /// supplies one (test clusters on ephemeral ports need this).
+    pub peers: BTreeMap<String, String>,
+    /// `host:port` to bind. Default: the port of this node's own URL in `peers` (on all
+    /// interfaces unless that URL names a loopback host), else `127.0.0.1:0`.
+    pub listen: Option<String>,
+    /// Peers of another cluster are refused at the handshake.
+    pub cluster_id: String,
+    /// Leader heartbeat interval.
+    pub heartbeat: Duration,
+    /// Base election timeout; the actual one is random in `[t, 2t)`.
+    pub election_timeout: Duration,
+    /// Pre-vote (a partitioned node cannot disrupt the cluster when it returns).
+    pub pre_vote: bool,
+    /// A leader that loses contact with a quorum steps down.
+    pub check_quorum: bool,
+    /// Largest accepted proposal, in bytes.
+    pub max_proposal_bytes: usize,
+}
+
+/// Default leader heartbeat interval.
+pub const DEFAULT_HEARTBEAT: Duration = Duration::from_millis(50);
+/// Default base election timeout.
+pub const DEFAULT_ELECTION_TIMEOUT: Duration = Duration::from_millis(150);
+/// Default largest proposal.
+pub const DEFAULT_MAX_PROPOSAL_BYTES: usize = 1 << 20;
+/// Default cluster id.
+pub const DEFAULT_CLUSTER_ID: &str = "raftline";
+/// Election timeouts are measured in at least this many ticks, so that the random part of
+/// the timeout has a useful resolution.
+const MIN_ELECTION_TICKS: u32 = 10;
+
+impl Config {
+    /// A configuration with the defaults of API.md.
+    pub fn new(name: impl Into<String>) -> Self {
+        Config {
+            name: name.into(),
+            peers: BTreeMap::new(),
+            listen: None,
+            cluster_id: DEFAULT_CLUSTER_ID.to_string(),
+            heartbeat: DEFAULT_HEARTBEAT,
+            election_timeout: DEFAULT_ELECTION_TIMEOUT,
+            pre_vote: true,
+            check_quorum: true,
+            max_proposal_bytes: DEFAULT_MAX_PROPOSAL_BYTES,
+        }
+    }
+
+    /// Checks every field; the error names the field and what was expected.
+    pub fn validate(&self) -> Result<()> {
+        validate_name(&self.name).map_err(|e| invalid("name", e))?;
+        for (name, url) in &self.peers {
+            validate_name(name).map_err(|e| invalid(&format!("peers[{name:?}]"), e))?;
+            if !url.is_empty() {
+                parse_ws_url(url).map_err(|e| invalid(&format!("peers[{name:?}]"), e))?;
+            }
+        }
+        if self.cluster_id.is_empty() || self.cluster_id.len() > 256 {
+            return Err(invalid("cluster_id", "must be 1-256 bytes"));
+        }
+        if self.heartbeat < Duration::from_millis(1) {
+            return Err(invalid("heartbeat", "must be at least 1 ms"));
+        }
+        if self.election_timeout <= self.heartbeat {
+            return Err(invalid(
+                "election_timeout",
+                "must be greater than the heartbeat interval",
+            ));
+        }
+        if self.max_proposal_bytes == 0
+            || self.max_proposal_bytes > crate::wire::MAX_FRAME_BYTES / 2
+        {
+            return Err(invalid(
+                "max_proposal_bytes",
+                format!("must be 1..={}", crate::wire::MAX_FRAME_BYTES / 2),
+            ));
+        }
+        if let Some(listen) = &self.listen {
+            split_host_port(listen).map_err(|e| invalid("listen", e))?;
+        }
+        Ok(())
+    }
+
+    /// The address to bind.
+    pub fn listen_addr(&self) -> String {
+        if let Some(listen) = &self.listen {
+            return listen.clone();
+        }
+        match self.peers.get(&self.name).map(|u| parse_ws_url(u)) {
+            Some(Ok((host, port))) if is_loopback(&host) => format!("{host}:{port}"),
+            Some(Ok((_, port))) => format!("0.0.0.0:{port}"),
+            _ => "127.0.0.1:0".to_string(),
+        }
+    }
+
+    /// The tick length and the heartbeat and election timeouts in ticks.
+    pub(crate) fn ticks(&self) -> (Duration, usize, usize) {
+        let tick = self
+            .heartbeat
+            .min(self.election_timeout / MIN_ELECTION_TICKS)
+            .max(Duration::from_millis(1));
+        let in_ticks = |d: Duration| (d.as_secs_f64() / tick.as_secs_f64()).round() as usize;
+        let heartbeat = in_ticks(self.heartbeat).max(1);
+        let election = in_ticks(self.election_timeout).max(heartbeat + 1);
+        (tick, heartbeat, election)
+    }
+}
+
+fn invalid(field: &str, why: impl std::fmt::Display) -> Error {
+    Error::Invalid(format!("invalid {field}: {why}"))
+}
+
+fn is_loopback(host: &str) -> bool {
+    host == "localhost" || host.starts_with("127.") || host == "[::1]"
+}
+
+/// Splits `ws://host:port[/path]` into host and port.
+pub fn parse_ws_url(url: &str) -> std::result::Result<(String, u16), String> {
+    let rest = url
+        .strip_prefix("ws://")
+        .or_else(|| url.strip_prefix("wss://"))
+        .ok_or_else(|| format!("expected a ws:// or wss:// URL, got {url:?}"))?;
+    let authority = rest.split('/').next().unwrap_or_default();
+    split_host_port(authority).map_err(|e| format!("{e} in URL {url:?}"))
+}
+
+/// Splits `host:port`, where the port is required.
+pub fn split_host_port(s: &str) -> std::result::Result<(String, u16), String> {
+    let (host, port) = s
+        .rsplit_once(':')
+        .ok_or_else(|| format!("expected host:port, got {s:?}"))?;
+    let port = port
+        .parse::<u16>()
+        .map_err(|_| format!("expected a port number 0-65535, got {port:?}"))?;
+    if host.is_empty() {
+        return Err(format!("expected a host before the port, got {s:?}"));
+    }
+    Ok((host.to_string(), port))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn invalid_fields_are_named() {
+        type Case = (&'static str, fn(&mut Config), &'static str);
+        let cases: &[Case] = &[
+            ("bad name", |c| c.name = "a b".into(), "invalid name"),
+            (
+                "bad peer url",
+                |c| {
+                    c.peers.insert("n2".into(), "http://x:1".into());
+                },
+                "invalid peers[\"n2\"]",
+            ),
+            (
+                "election not above heartbeat",
+                |c| c.election_timeout = c.heartbeat,
+                "invalid election_timeout",
+            ),
+            (
+                "zero heartbeat",
+                |c| c.heartbeat = Duration::ZERO,
+                "invalid heartbeat",
+            ),
+            (
+                "listen without port",
+                |c| c.listen = Some("localhost".into()),
+                "invalid listen",
+            ),
+            (
+                "empty cluster id",
+                |c| c.cluster_id.clear(),
+                "invalid cluster_id",
+            ),
+        ];
+        for (case, mutate, expected) in cases {
+            let mut config = Config::new("n1");
+            mutate(&mut config);
+            let err = config.validate().expect_err(case);
+            assert!(err.to_string().contains(expected), "{case}: {err}");
+            assert_eq!(err.code(), "ERR_INVALID", "{case}");
+        }
+        Config::new("n1").validate().expect("defaults are valid");
+    }
+
+    #[test]
+    fn listen_defaults_follow_own_url() {
+        let mut c = Config::new("n1");
+        assert_eq!(c.listen_addr(), "127.0.0.1:0");
+        c.peers.insert("n1".into(), "ws://127.0.0.1:7001".into());
+        assert_eq!(c.listen_addr(), "127.0.0.1:7001");
+        c.peers
+            .insert("n1".into(), "ws://db-0.svc:7001/raft".into());
+        assert_eq!(c.listen_addr(), "0.0.0.0:7001");
+    }
+
+    #[test]
+    fn timing_in_ticks() {
+        let mut c = Config::new("n1");
+        let (tick, hb, el) = c.ticks();
+        assert_eq!((tick, hb, el), (Duration::from_millis(15), 3, 10));
+        c.heartbeat = Duration::from_millis(10);
+        c.election_timeout = Duration::from_millis(50);
+        let (tick, hb, el) = c.ticks();
+        assert_eq!((tick, hb, el), (Duration::from_millis(5), 2, 10));
+    }
+}

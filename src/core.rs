@@ -1,0 +1,659 @@
+//! The synchronous heart of a node: it owns `RawNode`, the state machine and every pending
+//! request, and handles each Ready in the order the raft crate documents.
+//!
+//! It does no I/O but the log store's and knows nothing of sockets or time: the async driver
+//! feeds it ticks, messages and requests and carries its output to the transport; the
+//! deterministic tests feed it through an in-memory network instead.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, RwLock};
+
+use raft::eraftpb::{ConfChange, ConfChangeV2, Entry, EntryType, Message, MessageType};
+use raft::raw_node::is_local_msg;
+use raft::{RawNode, ReadState, StateRole, INVALID_ID};
+use tokio::sync::oneshot;
+
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::events::{AppliedEntry, Event, Role};
+use crate::ids::raft_id;
+use crate::kv::{ApplyResult, Command, KvStore};
+use crate::storage::LogStore;
+
+/// Where a request's answer goes.
+pub type Reply<T> = oneshot::Sender<Result<T>>;
+
+/// A committed and applied write, as its proposer learns it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WriteOutcome {
+    pub index: u64,
+    pub term: u64,
+    pub result: ApplyResult,
+}
+
+/// A snapshot of a node's state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Status {
+    pub name: String,
+    pub role: Role,
+    pub term: u64,
+    pub leader: Option<String>,
+    pub commit_index: u64,
+    pub applied_index: u64,
+    pub last_index: u64,
+    pub snapshot_index: u64,
+    pub voters: Vec<String>,
+    pub learners: Vec<String>,
+}
+
+impl Status {
+    /// The status of a node that has stopped.
+    pub fn stopped(mut self) -> Status {
+        self.role = Role::Stopped;
+        self.leader = None;
+        self
+    }
+}
+
+/// Read requests waiting for a ReadIndex answer and then for the applied index to reach it.
+/// Requests that arrive in one driver turn share one ReadIndex round.
+struct PendingRead {
+    replies: Vec<Reply<u64>>,
+    /// The commit index the leader confirmed; the read completes once applied reaches it.
+    index: Option<u64>,
+    /// When the ReadIndex request was last sent (in ticks), for retries.
+    sent_at: u64,
+}
+
+/// The synchronous node state machine. See the module docs.
+pub struct Core<S: LogStore> {
+    raw: RawNode<S>,
+    name: String,
+    id: u64,
+    names: HashMap<u64, String>,
+    kv: Arc<RwLock<KvStore>>,
+    max_proposal_bytes: usize,
+    heartbeat_ticks: u64,
+    election_ticks: u64,
+    ticks: u64,
+    next_seq: u64,
+    proposals: HashMap<u64, Reply<WriteOutcome>>,
+    unsent_reads: Vec<Reply<u64>>,
+    reads: BTreeMap<u64, PendingRead>,
+    transfer: Option<Reply<String>>,
+    leader: u64,
+    role: Role,
+}
+
+/// Request contexts carry the proposing node's raft id and a sequence number.
+fn request_context(id: u64, seq: u64) -> Vec<u8> {
+    let mut ctx = Vec::with_capacity(16);
+    ctx.extend_from_slice(&id.to_be_bytes());
+    ctx.extend_from_slice(&seq.to_be_bytes());
+    ctx
+}
+
+fn parse_request_context(ctx: &[u8]) -> Option<(u64, u64)> {
+    let id = u64::from_be_bytes(ctx.get(..8)?.try_into().ok()?);
+    let seq = u64::from_be_bytes(ctx.get(8..16)?.try_into().ok()?);
+    Some((id, seq))
+}
+
+impl<S: LogStore> Core<S> {
+    /// A core for `config` over `store`, sharing its key-value state through `kv`.
+    pub fn new(config: &Config, store: S, kv: Arc<RwLock<KvStore>>) -> Result<Self> {
+        let id = raft_id(&config.name);
+        let (_, heartbeat_ticks, election_ticks) = config.ticks();
+        let raft_config = raft::Config {
+            id,
+            heartbeat_tick: heartbeat_ticks,
+            election_tick: election_ticks,
+            pre_vote: config.pre_vote,
+            check_quorum: config.check_quorum,
+            max_size_per_msg: 1 << 20,
+            max_inflight_msgs: 256,
+            ..Default::default()
+        };
+        raft_config
+            .validate()
+            .map_err(|e| Error::Invalid(format!("raft configuration: {e}")))?;
+        let logger = crate::log_bridge::raft_logger(&config.name);
+        let raw = RawNode::new(&raft_config, store, &logger)
+            .map_err(|e| Error::Storage(format!("cannot load the raft state: {e}")))?;
+        let mut names: HashMap<u64, String> = config
+            .peers
+            .keys()
+            .map(|name| (raft_id(name), name.clone()))
+            .collect();
+        names.insert(id, config.name.clone());
+        let mut core = Core {
+            raw,
+            name: config.name.clone(),
+            id,
+            names,
+            kv,
+            max_proposal_bytes: config.max_proposal_bytes,
+            heartbeat_ticks: heartbeat_ticks as u64,
+            election_ticks: election_ticks as u64,
+            ticks: 0,
+            next_seq: 1,
+            proposals: HashMap::new(),
+            unsent_reads: Vec::new(),
+            reads: BTreeMap::new(),
+            transfer: None,
+            leader: INVALID_ID,
+            role: Role::Follower,
+        };
+        core.role = core.current_role();
+        Ok(core)
+    }
+
+    /// This node's raft id.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// The name of a raft id, as far as this node knows it.
+    pub fn name_of(&self, id: u64) -> Option<String> {
+        (id != INVALID_ID).then(|| {
+            self.names
+                .get(&id)
+                .cloned()
+                .unwrap_or_else(|| format!("#{id}"))
+        })
+    }
+
+    /// Advances logical time by one tick; every few ticks, retries unanswered reads and drops
+    /// requests whose callers gave up.
+    pub fn tick(&mut self) {
+        self.raw.tick();
+        self.ticks += 1;
+        if self.ticks.is_multiple_of(2 * self.heartbeat_ticks) {
+            self.retry_reads();
+        }
+        if self.ticks.is_multiple_of(self.election_ticks) {
+            self.proposals.retain(|_, reply| !reply.is_closed());
+        }
+    }
+
+    /// Starts an election now (tests and single-node bootstrap use it).
+    pub fn campaign(&mut self) -> Result<()> {
+        self.raw
+            .campaign()
+            .map_err(|e| Error::Invalid(format!("cannot campaign: {e}")))
+    }
+
+    /// Steps a message received from the wire. Messages the raft crate would panic on are
+    /// refused with the reason; the caller closes the connection that carried them.
+    pub fn step(&mut self, msg: Message) -> std::result::Result<(), String> {
+        self.check_inbound(&msg)?;
+        match self.raw.step(msg) {
+            Ok(()) => Ok(()),
+            // Stale responses from removed peers and the like: harmless, not hostile.
+            Err(e) => {
+                tracing::trace!(node = %self.name, "message ignored: {e}");
+                Ok(())
+            }
+        }
+    }
+
+    /// Proposes a command; `reply` gets the outcome once this node applies it.
+    pub fn propose(&mut self, command: Command, forward: bool, reply: Reply<WriteOutcome>) {
+        if let Err(e) = self.try_propose(command, forward, &reply) {
+            let _ = reply.send(Err(e));
+            return;
+        }
+        self.proposals.insert(self.next_seq - 1, reply);
+    }
+
+    fn try_propose(
+        &mut self,
+        command: Command,
+        forward: bool,
+        _reply: &Reply<WriteOutcome>,
+    ) -> Result<()> {
+        command.validate().map_err(Error::Invalid)?;
+        let data = command.encode();
+        if data.len() > self.max_proposal_bytes {
+            return Err(Error::TooLarge {
+                size: data.len(),
+                max: self.max_proposal_bytes,
+            });
+        }
+        if !forward && self.raw.raft.state != StateRole::Leader {
+            return Err(self.not_leader());
+        }
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        match self.raw.propose(request_context(self.id, seq), data) {
+            Ok(()) => Ok(()),
+            Err(raft::Error::ProposalDropped) => Err(Error::NoLeader),
+            Err(e) => Err(Error::Invalid(format!("proposal refused: {e}"))),
+        }
+    }
+
+    /// Asks for a linearizable read point: `reply` gets an index such that the local state,
+    /// once applied up to it, reflects every write acknowledged before the request.
+    pub fn read_index(&mut self, reply: Reply<u64>) {
+        if self.raw.raft.leader_id == INVALID_ID {
+            let _ = reply.send(Err(Error::NoLeader));
+            return;
+        }
+        self.unsent_reads.push(reply);
+    }
+
+    /// Hands leadership to `to`, or to the most up-to-date other voter.
+    pub fn transfer_leader(&mut self, to: Option<String>, reply: Reply<String>) {
+        match self.pick_transferee(to) {
+            Err(e) => {
+                let _ = reply.send(Err(e));
+            }
+            Ok(target) if target == self.id => {
+                let _ = reply.send(Ok(self.name.clone()));
+            }
+            Ok(target) => {
+                self.raw.transfer_leader(target);
+                if let Some(previous) = self.transfer.replace(reply) {
+                    let _ = previous.send(Err(Error::Invalid(
+                        "superseded by a newer leadership transfer".into(),
+                    )));
+                }
+            }
+        }
+    }
+
+    fn pick_transferee(&self, to: Option<String>) -> Result<u64> {
+        if self.raw.raft.state != StateRole::Leader {
+            return Err(self.not_leader());
+        }
+        let conf = self.raw.raft.prs().conf();
+        let voters: Vec<u64> = conf.voters().ids().iter().collect();
+        if let Some(name) = to {
+            let id = raft_id(&name);
+            return if voters.contains(&id) {
+                Ok(id)
+            } else {
+                Err(Error::UnknownMember(name))
+            };
+        }
+        let prs = self.raw.raft.prs();
+        voters
+            .into_iter()
+            .filter(|&v| v != self.id)
+            .max_by_key(|&v| prs.get(v).map_or(0, |p| p.matched))
+            .ok_or_else(|| Error::Invalid("no other voter to hand leadership to".into()))
+    }
+
+    fn not_leader(&self) -> Error {
+        Error::NotLeader {
+            leader: self.name_of(self.raw.raft.leader_id),
+        }
+    }
+
+    /// Fails every pending request with `err` (on stop).
+    pub fn fail_all(&mut self, err: Error) {
+        for (_, reply) in self.proposals.drain() {
+            let _ = reply.send(Err(err.clone()));
+        }
+        let reads = std::mem::take(&mut self.reads);
+        for reply in self
+            .unsent_reads
+            .drain(..)
+            .chain(reads.into_values().flat_map(|r| r.replies))
+        {
+            let _ = reply.send(Err(err.clone()));
+        }
+        if let Some(reply) = self.transfer.take() {
+            let _ = reply.send(Err(err));
+        }
+    }
+
+    /// The current status.
+    pub fn status(&self) -> Status {
+        let raft = &self.raw.raft;
+        let conf = raft.prs().conf();
+        let mut voters: Vec<String> = conf
+            .voters()
+            .ids()
+            .iter()
+            .filter_map(|id| self.name_of(id))
+            .collect();
+        let mut learners: Vec<String> = conf
+            .learners()
+            .iter()
+            .filter_map(|&id| self.name_of(id))
+            .collect();
+        voters.sort();
+        learners.sort();
+        Status {
+            name: self.name.clone(),
+            role: self.role,
+            term: raft.term,
+            leader: self.name_of(raft.leader_id),
+            commit_index: raft.raft_log.committed,
+            applied_index: raft.raft_log.applied,
+            last_index: raft.raft_log.last_index(),
+            snapshot_index: raft.raft_log.first_index() - 1,
+            voters,
+            learners,
+        }
+    }
+
+    /// Handles whatever is ready: sends through `send`, persists, applies, answers requests.
+    /// Returns the events of this turn. A storage failure is returned: the node must stop.
+    pub fn handle_ready(&mut self, send: &mut dyn FnMut(Vec<Message>)) -> Result<Vec<Event>> {
+        self.send_reads();
+        let mut events = Vec::new();
+        let mut applied = Vec::new();
+        if self.raw.has_ready() {
+            let mut ready = self.raw.ready();
+            // 1. Messages to peers: a leader may send them before it persists (the raft
+            //    crate only puts here what is safe to send now).
+            if !ready.messages().is_empty() {
+                send(ready.take_messages());
+            }
+            // 2. A snapshot received from the leader replaces the log (and, with durable
+            //    storage, the state machine) before any later entry is applied.
+            if !ready.snapshot().is_empty() {
+                self.raw
+                    .mut_store()
+                    .persist(Some(ready.snapshot()), &[], None)?;
+            }
+            // 3. Apply the newly committed entries.
+            self.apply(ready.take_committed_entries(), &mut applied);
+            // 4. Persist new entries and the hard state in one durable write (group commit).
+            self.raw
+                .mut_store()
+                .persist(None, ready.entries(), ready.hs())?;
+            // 5. Messages that had to wait for persistence (votes, append responses).
+            if !ready.persisted_messages().is_empty() {
+                send(ready.take_persisted_messages());
+            }
+            self.record_read_states(ready.take_read_states());
+            // 6. Advance, then handle the light ready: commit index, messages, entries.
+            let mut light = self.raw.advance(ready);
+            if let Some(commit) = light.commit_index() {
+                self.raw.mut_store().set_commit(commit)?;
+            }
+            if !light.messages().is_empty() {
+                send(light.take_messages());
+            }
+            self.apply(light.take_committed_entries(), &mut applied);
+            self.raw.advance_apply();
+        }
+        self.complete_reads();
+        self.diff_leadership(&mut events);
+        if !applied.is_empty() {
+            events.push(Event::Applied(applied));
+        }
+        Ok(events)
+    }
+
+    /// Applies committed entries to the state machine (under one write lock for the batch)
+    /// and answers this node's proposals among them.
+    fn apply(&mut self, entries: Vec<Entry>, applied: &mut Vec<AppliedEntry>) {
+        if entries.is_empty() {
+            return;
+        }
+        let kv = Arc::clone(&self.kv);
+        let mut kv = kv.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+        for entry in entries {
+            match entry.get_entry_type() {
+                EntryType::EntryNormal if entry.data.is_empty() => {} // a new leader's no-op
+                EntryType::EntryNormal => {
+                    let Entry {
+                        index,
+                        term,
+                        data,
+                        context,
+                        ..
+                    } = entry;
+                    let command = match Command::decode(&data) {
+                        Ok(command) => command,
+                        Err(e) => {
+                            // Same bytes on every member: skipping is deterministic.
+                            tracing::warn!(node = %self.name, index, "skipping undecodable entry: {e}");
+                            continue;
+                        }
+                    };
+                    let result = kv.apply(command);
+                    applied.push(AppliedEntry {
+                        index,
+                        term,
+                        op: result.op.clone(),
+                        changes: result.changes.clone(),
+                        ok: result.ok,
+                        data: result.data.clone(),
+                    });
+                    self.answer_proposal(&context, index, term, result);
+                }
+                EntryType::EntryConfChange | EntryType::EntryConfChangeV2 => {
+                    self.apply_conf_change(&entry);
+                }
+            }
+        }
+    }
+
+    fn answer_proposal(&mut self, context: &[u8], index: u64, term: u64, result: ApplyResult) {
+        if let Some((origin, seq)) = parse_request_context(context) {
+            if origin == self.id {
+                if let Some(reply) = self.proposals.remove(&seq) {
+                    let _ = reply.send(Ok(WriteOutcome {
+                        index,
+                        term,
+                        result,
+                    }));
+                }
+            }
+        }
+    }
+
+    fn apply_conf_change(&mut self, entry: &Entry) {
+        use prost::Message as _;
+        let data = entry.data.as_slice();
+        let outcome = if entry.get_entry_type() == EntryType::EntryConfChangeV2 {
+            ConfChangeV2::decode(data).map(|cc| self.raw.apply_conf_change(&cc))
+        } else {
+            ConfChange::decode(data).map(|cc| self.raw.apply_conf_change(&cc))
+        };
+        match outcome {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::warn!(node = %self.name, "conf change refused: {e}"),
+            Err(e) => tracing::warn!(node = %self.name, "undecodable conf change: {e}"),
+        }
+    }
+
+    /// Sends one ReadIndex request for all reads that arrived since the last turn.
+    fn send_reads(&mut self) {
+        if self.unsent_reads.is_empty() {
+            return;
+        }
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.reads.insert(
+            seq,
+            PendingRead {
+                replies: std::mem::take(&mut self.unsent_reads),
+                index: None,
+                sent_at: self.ticks,
+            },
+        );
+        self.raw.read_index(request_context(self.id, seq));
+    }
+
+    /// A leader drops ReadIndex requests until it has committed an entry of its term, and
+    /// the network may drop them too: ask again for those still unanswered.
+    fn retry_reads(&mut self) {
+        let due = self.ticks.saturating_sub(2 * self.heartbeat_ticks);
+        let leaderless = self.raw.raft.leader_id == INVALID_ID;
+        let mut failed = Vec::new();
+        for (&seq, read) in self.reads.iter_mut() {
+            if read.index.is_some() || read.sent_at > due {
+                continue;
+            }
+            if leaderless {
+                failed.push(seq);
+            } else {
+                read.sent_at = self.ticks;
+                self.raw.read_index(request_context(self.id, seq));
+            }
+        }
+        for seq in failed {
+            for reply in self.reads.remove(&seq).into_iter().flat_map(|r| r.replies) {
+                let _ = reply.send(Err(Error::NoLeader));
+            }
+        }
+    }
+
+    fn record_read_states(&mut self, states: Vec<ReadState>) {
+        for state in states {
+            if let Some((origin, seq)) = parse_request_context(&state.request_ctx) {
+                if let (true, Some(read)) = (origin == self.id, self.reads.get_mut(&seq)) {
+                    read.index.get_or_insert(state.index);
+                }
+            }
+        }
+    }
+
+    fn complete_reads(&mut self) {
+        let applied = self.raw.raft.raft_log.applied;
+        let done: Vec<u64> = self
+            .reads
+            .iter()
+            .filter(|(_, r)| r.index.is_some_and(|i| i <= applied))
+            .map(|(&seq, _)| seq)
+            .collect();
+        for seq in done {
+            if let Some(read) = self.reads.remove(&seq) {
+                let index = read.index.unwrap_or(applied);
+                for reply in read.replies {
+                    let _ = reply.send(Ok(index));
+                }
+            }
+        }
+    }
+
+    fn current_role(&self) -> Role {
+        let raft = &self.raw.raft;
+        if raft.prs().conf().learners().contains(&self.id) {
+            return Role::Learner;
+        }
+        match raft.state {
+            StateRole::Follower => Role::Follower,
+            StateRole::Candidate => Role::Candidate,
+            StateRole::PreCandidate => Role::PreCandidate,
+            StateRole::Leader => Role::Leader,
+        }
+    }
+
+    /// Compares leader and role with the last turn (as etcd's `lead != r.lead`), emitting the
+    /// change events and finishing a leadership transfer.
+    fn diff_leadership(&mut self, events: &mut Vec<Event>) {
+        let term = self.raw.raft.term;
+        let role = self.current_role();
+        if role != self.role {
+            events.push(Event::RoleChanged {
+                role,
+                previous: self.role,
+                term,
+            });
+            self.role = role;
+        }
+        let leader = self.raw.raft.leader_id;
+        if leader != self.leader {
+            events.push(Event::LeaderChanged {
+                leader: self.name_of(leader),
+                previous: self.name_of(self.leader),
+                term,
+            });
+            self.leader = leader;
+            if leader != INVALID_ID && leader != self.id {
+                if let Some(reply) = self.transfer.take() {
+                    let _ = reply.send(Ok(self.name_of(leader).unwrap_or_default()));
+                }
+            }
+        }
+    }
+
+    /// Refuses messages that could not come from a correct peer, in particular those on
+    /// which the raft crate would panic.
+    fn check_inbound(&self, m: &Message) -> std::result::Result<(), String> {
+        let kind = MessageType::from_i32(m.msg_type)
+            .ok_or_else(|| format!("unknown message type {}", m.msg_type))?;
+        if is_local_msg(kind) {
+            return Err(format!("{kind:?} is local and never travels"));
+        }
+        if m.to != self.id {
+            return Err(format!("addressed to {} instead of this node", m.to));
+        }
+        if m.from == INVALID_ID || m.from == self.id {
+            return Err(format!("impossible sender {}", m.from));
+        }
+        if let Some(e) = m
+            .entries
+            .iter()
+            .find(|e| EntryType::from_i32(e.entry_type).is_none())
+        {
+            return Err(format!("unknown entry type {}", e.entry_type));
+        }
+        let log = &self.raw.raft.raft_log;
+        match kind {
+            MessageType::MsgRequestVote
+            | MessageType::MsgRequestPreVote
+            | MessageType::MsgRequestVoteResponse
+            | MessageType::MsgRequestPreVoteResponse
+                if m.term == 0 =>
+            {
+                Err("vote message without a term".into())
+            }
+            MessageType::MsgPropose if m.entries.is_empty() => Err("empty proposal".into()),
+            MessageType::MsgReadIndex | MessageType::MsgReadIndexResp if m.entries.len() != 1 => {
+                Err("read index message must carry exactly one entry".into())
+            }
+            MessageType::MsgHeartbeat if m.commit > log.last_index() => Err(format!(
+                "heartbeat commits {} beyond the last index {}",
+                m.commit,
+                log.last_index()
+            )),
+            MessageType::MsgAppend => {
+                for (i, e) in m.entries.iter().enumerate() {
+                    if Some(e.index) != m.index.checked_add(i as u64 + 1) {
+                        return Err("append entries are not contiguous".into());
+                    }
+                }
+                if m.term != 0
+                    && m.term >= self.raw.raft.term
+                    && log.match_term(m.index, m.log_term)
+                {
+                    if let Some(e) = m.entries.iter().find(|e| {
+                        e.index <= log.committed
+                            && log.term(e.index).ok().is_none_or(|t| t != e.term)
+                    }) {
+                        return Err(format!("append rewrites committed entry {}", e.index));
+                    }
+                }
+                Ok(())
+            }
+            MessageType::MsgSnapshot => {
+                let Some(snapshot) = m.snapshot.as_ref() else {
+                    return Err("snapshot message without a snapshot".into());
+                };
+                let meta = snapshot.get_metadata();
+                let conf = meta.get_conf_state();
+                if conf.voters.is_empty()
+                    || conf.voters.iter().any(|v| conf.learners.contains(v))
+                    || meta.index == 0
+                {
+                    return Err("snapshot with an invalid configuration".into());
+                }
+                Ok(())
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// True when a Ready is waiting (or reads wait to be sent).
+    pub fn has_ready(&self) -> bool {
+        !self.unsent_reads.is_empty() || self.raw.has_ready()
+    }
+}

@@ -1,0 +1,177 @@
+//! The driver: one tokio task per node, the only owner of the [`Core`] (and so of RawNode).
+//!
+//! Each turn waits for one thing (requests from handles, frames from peers, or the tick),
+//! takes whatever else of the same kind is already waiting, feeds it to the core, and then
+//! handles the Ready: so a burst of proposals becomes one Ready, one durable write and one
+//! event batch. The synchronous part of a turn runs under `catch_unwind`: should the raft
+//! crate panic on something we failed to refuse, this node stops with an error event and the
+//! process lives on.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::core::{Core, Reply, Status, WriteOutcome};
+use crate::error::Error;
+use crate::events::Event;
+use crate::kv::Command;
+use crate::storage::LogStore;
+use crate::transport::{Inbound, Transport};
+
+/// Most requests or inbound frames taken in one turn.
+const MAX_PER_TURN: usize = 1024;
+
+/// What a handle asks of the driver.
+pub(crate) enum Request {
+    Propose {
+        command: Command,
+        forward: bool,
+        reply: Reply<WriteOutcome>,
+    },
+    ReadIndex {
+        reply: Reply<u64>,
+    },
+    Transfer {
+        to: Option<String>,
+        reply: Reply<String>,
+    },
+    Stop {
+        reply: oneshot::Sender<()>,
+    },
+}
+
+/// What one turn of the loop brought.
+enum Turn {
+    Requests(Vec<Request>),
+    Frames(Vec<Inbound>),
+    Tick,
+}
+
+pub(crate) struct Driver<S: LogStore> {
+    pub core: Core<S>,
+    pub transport: Transport,
+    pub requests: mpsc::Receiver<Request>,
+    pub inbound: mpsc::Receiver<Inbound>,
+    pub events: mpsc::UnboundedSender<Vec<Event>>,
+    pub status: watch::Sender<Status>,
+    pub tick: Duration,
+}
+
+impl<S: LogStore> Driver<S> {
+    /// Runs until a stop request, until every handle is gone, or until a fatal fault.
+    pub async fn run(mut self) {
+        let mut ticker = tokio::time::interval(self.tick);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut stop_reply = None;
+        loop {
+            let turn = tokio::select! {
+                request = self.requests.recv() => match request {
+                    Some(first) => Turn::Requests(drain(first, &mut self.requests)),
+                    None => break,
+                },
+                Some(first) = self.inbound.recv() => Turn::Frames(drain(first, &mut self.inbound)),
+                _ = ticker.tick() => Turn::Tick,
+            };
+            let outcome = catch_unwind(AssertUnwindSafe(|| self.turn(turn)));
+            match outcome {
+                Ok(Ok(None)) => {}
+                Ok(Ok(Some(reply))) => {
+                    stop_reply = Some(reply);
+                    break;
+                }
+                Ok(Err(e)) => {
+                    self.fail(e);
+                    break;
+                }
+                Err(panic) => {
+                    let why = panic
+                        .downcast_ref::<String>()
+                        .map(String::as_str)
+                        .or_else(|| panic.downcast_ref::<&str>().copied())
+                        .unwrap_or("unknown panic");
+                    self.fail(Error::Invalid(format!(
+                        "internal fault, node stopped: {why}"
+                    )));
+                    break;
+                }
+            }
+        }
+        self.core.fail_all(Error::Stopped);
+        let stopped = self.status.borrow().clone().stopped();
+        self.transport.shutdown().await;
+        self.status.send_replace(stopped);
+        if let Some(reply) = stop_reply {
+            let _ = reply.send(());
+        }
+    }
+
+    /// Feeds one turn to the core and handles the Ready. Returns a stop reply to stop.
+    fn turn(&mut self, turn: Turn) -> Result<Option<oneshot::Sender<()>>, Error> {
+        let mut stop = None;
+        match turn {
+            Turn::Tick => self.core.tick(),
+            Turn::Frames(frames) => {
+                for frame in frames {
+                    for message in frame.messages {
+                        if let Err(reason) = self.core.step(message) {
+                            tracing::warn!(peer = %frame.from, "refused a raft message: {reason}");
+                            frame.reject.send_replace(Some(reason));
+                            break;
+                        }
+                    }
+                }
+            }
+            Turn::Requests(requests) => {
+                for request in requests {
+                    match request {
+                        Request::Propose {
+                            command,
+                            forward,
+                            reply,
+                        } => self.core.propose(command, forward, reply),
+                        Request::ReadIndex { reply } => self.core.read_index(reply),
+                        Request::Transfer { to, reply } => self.core.transfer_leader(to, reply),
+                        Request::Stop { reply } => stop = Some(reply),
+                    }
+                }
+            }
+        }
+        if self.core.has_ready() {
+            let transport = &self.transport;
+            let events = self
+                .core
+                .handle_ready(&mut |messages| transport.send(messages))?;
+            if !events.is_empty() {
+                let _ = self.events.send(events);
+            }
+            let status = self.core.status();
+            self.status.send_if_modified(|current| {
+                let changed = *current != status;
+                if changed {
+                    *current = status;
+                }
+                changed
+            });
+        }
+        Ok(stop)
+    }
+
+    fn fail(&mut self, error: Error) {
+        tracing::error!("{error}");
+        let _ = self.events.send(vec![Event::Failed(error.to_string())]);
+        self.core.fail_all(error);
+    }
+}
+
+/// The first item and whatever else is already queued, up to [`MAX_PER_TURN`].
+fn drain<T>(first: T, rx: &mut mpsc::Receiver<T>) -> Vec<T> {
+    let mut items = vec![first];
+    while items.len() < MAX_PER_TURN {
+        match rx.try_recv() {
+            Ok(item) => items.push(item),
+            Err(_) => break,
+        }
+    }
+    items
+}

@@ -1,0 +1,57 @@
+//! Engine errors, each with the stable code that API.md gives it.
+
+/// Why an engine operation failed. [`Error::code`] is the stable `err.code` of API.md.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Error {
+    /// The operation needs the leader; `leader` is the one this node follows, if known.
+    #[error("not the leader (leader: {})", leader.as_deref().unwrap_or("unknown"))]
+    NotLeader { leader: Option<String> },
+    /// No leader is known right now (election in progress or no quorum).
+    #[error("no leader is known")]
+    NoLeader,
+    /// The deadline passed. For a write the outcome is unknown: it may still commit.
+    #[error("timed out after {ms} ms{}", if *.unknown_outcome { " (the write may still commit)" } else { "" })]
+    Timeout { ms: u64, unknown_outcome: bool },
+    /// The node is stopped or stopping.
+    #[error("the node is stopped")]
+    Stopped,
+    /// The proposal is larger than `max_proposal_bytes`.
+    #[error("proposal of {size} bytes exceeds the limit of {max} bytes")]
+    TooLarge { size: usize, max: usize },
+    /// Durable storage failed.
+    #[error("storage failure: {0}")]
+    Storage(String),
+    /// The listen address is taken.
+    #[error("address in use: {0}")]
+    AddrInUse(String),
+    /// A membership change is already in progress.
+    #[error("a membership change is already in progress")]
+    ConfChangeInProgress,
+    /// No member has that name.
+    #[error("unknown member: {0}")]
+    UnknownMember(String),
+    /// Invalid argument, configuration or state.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl Error {
+    /// The stable error code of API.md.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Error::NotLeader { .. } => "ERR_NOT_LEADER",
+            Error::NoLeader => "ERR_NO_LEADER",
+            Error::Timeout { .. } => "ERR_TIMEOUT",
+            Error::Stopped => "ERR_STOPPED",
+            Error::TooLarge { .. } => "ERR_TOO_LARGE",
+            Error::Storage(_) => "ERR_STORAGE",
+            Error::AddrInUse(_) => "ERR_ADDR_IN_USE",
+            Error::ConfChangeInProgress => "ERR_CONF_CHANGE_IN_PROGRESS",
+            Error::UnknownMember(_) => "ERR_UNKNOWN_MEMBER",
+            Error::Invalid(_) => "ERR_INVALID",
+        }
+    }
+}
+
+/// Shorthand for engine results.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,63 @@
+//! What a node reports to its user, delivered in batches (one per Ready).
+
+use crate::kv::{KeyChange, OpKind};
+
+/// A node's role in the cluster.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Role {
+    Follower,
+    Candidate,
+    PreCandidate,
+    Leader,
+    Learner,
+    Stopped,
+}
+
+impl Role {
+    /// The name API.md uses.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Follower => "follower",
+            Role::Candidate => "candidate",
+            Role::PreCandidate => "precandidate",
+            Role::Leader => "leader",
+            Role::Learner => "learner",
+            Role::Stopped => "stopped",
+        }
+    }
+}
+
+/// One committed entry as applied on this node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppliedEntry {
+    pub index: u64,
+    pub term: u64,
+    pub op: OpKind,
+    /// Keys changed by the entry, in order.
+    pub changes: Vec<KeyChange>,
+    /// For `Cas`: whether it matched; for `Delete`: whether the key existed.
+    pub ok: bool,
+    /// For `Raw`: the user's bytes.
+    pub data: Option<Vec<u8>>,
+}
+
+/// An engine event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// The leader this node follows changed (possibly to none).
+    LeaderChanged {
+        leader: Option<String>,
+        previous: Option<String>,
+        term: u64,
+    },
+    /// This node's role changed.
+    RoleChanged {
+        role: Role,
+        previous: Role,
+        term: u64,
+    },
+    /// Entries applied in this Ready, in log order.
+    Applied(Vec<AppliedEntry>),
+    /// A fault stopped the node (storage failure, internal error); the reason.
+    Failed(String),
+}

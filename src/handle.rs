@@ -1,0 +1,311 @@
+//! [`NodeHandle`]: the cloneable way to talk to a running node from any task or thread.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use serde_bytes::ByteBuf;
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::core::{Status, WriteOutcome};
+use crate::driver::Request;
+use crate::error::{Error, Result};
+use crate::events::Role;
+use crate::kv::{BatchOp, Command, KvStore};
+use crate::transport::{FaultFilter, TransportControl};
+
+/// Default deadline of a write, a read or a transfer.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How a write is made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WriteOptions {
+    /// Give up after this long; the write may still commit later (outcome unknown).
+    pub timeout: Duration,
+    /// On a follower, forward to the leader (default) or fail with `NotLeader`.
+    pub forward: bool,
+}
+
+impl Default for WriteOptions {
+    fn default() -> Self {
+        WriteOptions {
+            timeout: DEFAULT_TIMEOUT,
+            forward: true,
+        }
+    }
+}
+
+/// How fresh a read must be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Consistency {
+    /// Reflects every write acknowledged anywhere before the read began (ReadIndex through
+    /// the leader; works on followers).
+    #[default]
+    Linearizable,
+    /// This node's applied state, possibly behind the leader.
+    Local,
+}
+
+struct Inner {
+    name: String,
+    requests: mpsc::Sender<Request>,
+    status: watch::Receiver<Status>,
+    kv: Arc<RwLock<KvStore>>,
+    transport: TransportControl,
+    addr: SocketAddr,
+    url: String,
+}
+
+/// A cloneable handle to a running node.
+#[derive(Clone)]
+pub struct NodeHandle {
+    inner: Arc<Inner>,
+}
+
+impl NodeHandle {
+    pub(crate) fn new(
+        name: String,
+        requests: mpsc::Sender<Request>,
+        status: watch::Receiver<Status>,
+        kv: Arc<RwLock<KvStore>>,
+        transport: TransportControl,
+        addr: SocketAddr,
+        url: String,
+    ) -> Self {
+        NodeHandle {
+            inner: Arc::new(Inner {
+                name,
+                requests,
+                status,
+                kv,
+                transport,
+                addr,
+                url,
+            }),
+        }
+    }
+
+    /// This member's name.
+    pub fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    /// The bound listen address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.inner.addr
+    }
+
+    /// The URL peers should use for this node.
+    pub fn url(&self) -> &str {
+        &self.inner.url
+    }
+
+    /// The current status.
+    pub fn status(&self) -> Status {
+        self.inner.status.borrow().clone()
+    }
+
+    /// A receiver that sees every status change.
+    pub fn watch_status(&self) -> watch::Receiver<Status> {
+        self.inner.status.clone()
+    }
+
+    /// Waits until `done` holds for the status, or fails with `Timeout` (or `Stopped`).
+    pub async fn wait_for(
+        &self,
+        timeout: Duration,
+        mut done: impl FnMut(&Status) -> bool,
+    ) -> Result<Status> {
+        let mut rx = self.inner.status.clone();
+        let waited = tokio::time::timeout(timeout, async {
+            loop {
+                {
+                    let status = rx.borrow_and_update();
+                    if done(&status) {
+                        return Ok(status.clone());
+                    }
+                    if status.role == Role::Stopped {
+                        return Err(Error::Stopped);
+                    }
+                }
+                if rx.changed().await.is_err() {
+                    return Err(Error::Stopped);
+                }
+            }
+        })
+        .await;
+        waited.unwrap_or(Err(Error::Timeout {
+            ms: timeout.as_millis() as u64,
+            unknown_outcome: false,
+        }))
+    }
+
+    /// The leader's name, once one is known.
+    pub async fn wait_for_leader(&self, timeout: Duration) -> Result<String> {
+        let status = self.wait_for(timeout, |s| s.leader.is_some()).await?;
+        Ok(status.leader.unwrap_or_default())
+    }
+
+    /// Sends a request to the driver and waits for its answer within `timeout`.
+    async fn ask<T>(
+        &self,
+        timeout: Duration,
+        unknown_outcome: bool,
+        request: impl FnOnce(oneshot::Sender<Result<T>>) -> Request,
+    ) -> Result<T> {
+        let (tx, rx) = oneshot::channel();
+        let answer = with_timeout(timeout, unknown_outcome, async {
+            self.inner
+                .requests
+                .send(request(tx))
+                .await
+                .map_err(|_| Error::Stopped)?;
+            rx.await.unwrap_or(Err(Error::Stopped))
+        });
+        answer.await
+    }
+
+    /// Replicates `command`; resolves once it is committed and applied on this node.
+    pub async fn write(&self, command: Command, options: WriteOptions) -> Result<WriteOutcome> {
+        self.ask(options.timeout, true, |reply| Request::Propose {
+            command,
+            forward: options.forward,
+            reply,
+        })
+        .await
+    }
+
+    /// Sets `key` to `value`.
+    pub async fn set(
+        &self,
+        key: &str,
+        value: Vec<u8>,
+        options: WriteOptions,
+    ) -> Result<WriteOutcome> {
+        let command = Command::Set {
+            key: key.to_string(),
+            value: ByteBuf::from(value),
+        };
+        self.write(command, options).await
+    }
+
+    /// Deletes `key`; the outcome's `result.ok` says whether it existed.
+    pub async fn delete(&self, key: &str, options: WriteOptions) -> Result<WriteOutcome> {
+        let command = Command::Delete {
+            key: key.to_string(),
+        };
+        self.write(command, options).await
+    }
+
+    /// Sets `key` to `next` (deletes it for `None`) if it holds `expected` (`None`: absent).
+    pub async fn cas(
+        &self,
+        key: &str,
+        expected: Option<Vec<u8>>,
+        next: Option<Vec<u8>>,
+        options: WriteOptions,
+    ) -> Result<WriteOutcome> {
+        let command = Command::Cas {
+            key: key.to_string(),
+            expected: expected.map(ByteBuf::from),
+            next: next.map(ByteBuf::from),
+        };
+        self.write(command, options).await
+    }
+
+    /// Applies `ops` atomically in one log entry.
+    pub async fn batch(&self, ops: Vec<BatchOp>, options: WriteOptions) -> Result<WriteOutcome> {
+        self.write(Command::Batch { ops }, options).await
+    }
+
+    /// Replicates opaque bytes for a state machine of the caller's own.
+    pub async fn propose_raw(&self, data: Vec<u8>, options: WriteOptions) -> Result<WriteOutcome> {
+        self.write(Command::Raw(ByteBuf::from(data)), options).await
+    }
+
+    /// A linearizable read point: once this resolves, the local state reflects every write
+    /// acknowledged before the call.
+    pub async fn read_barrier(&self, timeout: Duration) -> Result<u64> {
+        self.ask(timeout, false, |reply| Request::ReadIndex { reply })
+            .await
+    }
+
+    /// The value at `key`.
+    pub async fn get(&self, key: &str, consistency: Consistency) -> Result<Option<Vec<u8>>> {
+        if consistency == Consistency::Linearizable {
+            self.read_barrier(DEFAULT_TIMEOUT).await?;
+        }
+        Ok(self.get_local(key))
+    }
+
+    /// The value at `key` in this node's applied state.
+    pub fn get_local(&self, key: &str) -> Option<Vec<u8>> {
+        self.read_kv(|kv| kv.get(key).cloned())
+    }
+
+    /// Pairs whose key starts with `prefix`, sorted by key.
+    pub async fn entries(
+        &self,
+        prefix: &str,
+        consistency: Consistency,
+    ) -> Result<Vec<(String, Vec<u8>)>> {
+        if consistency == Consistency::Linearizable {
+            self.read_barrier(DEFAULT_TIMEOUT).await?;
+        }
+        Ok(self.read_kv(|kv| kv.range(prefix)))
+    }
+
+    fn read_kv<T>(&self, read: impl FnOnce(&KvStore) -> T) -> T {
+        read(&self.inner.kv.read().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// Hands leadership to `to` (or the most up-to-date voter); resolves with the new leader.
+    pub async fn transfer_leadership(&self, to: Option<&str>, timeout: Duration) -> Result<String> {
+        let to = to.map(str::to_string);
+        self.ask(timeout, false, |reply| Request::Transfer { to, reply })
+            .await
+    }
+
+    /// Stops the node: pending requests fail with `Stopped`, sockets close, the port is
+    /// released. Idempotent.
+    pub async fn stop(&self) {
+        let (tx, rx) = oneshot::channel();
+        if self
+            .inner
+            .requests
+            .send(Request::Stop { reply: tx })
+            .await
+            .is_ok()
+        {
+            let _ = rx.await;
+        }
+        // Stopped already, or stopping from elsewhere: wait for it to finish.
+        let _ = self
+            .wait_for(Duration::from_secs(30), |s| s.role == Role::Stopped)
+            .await;
+    }
+
+    /// Sets the URL of `peer` (see [`crate::Config::peers`]).
+    pub fn set_peer_url(&self, peer: &str, url: &str) -> Result<()> {
+        self.inner.transport.set_peer_url(peer, url)
+    }
+
+    /// The fault switch of this node's transport (tests).
+    pub fn faults(&self) -> &FaultFilter {
+        self.inner.transport.faults()
+    }
+}
+
+async fn with_timeout<T>(
+    timeout: Duration,
+    unknown_outcome: bool,
+    work: impl Future<Output = Result<T>>,
+) -> Result<T> {
+    tokio::time::timeout(timeout, work)
+        .await
+        .unwrap_or(Err(Error::Timeout {
+            ms: timeout.as_millis() as u64,
+            unknown_outcome,
+        }))
+}

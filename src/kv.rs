@@ -1,0 +1,399 @@
+//! The built-in replicated key-value state machine and the commands that drive it.
+//!
+//! Keys are strings; values are opaque bytes (the JS layer stores canonical MessagePack, so
+//! byte equality is deep equality of the decoded values). Commands travel MessagePack-encoded
+//! in the data of a log entry and are applied deterministically: the same log gives the same
+//! state and the same results on every member.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_bytes::ByteBuf;
+
+/// Longest key, in bytes of UTF-8.
+pub const MAX_KEY_BYTES: usize = 4096;
+
+/// A replicated command.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Command {
+    /// Write `value` at `key`.
+    Set { key: String, value: ByteBuf },
+    /// Remove `key`.
+    Delete { key: String },
+    /// Write `next` (or delete when `None`) only if the current value equals `expected`
+    /// (`None`: the key is absent).
+    Cas {
+        key: String,
+        expected: Option<ByteBuf>,
+        next: Option<ByteBuf>,
+    },
+    /// Several sets and deletes applied atomically, in order.
+    Batch { ops: Vec<BatchOp> },
+    /// Opaque bytes for a state machine of the user's own; the KV state is untouched.
+    Raw(ByteBuf),
+}
+
+/// One operation of a [`Command::Batch`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum BatchOp {
+    Set { key: String, value: ByteBuf },
+    Delete { key: String },
+}
+
+impl Command {
+    /// The wire form carried in a log entry.
+    pub fn encode(&self) -> Vec<u8> {
+        rmp_serde::to_vec(self).expect("commands always encode")
+    }
+
+    /// Parses a log entry's data.
+    pub fn decode(data: &[u8]) -> Result<Command, String> {
+        rmp_serde::from_slice(data).map_err(|e| e.to_string())
+    }
+
+    /// Checks every key of the command.
+    pub fn validate(&self) -> Result<(), String> {
+        let check = |key: &str| {
+            if key.is_empty() || key.len() > MAX_KEY_BYTES {
+                Err(format!(
+                    "key must be 1-{MAX_KEY_BYTES} bytes of UTF-8, got {} bytes",
+                    key.len()
+                ))
+            } else {
+                Ok(())
+            }
+        };
+        match self {
+            Command::Set { key, .. } | Command::Delete { key } | Command::Cas { key, .. } => {
+                check(key)
+            }
+            Command::Batch { ops } => ops.iter().try_for_each(|op| match op {
+                BatchOp::Set { key, .. } | BatchOp::Delete { key } => check(key),
+            }),
+            Command::Raw(_) => Ok(()),
+        }
+    }
+}
+
+/// What applying a command did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OpKind {
+    Set,
+    Delete,
+    Cas,
+    Batch,
+    Raw,
+}
+
+/// One key's change: `value: None` means deleted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyChange {
+    pub key: String,
+    pub value: Option<Vec<u8>>,
+    pub prev: Option<Vec<u8>>,
+}
+
+/// The result of applying one command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApplyResult {
+    pub op: OpKind,
+    /// Keys changed, in the order they changed.
+    pub changes: Vec<KeyChange>,
+    /// For `Cas`: whether it matched. For `Delete`: whether the key existed.
+    pub ok: bool,
+    /// For `Cas`: the value after the command. For `Set`/`Delete`: the previous value.
+    pub value: Option<Vec<u8>>,
+    /// For `Raw`: the user's bytes.
+    pub data: Option<Vec<u8>>,
+}
+
+/// The key-value state.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct KvStore {
+    map: BTreeMap<String, Vec<u8>>,
+}
+
+impl KvStore {
+    /// The value at `key`.
+    pub fn get(&self, key: &str) -> Option<&Vec<u8>> {
+        self.map.get(key)
+    }
+
+    /// All pairs whose key starts with `prefix`, sorted by key.
+    pub fn range(&self, prefix: &str) -> Vec<(String, Vec<u8>)> {
+        self.map
+            .range(prefix.to_string()..)
+            .take_while(|(k, _)| k.starts_with(prefix))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
+
+    /// Number of keys.
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// True when no key is set.
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    /// Applies a command; the command is consumed so its values move into the map.
+    pub fn apply(&mut self, command: Command) -> ApplyResult {
+        let mut result = ApplyResult {
+            op: OpKind::Raw,
+            changes: Vec::new(),
+            ok: true,
+            value: None,
+            data: None,
+        };
+        match command {
+            Command::Set { key, value } => {
+                result.op = OpKind::Set;
+                let prev = self.put(&mut result.changes, key, Some(value.into_vec()));
+                result.value = prev;
+            }
+            Command::Delete { key } => {
+                result.op = OpKind::Delete;
+                let prev = self.put(&mut result.changes, key, None);
+                result.ok = prev.is_some();
+                result.value = prev;
+            }
+            Command::Cas {
+                key,
+                expected,
+                next,
+            } => {
+                result.op = OpKind::Cas;
+                let current = self.map.get(&key).map(Vec::as_slice);
+                result.ok = current == expected.as_deref().map(|v| v.as_slice());
+                if result.ok {
+                    let next = next.map(ByteBuf::into_vec);
+                    result.value = next.clone();
+                    self.put(&mut result.changes, key, next);
+                } else {
+                    result.value = current.map(<[u8]>::to_vec);
+                }
+            }
+            Command::Batch { ops } => {
+                result.op = OpKind::Batch;
+                for op in ops {
+                    match op {
+                        BatchOp::Set { key, value } => {
+                            self.put(&mut result.changes, key, Some(value.into_vec()))
+                        }
+                        BatchOp::Delete { key } => self.put(&mut result.changes, key, None),
+                    };
+                }
+            }
+            Command::Raw(data) => result.data = Some(data.into_vec()),
+        }
+        result
+    }
+
+    /// Writes or removes one key, records the change, returns the previous value.
+    fn put(
+        &mut self,
+        changes: &mut Vec<KeyChange>,
+        key: String,
+        value: Option<Vec<u8>>,
+    ) -> Option<Vec<u8>> {
+        let prev = match &value {
+            Some(v) => self.map.insert(key.clone(), v.clone()),
+            None => self.map.remove(&key),
+        };
+        if value.is_some() || prev.is_some() {
+            changes.push(KeyChange {
+                key,
+                value,
+                prev: prev.clone(),
+            });
+        }
+        prev
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn b(s: &str) -> ByteBuf {
+        ByteBuf::from(s.as_bytes().to_vec())
+    }
+
+    #[test]
+    fn commands_round_trip() {
+        let cmds = [
+            Command::Set {
+                key: "k".into(),
+                value: b("v"),
+            },
+            Command::Delete { key: "k".into() },
+            Command::Cas {
+                key: "k".into(),
+                expected: None,
+                next: Some(b("1")),
+            },
+            Command::Batch {
+                ops: vec![
+                    BatchOp::Set {
+                        key: "a".into(),
+                        value: b("1"),
+                    },
+                    BatchOp::Delete { key: "b".into() },
+                ],
+            },
+            Command::Raw(b("raw")),
+        ];
+        for cmd in cmds {
+            assert_eq!(Command::decode(&cmd.encode()).unwrap(), cmd);
+        }
+        assert!(Command::decode(b"\xc1garbage").is_err());
+    }
+
+    #[test]
+    fn apply_table() {
+        let mut kv = KvStore::default();
+        // (case, command, expected ok, expected value, keys changed)
+        let cases: Vec<(&str, Command, bool, Option<&str>, usize)> = vec![
+            (
+                "set new",
+                Command::Set {
+                    key: "a".into(),
+                    value: b("1"),
+                },
+                true,
+                None,
+                1,
+            ),
+            (
+                "set again returns prev",
+                Command::Set {
+                    key: "a".into(),
+                    value: b("2"),
+                },
+                true,
+                Some("1"),
+                1,
+            ),
+            (
+                "cas match",
+                Command::Cas {
+                    key: "a".into(),
+                    expected: Some(b("2")),
+                    next: Some(b("3")),
+                },
+                true,
+                Some("3"),
+                1,
+            ),
+            (
+                "cas mismatch",
+                Command::Cas {
+                    key: "a".into(),
+                    expected: Some(b("2")),
+                    next: Some(b("4")),
+                },
+                false,
+                Some("3"),
+                0,
+            ),
+            (
+                "cas absent fails on present",
+                Command::Cas {
+                    key: "a".into(),
+                    expected: None,
+                    next: Some(b("9")),
+                },
+                false,
+                Some("3"),
+                0,
+            ),
+            (
+                "cas absent on absent",
+                Command::Cas {
+                    key: "z".into(),
+                    expected: None,
+                    next: Some(b("1")),
+                },
+                true,
+                Some("1"),
+                1,
+            ),
+            (
+                "delete existing",
+                Command::Delete { key: "z".into() },
+                true,
+                Some("1"),
+                1,
+            ),
+            (
+                "delete missing",
+                Command::Delete { key: "z".into() },
+                false,
+                None,
+                0,
+            ),
+            (
+                "batch",
+                Command::Batch {
+                    ops: vec![
+                        BatchOp::Set {
+                            key: "b".into(),
+                            value: b("x"),
+                        },
+                        BatchOp::Delete { key: "a".into() },
+                    ],
+                },
+                true,
+                None,
+                2,
+            ),
+        ];
+        for (case, cmd, ok, value, changed) in cases {
+            let r = kv.apply(cmd);
+            assert_eq!(r.ok, ok, "{case}: ok");
+            assert_eq!(
+                r.value.as_deref(),
+                value.map(str::as_bytes),
+                "{case}: value"
+            );
+            assert_eq!(r.changes.len(), changed, "{case}: changes");
+        }
+        assert_eq!(kv.range(""), vec![("b".to_string(), b"x".to_vec())]);
+    }
+
+    #[test]
+    fn range_is_prefix_bounded_and_sorted() {
+        let mut kv = KvStore::default();
+        for k in ["u/2", "u/1", "v/1", "u", "t"] {
+            kv.apply(Command::Set {
+                key: k.into(),
+                value: b(k),
+            });
+        }
+        let keys: Vec<_> = kv.range("u/").into_iter().map(|(k, _)| k).collect();
+        assert_eq!(keys, ["u/1", "u/2"]);
+    }
+
+    #[test]
+    fn keys_are_validated() {
+        assert!(Command::Set {
+            key: "".into(),
+            value: b("")
+        }
+        .validate()
+        .is_err());
+        assert!(Command::Delete {
+            key: "k".repeat(MAX_KEY_BYTES + 1)
+        }
+        .validate()
+        .is_err());
+        assert!(Command::Batch {
+            ops: vec![BatchOp::Delete { key: "".into() }]
+        }
+        .validate()
+        .is_err());
+        assert!(Command::Raw(b("")).validate().is_ok());
+    }
+}

@@ -1,0 +1,28 @@
+//! Routes the raft crate's `slog` records into `tracing`, so that one subscriber (and the
+//! node's log level) governs every log line of the engine.
+
+use slog::{o, Drain, Level, OwnedKVList, Record};
+
+/// A `slog` drain that re-emits each record as a `tracing` event with target `raft`.
+struct TracingDrain;
+
+impl Drain for TracingDrain {
+    type Ok = ();
+    type Err = slog::Never;
+
+    fn log(&self, record: &Record<'_>, _values: &OwnedKVList) -> Result<(), slog::Never> {
+        let msg = record.msg();
+        match record.level() {
+            Level::Critical | Level::Error => tracing::error!(target: "raft", "{msg}"),
+            Level::Warning => tracing::warn!(target: "raft", "{msg}"),
+            Level::Info => tracing::debug!(target: "raft", "{msg}"),
+            Level::Debug | Level::Trace => tracing::trace!(target: "raft", "{msg}"),
+        }
+        Ok(())
+    }
+}
+
+/// The logger handed to the raft crate for the node `name`.
+pub fn raft_logger(name: &str) -> slog::Logger {
+    slog::Logger::root(TracingDrain, o!("node" => name.to_string()))
+}

@@ -1,0 +1,111 @@
+//! Starting a node: bind, build the core, spawn the driver.
+
+use std::sync::{Arc, RwLock};
+
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+
+use crate::config::Config;
+use crate::core::Core;
+use crate::driver::Driver;
+use crate::error::Result;
+use crate::events::Event;
+use crate::handle::NodeHandle;
+use crate::ids::raft_id;
+use crate::kv::KvStore;
+use crate::storage::mem_storage;
+use crate::transport::Transport;
+
+/// Requests queued to the driver before callers wait.
+const REQUEST_QUEUE: usize = 4096;
+/// Inbound frames queued to the driver before connections wait.
+const INBOUND_QUEUE: usize = 1024;
+
+/// The receiving end of a node's events: one `Vec` per Ready, in order.
+pub type EventStream = mpsc::UnboundedReceiver<Vec<Event>>;
+
+/// A running node: its handle, its event stream and its driver task.
+pub struct Node {
+    handle: NodeHandle,
+    events: Option<EventStream>,
+    driver: JoinHandle<()>,
+}
+
+/// Validates `config`, binds the listener and starts the node (in memory). Must run inside a
+/// tokio runtime. Fails with `AddrInUse`, `Invalid` or `Storage`, leaving nothing running.
+pub async fn start(config: Config) -> Result<Node> {
+    config.validate()?;
+    let mut voters: Vec<u64> = config.peers.keys().map(|p| raft_id(p)).collect();
+    voters.push(raft_id(&config.name));
+    voters.sort_unstable();
+    voters.dedup();
+    let kv = Arc::new(RwLock::new(KvStore::default()));
+    let core = Core::new(&config, mem_storage(voters), Arc::clone(&kv))?;
+
+    let (inbound_tx, inbound_rx) = mpsc::channel(INBOUND_QUEUE);
+    let listen = config.listen_addr();
+    let (transport, addr) = Transport::start(
+        &config.name,
+        &config.cluster_id,
+        &listen,
+        &config.peers,
+        inbound_tx,
+    )
+    .await?;
+    let url = match config.peers.get(&config.name) {
+        Some(url) if !url.is_empty() => url.clone(),
+        _ => format!("ws://{addr}"),
+    };
+    let (requests_tx, requests_rx) = mpsc::channel(REQUEST_QUEUE);
+    let (events_tx, events_rx) = mpsc::unbounded_channel();
+    let (status_tx, status_rx) = watch::channel(core.status());
+    let handle = NodeHandle::new(
+        config.name.clone(),
+        requests_tx,
+        status_rx,
+        kv,
+        transport.control(),
+        addr,
+        url,
+    );
+    let driver = Driver {
+        core,
+        transport,
+        requests: requests_rx,
+        inbound: inbound_rx,
+        events: events_tx,
+        status: status_tx,
+        tick: config.ticks().0,
+    };
+    let driver = tokio::spawn(driver.run());
+    Ok(Node {
+        handle,
+        events: Some(events_rx),
+        driver,
+    })
+}
+
+impl Node {
+    /// A handle to the node.
+    pub fn handle(&self) -> NodeHandle {
+        self.handle.clone()
+    }
+
+    /// The event stream (once; later calls return `None`).
+    pub fn take_events(&mut self) -> Option<EventStream> {
+        self.events.take()
+    }
+
+    /// Graceful stop (see [`NodeHandle::stop`]).
+    pub async fn stop(self) {
+        self.handle.stop().await;
+        let _ = self.driver.await;
+    }
+
+    /// Abrupt stop, as if the process died: the driver is aborted mid-flight with no
+    /// flush, no goodbye to peers. Returns once its sockets are dropped.
+    pub async fn kill(self) {
+        self.driver.abort();
+        let _ = self.driver.await;
+    }
+}

@@ -1,0 +1,178 @@
+//! Inbound side: accepts peers, checks their handshake, and hands their raft messages to the
+//! driver. Anything malformed closes that one connection with a logged reason.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use futures_util::{SinkExt, StreamExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinSet;
+use tokio_tungstenite::tungstenite::Message as WsMessage;
+use tokio_tungstenite::WebSocketStream;
+
+use super::{close_with_reason, ws_config, Inbound, Shared, HANDSHAKE_TIMEOUT};
+use crate::ids::{raft_id, validate_name};
+use crate::wire::{decode_raft_message, Frame, MAX_MESSAGES_PER_FRAME, PROTOCOL_VERSION};
+
+/// Accepts connections until the task is aborted; connection tasks die with it.
+pub(super) async fn run(
+    shared: Arc<Shared>,
+    listener: TcpListener,
+    inbound: mpsc::Sender<Inbound>,
+) {
+    let mut connections = JoinSet::new();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((tcp, addr)) => {
+                    let _ = tcp.set_nodelay(true);
+                    connections.spawn(serve(Arc::clone(&shared), tcp, addr, inbound.clone()));
+                }
+                Err(e) => {
+                    tracing::warn!(node = %shared.name, "accept failed: {e}");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+            },
+            Some(_) = connections.join_next() => {}
+        }
+    }
+}
+
+/// Serves one inbound connection: handshake, then raft frames until it closes.
+async fn serve(
+    shared: Arc<Shared>,
+    tcp: TcpStream,
+    addr: SocketAddr,
+    inbound: mpsc::Sender<Inbound>,
+) {
+    let ws = tokio::time::timeout(
+        HANDSHAKE_TIMEOUT,
+        tokio_tungstenite::accept_async_with_config(tcp, Some(ws_config())),
+    )
+    .await;
+    let mut ws = match ws {
+        Ok(Ok(ws)) => ws,
+        Ok(Err(e)) => {
+            tracing::warn!(node = %shared.name, %addr, "closed inbound connection: not a WebSocket upgrade: {e}");
+            return;
+        }
+        Err(_) => {
+            tracing::warn!(node = %shared.name, %addr, "closed inbound connection: upgrade timed out");
+            return;
+        }
+    };
+    let from = match handshake(&shared, &mut ws).await {
+        Ok(from) => from,
+        Err(reason) => {
+            tracing::warn!(node = %shared.name, %addr, "refused peer: {reason}");
+            close_with_reason(&mut ws, &reason).await;
+            return;
+        }
+    };
+    tracing::debug!(node = %shared.name, peer = %from, %addr, "peer connected");
+    let (reject_tx, mut reject_rx) = watch::channel(None::<String>);
+    let reject_tx = Arc::new(reject_tx);
+    let sender_id = raft_id(&from);
+    let reason = loop {
+        let next = tokio::select! {
+            next = ws.next() => next,
+            _ = reject_rx.changed() => {
+                break reject_rx.borrow().clone().unwrap_or_default();
+            }
+        };
+        let bytes = match next {
+            Some(Ok(WsMessage::Binary(bytes))) => bytes,
+            Some(Ok(WsMessage::Ping(_) | WsMessage::Pong(_))) => continue,
+            Some(Ok(WsMessage::Close(_))) | None => return,
+            Some(Ok(WsMessage::Text(_) | WsMessage::Frame(_))) => {
+                break "unexpected non-binary message".to_string()
+            }
+            Some(Err(e)) => break format!("read failed: {e}"),
+        };
+        let messages = match decode_raft_frame(&bytes, sender_id) {
+            Ok(messages) => messages,
+            Err(reason) => break reason,
+        };
+        if messages.is_empty() || shared.faults.is_blocked(&from) {
+            continue;
+        }
+        let frame = Inbound {
+            from: from.clone(),
+            messages,
+            reject: Arc::clone(&reject_tx),
+        };
+        if inbound.send(frame).await.is_err() {
+            return; // the node is stopping
+        }
+    };
+    tracing::warn!(node = %shared.name, peer = %from, %addr, "closed connection: {reason}");
+    close_with_reason(&mut ws, &reason).await;
+}
+
+/// Reads and checks the dialer's Hello, answers Welcome; returns the dialer's name.
+async fn handshake(shared: &Shared, ws: &mut WebSocketStream<TcpStream>) -> Result<String, String> {
+    let first = tokio::time::timeout(HANDSHAKE_TIMEOUT, ws.next())
+        .await
+        .map_err(|_| "no handshake within the time limit".to_string())?;
+    let bytes = match first {
+        Some(Ok(WsMessage::Binary(bytes))) => bytes,
+        Some(Ok(_)) => return Err("handshake must be a binary frame".into()),
+        Some(Err(e)) => return Err(format!("read failed: {e}")),
+        None => return Err("closed before the handshake".into()),
+    };
+    let Frame::Hello {
+        version,
+        cluster_id,
+        from,
+        to,
+    } = Frame::decode(&bytes)?
+    else {
+        return Err("the first frame must be a handshake".into());
+    };
+    if version != PROTOCOL_VERSION {
+        return Err(format!(
+            "protocol version {version} is not {PROTOCOL_VERSION}"
+        ));
+    }
+    if cluster_id != shared.cluster_id {
+        return Err(format!("wrong cluster id {cluster_id:?}"));
+    }
+    if to != shared.name {
+        return Err(format!("wrong receiver {to:?}: this is {:?}", shared.name));
+    }
+    validate_name(&from).map_err(|e| format!("invalid sender name: {e}"))?;
+    if from == shared.name {
+        return Err("a node cannot dial itself".into());
+    }
+    let welcome = Frame::Welcome {
+        version: PROTOCOL_VERSION,
+    };
+    ws.send(WsMessage::Binary(welcome.encode().into()))
+        .await
+        .map_err(|e| format!("cannot answer the handshake: {e}"))?;
+    Ok(from)
+}
+
+/// Decodes a raft frame from the peer whose raft id is `sender_id`.
+fn decode_raft_frame(bytes: &[u8], sender_id: u64) -> Result<Vec<raft::eraftpb::Message>, String> {
+    let Frame::Raft { messages } = Frame::decode(bytes)? else {
+        return Err("expected a raft frame".into());
+    };
+    if messages.len() > MAX_MESSAGES_PER_FRAME {
+        return Err(format!("{} messages in one frame", messages.len()));
+    }
+    messages
+        .iter()
+        .map(|bytes| {
+            let m = decode_raft_message(bytes)?;
+            if m.from != sender_id {
+                return Err(format!(
+                    "message claims sender {} on another peer's connection",
+                    m.from
+                ));
+            }
+            Ok(m)
+        })
+        .collect()
+}

@@ -1,0 +1,224 @@
+//! The peer transport: one WebSocket listener per node for inbound traffic, and per peer one
+//! outbound connection with its own bounded queue and writer task, so that a slow or dead peer
+//! never stalls the driver (Raft tolerates the messages dropped when a queue is full).
+
+mod fault;
+mod listener;
+mod peer;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use raft::eraftpb::Message;
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinSet;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+
+pub use fault::FaultFilter;
+
+use crate::error::{Error, Result};
+use crate::ids::{raft_id, validate_name};
+use crate::wire::MAX_FRAME_BYTES;
+
+/// Raft message batches a peer's queue holds before new ones are dropped.
+const PEER_QUEUE_BATCHES: usize = 1024;
+/// Time allowed for the WebSocket upgrade plus our handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Raft messages received from one peer in one frame.
+pub struct Inbound {
+    /// The sender's name, as proven by the handshake.
+    pub from: String,
+    pub messages: Vec<Message>,
+    /// Closes the connection that carried the frame, with the reason (hostile content).
+    pub reject: Arc<watch::Sender<Option<String>>>,
+}
+
+/// State shared by the driver side, the control side and the connection tasks.
+struct Shared {
+    name: String,
+    cluster_id: String,
+    faults: FaultFilter,
+    peers: RwLock<HashMap<u64, PeerLink>>,
+    tasks: Mutex<JoinSet<()>>,
+    runtime: tokio::runtime::Handle,
+}
+
+/// The driver's way to one peer.
+struct PeerLink {
+    name: String,
+    url: watch::Sender<String>,
+    queue: mpsc::Sender<Vec<Message>>,
+}
+
+fn ws_config() -> WebSocketConfig {
+    WebSocketConfig::default()
+        .max_message_size(Some(MAX_FRAME_BYTES))
+        .max_frame_size(Some(MAX_FRAME_BYTES))
+}
+
+/// The driver's side of the transport.
+pub(crate) struct Transport {
+    shared: Arc<Shared>,
+}
+
+/// The control side: peer addresses and fault injection, usable from any handle.
+#[derive(Clone)]
+pub struct TransportControl {
+    shared: Arc<Shared>,
+}
+
+impl Transport {
+    /// Binds `listen`, starts accepting peers and dials `peers` (name -> URL, may be empty).
+    /// Inbound frames go to `inbound`. Returns the bound address.
+    pub(crate) async fn start(
+        name: &str,
+        cluster_id: &str,
+        listen: &str,
+        peers: &std::collections::BTreeMap<String, String>,
+        inbound: mpsc::Sender<Inbound>,
+    ) -> Result<(Transport, SocketAddr)> {
+        let listener = TcpListener::bind(listen)
+            .await
+            .map_err(|e| match e.kind() {
+                std::io::ErrorKind::AddrInUse => Error::AddrInUse(listen.to_string()),
+                _ => Error::Invalid(format!("cannot listen on {listen}: {e}")),
+            })?;
+        let addr = listener
+            .local_addr()
+            .map_err(|e| Error::Invalid(format!("cannot read the bound address: {e}")))?;
+        let shared = Arc::new(Shared {
+            name: name.to_string(),
+            cluster_id: cluster_id.to_string(),
+            faults: FaultFilter::default(),
+            peers: RwLock::new(HashMap::new()),
+            tasks: Mutex::new(JoinSet::new()),
+            runtime: tokio::runtime::Handle::current(),
+        });
+        shared.spawn(listener::run(Arc::clone(&shared), listener, inbound));
+        let control = TransportControl {
+            shared: Arc::clone(&shared),
+        };
+        for (peer, url) in peers.iter().filter(|(peer, _)| *peer != name) {
+            control.set_peer_url(peer, url)?;
+        }
+        Ok((Transport { shared }, addr))
+    }
+
+    /// The control side of this transport.
+    pub(crate) fn control(&self) -> TransportControl {
+        TransportControl {
+            shared: Arc::clone(&self.shared),
+        }
+    }
+
+    /// Queues messages for their peers, grouped per peer. Never waits: a full queue, an
+    /// unknown peer or a blocked one drops the message.
+    pub(crate) fn send(&self, messages: Vec<Message>) {
+        let mut per_peer: HashMap<u64, Vec<Message>> = HashMap::new();
+        for m in messages {
+            per_peer.entry(m.to).or_default().push(m);
+        }
+        let peers = self.shared.peers.read().unwrap_or_else(|p| p.into_inner());
+        for (to, batch) in per_peer {
+            let Some(link) = peers.get(&to) else {
+                tracing::trace!(node = %self.shared.name, to, "no address for peer; dropped");
+                continue;
+            };
+            if self.shared.faults.is_blocked(&link.name) {
+                continue;
+            }
+            if link.queue.try_send(batch).is_err() {
+                tracing::debug!(node = %self.shared.name, peer = %link.name, "peer queue full; dropped");
+            }
+        }
+    }
+
+    /// Stops every connection and the listener, and waits until the port is released.
+    pub(crate) async fn shutdown(self) {
+        self.shared
+            .peers
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
+        let mut tasks =
+            std::mem::take(&mut *self.shared.tasks.lock().unwrap_or_else(|p| p.into_inner()));
+        tasks.shutdown().await;
+    }
+}
+
+impl Shared {
+    fn spawn(&self, task: impl std::future::Future<Output = ()> + Send + 'static) {
+        self.tasks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .spawn_on(task, &self.runtime);
+    }
+}
+
+impl TransportControl {
+    /// Sets (or changes) the URL at which `peer` listens; a writer task is started for a
+    /// peer seen for the first time, and an existing one reconnects to the new URL.
+    pub fn set_peer_url(&self, peer: &str, url: &str) -> Result<()> {
+        validate_name(peer).map_err(|e| Error::Invalid(format!("invalid peer name: {e}")))?;
+        if !url.is_empty() {
+            crate::config::parse_ws_url(url).map_err(Error::Invalid)?;
+        }
+        if peer == self.shared.name {
+            return Ok(());
+        }
+        let mut peers = self.shared.peers.write().unwrap_or_else(|p| p.into_inner());
+        if let Some(link) = peers.get(&raft_id(peer)) {
+            link.url.send_replace(url.to_string());
+            return Ok(());
+        }
+        let (url_tx, url_rx) = watch::channel(url.to_string());
+        let (queue_tx, queue_rx) = mpsc::channel(PEER_QUEUE_BATCHES);
+        self.shared.spawn(peer::run(
+            Arc::clone(&self.shared),
+            peer.to_string(),
+            url_rx,
+            queue_rx,
+        ));
+        peers.insert(
+            raft_id(peer),
+            PeerLink {
+                name: peer.to_string(),
+                url: url_tx,
+                queue: queue_tx,
+            },
+        );
+        Ok(())
+    }
+
+    /// The fault switch of this node.
+    pub fn faults(&self) -> &FaultFilter {
+        &self.shared.faults
+    }
+}
+
+/// Closes a WebSocket with a policy-violation code and a reason (cut to the 123 bytes a
+/// close frame allows).
+async fn close_with_reason<S>(ws: &mut tokio_tungstenite::WebSocketStream<S>, reason: &str)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    use futures_util::SinkExt;
+    use tokio_tungstenite::tungstenite::protocol::frame::{coding::CloseCode, CloseFrame};
+    let mut cut = reason.len().min(123);
+    while !reason.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    let frame = CloseFrame {
+        code: CloseCode::Policy,
+        reason: reason[..cut].to_string().into(),
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        let _ = ws.close(Some(frame)).await;
+        let _ = ws.flush().await;
+    })
+    .await;
+}

@@ -1,0 +1,133 @@
+//! Outbound side: one task per peer dials it, proves who we are, and writes queued raft
+//! messages, many per frame. On failure it redials with jittered exponential backoff and
+//! discards what queues meanwhile (Raft resends what matters).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use backon::{BackoffBuilder, ExponentialBuilder};
+use futures_util::{SinkExt, StreamExt};
+use raft::eraftpb::Message;
+use tokio::sync::{mpsc, watch};
+use tokio_tungstenite::tungstenite::Message as WsMessage;
+
+use super::{ws_config, Shared, HANDSHAKE_TIMEOUT};
+use crate::wire::{Frame, MAX_MESSAGES_PER_FRAME, PROTOCOL_VERSION};
+
+type PeerSocket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+fn backoff() -> impl Iterator<Item = Duration> {
+    ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(20))
+        .with_max_delay(Duration::from_secs(2))
+        .with_jitter()
+        .without_max_times()
+        .build()
+}
+
+/// Runs until aborted: dial, write, redial.
+pub(super) async fn run(
+    shared: Arc<Shared>,
+    peer: String,
+    mut url: watch::Receiver<String>,
+    mut queue: mpsc::Receiver<Vec<Message>>,
+) {
+    let mut delays = backoff();
+    loop {
+        let target = url.borrow_and_update().clone();
+        if !target.is_empty() {
+            match dial(&shared, &peer, &target).await {
+                Ok(ws) => {
+                    delays = backoff();
+                    tracing::debug!(node = %shared.name, %peer, "connected");
+                    if let Err(reason) = pump(ws, &mut queue, &mut url).await {
+                        tracing::debug!(node = %shared.name, %peer, "connection lost: {reason}");
+                    }
+                }
+                Err(reason) => {
+                    tracing::debug!(node = %shared.name, %peer, url = %target, "dial failed: {reason}")
+                }
+            }
+        }
+        // Wait before the next dial, discarding stale messages; a new URL dials at once.
+        let pause = tokio::time::sleep(delays.next().unwrap_or(Duration::from_secs(2)));
+        tokio::pin!(pause);
+        loop {
+            tokio::select! {
+                _ = &mut pause => break,
+                changed = url.changed() => if changed.is_ok() { break } else { return },
+                batch = queue.recv() => if batch.is_none() { return },
+            }
+        }
+    }
+}
+
+/// Connects and performs the handshake.
+async fn dial(shared: &Shared, peer: &str, url: &str) -> Result<PeerSocket, String> {
+    let attempt = async {
+        let (mut ws, _) =
+            tokio_tungstenite::connect_async_with_config(url, Some(ws_config()), true)
+                .await
+                .map_err(|e| e.to_string())?;
+        let hello = Frame::Hello {
+            version: PROTOCOL_VERSION,
+            cluster_id: shared.cluster_id.clone(),
+            from: shared.name.clone(),
+            to: peer.to_string(),
+        };
+        ws.send(WsMessage::Binary(hello.encode().into()))
+            .await
+            .map_err(|e| e.to_string())?;
+        match ws.next().await {
+            Some(Ok(WsMessage::Binary(bytes))) => match Frame::decode(&bytes)? {
+                Frame::Welcome { .. } => Ok(ws),
+                _ => Err("unexpected handshake answer".to_string()),
+            },
+            Some(Ok(WsMessage::Close(Some(close)))) => {
+                tracing::warn!(node = %shared.name, %peer, "peer refused us: {}", close.reason);
+                Err(format!("refused: {}", close.reason))
+            }
+            Some(Ok(_)) | None => Err("closed during the handshake".to_string()),
+            Some(Err(e)) => Err(e.to_string()),
+        }
+    };
+    tokio::time::timeout(HANDSHAKE_TIMEOUT, attempt)
+        .await
+        .map_err(|_| "handshake timed out".to_string())?
+}
+
+/// Writes queued batches, packing whatever is waiting into one frame, until the connection
+/// fails or the peer's URL changes.
+async fn pump(
+    ws: PeerSocket,
+    queue: &mut mpsc::Receiver<Vec<Message>>,
+    url: &mut watch::Receiver<String>,
+) -> Result<(), String> {
+    let (mut sink, mut stream) = ws.split();
+    loop {
+        let mut batch = tokio::select! {
+            batch = queue.recv() => match batch {
+                Some(batch) => batch,
+                None => return Ok(()),
+            },
+            // The listener never sends after the handshake: anything here is a close.
+            incoming = stream.next() => return Err(match incoming {
+                Some(Ok(WsMessage::Close(Some(close)))) => format!("closed by peer: {}", close.reason),
+                Some(Err(e)) => e.to_string(),
+                _ => "closed by peer".to_string(),
+            }),
+            _ = url.changed() => return Ok(()),
+        };
+        while batch.len() < MAX_MESSAGES_PER_FRAME {
+            match queue.try_recv() {
+                Ok(mut more) => batch.append(&mut more),
+                Err(_) => break,
+            }
+        }
+        let frame = Frame::raft(&batch).encode();
+        sink.send(WsMessage::Binary(frame.into()))
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+}

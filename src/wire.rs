@@ -1,0 +1,110 @@
+//! The peer protocol on the wire: MessagePack frames inside binary WebSocket messages.
+//!
+//! A connection carries traffic one way, dialer -> listener. The dialer opens with
+//! [`Frame::Hello`]; the listener checks it and answers [`Frame::Welcome`] or closes the socket
+//! with the reason. After that the dialer sends [`Frame::Raft`] frames, each holding many
+//! prost-encoded raft messages.
+
+use prost::Message as _;
+use raft::eraftpb::Message;
+use serde::{Deserialize, Serialize};
+use serde_bytes::ByteBuf;
+
+/// Version of this protocol; peers must speak the same one.
+pub const PROTOCOL_VERSION: u32 = 1;
+/// Largest WebSocket message accepted; larger ones close the connection before decoding.
+pub const MAX_FRAME_BYTES: usize = 64 << 20;
+/// Most raft messages packed into one frame.
+pub const MAX_MESSAGES_PER_FRAME: usize = 4096;
+
+/// One WebSocket message of the peer protocol.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Frame {
+    /// Dialer -> listener, first frame: who is calling whom, in which cluster.
+    Hello {
+        version: u32,
+        cluster_id: String,
+        from: String,
+        to: String,
+    },
+    /// Listener -> dialer: the handshake passed.
+    Welcome { version: u32 },
+    /// Dialer -> listener: raft messages, each prost-encoded.
+    Raft { messages: Vec<ByteBuf> },
+}
+
+impl Frame {
+    /// MessagePack bytes of the frame.
+    pub fn encode(&self) -> Vec<u8> {
+        rmp_serde::to_vec(self).expect("frames always encode")
+    }
+
+    /// Parses a frame, whose size the caller has already bounded.
+    pub fn decode(bytes: &[u8]) -> Result<Frame, String> {
+        rmp_serde::from_slice(bytes)
+            .map_err(|e| format!("malformed frame: {}", printable(&e.to_string())))
+    }
+
+    /// A raft frame holding `messages`.
+    pub fn raft(messages: &[Message]) -> Frame {
+        Frame::Raft {
+            messages: messages
+                .iter()
+                .map(|m| ByteBuf::from(m.encode_to_vec()))
+                .collect(),
+        }
+    }
+}
+
+/// A decoder's message made safe to log: hostile bytes echoed in it are escaped and cut.
+fn printable(text: &str) -> String {
+    text.chars()
+        .take(120)
+        .flat_map(char::escape_default)
+        .collect()
+}
+
+/// Decodes one prost-encoded raft message.
+pub fn decode_raft_message(bytes: &[u8]) -> Result<Message, String> {
+    Message::decode(bytes).map_err(|e| format!("malformed raft message: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use raft::eraftpb::MessageType;
+
+    #[test]
+    fn frames_round_trip() {
+        let mut m = Message::default();
+        m.set_msg_type(MessageType::MsgHeartbeat);
+        m.to = 2;
+        m.from = 1;
+        m.term = 7;
+        let frames = [
+            Frame::Hello {
+                version: 1,
+                cluster_id: "c".into(),
+                from: "a".into(),
+                to: "b".into(),
+            },
+            Frame::Welcome { version: 1 },
+            Frame::raft(&[m.clone(), m.clone()]),
+        ];
+        for f in frames {
+            assert_eq!(Frame::decode(&f.encode()).unwrap(), f);
+        }
+        let Frame::Raft { messages } = Frame::raft(std::slice::from_ref(&m)) else {
+            unreachable!()
+        };
+        assert_eq!(decode_raft_message(&messages[0]).unwrap(), m);
+    }
+
+    #[test]
+    fn garbage_is_an_error_not_a_panic() {
+        for bytes in [&b""[..], b"\x81\xa4Raft", b"\xff\xff\xff", b"\x92\x01"] {
+            assert!(Frame::decode(bytes).is_err(), "{bytes:?}");
+        }
+        assert!(decode_raft_message(b"\xff\xff\xff\xff").is_err());
+    }
+}

@@ -1,0 +1,269 @@
+//! A loopback cluster for the engine tests: real nodes, real WebSockets on 127.0.0.1 with
+//! ephemeral ports, an event recorder per node, and a check that no term ever had two leaders.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use raftline::{AppliedEntry, Config, Event, Node, NodeHandle, Role};
+
+/// Generous bound for conditions that normally hold within milliseconds.
+pub const DEADLINE: Duration = Duration::from_secs(10);
+
+/// What the nodes reported, shared with the recorder tasks.
+#[derive(Default)]
+pub struct Record {
+    /// Applied entries per node, in the order delivered.
+    pub applied: HashMap<String, Vec<AppliedEntry>>,
+    /// Who became leader in each term.
+    pub leaders: HashMap<u64, String>,
+    /// Terms in which two nodes became leader (must stay empty).
+    pub violations: Vec<String>,
+    /// Fatal faults reported by nodes (must stay empty).
+    pub failures: Vec<String>,
+}
+
+pub struct Cluster {
+    pub names: Vec<String>,
+    nodes: HashMap<String, Node>,
+    pub handles: HashMap<String, NodeHandle>,
+    pub record: Arc<Mutex<Record>>,
+}
+
+pub fn init_tracing() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .with_test_writer()
+        .try_init();
+}
+
+/// Heartbeat 10 ms, election 50 ms.
+pub fn fast(config: &mut Config) {
+    config.heartbeat = Duration::from_millis(10);
+    config.election_timeout = Duration::from_millis(50);
+}
+
+impl Cluster {
+    /// Starts `size` nodes named n1..nN with `tune` applied to each config.
+    pub async fn start(size: usize, tune: impl Fn(&mut Config)) -> Cluster {
+        init_tracing();
+        let names: Vec<String> = (1..=size).map(|i| format!("n{i}")).collect();
+        let record = Arc::new(Mutex::new(Record::default()));
+        let mut nodes = HashMap::new();
+        let mut handles = HashMap::new();
+        for name in &names {
+            let mut config = Config::new(name.clone());
+            config.listen = Some("127.0.0.1:0".into());
+            config.peers = names.iter().map(|n| (n.clone(), String::new())).collect();
+            tune(&mut config);
+            let mut node = raftline::start(config).await.expect("node starts");
+            spawn_recorder(name.clone(), &mut node, Arc::clone(&record));
+            handles.insert(name.clone(), node.handle());
+            nodes.insert(name.clone(), node);
+        }
+        for a in handles.values() {
+            for b in handles.values() {
+                a.set_peer_url(b.name(), b.url()).expect("url");
+            }
+        }
+        Cluster {
+            names,
+            nodes,
+            handles,
+            record,
+        }
+    }
+
+    pub fn node(&self, name: &str) -> &NodeHandle {
+        &self.handles[name]
+    }
+
+    /// Handles of the nodes still running.
+    pub fn live(&self) -> Vec<&NodeHandle> {
+        self.names
+            .iter()
+            .filter(|n| self.nodes.contains_key(*n))
+            .map(|n| &self.handles[n])
+            .collect()
+    }
+
+    /// Waits until exactly one live node leads and every live node in `among` follows it.
+    pub async fn wait_for_leader_among(&self, among: &[&str]) -> String {
+        let outcome = wait_until(DEADLINE, || {
+            let statuses: Vec<_> = among.iter().map(|n| self.handles[*n].status()).collect();
+            let leaders: Vec<_> = statuses.iter().filter(|s| s.role == Role::Leader).collect();
+            match leaders.as_slice() {
+                [one]
+                    if statuses
+                        .iter()
+                        .all(|s| s.leader.as_deref() == Some(one.name.as_str())) =>
+                {
+                    Some(one.name.clone())
+                }
+                _ => None,
+            }
+        })
+        .await;
+        outcome.unwrap_or_else(|| {
+            panic!(
+                "no single agreed leader among {among:?}: {:?}",
+                self.describe()
+            )
+        })
+    }
+
+    pub async fn wait_for_leader(&self) -> String {
+        let live: Vec<String> = self.live().iter().map(|h| h.name().to_string()).collect();
+        let live: Vec<&str> = live.iter().map(String::as_str).collect();
+        self.wait_for_leader_among(&live).await
+    }
+
+    pub fn describe(&self) -> Vec<String> {
+        self.live()
+            .iter()
+            .map(|h| {
+                let s = h.status();
+                format!(
+                    "{}:{:?} t{} lead={:?} applied={}",
+                    s.name, s.role, s.term, s.leader, s.applied_index
+                )
+            })
+            .collect()
+    }
+
+    /// Kills a node abruptly (no handoff, no goodbye).
+    pub async fn kill(&mut self, name: &str) {
+        let node = self.nodes.remove(name).expect("node is running");
+        node.kill().await;
+    }
+
+    /// Drops all traffic between the two groups, both ways.
+    pub fn partition(&self, a: &[&str], b: &[&str]) {
+        for x in a {
+            for y in b {
+                self.handles[*x].faults().block(y);
+                self.handles[*y].faults().block(x);
+            }
+        }
+    }
+
+    pub fn heal(&self) {
+        for h in self.handles.values() {
+            h.faults().clear();
+        }
+    }
+
+    /// Waits until every live node has applied the same entries, and returns them.
+    pub async fn wait_converged(&self) -> Vec<(u64, u64)> {
+        let live: Vec<String> = self.live().iter().map(|h| h.name().to_string()).collect();
+        let converged = wait_until(DEADLINE, || {
+            let record = self.record.lock().unwrap();
+            let logs: Vec<Vec<(u64, u64)>> = live
+                .iter()
+                .map(|n| {
+                    record
+                        .applied
+                        .get(n)
+                        .map(|entries| entries.iter().map(|e| (e.index, e.term)).collect())
+                        .unwrap_or_default()
+                })
+                .collect();
+            let commit = self
+                .live()
+                .iter()
+                .map(|h| h.status().commit_index)
+                .max()
+                .unwrap_or(0);
+            let applied_all = self
+                .live()
+                .iter()
+                .all(|h| h.status().applied_index == commit);
+            (applied_all && logs.windows(2).all(|w| w[0] == w[1])).then(|| logs[0].clone())
+        })
+        .await;
+        converged.unwrap_or_else(|| panic!("logs did not converge: {:?}", self.describe()))
+    }
+
+    /// Full applied sequences per node.
+    pub fn applied(&self, name: &str) -> Vec<AppliedEntry> {
+        self.record
+            .lock()
+            .unwrap()
+            .applied
+            .get(name)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// Asserts that no term had two leaders and that no node failed.
+    pub fn assert_safe(&self) {
+        let record = self.record.lock().unwrap();
+        assert!(
+            record.violations.is_empty(),
+            "two leaders in one term: {:?}",
+            record.violations
+        );
+        assert!(
+            record.failures.is_empty(),
+            "nodes failed: {:?}",
+            record.failures
+        );
+    }
+
+    pub async fn stop(mut self) {
+        self.assert_safe();
+        for (_, node) in self.nodes.drain() {
+            node.stop().await;
+        }
+    }
+}
+
+fn spawn_recorder(name: String, node: &mut Node, record: Arc<Mutex<Record>>) {
+    let mut events = node.take_events().expect("events");
+    tokio::spawn(async move {
+        while let Some(batch) = events.recv().await {
+            let mut record = record.lock().unwrap();
+            for event in batch {
+                match event {
+                    Event::Applied(entries) => record
+                        .applied
+                        .entry(name.clone())
+                        .or_default()
+                        .extend(entries),
+                    Event::RoleChanged {
+                        role: Role::Leader,
+                        term,
+                        ..
+                    } => {
+                        if let Some(other) = record.leaders.get(&term) {
+                            if *other != name {
+                                let v = format!("term {term}: {other} and {name}");
+                                record.violations.push(v);
+                            }
+                        }
+                        record.leaders.insert(term, name.clone());
+                    }
+                    Event::Failed(why) => record.failures.push(format!("{name}: {why}")),
+                    _ => {}
+                }
+            }
+        }
+    });
+}
+
+/// Re-evaluates `check` every few milliseconds until it yields a value or `deadline` passes.
+pub async fn wait_until<T>(deadline: Duration, mut check: impl FnMut() -> Option<T>) -> Option<T> {
+    let end = Instant::now() + deadline;
+    loop {
+        if let Some(v) = check() {
+            return Some(v);
+        }
+        if Instant::now() >= end {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}

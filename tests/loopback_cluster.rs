@@ -1,0 +1,263 @@
+//! Clusters over real WebSockets on 127.0.0.1: election, replication order, linearizable
+//! follower reads, failover after a leader is killed, and a leader partitioned away.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{fast, wait_until, Cluster, DEADLINE};
+use raftline::{BatchOp, Consistency, Error, Role, WriteOptions};
+use serde_bytes::ByteBuf;
+
+fn opts() -> WriteOptions {
+    WriteOptions::default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn single_node_elects_itself_and_writes() {
+    let cluster = Cluster::start(1, fast).await;
+    assert_eq!(cluster.wait_for_leader().await, "n1");
+    let n1 = cluster.node("n1");
+    let out = n1.set("k", b"v".to_vec(), opts()).await.expect("write");
+    assert!(out.index > 0);
+    assert_eq!(
+        n1.get("k", Consistency::Linearizable).await.unwrap(),
+        Some(b"v".to_vec())
+    );
+    cluster.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_and_five_node_clusters_elect_exactly_one_leader() {
+    for size in [3, 5] {
+        let cluster = Cluster::start(size, |_| {}).await;
+        let leader = cluster.wait_for_leader().await;
+        let leaders: Vec<_> = cluster
+            .live()
+            .iter()
+            .filter(|h| h.status().role == Role::Leader)
+            .map(|h| h.name().to_string())
+            .collect();
+        assert_eq!(
+            leaders,
+            vec![leader.clone()],
+            "size {size}: exactly one leader"
+        );
+        let term = cluster.node(&leader).status().term;
+        for h in cluster.live() {
+            assert_eq!(
+                h.status().term,
+                term,
+                "size {size}: {} agrees on the term",
+                h.name()
+            );
+        }
+        cluster.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_from_every_node_apply_in_the_same_order_everywhere() {
+    let cluster = Cluster::start(3, fast).await;
+    cluster.wait_for_leader().await;
+    let mut writers = Vec::new();
+    for (i, name) in cluster.names.iter().enumerate() {
+        let h = cluster.node(name).clone();
+        writers.push(tokio::spawn(async move {
+            for j in 0..40u32 {
+                let key = format!("k{}", j % 7);
+                let result = match j % 5 {
+                    0 => h.set(&key, format!("{i}-{j}").into_bytes(), opts()).await,
+                    1 => h.delete(&key, opts()).await,
+                    2 => h.cas(&key, None, Some(vec![i as u8]), opts()).await,
+                    3 => {
+                        let ops = vec![
+                            BatchOp::Set {
+                                key: format!("b{i}"),
+                                value: ByteBuf::from(vec![j as u8]),
+                            },
+                            BatchOp::Delete { key: key.clone() },
+                        ];
+                        h.batch(ops, opts()).await
+                    }
+                    _ => h.propose_raw(vec![i as u8, j as u8], opts()).await,
+                };
+                result.unwrap_or_else(|e| panic!("write {j} on node {i}: {e}"));
+            }
+        }));
+    }
+    for w in writers {
+        w.await.unwrap();
+    }
+    let log = cluster.wait_converged().await;
+    assert_eq!(log.len(), 120, "every write applied exactly once");
+    let reference = cluster.applied("n1");
+    for name in &cluster.names {
+        assert_eq!(
+            cluster.applied(name),
+            reference,
+            "{name} applied the same entries, changes included"
+        );
+    }
+    // The states are identical too.
+    let state = cluster
+        .node("n1")
+        .entries("", Consistency::Local)
+        .await
+        .unwrap();
+    for name in &cluster.names {
+        assert_eq!(
+            cluster
+                .node(name)
+                .entries("", Consistency::Local)
+                .await
+                .unwrap(),
+            state,
+            "{name} state"
+        );
+    }
+    cluster.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn linearizable_follower_read_sees_a_write_acknowledged_elsewhere() {
+    let cluster = Cluster::start(3, fast).await;
+    let leader = cluster.wait_for_leader().await;
+    let followers: Vec<&String> = cluster.names.iter().filter(|n| **n != leader).collect();
+    for i in 0..30u32 {
+        // Alternate: write on the leader or on one follower, read on the other follower.
+        let (writer, reader) = if i % 2 == 0 {
+            (leader.as_str(), followers[0].as_str())
+        } else {
+            (followers[0].as_str(), followers[1].as_str())
+        };
+        let key = format!("lin{i}");
+        cluster
+            .node(writer)
+            .set(&key, i.to_le_bytes().to_vec(), opts())
+            .await
+            .unwrap();
+        let seen = cluster
+            .node(reader)
+            .get(&key, Consistency::Linearizable)
+            .await
+            .unwrap();
+        assert_eq!(
+            seen,
+            Some(i.to_le_bytes().to_vec()),
+            "round {i}: {reader} reads {writer}'s write"
+        );
+    }
+    cluster.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_the_leader_fails_over_well_under_a_second() {
+    let mut cluster = Cluster::start(3, fast).await;
+    let old = cluster.wait_for_leader().await;
+    cluster
+        .node(&old)
+        .set("before", b"1".to_vec(), opts())
+        .await
+        .unwrap();
+    let killed_at = Instant::now();
+    cluster.kill(&old).await;
+    let survivor = cluster.names.iter().find(|n| **n != old).unwrap().clone();
+    // Retry on the survivors until a write is accepted: that is the failover time.
+    let accepted = loop {
+        match cluster
+            .node(&survivor)
+            .set(
+                "after",
+                b"2".to_vec(),
+                WriteOptions {
+                    timeout: Duration::from_millis(300),
+                    forward: true,
+                },
+            )
+            .await
+        {
+            Ok(_) => break killed_at.elapsed(),
+            Err(Error::NoLeader | Error::Timeout { .. }) if killed_at.elapsed() < DEADLINE => {
+                tokio::time::sleep(Duration::from_millis(2)).await
+            }
+            Err(e) => panic!("unexpected error during failover: {e}"),
+        }
+    };
+    let new = cluster.wait_for_leader().await;
+    assert_ne!(new, old);
+    assert!(
+        accepted < Duration::from_secs(1),
+        "failover took {accepted:?}"
+    );
+    eprintln!("failover (leader killed -> write accepted): {accepted:?}");
+    for h in cluster.live() {
+        assert_eq!(
+            h.get("before", Consistency::Linearizable).await.unwrap(),
+            Some(b"1".to_vec()),
+            "{}",
+            h.name()
+        );
+    }
+    cluster.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partitioned_leader_steps_down_and_rejoins_as_follower() {
+    let cluster = Cluster::start(3, fast).await;
+    let old = cluster.wait_for_leader().await;
+    cluster
+        .node(&old)
+        .set("k", b"before".to_vec(), opts())
+        .await
+        .unwrap();
+    let majority: Vec<&str> = cluster
+        .names
+        .iter()
+        .map(String::as_str)
+        .filter(|n| *n != old)
+        .collect();
+    cluster.partition(&[old.as_str()], &majority);
+
+    // check-quorum: the cut-off leader steps down on its own.
+    let stepped_down = wait_until(DEADLINE, || {
+        (cluster.node(&old).status().role != Role::Leader).then_some(())
+    })
+    .await;
+    assert!(
+        stepped_down.is_some(),
+        "old leader {old} still leads: {:?}",
+        cluster.describe()
+    );
+    let new = cluster.wait_for_leader_among(&majority).await;
+    assert_ne!(new, old);
+    for i in 0..10u32 {
+        cluster
+            .node(majority[i as usize % 2])
+            .set(&format!("m{i}"), vec![i as u8], opts())
+            .await
+            .unwrap();
+    }
+    // The old leader cannot serve a linearizable read while cut off.
+    assert!(cluster
+        .node(&old)
+        .get("k", Consistency::Linearizable)
+        .await
+        .is_err());
+
+    cluster.heal();
+    let after = cluster.wait_for_leader().await;
+    assert_ne!(
+        after, old,
+        "pre-vote: the returning node must not depose the leader"
+    );
+    cluster
+        .node(&old)
+        .set("healed", b"yes".to_vec(), opts())
+        .await
+        .unwrap();
+    let log = cluster.wait_converged().await;
+    assert_eq!(log.len(), 12);
+    assert_eq!(cluster.node(&old).get_local("m9"), Some(vec![9]));
+    cluster.stop().await;
+}

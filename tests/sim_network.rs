@@ -1,0 +1,395 @@
+//! Deterministic tests over an in-memory network: the nodes' cores are driven step by step,
+//! with links cut, nodes isolated and the network recovered between steps (raft-rs harness
+//! style). No sockets, no clock: time is `tick()`, delivery is explicit.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::{Arc, RwLock};
+
+use raft::eraftpb::Message;
+use raft::storage::MemStorage;
+use raftline::core::{Core, WriteOutcome};
+use raftline::ids::raft_id;
+use raftline::kv::{Command, KvStore};
+use raftline::storage::mem_storage;
+use raftline::{Config, Error, Event, Role};
+use serde_bytes::ByteBuf;
+use tokio::sync::oneshot;
+
+struct Sim {
+    names: Vec<String>,
+    cores: HashMap<String, Core<MemStorage>>,
+    /// (from, to) links that drop everything.
+    cut: HashSet<(String, String)>,
+    queue: VecDeque<Message>,
+    /// (index, term) of every applied entry, per node.
+    applied: HashMap<String, Vec<(u64, u64)>>,
+    /// Who became leader in each term.
+    leaders: HashMap<u64, String>,
+}
+
+impl Sim {
+    fn new(size: usize) -> Sim {
+        let names: Vec<String> = (1..=size).map(|i| format!("n{i}")).collect();
+        let voters: Vec<u64> = names.iter().map(|n| raft_id(n)).collect();
+        let cores = names
+            .iter()
+            .map(|name| {
+                let mut config = Config::new(name.clone());
+                config.peers = names.iter().map(|n| (n.clone(), String::new())).collect();
+                let kv = Arc::new(RwLock::new(KvStore::default()));
+                let core = Core::new(&config, mem_storage(voters.clone()), kv).unwrap();
+                (name.clone(), core)
+            })
+            .collect();
+        Sim {
+            names,
+            cores,
+            cut: HashSet::new(),
+            queue: VecDeque::new(),
+            applied: HashMap::new(),
+            leaders: HashMap::new(),
+        }
+    }
+
+    fn name_of(&self, id: u64) -> String {
+        self.names
+            .iter()
+            .find(|n| raft_id(n) == id)
+            .cloned()
+            .expect("known id")
+    }
+
+    fn cut(&mut self, a: &str, b: &str) {
+        self.cut.insert((a.into(), b.into()));
+        self.cut.insert((b.into(), a.into()));
+    }
+
+    fn isolate(&mut self, a: &str) {
+        for b in self.names.clone() {
+            if b != a {
+                self.cut(a, &b);
+            }
+        }
+    }
+
+    fn recover(&mut self) {
+        self.cut.clear();
+    }
+
+    /// Handles every Ready and delivers every message until the network is quiet.
+    fn settle(&mut self, case: &str) {
+        for _ in 0..10_000 {
+            let mut busy = false;
+            for name in self.names.clone() {
+                let core = self.cores.get_mut(&name).unwrap();
+                if !core.has_ready() {
+                    continue;
+                }
+                busy = true;
+                let queue = &mut self.queue;
+                let events = core.handle_ready(&mut |msgs| queue.extend(msgs)).unwrap();
+                for event in events {
+                    match event {
+                        Event::Applied(entries) => self
+                            .applied
+                            .entry(name.clone())
+                            .or_default()
+                            .extend(entries.iter().map(|e| (e.index, e.term))),
+                        Event::RoleChanged {
+                            role: Role::Leader,
+                            term,
+                            ..
+                        } => {
+                            let previous = self.leaders.insert(term, name.clone());
+                            assert!(
+                                previous.is_none() || previous.as_ref() == Some(&name),
+                                "{case}: two leaders in term {term}"
+                            );
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            while let Some(m) = self.queue.pop_front() {
+                busy = true;
+                let (from, to) = (self.name_of(m.from), self.name_of(m.to));
+                if !self.cut.contains(&(from, to.clone())) {
+                    self.cores
+                        .get_mut(&to)
+                        .unwrap()
+                        .step(m)
+                        .unwrap_or_else(|e| panic!("{case}: refused a correct message: {e}"));
+                }
+            }
+            if !busy {
+                return;
+            }
+        }
+        panic!("{case}: the network never settled");
+    }
+
+    /// Ticks every node `n` times, settling after each tick.
+    fn tick(&mut self, n: usize, case: &str) {
+        for _ in 0..n {
+            for core in self.cores.values_mut() {
+                core.tick();
+            }
+            self.settle(case);
+        }
+    }
+
+    fn role(&self, name: &str) -> Role {
+        self.cores[name].status().role
+    }
+
+    fn term(&self, name: &str) -> u64 {
+        self.cores[name].status().term
+    }
+
+    fn leaders_among(&self, names: &[&str]) -> Vec<String> {
+        names
+            .iter()
+            .filter(|n| self.role(n) == Role::Leader)
+            .map(|n| n.to_string())
+            .collect()
+    }
+
+    fn propose(
+        &mut self,
+        on: &str,
+        key: &str,
+        value: &str,
+    ) -> oneshot::Receiver<Result<WriteOutcome, Error>> {
+        let (tx, rx) = oneshot::channel();
+        let command = Command::Set {
+            key: key.into(),
+            value: ByteBuf::from(value.as_bytes().to_vec()),
+        };
+        self.cores.get_mut(on).unwrap().propose(command, true, tx);
+        rx
+    }
+}
+
+/// One election scenario: set up faults, let `campaigner` campaign, check who leads.
+struct ElectionCase {
+    name: &'static str,
+    size: usize,
+    isolate: &'static [&'static str],
+    cut: &'static [(&'static str, &'static str)],
+    campaigner: &'static str,
+    expect_leader: Option<&'static str>,
+    /// Terms of nodes other than the campaigner must not move (pre-vote).
+    others_keep_term: bool,
+}
+
+#[test]
+fn elections_table() {
+    let cases = [
+        ElectionCase {
+            name: "3 nodes, n1 campaigns",
+            size: 3,
+            isolate: &[],
+            cut: &[],
+            campaigner: "n1",
+            expect_leader: Some("n1"),
+            others_keep_term: false,
+        },
+        ElectionCase {
+            name: "5 nodes, n3 campaigns",
+            size: 5,
+            isolate: &[],
+            cut: &[],
+            campaigner: "n3",
+            expect_leader: Some("n3"),
+            others_keep_term: false,
+        },
+        ElectionCase {
+            name: "isolated node cannot win",
+            size: 3,
+            isolate: &["n1"],
+            cut: &[],
+            campaigner: "n1",
+            expect_leader: None,
+            others_keep_term: true,
+        },
+        ElectionCase {
+            name: "minority side cannot win",
+            size: 5,
+            isolate: &[],
+            cut: &[
+                ("n1", "n3"),
+                ("n1", "n4"),
+                ("n1", "n5"),
+                ("n2", "n3"),
+                ("n2", "n4"),
+                ("n2", "n5"),
+            ],
+            campaigner: "n1",
+            expect_leader: None,
+            others_keep_term: true,
+        },
+        ElectionCase {
+            name: "majority side wins despite a cut minority",
+            size: 5,
+            isolate: &[],
+            cut: &[
+                ("n1", "n3"),
+                ("n1", "n4"),
+                ("n1", "n5"),
+                ("n2", "n3"),
+                ("n2", "n4"),
+                ("n2", "n5"),
+            ],
+            campaigner: "n4",
+            expect_leader: Some("n4"),
+            others_keep_term: false,
+        },
+        ElectionCase {
+            name: "one cut link does not stop a 3-node election",
+            size: 3,
+            isolate: &[],
+            cut: &[("n1", "n2")],
+            campaigner: "n1",
+            expect_leader: Some("n1"),
+            others_keep_term: false,
+        },
+    ];
+    for case in cases {
+        let mut sim = Sim::new(case.size);
+        for n in case.isolate {
+            sim.isolate(n);
+        }
+        for (a, b) in case.cut {
+            sim.cut(a, b);
+        }
+        let terms_before: Vec<u64> = sim.names.iter().map(|n| sim.term(n)).collect();
+        sim.cores
+            .get_mut(case.campaigner)
+            .unwrap()
+            .campaign()
+            .unwrap();
+        sim.settle(case.name);
+        let names: Vec<&str> = sim.names.iter().map(String::as_str).collect();
+        let leaders = sim.leaders_among(&names);
+        match case.expect_leader {
+            Some(l) => assert_eq!(leaders, vec![l.to_string()], "{}: leaders", case.name),
+            None => assert!(
+                leaders.is_empty(),
+                "{}: expected no leader, got {leaders:?}",
+                case.name
+            ),
+        }
+        if case.others_keep_term {
+            for (i, n) in sim.names.iter().enumerate() {
+                if n != case.campaigner {
+                    assert_eq!(
+                        sim.term(n),
+                        terms_before[i],
+                        "{}: {n} kept its term",
+                        case.name
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn elections_happen_by_ticking_alone() {
+    for size in [1, 3, 5] {
+        let case = format!("{size} nodes ticking");
+        let mut sim = Sim::new(size);
+        let names: Vec<String> = sim.names.clone();
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        for _ in 0..200 {
+            sim.tick(1, &case);
+            if !sim.leaders_among(&names).is_empty() {
+                break;
+            }
+        }
+        assert_eq!(sim.leaders_among(&names).len(), 1, "{case}: one leader");
+    }
+}
+
+#[test]
+fn proposals_from_any_node_replicate_in_one_order() {
+    let case = "replication";
+    let mut sim = Sim::new(3);
+    sim.cores.get_mut("n1").unwrap().campaign().unwrap();
+    sim.settle(case);
+    let mut replies = Vec::new();
+    for i in 0..30 {
+        let on = ["n1", "n2", "n3"][i % 3];
+        replies.push((on, sim.propose(on, &format!("k{i}"), on)));
+        if i % 4 == 0 {
+            sim.settle(case);
+        }
+    }
+    sim.settle(case);
+    for (on, mut rx) in replies {
+        let outcome = rx
+            .try_recv()
+            .unwrap_or_else(|e| panic!("{case}: proposal on {on} unanswered: {e}"));
+        assert!(outcome.is_ok(), "{case}: proposal on {on}: {outcome:?}");
+    }
+    let reference = &sim.applied["n1"];
+    assert_eq!(reference.len(), 30, "{case}: all applied");
+    for n in ["n2", "n3"] {
+        assert_eq!(
+            &sim.applied[n], reference,
+            "{case}: {n} applied the same sequence"
+        );
+    }
+}
+
+#[test]
+fn partitioned_leader_is_replaced_and_its_log_converges_after_recovery() {
+    let case = "partition and recover";
+    let mut sim = Sim::new(3);
+    sim.cores.get_mut("n1").unwrap().campaign().unwrap();
+    sim.settle(case);
+    let mut committed = sim.propose("n1", "a", "1");
+    sim.settle(case);
+    assert!(
+        matches!(committed.try_recv(), Ok(Ok(_))),
+        "{case}: first write commits"
+    );
+
+    sim.isolate("n1");
+    // Written on the cut-off leader: can never commit.
+    let mut lost = sim.propose("n1", "lost", "x");
+    sim.tick(100, case);
+    assert_ne!(
+        sim.role("n1"),
+        Role::Leader,
+        "{case}: check-quorum made n1 step down"
+    );
+    let majority_leader = sim.leaders_among(&["n2", "n3"]);
+    assert_eq!(
+        majority_leader.len(),
+        1,
+        "{case}: majority elected a leader"
+    );
+    let mut after = sim.propose("n2", "b", "2");
+    sim.settle(case);
+    assert!(
+        matches!(after.try_recv(), Ok(Ok(_))),
+        "{case}: majority commits"
+    );
+
+    sim.recover();
+    sim.tick(50, case);
+    assert!(
+        lost.try_recv().is_err(),
+        "{case}: the write of the cut-off leader never applied"
+    );
+    let reference = sim.applied["n2"].clone();
+    for n in ["n1", "n3"] {
+        assert_eq!(sim.applied[n], reference, "{case}: {n} converged");
+    }
+    let leaders = sim.leaders_among(&["n1", "n2", "n3"]);
+    assert_eq!(
+        leaders, majority_leader,
+        "{case}: the majority's leader kept its place"
+    );
+}
