@@ -171,7 +171,7 @@ async fn killing_the_leader_fails_over_well_under_a_second() {
                 "after",
                 b"2".to_vec(),
                 WriteOptions {
-                    timeout: Duration::from_millis(300),
+                    timeout: Duration::from_millis(50),
                     forward: true,
                 },
             )
@@ -259,5 +259,124 @@ async fn partitioned_leader_steps_down_and_rejoins_as_follower() {
     let log = cluster.wait_converged().await;
     assert_eq!(log.len(), 12);
     assert_eq!(cluster.node(&old).get_local("m9"), Some(vec![9]));
+    cluster.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn errors_say_what_happened() {
+    let cluster = Cluster::start(3, |c| {
+        fast(c);
+        c.max_proposal_bytes = 1024;
+    })
+    .await;
+    let leader = cluster.wait_for_leader().await;
+    let follower = cluster
+        .names
+        .iter()
+        .find(|n| **n != leader)
+        .unwrap()
+        .clone();
+    let f = cluster.node(&follower);
+
+    // (case, result, expected code)
+    let no_forward = WriteOptions {
+        forward: false,
+        ..opts()
+    };
+    let cases = vec![
+        (
+            "follower write without forwarding",
+            f.set("k", vec![1], no_forward).await.map(|_| ()),
+            "ERR_NOT_LEADER",
+        ),
+        (
+            "oversized proposal",
+            f.set("k", vec![0; 2048], opts()).await.map(|_| ()),
+            "ERR_TOO_LARGE",
+        ),
+        (
+            "empty key",
+            f.set("", vec![1], opts()).await.map(|_| ()),
+            "ERR_INVALID",
+        ),
+        (
+            "transfer from a follower",
+            f.transfer_leadership(None, DEADLINE).await.map(|_| ()),
+            "ERR_NOT_LEADER",
+        ),
+    ];
+    for (case, result, code) in cases {
+        assert_eq!(result.expect_err(case).code(), code, "{case}");
+    }
+    match f.set("k", vec![1], no_forward).await {
+        Err(Error::NotLeader { leader: l }) => {
+            assert_eq!(l.as_deref(), Some(leader.as_str()), "names the leader")
+        }
+        other => panic!("expected NotLeader, got {other:?}"),
+    }
+
+    // Cut off, the follower soon knows it has no leader: writes and reads fail fast.
+    let others: Vec<&str> = cluster
+        .names
+        .iter()
+        .map(String::as_str)
+        .filter(|n| *n != follower)
+        .collect();
+    cluster.partition(&[follower.as_str()], &others);
+    let leaderless = wait_until(DEADLINE, || f.status().leader.is_none().then_some(())).await;
+    assert!(leaderless.is_some(), "isolated follower forgets the leader");
+    let started = Instant::now();
+    assert_eq!(
+        f.set("k", vec![1], opts()).await.unwrap_err(),
+        Error::NoLeader
+    );
+    assert_eq!(
+        f.get("k", Consistency::Linearizable).await.unwrap_err(),
+        Error::NoLeader
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "fail fast, took {:?}",
+        started.elapsed()
+    );
+    cluster.heal();
+    cluster.wait_for_leader().await;
+
+    // A write whose deadline passes reports an unknown outcome.
+    let leader_handle = cluster.node(&cluster.wait_for_leader().await).clone();
+    cluster.partition(
+        &[leader_handle.name()],
+        &others
+            .iter()
+            .copied()
+            .filter(|n| *n != leader_handle.name())
+            .chain([follower.as_str()])
+            .collect::<Vec<_>>(),
+    );
+    let short = WriteOptions {
+        timeout: Duration::from_millis(20),
+        forward: true,
+    };
+    match leader_handle.set("maybe", vec![1], short).await {
+        Err(
+            e @ Error::Timeout {
+                unknown_outcome: true,
+                ..
+            },
+        ) => assert_eq!(e.code(), "ERR_TIMEOUT"),
+        Err(Error::NoLeader) => {} // it had already stepped down: never proposed
+        other => panic!("expected an unknown outcome, got {other:?}"),
+    }
+    cluster.heal();
+
+    // Stopped nodes refuse work and release their port.
+    let addr = f.local_addr();
+    f.stop().await;
+    assert_eq!(
+        f.set("k", vec![1], opts()).await.unwrap_err(),
+        Error::Stopped
+    );
+    assert_eq!(f.status().role, Role::Stopped);
+    std::net::TcpListener::bind(addr).expect("the stopped node's port is free again");
     cluster.stop().await;
 }

@@ -85,10 +85,14 @@ async fn serve(
             Some(Ok(WsMessage::Binary(bytes))) => bytes,
             Some(Ok(WsMessage::Ping(_) | WsMessage::Pong(_))) => continue,
             Some(Ok(WsMessage::Close(_))) | None => return,
+            // The peer went away (stopped, killed, network): not its fault, nothing to answer.
+            Some(Err(e)) => {
+                tracing::debug!(node = %shared.name, peer = %from, %addr, "connection lost: {e}");
+                return;
+            }
             Some(Ok(WsMessage::Text(_) | WsMessage::Frame(_))) => {
                 break "unexpected non-binary message".to_string()
             }
-            Some(Err(e)) => break format!("read failed: {e}"),
         };
         let messages = match decode_raft_frame(&bytes, sender_id) {
             Ok(messages) => messages,

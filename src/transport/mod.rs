@@ -43,7 +43,8 @@ struct Shared {
     cluster_id: String,
     faults: FaultFilter,
     peers: RwLock<HashMap<u64, PeerLink>>,
-    tasks: Mutex<JoinSet<()>>,
+    /// Every task of the transport; `None` once the transport is shut down or dropped.
+    tasks: Mutex<Option<JoinSet<()>>>,
     runtime: tokio::runtime::Handle,
 }
 
@@ -95,7 +96,7 @@ impl Transport {
             cluster_id: cluster_id.to_string(),
             faults: FaultFilter::default(),
             peers: RwLock::new(HashMap::new()),
-            tasks: Mutex::new(JoinSet::new()),
+            tasks: Mutex::new(Some(JoinSet::new())),
             runtime: tokio::runtime::Handle::current(),
         });
         shared.spawn(listener::run(Arc::clone(&shared), listener, inbound));
@@ -139,23 +140,39 @@ impl Transport {
 
     /// Stops every connection and the listener, and waits until the port is released.
     pub(crate) async fn shutdown(self) {
-        self.shared
-            .peers
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .clear();
-        let mut tasks =
-            std::mem::take(&mut *self.shared.tasks.lock().unwrap_or_else(|p| p.into_inner()));
-        tasks.shutdown().await;
+        if let Some(mut tasks) = self.shared.take_tasks() {
+            tasks.shutdown().await;
+        }
+    }
+}
+
+/// A driver that ends without `shutdown` (a killed node) still takes its sockets down:
+/// dropping the task set aborts every task.
+impl Drop for Transport {
+    fn drop(&mut self) {
+        drop(self.shared.take_tasks());
     }
 }
 
 impl Shared {
+    /// Spawns a transport task, unless the transport is already down.
     fn spawn(&self, task: impl std::future::Future<Output = ()> + Send + 'static) {
-        self.tasks
+        if let Some(tasks) = self
+            .tasks
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .spawn_on(task, &self.runtime);
+            .as_mut()
+        {
+            tasks.spawn_on(task, &self.runtime);
+        }
+    }
+
+    fn take_tasks(&self) -> Option<JoinSet<()>> {
+        self.peers
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
+        self.tasks.lock().unwrap_or_else(|p| p.into_inner()).take()
     }
 }
 
