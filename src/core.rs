@@ -7,6 +7,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
 
 use raft::eraftpb::{ConfChange, ConfChangeV2, Entry, EntryType, Message, MessageType};
 use raft::raw_node::is_local_msg;
@@ -44,6 +45,9 @@ pub struct Status {
     pub snapshot_index: u64,
     pub voters: Vec<String>,
     pub learners: Vec<String>,
+    /// Leader whose leadership a quorum confirmed within the lease: no other node can have
+    /// been elected meanwhile. This is the `isLeader` of the API, fit for fencing.
+    pub is_leader: bool,
 }
 
 impl Status {
@@ -51,6 +55,7 @@ impl Status {
     pub fn stopped(mut self) -> Status {
         self.role = Role::Stopped;
         self.leader = None;
+        self.is_leader = false;
         self
     }
 }
@@ -83,6 +88,22 @@ pub struct Core<S: LogStore> {
     transfer: Option<Reply<String>>,
     leader: u64,
     role: Role,
+    lease: Lease,
+}
+
+/// The leader's lease. Every heartbeat the leader sends a ReadIndex probe; once a quorum has
+/// acknowledged a probe sent at `t`, no other node can win an election before
+/// `t + election timeout` (with check-quorum, voters that heard from the leader ignore
+/// candidates for one election timeout), less a margin for tick granularity. Time is the
+/// leader's real clock, so a stalled driver cannot stretch the lease.
+struct Lease {
+    /// Length of a confirmed lease.
+    length: Duration,
+    /// Probes in flight: sequence number -> when it was sent.
+    probes: BTreeMap<u64, Instant>,
+    until: Option<Instant>,
+    /// What the last status said.
+    held: bool,
 }
 
 /// Request contexts carry the proposing node's raft id and a sequence number.
@@ -103,7 +124,7 @@ impl<S: LogStore> Core<S> {
     /// A core for `config` over `store`, sharing its key-value state through `kv`.
     pub fn new(config: &Config, store: S, kv: Arc<RwLock<KvStore>>) -> Result<Self> {
         let id = raft_id(&config.name);
-        let (_, heartbeat_ticks, election_ticks) = config.ticks();
+        let (tick, heartbeat_ticks, election_ticks) = config.ticks();
         let raft_config = raft::Config {
             id,
             heartbeat_tick: heartbeat_ticks,
@@ -143,6 +164,12 @@ impl<S: LogStore> Core<S> {
             transfer: None,
             leader: INVALID_ID,
             role: Role::Follower,
+            lease: Lease {
+                length: (tick * election_ticks as u32).saturating_sub(tick * 2),
+                probes: BTreeMap::new(),
+                until: None,
+                held: false,
+            },
         };
         core.role = core.current_role();
         Ok(core)
@@ -168,6 +195,11 @@ impl<S: LogStore> Core<S> {
     pub fn tick(&mut self) {
         self.raw.tick();
         self.ticks += 1;
+        if self.raw.raft.state == StateRole::Leader
+            && self.ticks.is_multiple_of(self.heartbeat_ticks)
+        {
+            self.probe_lease();
+        }
         if self.ticks.is_multiple_of(2 * self.heartbeat_ticks) {
             self.retry_reads();
         }
@@ -336,6 +368,7 @@ impl<S: LogStore> Core<S> {
             snapshot_index: raft.raft_log.first_index() - 1,
             voters,
             learners,
+            is_leader: self.holds_lease(),
         }
     }
 
@@ -383,6 +416,7 @@ impl<S: LogStore> Core<S> {
         }
         self.complete_reads();
         self.diff_leadership(&mut events);
+        events.extend(self.lease_change());
         if !applied.is_empty() {
             events.push(Event::Applied(applied));
         }
@@ -508,11 +542,65 @@ impl<S: LogStore> Core<S> {
     fn record_read_states(&mut self, states: Vec<ReadState>) {
         for state in states {
             if let Some((origin, seq)) = parse_request_context(&state.request_ctx) {
+                if origin == self.id && self.lease.probes.contains_key(&seq) {
+                    self.confirm_lease(seq);
+                    continue;
+                }
                 if let (true, Some(read)) = (origin == self.id, self.reads.get_mut(&seq)) {
                     read.index.get_or_insert(state.index);
                 }
             }
         }
+    }
+
+    /// Sends a lease probe (a ReadIndex round) and forgets probes too old to matter.
+    fn probe_lease(&mut self) {
+        let now = Instant::now();
+        let length = self.lease.length;
+        self.lease
+            .probes
+            .retain(|_, sent| now.duration_since(*sent) < length);
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.lease.probes.insert(seq, now);
+        self.raw.read_index(request_context(self.id, seq));
+    }
+
+    /// A quorum acknowledged probe `seq`: the lease runs from when it was sent.
+    fn confirm_lease(&mut self, seq: u64) {
+        let Some(&sent) = self.lease.probes.get(&seq) else {
+            return;
+        };
+        self.lease.probes = self.lease.probes.split_off(&(seq + 1));
+        let until = sent + self.lease.length;
+        if self.lease.until.is_none_or(|u| u < until) {
+            self.lease.until = Some(until);
+        }
+    }
+
+    /// When the current lease runs out, while one is held.
+    pub fn lease_deadline(&self) -> Option<Instant> {
+        self.lease.until.filter(|_| self.lease.held)
+    }
+
+    /// True while this node leads under a confirmed, unexpired lease.
+    pub fn holds_lease(&self) -> bool {
+        self.raw.raft.state == StateRole::Leader
+            && self.lease.until.is_some_and(|until| Instant::now() < until)
+    }
+
+    /// Reports a lease gained or lost since the last call (the driver calls it every turn,
+    /// so an expiry is seen within a tick even when nothing else happens).
+    pub fn lease_change(&mut self) -> Option<Event> {
+        let held = self.holds_lease();
+        if held == self.lease.held {
+            return None;
+        }
+        self.lease.held = held;
+        Some(Event::LeaseChanged {
+            held,
+            term: self.raw.raft.term,
+        })
     }
 
     fn complete_reads(&mut self) {
@@ -552,6 +640,10 @@ impl<S: LogStore> Core<S> {
         let term = self.raw.raft.term;
         let role = self.current_role();
         if role != self.role {
+            if role != Role::Leader {
+                self.lease.until = None;
+                self.lease.probes.clear();
+            }
             events.push(Event::RoleChanged {
                 role,
                 previous: self.role,

@@ -46,6 +46,7 @@ enum Turn {
     Requests(Vec<Request>),
     Frames(Vec<Inbound>),
     Tick,
+    LeaseExpired,
 }
 
 pub(crate) struct Driver<S: LogStore> {
@@ -72,6 +73,8 @@ impl<S: LogStore> Driver<S> {
                 },
                 Some(first) = self.inbound.recv() => Turn::Frames(drain(first, &mut self.inbound)),
                 _ = ticker.tick() => Turn::Tick,
+                // Wake at the very instant a lease runs out, not a tick later.
+                _ = lease_expiry(self.core.lease_deadline()) => Turn::LeaseExpired,
             };
             let outcome = catch_unwind(AssertUnwindSafe(|| self.turn(turn)));
             match outcome {
@@ -111,6 +114,7 @@ impl<S: LogStore> Driver<S> {
         let mut stop = None;
         match turn {
             Turn::Tick => self.core.tick(),
+            Turn::LeaseExpired => {}
             Turn::Frames(frames) => {
                 for frame in frames {
                     for message in frame.messages {
@@ -137,14 +141,16 @@ impl<S: LogStore> Driver<S> {
                 }
             }
         }
-        if self.core.has_ready() {
+        // A lease can run out on a quiet tick: check it every turn, not only with a Ready.
+        let had_ready = self.core.has_ready();
+        let events = if had_ready {
             let transport = &self.transport;
-            let events = self
-                .core
-                .handle_ready(&mut |messages| transport.send(messages))?;
-            if !events.is_empty() {
-                let _ = self.events.send(events);
-            }
+            self.core
+                .handle_ready(&mut |messages| transport.send(messages))?
+        } else {
+            self.core.lease_change().into_iter().collect()
+        };
+        if had_ready || !events.is_empty() {
             let status = self.core.status();
             self.status.send_if_modified(|current| {
                 let changed = *current != status;
@@ -154,6 +160,9 @@ impl<S: LogStore> Driver<S> {
                 changed
             });
         }
+        if !events.is_empty() {
+            let _ = self.events.send(events);
+        }
         Ok(stop)
     }
 
@@ -161,6 +170,14 @@ impl<S: LogStore> Driver<S> {
         tracing::error!("{error}");
         let _ = self.events.send(vec![Event::Failed(error.to_string())]);
         self.core.fail_all(error);
+    }
+}
+
+/// Completes at `deadline`, or never when there is none.
+async fn lease_expiry(deadline: Option<std::time::Instant>) {
+    match deadline {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
     }
 }
 

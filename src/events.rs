@@ -56,6 +56,9 @@ pub enum Event {
         previous: Role,
         term: u64,
     },
+    /// This leader's lease was confirmed by a quorum (`held`) or ran out / was lost.
+    /// Jobs that must run on one node at a time start and stop on it.
+    LeaseChanged { held: bool, term: u64 },
     /// Entries applied in this Ready, in log order.
     Applied(Vec<AppliedEntry>),
     /// A fault stopped the node (storage failure, internal error); the reason.

@@ -43,6 +43,9 @@ pub enum Consistency {
     /// the leader; works on followers).
     #[default]
     Linearizable,
+    /// Served locally by a leader holding its lease (no round trip); elsewhere as
+    /// `Linearizable`. Relies on bounded clock drift between members.
+    Lease,
     /// This node's applied state, possibly behind the leader.
     Local,
 }
@@ -233,10 +236,19 @@ impl NodeHandle {
 
     /// The value at `key`.
     pub async fn get(&self, key: &str, consistency: Consistency) -> Result<Option<Vec<u8>>> {
-        if consistency == Consistency::Linearizable {
-            self.read_barrier(DEFAULT_TIMEOUT).await?;
-        }
+        self.barrier_for(consistency).await?;
         Ok(self.get_local(key))
+    }
+
+    /// Waits until a read of the local state meets `consistency`.
+    async fn barrier_for(&self, consistency: Consistency) -> Result<()> {
+        match consistency {
+            Consistency::Local => Ok(()),
+            Consistency::Lease if self.inner.status.borrow().is_leader => Ok(()),
+            Consistency::Lease | Consistency::Linearizable => {
+                self.read_barrier(DEFAULT_TIMEOUT).await.map(|_| ())
+            }
+        }
     }
 
     /// The value at `key` in this node's applied state.
@@ -250,9 +262,7 @@ impl NodeHandle {
         prefix: &str,
         consistency: Consistency,
     ) -> Result<Vec<(String, Vec<u8>)>> {
-        if consistency == Consistency::Linearizable {
-            self.read_barrier(DEFAULT_TIMEOUT).await?;
-        }
+        self.barrier_for(consistency).await?;
         Ok(self.read_kv(|kv| kv.range(prefix)))
     }
 

@@ -211,6 +211,8 @@ async fn partitioned_leader_steps_down_and_rejoins_as_follower() {
         .set("k", b"before".to_vec(), opts())
         .await
         .unwrap();
+    let confirmed = cluster.node(&old).wait_for(DEADLINE, |s| s.is_leader).await;
+    assert!(confirmed.is_ok(), "leader {old} confirms its lease");
     let majority: Vec<&str> = cluster
         .names
         .iter()
@@ -231,6 +233,38 @@ async fn partitioned_leader_steps_down_and_rejoins_as_follower() {
     );
     let new = cluster.wait_for_leader_among(&majority).await;
     assert_ne!(new, old);
+    // Fencing: the old leader's lease ran out before anyone else was elected.
+    {
+        // Events reach the recorder task asynchronously: wait for both.
+        let recorded = wait_until(DEADLINE, || {
+            let record = cluster.record.lock().unwrap();
+            let lost = record
+                .leases
+                .iter()
+                .rev()
+                .find(|(_, n, held)| *n == old && !held);
+            let elected = record.elected.iter().find(|(_, n, _)| *n == new);
+            lost.map(|l| l.0).zip(elected.map(|e| e.0))
+        })
+        .await;
+        let (lost, elected) =
+            recorded.expect("old leader lost its lease and a new one was elected");
+        assert!(
+            lost < elected,
+            "lease of {old} outlived the election of {new} by {:?}",
+            lost - elected
+        );
+        eprintln!("lease lost {:?} before the new election", elected - lost);
+    }
+    assert!(
+        cluster
+            .node(&new)
+            .wait_for(DEADLINE, |s| s.is_leader)
+            .await
+            .is_ok(),
+        "new leader confirms its lease"
+    );
+    assert!(!cluster.node(&old).status().is_leader);
     for i in 0..10u32 {
         cluster
             .node(majority[i as usize % 2])

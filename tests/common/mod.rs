@@ -22,6 +22,29 @@ pub struct Record {
     pub violations: Vec<String>,
     /// Fatal faults reported by nodes (must stay empty).
     pub failures: Vec<String>,
+    /// Lease gained (true) or lost (false), per node, when the event arrived.
+    pub leases: Vec<(Instant, String, bool)>,
+    /// When each node became leader.
+    pub elected: Vec<(Instant, String, u64)>,
+}
+
+impl Record {
+    /// Overlapping lease intervals of different nodes (must stay empty).
+    fn lease_overlaps(&self) -> Vec<String> {
+        let mut holder: Option<&str> = None;
+        let mut overlaps = Vec::new();
+        for (at, name, held) in &self.leases {
+            match (held, holder) {
+                (true, Some(other)) if other != name => overlaps.push(format!(
+                    "{name} gained the lease at {at:?} while {other} held it"
+                )),
+                (true, _) => holder = Some(name),
+                (false, Some(other)) if other == name => holder = None,
+                (false, _) => {}
+            }
+        }
+        overlaps
+    }
 }
 
 pub struct Cluster {
@@ -138,6 +161,12 @@ impl Cluster {
     pub async fn kill(&mut self, name: &str) {
         let node = self.nodes.remove(name).expect("node is running");
         node.kill().await;
+        // A dead node holds nothing: close its lease interval in the record.
+        self.record
+            .lock()
+            .unwrap()
+            .leases
+            .push((Instant::now(), name.to_string(), false));
     }
 
     /// Drops all traffic between the two groups, both ways.
@@ -233,11 +262,15 @@ fn spawn_recorder(name: String, node: &mut Node, record: Arc<Mutex<Record>>) {
                         .entry(name.clone())
                         .or_default()
                         .extend(entries),
+                    Event::LeaseChanged { held, .. } => {
+                        record.leases.push((Instant::now(), name.clone(), held))
+                    }
                     Event::RoleChanged {
                         role: Role::Leader,
                         term,
                         ..
                     } => {
+                        record.elected.push((Instant::now(), name.clone(), term));
                         if let Some(other) = record.leaders.get(&term) {
                             if *other != name {
                                 let v = format!("term {term}: {other} and {name}");
