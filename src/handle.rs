@@ -50,6 +50,23 @@ pub enum Consistency {
     Local,
 }
 
+/// How a read is made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReadOptions {
+    pub consistency: Consistency,
+    /// Deadline of the ReadIndex round, when one is needed.
+    pub timeout: Duration,
+}
+
+impl From<Consistency> for ReadOptions {
+    fn from(consistency: Consistency) -> Self {
+        ReadOptions {
+            consistency,
+            timeout: DEFAULT_TIMEOUT,
+        }
+    }
+}
+
 struct Inner {
     name: String,
     requests: mpsc::Sender<Request>,
@@ -235,18 +252,18 @@ impl NodeHandle {
     }
 
     /// The value at `key`.
-    pub async fn get(&self, key: &str, consistency: Consistency) -> Result<Option<Vec<u8>>> {
-        self.barrier_for(consistency).await?;
+    pub async fn get(&self, key: &str, options: impl Into<ReadOptions>) -> Result<Option<Vec<u8>>> {
+        self.barrier_for(options.into()).await?;
         Ok(self.get_local(key))
     }
 
     /// Waits until a read of the local state meets `consistency`.
-    async fn barrier_for(&self, consistency: Consistency) -> Result<()> {
-        match consistency {
+    async fn barrier_for(&self, options: ReadOptions) -> Result<()> {
+        match options.consistency {
             Consistency::Local => Ok(()),
             Consistency::Lease if self.inner.status.borrow().is_leader => Ok(()),
             Consistency::Lease | Consistency::Linearizable => {
-                self.read_barrier(DEFAULT_TIMEOUT).await.map(|_| ())
+                self.read_barrier(options.timeout).await.map(|_| ())
             }
         }
     }
@@ -260,9 +277,9 @@ impl NodeHandle {
     pub async fn entries(
         &self,
         prefix: &str,
-        consistency: Consistency,
+        options: impl Into<ReadOptions>,
     ) -> Result<Vec<(String, Vec<u8>)>> {
-        self.barrier_for(consistency).await?;
+        self.barrier_for(options.into()).await?;
         Ok(self.read_kv(|kv| kv.range(prefix)))
     }
 

@@ -21,6 +21,7 @@
 //! Ready in the documented order; the transport keeps one bounded queue and writer task per
 //! peer so that no peer can stall the driver.
 
+mod binding;
 pub mod config;
 pub mod core;
 mod driver;
@@ -39,6 +40,6 @@ pub use crate::core::{Status, WriteOutcome};
 pub use config::Config;
 pub use error::{Error, Result};
 pub use events::{AppliedEntry, Event, Role};
-pub use handle::{Consistency, NodeHandle, WriteOptions, DEFAULT_TIMEOUT};
+pub use handle::{Consistency, NodeHandle, ReadOptions, WriteOptions, DEFAULT_TIMEOUT};
 pub use kv::{BatchOp, Command, KeyChange, OpKind};
 pub use node::{start, EventStream, Node};

@@ -1,0 +1,54 @@
+'use strict';
+// RaftError and the translation of native failures into it.
+
+const CODES = Object.freeze([
+  'ERR_NOT_LEADER',
+  'ERR_NO_LEADER',
+  'ERR_TIMEOUT',
+  'ERR_STOPPED',
+  'ERR_TOO_LARGE',
+  'ERR_STORAGE',
+  'ERR_ADDR_IN_USE',
+  'ERR_CONF_CHANGE_IN_PROGRESS',
+  'ERR_UNKNOWN_MEMBER',
+  'ERR_INVALID',
+  'ERR_CONFLICT',
+]);
+
+class RaftError extends Error {
+  /**
+   * @param {string} code one of RaftError.codes
+   * @param {string} message
+   * @param {{ leaderId?: string | null, cause?: unknown }} [extra]
+   */
+  constructor(code, message, extra = {}) {
+    super(message, extra.cause === undefined ? undefined : { cause: extra.cause });
+    this.name = 'RaftError';
+    this.code = code;
+    if (code === 'ERR_NOT_LEADER') this.leaderId = extra.leaderId ?? null;
+  }
+}
+RaftError.codes = CODES;
+
+// The binding reports engine errors as JSON `{code, message, leaderId}` in the message.
+function fromNative(err) {
+  if (err instanceof RaftError) return err;
+  const text = err && typeof err.message === 'string' ? err.message : String(err);
+  try {
+    const parsed = JSON.parse(text);
+    if (parsed && typeof parsed.code === 'string') {
+      return new RaftError(parsed.code, parsed.message, { leaderId: parsed.leaderId });
+    }
+  } catch {
+    // not one of ours: fall through
+  }
+  return new RaftError('ERR_INVALID', text, { cause: err });
+}
+
+function abortError(signal) {
+  const reason = signal && signal.reason;
+  if (reason instanceof Error && reason.name === 'AbortError') return reason;
+  return new DOMException('The operation was aborted', 'AbortError');
+}
+
+module.exports = { RaftError, fromNative, abortError };

@@ -1,0 +1,475 @@
+'use strict';
+// RaftNode: the public class. It validates arguments, encodes values, turns native results
+// into Promises and RaftErrors, and fans each native event batch out as typed events.
+// Consensus, reads and leases all live in the engine.
+
+const { EventEmitter } = require('node:events');
+const { NativeRaftNode } = require('./binding.js');
+const { RaftError, fromNative, abortError } = require('./errors.js');
+const { encode, decode } = require('./codec.js');
+const check = require('./options.js');
+const { WatchQueue } = require('./watch.js');
+const { runWhileLeader } = require('./leadership.js');
+
+// Test clusters build nodes whose peer URLs are learnt after start (ephemeral ports).
+const kInternal = Symbol('raftline.internal');
+
+/** Runs `promise` against an AbortSignal; the underlying operation may still complete. */
+function abortable(promise, signal) {
+  if (!signal) return promise;
+  if (signal.aborted) return Promise.reject(abortError(signal));
+  return new Promise((resolve, reject) => {
+    const onAbort = () => reject(abortError(signal));
+    signal.addEventListener('abort', onAbort, { once: true });
+    promise.then(
+      (v) => {
+        signal.removeEventListener('abort', onAbort);
+        resolve(v);
+      },
+      (e) => {
+        signal.removeEventListener('abort', onAbort);
+        reject(e);
+      },
+    );
+  });
+}
+
+function writeResult(r) {
+  return { index: r.index, term: r.term };
+}
+
+class RaftNode extends EventEmitter {
+  #id;
+  #config;
+  #native = null;
+  #state = 'new'; // new | starting | running | stopping | stopped
+  #address = null;
+  #url = null;
+  #stopping = null;
+  #watchers = new Set();
+  #leaseListeners = new Set();
+  #lastStatus = null;
+
+  /** @param {import('../index').RaftNodeOptions} options */
+  constructor(options, internal = {}) {
+    super();
+    const validated = check.validateOptions(options, { allowUnknownUrls: internal === kInternal });
+    this.#config = validated;
+    this.#id = validated.native.id;
+  }
+
+  get id() {
+    return this.#id;
+  }
+
+  get address() {
+    return this.#address;
+  }
+
+  get url() {
+    return this.#url;
+  }
+
+  async start() {
+    if (this.#state !== 'new') {
+      throw new RaftError('ERR_INVALID', `node ${this.#id} was already started`);
+    }
+    this.#state = 'starting';
+    try {
+      this.#native = new NativeRaftNode(this.#config.native);
+      const { address, url } = await this.#native.start((batch) => this.#onEvents(batch.events));
+      this.#address = address;
+      this.#url = url;
+      this.#state = 'running';
+    } catch (err) {
+      this.#state = 'stopped';
+      this.#native = null;
+      throw fromNative(err);
+    }
+  }
+
+  /** @param {{ transferLeadership?: boolean, timeoutMs?: number }} [opts] */
+  async stop(opts) {
+    const o = check.opts(opts);
+    const transfer = o.transferLeadership === undefined ? true : check.boolean('opts.transferLeadership', o.transferLeadership);
+    const timeoutMs = check.timeout(o.timeoutMs, 'opts.timeoutMs', 2000);
+    if (this.#stopping) return this.#stopping;
+    if (this.#state === 'new' || this.#state === 'stopped') {
+      this.#state = 'stopped';
+      return;
+    }
+    this.#stopping = this.#shutdown(transfer, timeoutMs, false);
+    return this.#stopping;
+  }
+
+  /** Hooks for raftline/testing: peer URLs learnt after start, faults, abrupt kill. */
+  get [kInternal]() {
+    const native = () => {
+      if (this.#state !== 'running') throw new RaftError('ERR_STOPPED', `node ${this.#id} is not running`);
+      return this.#native;
+    };
+    return {
+      setPeerUrl: (peer, url) => native().setPeerUrl(peer, url),
+      blockPeer: (peer) => native().blockPeer(peer),
+      clearFaults: () => this.#state === 'running' && this.#native.clearFaults(),
+      kill: () => {
+        if (!this.#stopping) this.#stopping = this.#shutdown(false, 0, true);
+        return this.#stopping;
+      },
+    };
+  }
+
+  /** Emits a background fault; without a listener it becomes a process warning. */
+  reportError(err) {
+    if (this.listenerCount('error') > 0) this.emit('error', err);
+    else process.emitWarning(`raftline node ${this.#id}: ${err && err.message}`);
+  }
+
+  async #shutdown(transfer, timeoutMs, abrupt) {
+    if (this.#state === 'starting') await new Promise((r) => setImmediate(r));
+    this.#state = 'stopping';
+    this.#notifyLease(); // jobs stop the moment the node begins to stop
+    const native = this.#native;
+    if (transfer && !abrupt && native && this.#status().role === 'leader') {
+      try {
+        await native.transferLeadership(null, timeoutMs);
+      } catch {
+        // no other voter reachable: stop anyway
+      }
+    }
+    if (native) {
+      this.#lastStatus = { ...this.#status(), role: 'stopped', leaderId: null, isLeader: false };
+      await (abrupt ? native.kill() : native.stop());
+    }
+    this.#state = 'stopped';
+    this.#notifyLease();
+    for (const w of this.#watchers) w.close();
+    this.emit('stopped', {});
+  }
+
+  async [Symbol.asyncDispose]() {
+    await this.stop();
+  }
+
+  // ---- status and leadership -------------------------------------------------------------
+
+  #status() {
+    if (this.#state === 'stopped' || this.#state === 'stopping') {
+      return this.#lastStatus ?? { id: this.#id, role: 'stopped', term: 0, leaderId: null, isLeader: false, commitIndex: 0, appliedIndex: 0, lastIndex: 0, snapshotIndex: 0, voters: [], learners: [] };
+    }
+    const s = this.#native && this.#native.status();
+    return s ?? { id: this.#id, role: 'follower', term: 0, leaderId: null, isLeader: false, commitIndex: 0, appliedIndex: 0, lastIndex: 0, snapshotIndex: 0, voters: [], learners: [] };
+  }
+
+  get role() {
+    return this.#state === 'stopped' || this.#state === 'stopping' ? 'stopped' : this.#status().role;
+  }
+
+  get leaderId() {
+    return this.#status().leaderId ?? null;
+  }
+
+  get term() {
+    return this.#status().term;
+  }
+
+  get isLeader() {
+    return this.#state === 'running' && this.#status().isLeader;
+  }
+
+  status() {
+    const s = this.#status();
+    return {
+      id: this.#id,
+      role: this.role,
+      term: s.term,
+      leaderId: s.leaderId ?? null,
+      commitIndex: s.commitIndex,
+      appliedIndex: s.appliedIndex,
+      lastIndex: s.lastIndex,
+      snapshotIndex: s.snapshotIndex,
+      members: this.members(),
+    };
+  }
+
+  members() {
+    const s = this.#status();
+    const peers = this.#config.native.peers;
+    const member = (id, voter) => ({
+      id,
+      url: id === this.#id ? this.#url : peers[id] || null,
+      voter,
+      health: 'unknown',
+      matchIndex: null,
+      lastContactMs: null,
+    });
+    return [...s.voters.map((id) => member(id, true)), ...s.learners.map((id) => member(id, false))];
+  }
+
+  /** @param {{ timeoutMs?: number, signal?: AbortSignal }} [opts] */
+  waitForLeader(opts) {
+    const o = check.opts(opts);
+    const timeoutMs = check.timeout(o.timeoutMs, 'opts.timeoutMs', 10_000);
+    const signal = check.signal(o.signal);
+    if (signal && signal.aborted) return Promise.reject(abortError(signal));
+    const known = this.leaderId;
+    if (known && this.#state === 'running') return Promise.resolve(known);
+    if (this.#state === 'stopped' || this.#state === 'stopping') {
+      return Promise.reject(new RaftError('ERR_STOPPED', `node ${this.#id} is stopped`));
+    }
+    return new Promise((resolve, reject) => {
+      const done = (fn, v) => {
+        clearTimeout(timer);
+        this.off('leaderChange', onChange);
+        this.off('stopped', onStopped);
+        if (signal) signal.removeEventListener('abort', onAbort);
+        fn(v);
+      };
+      const onChange = (e) => e.leaderId && done(resolve, e.leaderId);
+      const onStopped = () => done(reject, new RaftError('ERR_STOPPED', `node ${this.#id} stopped`));
+      const onAbort = () => done(reject, abortError(signal));
+      const timer = setTimeout(() => done(reject, new RaftError('ERR_TIMEOUT', `no leader within ${timeoutMs} ms`)), timeoutMs);
+      this.on('leaderChange', onChange);
+      this.on('stopped', onStopped);
+      if (signal) signal.addEventListener('abort', onAbort, { once: true });
+    });
+  }
+
+  onLeaderChange(cb) {
+    if (typeof cb !== 'function') throw new TypeError(`cb must be a function, got ${check.typeName(cb)}`);
+    this.on('leaderChange', cb);
+    return () => this.off('leaderChange', cb);
+  }
+
+  /** @param {string} [to] @param {{ timeoutMs?: number }} [opts] */
+  async transferLeadership(to, opts) {
+    if (to !== undefined && to !== null) check.memberName('to', to);
+    const timeoutMs = check.timeout(check.opts(opts).timeoutMs);
+    return this.#call((n) => n.transferLeadership(to ?? null, timeoutMs));
+  }
+
+  runWhileLeader(job, opts) {
+    if (typeof job !== 'function') throw new TypeError(`job must be a function, got ${check.typeName(job)}`);
+    const signal = check.signal(check.opts(opts).signal);
+    return runWhileLeader(this, job, signal, {
+      subscribe: (fn) => {
+        this.#leaseListeners.add(fn);
+        return () => this.#leaseListeners.delete(fn);
+      },
+    });
+  }
+
+  #notifyLease() {
+    for (const fn of [...this.#leaseListeners]) fn();
+  }
+
+  // ---- key-value -------------------------------------------------------------------------
+
+  async #call(op, signal) {
+    if (this.#state !== 'running') {
+      throw new RaftError('ERR_STOPPED', `node ${this.#id} is ${this.#state === 'new' ? 'not started' : 'stopped'}`);
+    }
+    try {
+      return await abortable(op(this.#native), signal);
+    } catch (err) {
+      if (err && err.name === 'AbortError') throw err;
+      throw fromNative(err);
+    }
+  }
+
+  #writeOpts(opts) {
+    const o = check.opts(opts);
+    return {
+      timeoutMs: check.timeout(o.timeoutMs),
+      forward: o.forward === undefined ? true : check.boolean('opts.forward', o.forward),
+      signal: check.signal(o.signal),
+    };
+  }
+
+  async set(key, value, opts) {
+    check.key(key);
+    if (value === undefined) throw new TypeError('value must be MessagePack-encodable, got undefined (use delete)');
+    const bytes = encode(value);
+    const o = this.#writeOpts(opts);
+    return writeResult(await this.#call((n) => n.set(key, bytes, o.timeoutMs, o.forward), o.signal));
+  }
+
+  async delete(key, opts) {
+    check.key(key);
+    const o = this.#writeOpts(opts);
+    const r = await this.#call((n) => n.delete(key, o.timeoutMs, o.forward), o.signal);
+    return { ...writeResult(r), existed: r.ok };
+  }
+
+  /** `expected === undefined`: the key must be absent. `next === undefined`: delete it. */
+  async cas(key, expected, next, opts) {
+    check.key(key);
+    const exp = expected === undefined ? null : encode(expected, 'expected');
+    const nxt = next === undefined ? null : encode(next, 'next');
+    const o = this.#writeOpts(opts);
+    const r = await this.#call((n) => n.cas(key, exp, nxt, o.timeoutMs, o.forward), o.signal);
+    return { ...writeResult(r), ok: r.ok, current: decode(r.value) };
+  }
+
+  async batch(ops, opts) {
+    if (!Array.isArray(ops)) throw new TypeError(`ops must be an array, got ${check.typeName(ops)}`);
+    const native = ops.map((op, i) => {
+      if (op === null || typeof op !== 'object') throw new TypeError(`ops[${i}] must be an object`);
+      check.key(op.key, `ops[${i}].key`);
+      if (op.op === 'set') {
+        if (op.value === undefined) throw new TypeError(`ops[${i}].value must be MessagePack-encodable, got undefined`);
+        return { op: 'set', key: op.key, value: encode(op.value, `ops[${i}].value`) };
+      }
+      if (op.op === 'delete') return { op: 'delete', key: op.key };
+      throw new TypeError(`ops[${i}].op must be 'set' or 'delete', got ${JSON.stringify(op.op)}`);
+    });
+    const o = this.#writeOpts(opts);
+    return writeResult(await this.#call((n) => n.batch(native, o.timeoutMs, o.forward), o.signal));
+  }
+
+  /** Read-modify-write through cas, retried on conflict; `fn` runs locally. */
+  async update(key, fn, opts) {
+    check.key(key);
+    if (typeof fn !== 'function') throw new TypeError(`fn must be a function, got ${check.typeName(fn)}`);
+    const o = check.opts(opts);
+    const retries = o.retries === undefined ? 10 : check.integer('opts.retries', o.retries, 0, 1_000_000);
+    let current = await this.get(key, { signal: o.signal, timeoutMs: o.timeoutMs });
+    for (let attempt = 0; attempt <= retries; attempt++) {
+      const next = await fn(current);
+      const r = await this.cas(key, current, next, o);
+      if (r.ok) return { index: r.index, term: r.term };
+      current = r.current;
+    }
+    throw new RaftError('ERR_CONFLICT', `update(${JSON.stringify(key)}) conflicted ${retries + 1} times`);
+  }
+
+  #readOpts(opts) {
+    const o = check.opts(opts);
+    const consistency = o.consistency ?? 'linearizable';
+    if (!['linearizable', 'lease', 'local'].includes(consistency)) {
+      throw new TypeError(`opts.consistency must be 'linearizable', 'lease' or 'local', got ${JSON.stringify(consistency)}`);
+    }
+    return { consistency, timeoutMs: check.timeout(o.timeoutMs), signal: check.signal(o.signal) };
+  }
+
+  async get(key, opts) {
+    check.key(key);
+    const o = this.#readOpts(opts);
+    return decode(await this.#call((n) => n.get(key, o.consistency, o.timeoutMs), o.signal));
+  }
+
+  getLocal(key) {
+    check.key(key);
+    if (this.#state !== 'running') throw new RaftError('ERR_STOPPED', `node ${this.#id} is not running`);
+    return decode(this.#native.getLocal(key));
+  }
+
+  async entries(opts) {
+    const o = this.#readOpts(opts);
+    const prefix = check.opts(opts).prefix ?? '';
+    if (typeof prefix !== 'string') throw new TypeError(`opts.prefix must be a string, got ${check.typeName(prefix)}`);
+    const pairs = await this.#call((n) => n.entries(prefix, o.consistency, o.timeoutMs), o.signal);
+    return pairs.map((p) => [p.key, decode(p.value)]);
+  }
+
+  watch(opts) {
+    const o = check.opts(opts);
+    const prefix = o.prefix ?? '';
+    if (typeof prefix !== 'string') throw new TypeError(`opts.prefix must be a string, got ${check.typeName(prefix)}`);
+    const signal = check.signal(o.signal);
+    const queue = new WatchQueue(prefix, signal, () => this.#watchers.delete(queue));
+    if (this.#state === 'stopped') queue.close();
+    else this.#watchers.add(queue);
+    return queue;
+  }
+
+  async propose(data, opts) {
+    if (!(data instanceof Uint8Array)) throw new TypeError(`data must be a Buffer or Uint8Array, got ${check.typeName(data)}`);
+    const o = this.#writeOpts(opts);
+    const buf = Buffer.isBuffer(data) ? data : Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+    return writeResult(await this.#call((n) => n.propose(buf, o.timeoutMs, o.forward), o.signal));
+  }
+
+  // ---- events ------------------------------------------------------------------------------
+
+  #onEvents(events) {
+    for (const e of events) {
+      switch (e.kind) {
+        case 'leader':
+          this.emit('leaderChange', {
+            leaderId: e.leaderId ?? null,
+            previousLeaderId: e.previousLeaderId ?? null,
+            term: e.term,
+            isLeader: e.leaderId === this.#id,
+          });
+          break;
+        case 'role':
+          this.emit('roleChange', { role: e.role, previousRole: e.previousRole, term: e.term });
+          break;
+        case 'lease':
+          this.#notifyLease();
+          break;
+        case 'applied':
+          this.#onApplied(e.entries);
+          break;
+        case 'failed':
+          this.reportError(new RaftError('ERR_STORAGE', e.message));
+          break;
+      }
+    }
+  }
+
+  #onApplied(entries) {
+    const wantApply = this.listenerCount('apply') > 0;
+    const wantChange = this.listenerCount('change') > 0 || this.#watchers.size > 0;
+    if (!wantApply && !wantChange) return;
+    for (const entry of entries) {
+      const changes = wantChange
+        ? entry.changes.map((c) => ({
+            index: entry.index,
+            key: c.key,
+            op: c.value === undefined || c.value === null ? 'delete' : 'set',
+            value: decode(c.value),
+            prev: decode(c.prev),
+          }))
+        : [];
+      if (wantApply) this.emit('apply', applyEvent(entry));
+      for (const change of changes) {
+        this.emit('change', change);
+        for (const w of this.#watchers) w.push(change);
+      }
+    }
+  }
+}
+
+function applyEvent(entry) {
+  const e = { index: entry.index, term: entry.term, op: entry.op };
+  const first = entry.changes[0];
+  switch (entry.op) {
+    case 'set':
+    case 'delete':
+      e.key = first ? first.key : undefined;
+      if (entry.op === 'set') e.value = decode(first && first.value);
+      e.prev = decode(first && first.prev);
+      break;
+    case 'cas':
+      e.key = first ? first.key : undefined;
+      e.ok = entry.ok;
+      if (first) {
+        e.value = decode(first.value);
+        e.prev = decode(first.prev);
+      }
+      break;
+    case 'batch':
+      e.ops = entry.changes.map((c) =>
+        c.value === undefined || c.value === null ? { op: 'delete', key: c.key } : { op: 'set', key: c.key, value: decode(c.value) },
+      );
+      break;
+    case 'raw':
+      e.data = entry.data;
+      break;
+  }
+  return e;
+}
+
+module.exports = { RaftNode, kInternal };

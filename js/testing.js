@@ -1,0 +1,133 @@
+'use strict';
+// raftline/testing: in-process clusters on ephemeral loopback ports, with faults injected
+// into each node's real transport.
+
+const { RaftNode, kInternal } = require('./node.js');
+const { RaftError } = require('./errors.js');
+const check = require('./options.js');
+
+const TIMINGS = {
+  fast: { heartbeatMs: 10, electionTimeoutMs: 50 },
+  default: {},
+};
+
+class TestCluster {
+  /** @type {RaftNode[]} */
+  nodes;
+
+  constructor(nodes) {
+    this.nodes = nodes;
+  }
+
+  /** The node named `id`. */
+  node(id) {
+    const node = this.nodes.find((n) => n.id === id);
+    if (!node) throw new RaftError('ERR_UNKNOWN_MEMBER', `no node ${JSON.stringify(id)} in this cluster`);
+    return node;
+  }
+
+  #running() {
+    return this.nodes.filter((n) => n.role !== 'stopped');
+  }
+
+  /** Resolves with the leader once every running node follows the same one. */
+  waitForLeader(opts) {
+    const timeoutMs = check.timeout(check.opts(opts).timeoutMs, 'opts.timeoutMs', 10_000);
+    return new Promise((resolve, reject) => {
+      const nodes = this.#running();
+      const settle = () => {
+        const leaderId = nodes[0] && nodes[0].leaderId;
+        const leader = leaderId && nodes.find((n) => n.id === leaderId);
+        if (leader && leader.role === 'leader' && nodes.every((n) => n.leaderId === leaderId || n.role === 'stopped')) {
+          cleanup();
+          resolve(leader);
+        }
+      };
+      const cleanup = () => {
+        clearTimeout(timer);
+        for (const n of nodes) n.off('leaderChange', onChange);
+      };
+      const onChange = () => setImmediate(settle);
+      const timer = setTimeout(() => {
+        cleanup();
+        const seen = nodes.map((n) => `${n.id}:${n.role}->${n.leaderId}`).join(' ');
+        reject(new RaftError('ERR_TIMEOUT', `no agreed leader within ${timeoutMs} ms (${seen})`));
+      }, timeoutMs);
+      for (const n of nodes) n.on('leaderChange', onChange);
+      settle();
+    });
+  }
+
+  /** Drops all messages between the groups, both ways. */
+  partition(...groups) {
+    const all = groups.map((g, i) => {
+      if (!Array.isArray(g)) throw new TypeError(`groups[${i}] must be an array of node ids`);
+      return g.map((id) => this.node(id));
+    });
+    for (let i = 0; i < all.length; i++) {
+      for (let j = 0; j < all.length; j++) {
+        if (i === j) continue;
+        for (const a of all[i]) for (const b of all[j]) if (a.role !== 'stopped') a[kInternal].blockPeer(b.id);
+      }
+    }
+  }
+
+  /** Cuts `id` off from every other node. */
+  isolate(id) {
+    this.partition([id], this.nodes.map((n) => n.id).filter((n) => n !== id));
+  }
+
+  /** Removes every fault. */
+  heal() {
+    for (const n of this.nodes) n[kInternal].clearFaults();
+  }
+
+  /** Abrupt stop of `id`: no leadership handoff, no flush beyond what Raft persisted. */
+  async kill(id) {
+    await this.node(id)[kInternal].kill();
+  }
+
+  /** Restarting needs durable storage, which this version does not have. */
+  async restart(id) {
+    this.node(id);
+    throw new RaftError('ERR_INVALID', 'restart needs a dataDir: a voter that forgot its log would break safety');
+  }
+
+  async close() {
+    await Promise.all(this.nodes.map((n) => n.stop({ transferLeadership: false })));
+  }
+
+  async [Symbol.asyncDispose]() {
+    await this.close();
+  }
+}
+
+/**
+ * Starts `size` nodes named n1..nN on 127.0.0.1 with ephemeral ports.
+ * @param {import('../index').TestClusterOptions} [options]
+ */
+async function createTestCluster(options = {}) {
+  const o = check.opts(options, 'options');
+  const { size = 3, timing = 'fast', dataDir, ...nodeOptions } = o;
+  check.integer('options.size', size, 1, 100);
+  if (!(timing in TIMINGS)) throw new TypeError(`options.timing must be 'fast' or 'default', got ${JSON.stringify(timing)}`);
+  if (dataDir !== undefined) throw new TypeError('options.dataDir: durable storage is not available in this version of raftline');
+  for (const k of ['id', 'peers', 'listen']) {
+    if (k in nodeOptions) throw new TypeError(`options.${k} is chosen by the test cluster`);
+  }
+  const names = Array.from({ length: size }, (_, i) => `n${i + 1}`);
+  const peers = Object.fromEntries(names.map((n) => [n, '']));
+  const nodes = names.map(
+    (id) => new RaftNode({ ...TIMINGS[timing], ...nodeOptions, id, peers, listen: '127.0.0.1:0' }, kInternal),
+  );
+  try {
+    await Promise.all(nodes.map((n) => n.start()));
+  } catch (err) {
+    await Promise.all(nodes.map((n) => n.stop({ transferLeadership: false })));
+    throw err;
+  }
+  for (const a of nodes) for (const b of nodes) if (a !== b) a[kInternal].setPeerUrl(b.id, b.url);
+  return new TestCluster(nodes);
+}
+
+module.exports = { createTestCluster, TestCluster };

@@ -1,0 +1,4 @@
+import testing from './testing.js';
+
+export const { createTestCluster, TestCluster } = testing;
+export default testing;

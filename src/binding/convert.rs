@@ -1,0 +1,218 @@
+//! Engine values in the shapes JS receives.
+
+use napi::bindgen_prelude::*;
+use napi_derive::napi;
+
+use crate::{
+    AppliedEntry, Error as EngineError, Event, KeyChange, OpKind, Status as EngineStatus,
+    WriteOutcome,
+};
+
+/// An engine error as a JS error: the message is JSON `{code, message, leaderId?}`, which the
+/// JS layer turns into a `RaftError` with that `code`.
+pub fn engine_error(error: EngineError) -> Error {
+    let leader = match &error {
+        EngineError::NotLeader { leader } => leader.clone(),
+        _ => None,
+    };
+    let payload = format!(
+        "{{\"code\":{},\"message\":{},\"leaderId\":{}}}",
+        json_string(error.code()),
+        json_string(&error.to_string()),
+        leader.map_or("null".to_string(), |l| json_string(&l)),
+    );
+    Error::new(Status::GenericFailure, payload)
+}
+
+fn json_string(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+#[napi(object)]
+pub struct NativeStatus {
+    pub id: String,
+    pub role: String,
+    pub term: f64,
+    pub leader_id: Option<String>,
+    pub is_leader: bool,
+    pub commit_index: f64,
+    pub applied_index: f64,
+    pub last_index: f64,
+    pub snapshot_index: f64,
+    pub voters: Vec<String>,
+    pub learners: Vec<String>,
+}
+
+impl From<EngineStatus> for NativeStatus {
+    fn from(s: EngineStatus) -> Self {
+        NativeStatus {
+            id: s.name,
+            role: s.role.as_str().to_string(),
+            term: s.term as f64,
+            leader_id: s.leader,
+            is_leader: s.is_leader,
+            commit_index: s.commit_index as f64,
+            applied_index: s.applied_index as f64,
+            last_index: s.last_index as f64,
+            snapshot_index: s.snapshot_index as f64,
+            voters: s.voters,
+            learners: s.learners,
+        }
+    }
+}
+
+#[napi(object)]
+pub struct NativeWriteResult {
+    pub index: f64,
+    pub term: f64,
+    /// `cas`: matched; `delete`: the key existed.
+    pub ok: bool,
+    /// `cas`: the value after it; `set`/`delete`: the previous value.
+    pub value: Option<Buffer>,
+}
+
+impl From<WriteOutcome> for NativeWriteResult {
+    fn from(o: WriteOutcome) -> Self {
+        NativeWriteResult {
+            index: o.index as f64,
+            term: o.term as f64,
+            ok: o.result.ok,
+            value: o.result.value.map(Buffer::from),
+        }
+    }
+}
+
+#[napi(object)]
+pub struct NativeChange {
+    pub key: String,
+    pub value: Option<Buffer>,
+    pub prev: Option<Buffer>,
+}
+
+#[napi(object)]
+pub struct NativeApplied {
+    pub index: f64,
+    pub term: f64,
+    pub op: String,
+    pub ok: bool,
+    pub changes: Vec<NativeChange>,
+    pub data: Option<Buffer>,
+}
+
+/// One engine event; `kind` says which fields are set.
+#[napi(object)]
+pub struct NativeEvent {
+    /// `leader`, `role`, `lease`, `applied` or `failed`.
+    pub kind: String,
+    pub term: Option<f64>,
+    pub leader_id: Option<String>,
+    pub previous_leader_id: Option<String>,
+    pub role: Option<String>,
+    pub previous_role: Option<String>,
+    pub held: Option<bool>,
+    pub entries: Option<Vec<NativeApplied>>,
+    pub message: Option<String>,
+}
+
+/// The events of one Ready: one JS call.
+#[napi(object)]
+pub struct NativeEventBatch {
+    pub events: Vec<NativeEvent>,
+}
+
+fn op_name(op: &OpKind) -> &'static str {
+    match op {
+        OpKind::Set => "set",
+        OpKind::Delete => "delete",
+        OpKind::Cas => "cas",
+        OpKind::Batch => "batch",
+        OpKind::Raw => "raw",
+    }
+}
+
+fn blank(kind: &str) -> NativeEvent {
+    NativeEvent {
+        kind: kind.to_string(),
+        term: None,
+        leader_id: None,
+        previous_leader_id: None,
+        role: None,
+        previous_role: None,
+        held: None,
+        entries: None,
+        message: None,
+    }
+}
+
+fn change(c: KeyChange) -> NativeChange {
+    NativeChange {
+        key: c.key,
+        value: c.value.map(Buffer::from),
+        prev: c.prev.map(Buffer::from),
+    }
+}
+
+fn applied(e: AppliedEntry) -> NativeApplied {
+    NativeApplied {
+        index: e.index as f64,
+        term: e.term as f64,
+        op: op_name(&e.op).to_string(),
+        ok: e.ok,
+        changes: e.changes.into_iter().map(change).collect(),
+        data: e.data.map(Buffer::from),
+    }
+}
+
+/// Converts a batch, moving every value (no copies).
+pub fn to_events(batch: Vec<Event>) -> NativeEventBatch {
+    let events = batch
+        .into_iter()
+        .map(|event| match event {
+            Event::LeaderChanged {
+                leader,
+                previous,
+                term,
+            } => NativeEvent {
+                term: Some(term as f64),
+                leader_id: leader,
+                previous_leader_id: previous,
+                ..blank("leader")
+            },
+            Event::RoleChanged {
+                role,
+                previous,
+                term,
+            } => NativeEvent {
+                term: Some(term as f64),
+                role: Some(role.as_str().to_string()),
+                previous_role: Some(previous.as_str().to_string()),
+                ..blank("role")
+            },
+            Event::LeaseChanged { held, term } => NativeEvent {
+                term: Some(term as f64),
+                held: Some(held),
+                ..blank("lease")
+            },
+            Event::Applied(entries) => NativeEvent {
+                entries: Some(entries.into_iter().map(applied).collect()),
+                ..blank("applied")
+            },
+            Event::Failed(message) => NativeEvent {
+                message: Some(message),
+                ..blank("failed")
+            },
+        })
+        .collect();
+    NativeEventBatch { events }
+}

@@ -1,0 +1,392 @@
+//! The N-API binding: a thin shell that converts arguments, maps errors to the `ERR_*` codes
+//! of API.md, and delivers each batch of engine events with one threadsafe-function call.
+//! It holds no Raft logic; `js/` wraps it in the public `RaftNode`.
+
+mod convert;
+mod logging;
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use napi::bindgen_prelude::*;
+use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
+use napi_derive::napi;
+
+use crate::{
+    BatchOp, Config, Consistency, Error as EngineError, Node, NodeHandle, ReadOptions, WriteOptions,
+};
+use convert::{engine_error, to_events, NativeEventBatch, NativeStatus, NativeWriteResult};
+
+/// The engine's options, as the JS layer has validated them.
+#[napi(object)]
+pub struct NativeOptions {
+    pub id: String,
+    pub peers: Option<HashMap<String, String>>,
+    pub listen: Option<String>,
+    pub cluster_id: Option<String>,
+    pub heartbeat_ms: Option<u32>,
+    pub election_timeout_ms: Option<u32>,
+    pub pre_vote: Option<bool>,
+    pub check_quorum: Option<bool>,
+    pub max_proposal_bytes: Option<u32>,
+    pub log_level: Option<String>,
+}
+
+/// One operation of a batch.
+#[napi(object)]
+pub struct NativeBatchOp {
+    /// `"set"` or `"delete"`.
+    pub op: String,
+    pub key: String,
+    pub value: Option<Buffer>,
+}
+
+/// Where a started node listens.
+#[napi(object)]
+pub struct NativeAddress {
+    pub address: String,
+    pub url: String,
+}
+
+/// One key-value pair.
+#[napi(object)]
+pub struct NativeEntry {
+    pub key: String,
+    pub value: Buffer,
+}
+
+type EventCallback = ThreadsafeFunction<NativeEventBatch, (), NativeEventBatch, Status, false>;
+
+/// A raft node as the JS layer sees it.
+#[napi]
+pub struct NativeRaftNode {
+    config: Config,
+    node: Mutex<Option<Node>>,
+    handle: Mutex<Option<NodeHandle>>,
+}
+
+fn ms(value: u32) -> Duration {
+    Duration::from_millis(u64::from(value))
+}
+
+#[napi]
+impl NativeRaftNode {
+    /// Checks the options; nothing starts.
+    #[napi(constructor)]
+    pub fn new(options: NativeOptions) -> Result<Self> {
+        let mut config = Config::new(options.id);
+        config.peers = options.peers.unwrap_or_default().into_iter().collect();
+        config.listen = options.listen;
+        if let Some(cluster_id) = options.cluster_id {
+            config.cluster_id = cluster_id;
+        }
+        if let Some(v) = options.heartbeat_ms {
+            config.heartbeat = ms(v);
+        }
+        if let Some(v) = options.election_timeout_ms {
+            config.election_timeout = ms(v);
+        }
+        config.pre_vote = options.pre_vote.unwrap_or(true);
+        config.check_quorum = options.check_quorum.unwrap_or(true);
+        if let Some(v) = options.max_proposal_bytes {
+            config.max_proposal_bytes = v as usize;
+        }
+        config.validate().map_err(engine_error)?;
+        logging::init(options.log_level.as_deref().unwrap_or("warn"));
+        Ok(NativeRaftNode {
+            config,
+            node: Mutex::new(None),
+            handle: Mutex::new(None),
+        })
+    }
+
+    /// Binds, connects and starts ticking; `on_events` receives every event batch in order.
+    /// The callback is released when the node stops, so a stopped node keeps nothing alive.
+    #[napi]
+    pub async fn start(&self, on_events: EventCallback) -> Result<NativeAddress> {
+        if self
+            .handle
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_some()
+        {
+            return Err(engine_error(EngineError::Invalid(
+                "the node was started already".into(),
+            )));
+        }
+        let mut node = crate::start(self.config.clone())
+            .await
+            .map_err(engine_error)?;
+        let handle = node.handle();
+        let mut events = node.take_events().expect("a new node has its events");
+        tokio::spawn(async move {
+            while let Some(batch) = events.recv().await {
+                on_events.call(to_events(batch), ThreadsafeFunctionCallMode::NonBlocking);
+            }
+            // `on_events` drops here: the JS callback no longer holds the event loop.
+        });
+        let address = NativeAddress {
+            address: handle.local_addr().to_string(),
+            url: handle.url().to_string(),
+        };
+        *self.node.lock().unwrap_or_else(|p| p.into_inner()) = Some(node);
+        *self.handle.lock().unwrap_or_else(|p| p.into_inner()) = Some(handle);
+        Ok(address)
+    }
+
+    fn handle(&self) -> Result<NodeHandle> {
+        self.handle
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+            .ok_or_else(|| engine_error(EngineError::Stopped))
+    }
+
+    /// The node's status (all fields of API.md's `status()` but `members`).
+    #[napi]
+    pub fn status(&self) -> Option<NativeStatus> {
+        let handle = self
+            .handle
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        handle.map(|h| NativeStatus::from(h.status()))
+    }
+
+    #[napi]
+    pub async fn set(
+        &self,
+        key: String,
+        value: Buffer,
+        timeout_ms: u32,
+        forward: bool,
+    ) -> Result<NativeWriteResult> {
+        let outcome = self
+            .handle()?
+            .set(
+                &key,
+                value.to_vec(),
+                WriteOptions {
+                    timeout: ms(timeout_ms),
+                    forward,
+                },
+            )
+            .await;
+        outcome.map(NativeWriteResult::from).map_err(engine_error)
+    }
+
+    #[napi]
+    pub async fn delete(
+        &self,
+        key: String,
+        timeout_ms: u32,
+        forward: bool,
+    ) -> Result<NativeWriteResult> {
+        let outcome = self
+            .handle()?
+            .delete(
+                &key,
+                WriteOptions {
+                    timeout: ms(timeout_ms),
+                    forward,
+                },
+            )
+            .await;
+        outcome.map(NativeWriteResult::from).map_err(engine_error)
+    }
+
+    /// Compare-and-set; `expected: null` means "absent", `next: null` deletes.
+    #[napi]
+    pub async fn cas(
+        &self,
+        key: String,
+        expected: Option<Buffer>,
+        next: Option<Buffer>,
+        timeout_ms: u32,
+        forward: bool,
+    ) -> Result<NativeWriteResult> {
+        let (expected, next) = (expected.map(|b| b.to_vec()), next.map(|b| b.to_vec()));
+        let outcome = self
+            .handle()?
+            .cas(
+                &key,
+                expected,
+                next,
+                WriteOptions {
+                    timeout: ms(timeout_ms),
+                    forward,
+                },
+            )
+            .await;
+        outcome.map(NativeWriteResult::from).map_err(engine_error)
+    }
+
+    #[napi]
+    pub async fn batch(
+        &self,
+        ops: Vec<NativeBatchOp>,
+        timeout_ms: u32,
+        forward: bool,
+    ) -> Result<NativeWriteResult> {
+        let ops = ops
+            .into_iter()
+            .map(|op| match (op.op.as_str(), op.value) {
+                ("set", Some(value)) => Ok(BatchOp::Set {
+                    key: op.key,
+                    value: value.to_vec().into(),
+                }),
+                ("delete", _) => Ok(BatchOp::Delete { key: op.key }),
+                (other, _) => Err(engine_error(EngineError::Invalid(format!(
+                    "invalid batch op {other:?}"
+                )))),
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let outcome = self
+            .handle()?
+            .batch(
+                ops,
+                WriteOptions {
+                    timeout: ms(timeout_ms),
+                    forward,
+                },
+            )
+            .await;
+        outcome.map(NativeWriteResult::from).map_err(engine_error)
+    }
+
+    #[napi]
+    pub async fn propose(
+        &self,
+        data: Buffer,
+        timeout_ms: u32,
+        forward: bool,
+    ) -> Result<NativeWriteResult> {
+        let outcome = self
+            .handle()?
+            .propose_raw(
+                data.to_vec(),
+                WriteOptions {
+                    timeout: ms(timeout_ms),
+                    forward,
+                },
+            )
+            .await;
+        outcome.map(NativeWriteResult::from).map_err(engine_error)
+    }
+
+    /// The value at `key` under `consistency` (`linearizable`, `lease` or `local`).
+    #[napi]
+    pub async fn get(
+        &self,
+        key: String,
+        consistency: String,
+        timeout_ms: u32,
+    ) -> Result<Option<Buffer>> {
+        let options = read_options(&consistency, timeout_ms)?;
+        let value = self
+            .handle()?
+            .get(&key, options)
+            .await
+            .map_err(engine_error)?;
+        Ok(value.map(Buffer::from))
+    }
+
+    /// Synchronous read of this node's applied state.
+    #[napi]
+    pub fn get_local(&self, key: String) -> Result<Option<Buffer>> {
+        Ok(self.handle()?.get_local(&key).map(Buffer::from))
+    }
+
+    /// Pairs under `prefix`, sorted by key.
+    #[napi]
+    pub async fn entries(
+        &self,
+        prefix: String,
+        consistency: String,
+        timeout_ms: u32,
+    ) -> Result<Vec<NativeEntry>> {
+        let options = read_options(&consistency, timeout_ms)?;
+        let pairs = self
+            .handle()?
+            .entries(&prefix, options)
+            .await
+            .map_err(engine_error)?;
+        Ok(pairs
+            .into_iter()
+            .map(|(key, value)| NativeEntry {
+                key,
+                value: value.into(),
+            })
+            .collect())
+    }
+
+    /// Hands leadership to `to` (or the best voter); resolves with the new leader.
+    #[napi]
+    pub async fn transfer_leadership(&self, to: Option<String>, timeout_ms: u32) -> Result<String> {
+        let handle = self.handle()?;
+        handle
+            .transfer_leadership(to.as_deref(), ms(timeout_ms))
+            .await
+            .map_err(engine_error)
+    }
+
+    /// Graceful stop; idempotent.
+    #[napi]
+    pub async fn stop(&self) -> Result<()> {
+        let node = self.node.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(node) = node {
+            node.stop().await;
+        }
+        Ok(())
+    }
+
+    /// Abrupt stop, as if the process died (tests).
+    #[napi]
+    pub async fn kill(&self) -> Result<()> {
+        let node = self.node.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(node) = node {
+            node.kill().await;
+        }
+        Ok(())
+    }
+
+    /// Sets the URL of a peer (test clusters learn ephemeral ports after start).
+    #[napi]
+    pub fn set_peer_url(&self, peer: String, url: String) -> Result<()> {
+        self.handle()?
+            .set_peer_url(&peer, &url)
+            .map_err(engine_error)
+    }
+
+    /// Drops all traffic to and from `peer` (fault injection).
+    #[napi]
+    pub fn block_peer(&self, peer: String) -> Result<()> {
+        self.handle()?.faults().block(&peer);
+        Ok(())
+    }
+
+    /// Lets all traffic through again.
+    #[napi]
+    pub fn clear_faults(&self) -> Result<()> {
+        self.handle()?.faults().clear();
+        Ok(())
+    }
+}
+
+fn read_options(consistency: &str, timeout_ms: u32) -> Result<ReadOptions> {
+    let consistency = match consistency {
+        "linearizable" => Consistency::Linearizable,
+        "lease" => Consistency::Lease,
+        "local" => Consistency::Local,
+        other => {
+            return Err(engine_error(EngineError::Invalid(format!(
+                "consistency must be 'linearizable', 'lease' or 'local', got {other:?}"
+            ))))
+        }
+    };
+    Ok(ReadOptions {
+        consistency,
+        timeout: ms(timeout_ms),
+    })
+}
