@@ -1,0 +1,44 @@
+// Each invalid option throws its TypeError or RangeError, naming the option; nothing starts.
+import { describe, it, expect } from 'vitest';
+import { RaftNode } from 'raftline';
+
+const base = { id: 'n1' };
+const cases = [
+  ['options not an object', null, TypeError, /options must be an object/],
+  ['id missing', {}, TypeError, /options\.id/],
+  ['id with a space', { id: 'a b' }, TypeError, /options\.id/],
+  ['id too long', { id: 'x'.repeat(65) }, TypeError, /options\.id/],
+  ['peers not an object', { ...base, peers: ['ws://a:1'] }, TypeError, /options\.peers/],
+  ['peer url not ws', { ...base, peers: { n2: 'http://h:1' } }, TypeError, /options\.peers\["n2"\]/],
+  ['peer name invalid', { ...base, peers: { 'bad name': 'ws://h:1' } }, TypeError, /options\.peers key/],
+  ['listen without port', { ...base, listen: 'localhost' }, TypeError, /options\.listen/],
+  ['listen port out of range', { ...base, listen: 'localhost:70000' }, RangeError, /options\.listen port/],
+  ['heartbeat not a number', { ...base, heartbeatMs: '10' }, TypeError, /options\.heartbeatMs/],
+  ['heartbeat zero', { ...base, heartbeatMs: 0 }, RangeError, /options\.heartbeatMs/],
+  ['election not above heartbeat', { ...base, heartbeatMs: 50, electionTimeoutMs: 50 }, RangeError, /options\.electionTimeoutMs/],
+  ['election fractional', { ...base, electionTimeoutMs: 10.5 }, TypeError, /options\.electionTimeoutMs/],
+  ['preVote not boolean', { ...base, preVote: 'yes' }, TypeError, /options\.preVote/],
+  ['checkQuorum not boolean', { ...base, checkQuorum: 1 }, TypeError, /options\.checkQuorum/],
+  ['maxProposalBytes too big', { ...base, maxProposalBytes: 1 << 30 }, RangeError, /options\.maxProposalBytes/],
+  ['snapshotEvery zero', { ...base, snapshotEvery: 0 }, RangeError, /options\.snapshotEvery/],
+  ['logLevel unknown', { ...base, logLevel: 'loud' }, TypeError, /options\.logLevel/],
+  ['clusterId empty', { ...base, clusterId: '' }, TypeError, /options\.clusterId/],
+  ['httpUrl not http', { ...base, httpUrl: 'ftp://x' }, TypeError, /options\.httpUrl/],
+  ['unknown option (typo)', { ...base, heartbeatMS: 10 }, TypeError, /options\.heartbeatMS is not a RaftNode option/],
+  ['dataDir not yet available', { ...base, dataDir: '/tmp/x' }, TypeError, /options\.dataDir/],
+  ['secret not yet available', { ...base, secret: 's' }, TypeError, /options\.secret/],
+];
+
+describe('options', () => {
+  it.each(cases)('%s', (_case, options, errorType, message) => {
+    expect(() => new RaftNode(options)).toThrow(errorType);
+    expect(() => new RaftNode(options)).toThrow(message);
+  });
+
+  it('valid options construct without starting anything', () => {
+    const node = new RaftNode({ id: 'n1', peers: { n1: 'ws://127.0.0.1:7001', n2: 'wss://db-1.svc:7001/raft' }, heartbeatMs: 20, electionTimeoutMs: 100, logLevel: 'error' });
+    expect(node.id).toBe('n1');
+    expect(node.address).toBeNull();
+    expect(node.isLeader).toBe(false);
+  });
+});

@@ -1,0 +1,55 @@
+// Compiled by `tsc -p __test__` in `npm test`: the public types accept correct use and
+// reject misspelt events and fields.
+import { RaftNode, RaftError, type LeaderChangeEvent, type WriteResult } from 'raftline';
+import { createTestCluster } from 'raftline/testing';
+
+export async function typed(): Promise<void> {
+  const node = new RaftNode({ id: 'n1', peers: { n1: 'ws://127.0.0.1:7001' }, heartbeatMs: 10 });
+  node.on('leaderChange', (e) => {
+    const term: number = e.term;
+    const leader: string | null = e.leaderId;
+    void term;
+    void leader;
+  });
+  node.on('change', (e) => e.key.toUpperCase());
+  node.on('error', (err) => err.code === 'ERR_STORAGE');
+  // @ts-expect-error misspelt event name
+  node.on('leaderChanged', (e: LeaderChangeEvent) => e.term);
+  // @ts-expect-error misspelt payload field
+  node.on('leaderChange', (e) => e.leaderID);
+  const off = node.onLeaderChange((e) => e.isLeader);
+  off();
+
+  const w: WriteResult = await node.set('k', { a: [1, 'two', null], b: Buffer.from('x') });
+  const d = await node.delete('k');
+  const existed: boolean = d.existed;
+  const c = await node.cas('k', undefined, 1);
+  const ok: boolean = c.ok;
+  await node.batch([{ op: 'set', key: 'a', value: 1 }, { op: 'delete', key: 'b' }]);
+  await node.update<number>('counter', (prev) => (prev ?? 0) + 1);
+  const v = await node.get<{ a: number }>('k', { consistency: 'lease' });
+  const n: number | undefined = v?.a;
+  // @ts-expect-error unknown consistency
+  await node.get('k', { consistency: 'eventual' });
+  for await (const change of node.watch({ prefix: 'k' })) {
+    const op: 'set' | 'delete' = change.op;
+    void op;
+    break;
+  }
+  const cancel = node.runWhileLeader(async ({ signal, term }) => {
+    void term;
+    await new Promise((resolve) => signal.addEventListener('abort', resolve));
+  });
+  await cancel();
+  try {
+    await node.set('k', 1, { forward: false });
+  } catch (err) {
+    if (err instanceof RaftError && err.code === 'ERR_NOT_LEADER') void err.leaderId;
+  }
+  const cluster = await createTestCluster({ size: 3, timing: 'fast' });
+  const leader: RaftNode = await cluster.waitForLeader();
+  cluster.partition([leader.id], ['n2']);
+  cluster.heal();
+  await cluster.close();
+  void [w, existed, ok, n];
+}

@@ -1,0 +1,250 @@
+// raftline: Raft consensus embedded in Node.js services. Hand-written public types.
+import { EventEmitter } from 'node:events';
+
+/** A replicated value: anything MessagePack can encode. Binary comes back as Buffer. */
+export type Value = null | boolean | number | string | Buffer | Uint8Array | Value[] | { [key: string]: Value };
+
+export type LogLevel = 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'off';
+
+export interface RaftNodeOptions {
+  /** This member's stable name: 1-64 characters of [A-Za-z0-9._-]. */
+  id: string;
+  /** Initial voters, name -> ws:// or wss:// URL; may include this node. */
+  peers?: Record<string, string>;
+  /** 'host:port' to bind. Default: the port of this node's URL in `peers`, else '127.0.0.1:0'. */
+  listen?: string;
+  /** Durable storage directory. Not available in this version: passing it throws. */
+  dataDir?: string;
+  /** Start empty and wait to be added. Not available in this version: passing it throws. */
+  join?: boolean;
+  /** Default 'raftline'; peers of another cluster are refused at the handshake. */
+  clusterId?: string;
+  /** Shared secret for peer authentication. Not available in this version: passing it throws. */
+  secret?: string;
+  /** TLS (wss). Not available in this version: passing it throws. */
+  tls?: { cert: string | Buffer; key: string | Buffer; ca?: string | Buffer };
+  /** Leader heartbeat interval, default 50. */
+  heartbeatMs?: number;
+  /** Base election timeout, default 150; the actual one is random in [t, 2t). */
+  electionTimeoutMs?: number;
+  /** Default true. */
+  preVote?: boolean;
+  /** Default true: a leader that loses quorum steps down. */
+  checkQuorum?: boolean;
+  /** Compact the log after this many applied entries (durable storage), default 10000. */
+  snapshotEvery?: number;
+  /** Default 1 MiB; larger proposals reject with ERR_TOO_LARGE. */
+  maxProposalBytes?: number;
+  /** Engine log level, process-wide (the most verbose node wins), default 'warn'. */
+  logLevel?: LogLevel;
+  /** This service's HTTP base URL, advertised to the cluster. */
+  httpUrl?: string;
+}
+
+export type Role = 'follower' | 'candidate' | 'precandidate' | 'leader' | 'learner' | 'stopped';
+export type Consistency = 'linearizable' | 'lease' | 'local';
+export type Health = 'healthy' | 'degraded' | 'unhealthy' | 'unknown';
+
+export type ErrorCode =
+  | 'ERR_NOT_LEADER'
+  | 'ERR_NO_LEADER'
+  | 'ERR_TIMEOUT'
+  | 'ERR_STOPPED'
+  | 'ERR_TOO_LARGE'
+  | 'ERR_STORAGE'
+  | 'ERR_ADDR_IN_USE'
+  | 'ERR_CONF_CHANGE_IN_PROGRESS'
+  | 'ERR_UNKNOWN_MEMBER'
+  | 'ERR_INVALID'
+  /** `update()` gave up after `retries` conflicting writes. */
+  | 'ERR_CONFLICT';
+
+/** Every rejection of a RaftNode method (aborted signals reject with the standard AbortError). */
+export declare class RaftError extends Error {
+  readonly name: 'RaftError';
+  readonly code: ErrorCode;
+  /** With ERR_NOT_LEADER: the leader this node follows, if known. */
+  readonly leaderId?: string | null;
+  static readonly codes: readonly ErrorCode[];
+}
+
+/** Log position of a write. */
+export interface WriteResult {
+  index: number;
+  term: number;
+}
+
+/**
+ * Options of every write. A write that timed out (ERR_TIMEOUT) or was aborted may still
+ * commit later: its outcome is unknown.
+ */
+export interface WriteOptions {
+  signal?: AbortSignal;
+  /** Default 5000. */
+  timeoutMs?: number;
+  /** On a follower, forward to the leader (default) or reject with ERR_NOT_LEADER. */
+  forward?: boolean;
+}
+
+export interface ReadOptions {
+  /** Default 'linearizable' (ReadIndex through the leader; works on followers). */
+  consistency?: Consistency;
+  signal?: AbortSignal;
+  /** Default 5000. */
+  timeoutMs?: number;
+}
+
+export type BatchOp = { op: 'set'; key: string; value: Value } | { op: 'delete'; key: string };
+
+export interface Member {
+  id: string;
+  url: string | null;
+  voter: boolean;
+  health: Health;
+  matchIndex: number | null;
+  lastContactMs: number | null;
+}
+
+export interface NodeStatus {
+  id: string;
+  role: Role;
+  term: number;
+  leaderId: string | null;
+  commitIndex: number;
+  appliedIndex: number;
+  lastIndex: number;
+  snapshotIndex: number;
+  members: Member[];
+}
+
+export interface LeaderChangeEvent {
+  leaderId: string | null;
+  previousLeaderId: string | null;
+  term: number;
+  /** True when this node is the new leader. */
+  isLeader: boolean;
+}
+
+export interface RoleChangeEvent {
+  role: Role;
+  previousRole: Role;
+  term: number;
+}
+
+export interface ApplyEvent {
+  index: number;
+  term: number;
+  op: 'set' | 'delete' | 'cas' | 'batch' | 'raw';
+  key?: string;
+  value?: unknown;
+  prev?: unknown;
+  /** cas: whether it matched. */
+  ok?: boolean;
+  ops?: BatchOp[];
+  /** raw: the proposed bytes. */
+  data?: Buffer;
+}
+
+export interface ChangeEvent {
+  index: number;
+  key: string;
+  op: 'set' | 'delete';
+  value?: unknown;
+  prev?: unknown;
+}
+
+export interface MembershipChangeEvent {
+  members: Member[];
+  index: number;
+}
+
+export interface PeerHealthEvent {
+  id: string;
+  health: Health;
+  previousHealth: Health;
+}
+
+export interface SnapshotEvent {
+  index: number;
+  term: number;
+  bytes: number;
+}
+
+/** The events of a RaftNode: `node.on('leaderChange', e => e.term)` is typed. */
+export interface RaftNodeEvents {
+  leaderChange: [event: LeaderChangeEvent];
+  roleChange: [event: RoleChangeEvent];
+  apply: [event: ApplyEvent];
+  change: [event: ChangeEvent];
+  membershipChange: [event: MembershipChangeEvent];
+  peerHealth: [event: PeerHealthEvent];
+  snapshot: [event: SnapshotEvent];
+  error: [error: RaftError];
+  stopped: [event: Record<string, never>];
+}
+
+export interface LeaderJobContext {
+  /** Aborted the moment leadership is lost or the node stops. */
+  signal: AbortSignal;
+  /** The term of this reign: a fencing token (terms only grow). */
+  term: number;
+}
+
+export declare class RaftNode extends EventEmitter<RaftNodeEvents> {
+  /** Validates options (TypeError / RangeError naming the option); nothing starts. */
+  constructor(options: RaftNodeOptions);
+
+  // Lifecycle
+  /** Binds, connects to peers and begins ticking. Rejects (ERR_ADDR_IN_USE, ...) with nothing left running. */
+  start(): Promise<void>;
+  /** A leader first hands leadership over (default); then sockets close and every handle is released. Idempotent. */
+  stop(opts?: { transferLeadership?: boolean; timeoutMs?: number }): Promise<void>;
+  /** The bound 'host:port' after start(). */
+  readonly address: string | null;
+  /** The ws:// URL peers should use for this node. */
+  readonly url: string | null;
+  [Symbol.asyncDispose](): Promise<void>;
+
+  // Leadership
+  readonly id: string;
+  readonly role: Role;
+  readonly leaderId: string | null;
+  /** Current term. Terms only grow: use it as a fencing token. */
+  readonly term: number;
+  /** True only while this node leads AND a quorum confirmed it within the election timeout. */
+  readonly isLeader: boolean;
+  waitForLeader(opts?: { timeoutMs?: number; signal?: AbortSignal }): Promise<string>;
+  onLeaderChange(cb: (event: LeaderChangeEvent) => void): () => void;
+  /** Leader only (else ERR_NOT_LEADER); resolves with the new leader's id. */
+  transferLeadership(to?: string, opts?: { timeoutMs?: number }): Promise<string>;
+  /**
+   * Runs `job` each time this node becomes leader (confirmed by a quorum) and aborts
+   * `ctx.signal` when leadership is lost or the node stops. Returns a cancel function.
+   */
+  runWhileLeader(job: (ctx: LeaderJobContext) => Promise<void> | void, opts?: { signal?: AbortSignal }): () => Promise<void>;
+
+  // Replicated key-value state
+  /** Resolves once the entry is committed and applied on this node. */
+  set(key: string, value: Value, opts?: WriteOptions): Promise<WriteResult>;
+  delete(key: string, opts?: WriteOptions): Promise<WriteResult & { existed: boolean }>;
+  /** `expected === undefined`: the key must be absent; `next === undefined` deletes it. Deep equality. */
+  cas(key: string, expected: Value | undefined, next: Value | undefined, opts?: WriteOptions): Promise<WriteResult & { ok: boolean; current: unknown }>;
+  /** All ops in one log entry, applied atomically. */
+  batch(ops: BatchOp[], opts?: WriteOptions): Promise<WriteResult>;
+  /** get + cas loop; `fn` runs locally, never replicated. Rejects ERR_CONFLICT after `retries` (default 10) conflicts. */
+  update<T extends Value>(key: string, fn: (prev: T | undefined) => T | Promise<T>, opts?: WriteOptions & { retries?: number }): Promise<WriteResult>;
+  get<T = unknown>(key: string, opts?: ReadOptions): Promise<T | undefined>;
+  /** Synchronous read of this node's applied state. */
+  getLocal<T = unknown>(key: string): T | undefined;
+  /** Sorted by key. */
+  entries(opts?: ReadOptions & { prefix?: string }): Promise<Array<[string, unknown]>>;
+  /** Every applied change from now on, in log order. Ends when the node stops; rejects with AbortError on abort. */
+  watch(opts?: { prefix?: string; signal?: AbortSignal }): AsyncIterableIterator<ChangeEvent>;
+  /** A raw command for a state machine of your own: it reaches you through `apply` with op 'raw'. */
+  propose(data: Buffer | Uint8Array, opts?: WriteOptions): Promise<WriteResult>;
+
+  // Status
+  status(): NodeStatus;
+  /** Members as this node sees them (health and matchIndex are not reported yet: 'unknown' / null). */
+  members(): Member[];
+}
