@@ -1,8 +1,13 @@
 // raftline: Raft consensus embedded in Node.js services. Hand-written public types.
 import { EventEmitter } from 'node:events';
 
-/** A replicated value: anything MessagePack can encode. Binary comes back as Buffer. */
-export type Value = null | boolean | number | string | Buffer | Uint8Array | Value[] | { [key: string]: Value };
+/**
+ * A replicated value: anything MessagePack can encode (null, booleans, numbers, strings,
+ * arrays, plain objects, Buffer/Uint8Array; binary comes back as Buffer). Objects are typed
+ * loosely so that interfaces fit; functions, symbols, bigints and undefined are refused at
+ * run time with a TypeError.
+ */
+export type Value = null | boolean | number | string | Buffer | Uint8Array | readonly Value[] | object;
 
 export type LogLevel = 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'off';
 
@@ -232,7 +237,7 @@ export declare class RaftNode extends EventEmitter<RaftNodeEvents> {
   /** All ops in one log entry, applied atomically. */
   batch(ops: BatchOp[], opts?: WriteOptions): Promise<WriteResult>;
   /** get + cas loop; `fn` runs locally, never replicated. Rejects ERR_CONFLICT after `retries` (default 10) conflicts. */
-  update<T extends Value>(key: string, fn: (prev: T | undefined) => T | Promise<T>, opts?: WriteOptions & { retries?: number }): Promise<WriteResult>;
+  update<T = unknown>(key: string, fn: (prev: T | undefined) => T | Promise<T>, opts?: WriteOptions & { retries?: number }): Promise<WriteResult>;
   get<T = unknown>(key: string, opts?: ReadOptions): Promise<T | undefined>;
   /** Synchronous read of this node's applied state. */
   getLocal<T = unknown>(key: string): T | undefined;

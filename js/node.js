@@ -53,6 +53,11 @@ class RaftNode extends EventEmitter {
   /** @param {import('../index').RaftNodeOptions} options */
   constructor(options, internal = {}) {
     super();
+    // Applied entries cross into JS only while someone listens for them. A new listener
+    // turns delivery on at once, before any write it may be waiting for is issued.
+    const applied = (event) => event === 'apply' || event === 'change';
+    this.on('newListener', (event) => applied(event) && this.#native && this.#native.setWantApplied(true));
+    this.on('removeListener', (event) => applied(event) && this.#syncWantApplied());
     const validated = check.validateOptions(options, { allowUnknownUrls: internal === kInternal });
     this.#config = validated;
     this.#id = validated.native.id;
@@ -77,6 +82,7 @@ class RaftNode extends EventEmitter {
     this.#state = 'starting';
     try {
       this.#native = new NativeRaftNode(this.#config.native);
+      this.#syncWantApplied();
       const { address, url } = await this.#native.start((batch) => this.#onEvents(batch.events));
       this.#address = address;
       this.#url = url;
@@ -377,9 +383,13 @@ class RaftNode extends EventEmitter {
     const prefix = o.prefix ?? '';
     if (typeof prefix !== 'string') throw new TypeError(`opts.prefix must be a string, got ${check.typeName(prefix)}`);
     const signal = check.signal(o.signal);
-    const queue = new WatchQueue(prefix, signal, () => this.#watchers.delete(queue));
+    const queue = new WatchQueue(prefix, signal, () => {
+      this.#watchers.delete(queue);
+      this.#syncWantApplied();
+    });
     if (this.#state === 'stopped') queue.close();
     else this.#watchers.add(queue);
+    this.#syncWantApplied();
     return queue;
   }
 
@@ -417,6 +427,11 @@ class RaftNode extends EventEmitter {
           break;
       }
     }
+  }
+
+  #syncWantApplied() {
+    const want = this.listenerCount('apply') > 0 || this.listenerCount('change') > 0 || this.#watchers.size > 0;
+    if (this.#native) this.#native.setWantApplied(want);
   }
 
   #onApplied(entries) {

@@ -6,7 +6,8 @@ mod convert;
 mod logging;
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use napi::bindgen_prelude::*;
@@ -64,6 +65,8 @@ pub struct NativeRaftNode {
     config: Config,
     node: Mutex<Option<Node>>,
     handle: Mutex<Option<NodeHandle>>,
+    /// Whether JS listens for applied entries; when not, they are not converted at all.
+    want_applied: Arc<AtomicBool>,
 }
 
 fn ms(value: u32) -> Duration {
@@ -98,6 +101,7 @@ impl NativeRaftNode {
             config,
             node: Mutex::new(None),
             handle: Mutex::new(None),
+            want_applied: Arc::new(AtomicBool::new(false)),
         })
     }
 
@@ -120,9 +124,15 @@ impl NativeRaftNode {
             .map_err(engine_error)?;
         let handle = node.handle();
         let mut events = node.take_events().expect("a new node has its events");
+        let want_applied = Arc::clone(&self.want_applied);
         tokio::spawn(async move {
-            while let Some(batch) = events.recv().await {
-                on_events.call(to_events(batch), ThreadsafeFunctionCallMode::NonBlocking);
+            while let Some(mut batch) = events.recv().await {
+                if !want_applied.load(Ordering::Relaxed) {
+                    batch.retain(|e| !matches!(e, crate::Event::Applied(_)));
+                }
+                if !batch.is_empty() {
+                    on_events.call(to_events(batch), ThreadsafeFunctionCallMode::NonBlocking);
+                }
             }
             // `on_events` drops here: the JS callback no longer holds the event loop.
         });
@@ -141,6 +151,12 @@ impl NativeRaftNode {
             .unwrap_or_else(|p| p.into_inner())
             .clone()
             .ok_or_else(|| engine_error(EngineError::Stopped))
+    }
+
+    /// Turns the delivery of applied entries on or off (JS listens for them or not).
+    #[napi]
+    pub fn set_want_applied(&self, want: bool) {
+        self.want_applied.store(want, Ordering::Relaxed);
     }
 
     /// The node's status (all fields of API.md's `status()` but `members`).

@@ -1,0 +1,100 @@
+// `npm run bench`: figures for an in-process 3-node cluster with in-memory storage.
+//   - write throughput with 256 writes in flight
+//   - write latency p50/p99 with 1 in flight
+//   - failover: leader killed -> a new leader accepts a write, fast and default timing
+// Each is measured over several runs; the median and the worst are printed.
+import { createTestCluster } from 'raftline/testing';
+
+const RUNS = Number(process.env.BENCH_RUNS ?? 5);
+const quick = process.env.BENCH_QUICK === '1';
+
+const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+const percentile = (sorted, p) => sorted[Math.min(sorted.length - 1, Math.floor((sorted.length * p) / 100))];
+const fmt = (x, digits = 0) => x.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits });
+
+async function throughput(inFlight, total) {
+  const c = await createTestCluster({ size: 3, timing: 'default' });
+  try {
+    const leader = await c.waitForLeader();
+    const value = { user: 'someone', n: 0, tags: ['a', 'b'] };
+    for (let i = 0; i < 2000; i++) await leader.set(`warm/${i % 100}`, value); // warm up
+    let next = 0;
+    const t0 = performance.now();
+    await Promise.all(
+      Array.from({ length: inFlight }, async () => {
+        while (next < total) {
+          const i = next++;
+          await leader.set(`k/${i % 10_000}`, value);
+        }
+      }),
+    );
+    return total / ((performance.now() - t0) / 1000);
+  } finally {
+    await c.close();
+  }
+}
+
+async function latency(count) {
+  const c = await createTestCluster({ size: 3, timing: 'default' });
+  try {
+    const leader = await c.waitForLeader();
+    for (let i = 0; i < 500; i++) await leader.set('warm', i);
+    const samples = new Float64Array(count);
+    for (let i = 0; i < count; i++) {
+      const t0 = performance.now();
+      await leader.set(`lat/${i % 1000}`, i);
+      samples[i] = performance.now() - t0;
+    }
+    samples.sort();
+    return { p50: percentile(samples, 50), p99: percentile(samples, 99) };
+  } finally {
+    await c.close();
+  }
+}
+
+async function failover(timing) {
+  const c = await createTestCluster({ size: 3, timing });
+  try {
+    const old = await c.waitForLeader();
+    await old.set('before', 1);
+    const survivors = c.nodes.filter((n) => n !== old);
+    const t0 = performance.now();
+    await c.kill(old.id);
+    // Write on whichever survivor leads as soon as one does.
+    for (;;) {
+      const leader = survivors.find((n) => n.role === 'leader');
+      if (leader) {
+        try {
+          await leader.set('after', 2, { timeoutMs: 1000, forward: false });
+          return performance.now() - t0;
+        } catch {
+          // lost the election race or not yet committed in its term: try again
+        }
+      }
+      await new Promise((r) => setImmediate(r));
+      if (performance.now() - t0 > 10_000) throw new Error('no failover within 10 s');
+    }
+  } finally {
+    await c.close();
+  }
+}
+
+async function series(label, runs, fn) {
+  const xs = [];
+  for (let i = 0; i < runs; i++) xs.push(await fn());
+  return { label, xs };
+}
+
+console.log(`raftline bench: 3-node in-process cluster, in-memory storage, ${RUNS} runs each (node ${process.version})\n`);
+const total = quick ? 20_000 : 100_000;
+const tput = await series('throughput', RUNS, () => throughput(256, total));
+console.log(`write throughput, 256 in flight (${fmt(total)} writes): median ${fmt(median(tput.xs))} writes/s, worst ${fmt(Math.min(...tput.xs))} writes/s`);
+const lat = await series('latency', RUNS, () => latency(quick ? 2000 : 10_000));
+const p50s = lat.xs.map((x) => x.p50);
+const p99s = lat.xs.map((x) => x.p99);
+console.log(`write latency, 1 in flight: p50 median ${fmt(median(p50s), 3)} ms (worst ${fmt(Math.max(...p50s), 3)}), p99 median ${fmt(median(p99s), 3)} ms (worst ${fmt(Math.max(...p99s), 3)})`);
+for (const timing of ['fast', 'default']) {
+  const f = await series('failover', RUNS, () => failover(timing));
+  const note = timing === 'fast' ? 'heartbeat 10 ms, election 50 ms' : 'heartbeat 50 ms, election 150 ms';
+  console.log(`failover (${timing}: ${note}): median ${fmt(median(f.xs))} ms, max ${fmt(Math.max(...f.xs))} ms  [${f.xs.map((x) => fmt(x)).join(', ')}]`);
+}
