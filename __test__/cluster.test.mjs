@@ -170,6 +170,55 @@ describe('writes and reads', () => {
   });
 });
 
+describe('status and events', () => {
+  it('status() reports role, term, leader, indexes and members', async () => {
+    const c = await cluster({ size: 3 });
+    const leader = await c.waitForLeader();
+    const w = await leader.set('s', 1);
+    const follower = c.nodes.find((n) => n !== leader);
+    await waitFor(() => follower.status().appliedIndex >= w.index, { what: 'follower applies' });
+    const s = follower.status();
+    expect(s).toMatchObject({ id: follower.id, role: 'follower', term: leader.term, leaderId: leader.id });
+    expect(s.commitIndex).toBeGreaterThanOrEqual(w.index);
+    expect(s.lastIndex).toBeGreaterThanOrEqual(s.commitIndex);
+    expect(s.snapshotIndex).toBe(0);
+    expect(s.members.map((m) => [m.id, m.voter])).toEqual([['n1', true], ['n2', true], ['n3', true]]);
+    expect(s.members.find((m) => m.id === follower.id).url).toBe(follower.url);
+    expect(leader.status().role).toBe('leader');
+  });
+
+  it('change events carry one entry per changed key, with previous values', async () => {
+    const c = await cluster({ size: 3 });
+    await c.waitForLeader();
+    const changes = [];
+    c.nodes[2].on('change', (e) => changes.push(e));
+    await c.nodes[0].set('a', 1);
+    await c.nodes[1].batch([{ op: 'set', key: 'a', value: 2 }, { op: 'set', key: 'b', value: 3 }]);
+    await c.nodes[0].delete('a');
+    await c.nodes[0].delete('a'); // deletes nothing: no change
+    await waitFor(() => changes.length >= 4, { what: 'four changes' });
+    expect(changes.map(({ key, op, value, prev }) => [key, op, value, prev])).toEqual([
+      ['a', 'set', 1, undefined],
+      ['a', 'set', 2, 1],
+      ['b', 'set', 3, undefined],
+      ['a', 'delete', undefined, 2],
+    ]);
+    expect(changes[1].index).toBe(changes[2].index); // one batch, one log entry
+  });
+
+  it('stop() on the leader hands leadership over before it resolves', async () => {
+    const c = await cluster({ size: 3, timing: 'default' });
+    const leader = await c.waitForLeader();
+    const term = leader.term;
+    await leader.stop();
+    const others = c.nodes.filter((n) => n !== leader);
+    // Already handed over: no election timeout had to pass.
+    expect(others.some((n) => n.role === 'leader' && n.term > term)).toBe(true);
+    const next = await c.waitForLeader();
+    await next.set('after-stop', 1);
+  });
+});
+
 describe('watch', () => {
   it('yields every change under the prefix in log order, and ends on abort', async () => {
     const c = await cluster({ size: 3 });

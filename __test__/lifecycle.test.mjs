@@ -22,9 +22,13 @@ describe('lifecycle', () => {
     expect(await node.waitForLeader()).toBe('solo');
     const port = Number(node.address.split(':')[1]);
     const stopped = new Promise((r) => node.once('stopped', r));
+    const term = node.term;
+    expect(term).toBeGreaterThan(0);
     await node.stop();
     await stopped;
     expect(node.role).toBe('stopped');
+    expect(node.term).toBe(term); // terms never go back, not even on stop
+    expect(node.isLeader).toBe(false);
     // The same port binds again right away, by a plain server and by a new node.
     await new Promise((resolve, reject) => {
       const server = net.createServer().once('error', reject).listen(port, '127.0.0.1', () => server.close(resolve));

@@ -133,10 +133,15 @@ class RaftNode extends EventEmitter {
 
   async #shutdown(transfer, timeoutMs, abrupt) {
     if (this.#state === 'starting') await new Promise((r) => setImmediate(r));
+    const live = this.#status();
+    const wasLeader = this.#state === 'running' && live.role === 'leader';
+    // From here on the node reports itself stopped, with the term it reached (terms never go back).
+    const stoppedStatus = () => ({ ...(this.#native?.status() ?? live), role: 'stopped', leaderId: null, isLeader: false });
+    this.#lastStatus = stoppedStatus();
     this.#state = 'stopping';
     this.#notifyLease(); // jobs stop the moment the node begins to stop
     const native = this.#native;
-    if (transfer && !abrupt && native && this.#status().role === 'leader') {
+    if (transfer && !abrupt && native && wasLeader) {
       try {
         await native.transferLeadership(null, timeoutMs);
       } catch {
@@ -144,8 +149,8 @@ class RaftNode extends EventEmitter {
       }
     }
     if (native) {
-      this.#lastStatus = { ...this.#status(), role: 'stopped', leaderId: null, isLeader: false };
       await (abrupt ? native.kill() : native.stop());
+      this.#lastStatus = stoppedStatus();
     }
     this.#state = 'stopped';
     this.#notifyLease();

@@ -231,19 +231,18 @@ impl<S: LogStore> Core<S> {
 
     /// Proposes a command; `reply` gets the outcome once this node applies it.
     pub fn propose(&mut self, command: Command, forward: bool, reply: Reply<WriteOutcome>) {
-        if let Err(e) = self.try_propose(command, forward, &reply) {
-            let _ = reply.send(Err(e));
-            return;
+        match self.try_propose(command, forward) {
+            Ok(seq) => {
+                self.proposals.insert(seq, reply);
+            }
+            Err(e) => {
+                let _ = reply.send(Err(e));
+            }
         }
-        self.proposals.insert(self.next_seq - 1, reply);
     }
 
-    fn try_propose(
-        &mut self,
-        command: Command,
-        forward: bool,
-        _reply: &Reply<WriteOutcome>,
-    ) -> Result<()> {
+    /// Proposes; returns the sequence number that the entry's context carries.
+    fn try_propose(&mut self, command: Command, forward: bool) -> Result<u64> {
         command.validate().map_err(Error::Invalid)?;
         let data = command.encode();
         if data.len() > self.max_proposal_bytes {
@@ -258,7 +257,7 @@ impl<S: LogStore> Core<S> {
         let seq = self.next_seq;
         self.next_seq += 1;
         match self.raw.propose(request_context(self.id, seq), data) {
-            Ok(()) => Ok(()),
+            Ok(()) => Ok(seq),
             Err(raft::Error::ProposalDropped) => Err(Error::NoLeader),
             Err(e) => Err(Error::Invalid(format!("proposal refused: {e}"))),
         }

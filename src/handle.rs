@@ -67,42 +67,27 @@ impl From<Consistency> for ReadOptions {
     }
 }
 
-struct Inner {
-    name: String,
-    requests: mpsc::Sender<Request>,
-    status: watch::Receiver<Status>,
-    kv: Arc<RwLock<KvStore>>,
-    transport: TransportControl,
-    addr: SocketAddr,
-    url: String,
+/// What a handle shares with every clone of it.
+pub(crate) struct HandleState {
+    pub name: String,
+    pub requests: mpsc::Sender<Request>,
+    pub status: watch::Receiver<Status>,
+    pub kv: Arc<RwLock<KvStore>>,
+    pub transport: TransportControl,
+    pub addr: SocketAddr,
+    pub url: String,
 }
 
 /// A cloneable handle to a running node.
 #[derive(Clone)]
 pub struct NodeHandle {
-    inner: Arc<Inner>,
+    inner: Arc<HandleState>,
 }
 
 impl NodeHandle {
-    pub(crate) fn new(
-        name: String,
-        requests: mpsc::Sender<Request>,
-        status: watch::Receiver<Status>,
-        kv: Arc<RwLock<KvStore>>,
-        transport: TransportControl,
-        addr: SocketAddr,
-        url: String,
-    ) -> Self {
+    pub(crate) fn new(state: HandleState) -> Self {
         NodeHandle {
-            inner: Arc::new(Inner {
-                name,
-                requests,
-                status,
-                kv,
-                transport,
-                addr,
-                url,
-            }),
+            inner: Arc::new(state),
         }
     }
 

@@ -10,7 +10,7 @@ use crate::core::Core;
 use crate::driver::Driver;
 use crate::error::Result;
 use crate::events::Event;
-use crate::handle::NodeHandle;
+use crate::handle::{HandleState, NodeHandle};
 use crate::ids::raft_id;
 use crate::kv::KvStore;
 use crate::storage::mem_storage;
@@ -59,15 +59,15 @@ pub async fn start(config: Config) -> Result<Node> {
     let (requests_tx, requests_rx) = mpsc::channel(REQUEST_QUEUE);
     let (events_tx, events_rx) = mpsc::unbounded_channel();
     let (status_tx, status_rx) = watch::channel(core.status());
-    let handle = NodeHandle::new(
-        config.name.clone(),
-        requests_tx,
-        status_rx,
+    let handle = NodeHandle::new(HandleState {
+        name: config.name.clone(),
+        requests: requests_tx,
+        status: status_rx,
         kv,
-        transport.control(),
+        transport: transport.control(),
         addr,
         url,
-    );
+    });
     let driver = Driver {
         core,
         transport,

@@ -15,7 +15,8 @@ use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
 use napi_derive::napi;
 
 use crate::{
-    BatchOp, Config, Consistency, Error as EngineError, Node, NodeHandle, ReadOptions, WriteOptions,
+    BatchOp, Command, Config, Consistency, Error as EngineError, Node, NodeHandle, ReadOptions,
+    WriteOptions,
 };
 use convert::{engine_error, to_events, NativeEventBatch, NativeStatus, NativeWriteResult};
 
@@ -170,6 +171,21 @@ impl NativeRaftNode {
         handle.map(|h| NativeStatus::from(h.status()))
     }
 
+    /// Replicates `command`; the result once it is applied on this node.
+    async fn write(
+        &self,
+        command: Command,
+        timeout_ms: u32,
+        forward: bool,
+    ) -> Result<NativeWriteResult> {
+        let options = WriteOptions {
+            timeout: ms(timeout_ms),
+            forward,
+        };
+        let outcome = self.handle()?.write(command, options).await;
+        outcome.map(NativeWriteResult::from).map_err(engine_error)
+    }
+
     #[napi]
     pub async fn set(
         &self,
@@ -178,18 +194,9 @@ impl NativeRaftNode {
         timeout_ms: u32,
         forward: bool,
     ) -> Result<NativeWriteResult> {
-        let outcome = self
-            .handle()?
-            .set(
-                &key,
-                value.to_vec(),
-                WriteOptions {
-                    timeout: ms(timeout_ms),
-                    forward,
-                },
-            )
-            .await;
-        outcome.map(NativeWriteResult::from).map_err(engine_error)
+        let value = value.to_vec().into();
+        self.write(Command::Set { key, value }, timeout_ms, forward)
+            .await
     }
 
     #[napi]
@@ -199,17 +206,8 @@ impl NativeRaftNode {
         timeout_ms: u32,
         forward: bool,
     ) -> Result<NativeWriteResult> {
-        let outcome = self
-            .handle()?
-            .delete(
-                &key,
-                WriteOptions {
-                    timeout: ms(timeout_ms),
-                    forward,
-                },
-            )
-            .await;
-        outcome.map(NativeWriteResult::from).map_err(engine_error)
+        self.write(Command::Delete { key }, timeout_ms, forward)
+            .await
     }
 
     /// Compare-and-set; `expected: null` means "absent", `next: null` deletes.
@@ -222,20 +220,18 @@ impl NativeRaftNode {
         timeout_ms: u32,
         forward: bool,
     ) -> Result<NativeWriteResult> {
-        let (expected, next) = (expected.map(|b| b.to_vec()), next.map(|b| b.to_vec()));
-        let outcome = self
-            .handle()?
-            .cas(
-                &key,
+        let expected = expected.map(|b| b.to_vec().into());
+        let next = next.map(|b| b.to_vec().into());
+        self.write(
+            Command::Cas {
+                key,
                 expected,
                 next,
-                WriteOptions {
-                    timeout: ms(timeout_ms),
-                    forward,
-                },
-            )
-            .await;
-        outcome.map(NativeWriteResult::from).map_err(engine_error)
+            },
+            timeout_ms,
+            forward,
+        )
+        .await
     }
 
     #[napi]
@@ -258,17 +254,8 @@ impl NativeRaftNode {
                 )))),
             })
             .collect::<Result<Vec<_>>>()?;
-        let outcome = self
-            .handle()?
-            .batch(
-                ops,
-                WriteOptions {
-                    timeout: ms(timeout_ms),
-                    forward,
-                },
-            )
-            .await;
-        outcome.map(NativeWriteResult::from).map_err(engine_error)
+        self.write(Command::Batch { ops }, timeout_ms, forward)
+            .await
     }
 
     #[napi]
@@ -278,17 +265,8 @@ impl NativeRaftNode {
         timeout_ms: u32,
         forward: bool,
     ) -> Result<NativeWriteResult> {
-        let outcome = self
-            .handle()?
-            .propose_raw(
-                data.to_vec(),
-                WriteOptions {
-                    timeout: ms(timeout_ms),
-                    forward,
-                },
-            )
-            .await;
-        outcome.map(NativeWriteResult::from).map_err(engine_error)
+        self.write(Command::Raw(data.to_vec().into()), timeout_ms, forward)
+            .await
     }
 
     /// The value at `key` under `consistency` (`linearizable`, `lease` or `local`).
