@@ -6,6 +6,7 @@
 //! deterministic tests feed it through an in-memory network instead.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -29,7 +30,10 @@ pub type Reply<T> = oneshot::Sender<Result<T>>;
 pub struct WriteOutcome {
     pub index: u64,
     pub term: u64,
-    pub result: ApplyResult,
+    /// For `Cas`: whether it matched. For `Delete`: whether the key existed.
+    pub ok: bool,
+    /// For `Cas`: the value after the command. For `Set`/`Delete`: the previous value.
+    pub value: Option<Vec<u8>>,
 }
 
 /// A snapshot of a node's state.
@@ -43,8 +47,9 @@ pub struct Status {
     pub applied_index: u64,
     pub last_index: u64,
     pub snapshot_index: u64,
-    pub voters: Vec<String>,
-    pub learners: Vec<String>,
+    /// Voters and learners by name, sorted (shared: status is rebuilt every Ready).
+    pub voters: Arc<[String]>,
+    pub learners: Arc<[String]>,
     /// Leader whose leadership a quorum confirmed within the lease: no other node can have
     /// been elected meanwhile. This is the `isLeader` of the API, fit for fencing.
     pub is_leader: bool,
@@ -89,6 +94,9 @@ pub struct Core<S: LogStore> {
     leader: u64,
     role: Role,
     lease: Lease,
+    applied_events: Arc<AtomicBool>,
+    /// Member names, refreshed on every configuration change.
+    members: (Arc<[String]>, Arc<[String]>),
 }
 
 /// The leader's lease. Every heartbeat the leader sends a ReadIndex probe; once a quorum has
@@ -164,6 +172,8 @@ impl<S: LogStore> Core<S> {
             transfer: None,
             leader: INVALID_ID,
             role: Role::Follower,
+            applied_events: Arc::new(AtomicBool::new(true)),
+            members: (Arc::from([]), Arc::from([])),
             lease: Lease {
                 length: (tick * election_ticks as u32).saturating_sub(tick * 2),
                 probes: BTreeMap::new(),
@@ -172,6 +182,7 @@ impl<S: LogStore> Core<S> {
             },
         };
         core.role = core.current_role();
+        core.members = core.member_names();
         Ok(core)
     }
 
@@ -342,20 +353,7 @@ impl<S: LogStore> Core<S> {
     /// The current status.
     pub fn status(&self) -> Status {
         let raft = &self.raw.raft;
-        let conf = raft.prs().conf();
-        let mut voters: Vec<String> = conf
-            .voters()
-            .ids()
-            .iter()
-            .filter_map(|id| self.name_of(id))
-            .collect();
-        let mut learners: Vec<String> = conf
-            .learners()
-            .iter()
-            .filter_map(|&id| self.name_of(id))
-            .collect();
-        voters.sort();
-        learners.sort();
+        let (voters, learners) = self.members.clone();
         Status {
             name: self.name.clone(),
             role: self.role,
@@ -369,6 +367,19 @@ impl<S: LogStore> Core<S> {
             learners,
             is_leader: self.holds_lease(),
         }
+    }
+
+    /// Voters and learners by name, sorted, from the current configuration.
+    fn member_names(&self) -> (Arc<[String]>, Arc<[String]>) {
+        let conf = self.raw.raft.prs().conf();
+        let names = |ids: &mut dyn Iterator<Item = u64>| -> Arc<[String]> {
+            let mut names: Vec<String> = ids.filter_map(|id| self.name_of(id)).collect();
+            names.sort();
+            names.into()
+        };
+        let voters = names(&mut conf.voters().ids().iter());
+        let learners = names(&mut conf.learners().iter().copied());
+        (voters, learners)
     }
 
     /// Handles whatever is ready: sends through `send`, persists, applies, answers requests.
@@ -449,16 +460,31 @@ impl<S: LogStore> Core<S> {
                             continue;
                         }
                     };
-                    let result = kv.apply(command);
-                    applied.push(AppliedEntry {
+                    let record = self.applied_events.load(Ordering::Relaxed);
+                    let ApplyResult {
+                        op,
+                        changes,
+                        ok,
+                        value,
+                        data,
+                    } = kv.apply(command, record);
+                    if record {
+                        applied.push(AppliedEntry {
+                            index,
+                            term,
+                            op,
+                            changes,
+                            ok,
+                            data,
+                        });
+                    }
+                    let outcome = WriteOutcome {
                         index,
                         term,
-                        op: result.op.clone(),
-                        changes: result.changes.clone(),
-                        ok: result.ok,
-                        data: result.data.clone(),
-                    });
-                    self.answer_proposal(&context, index, term, result);
+                        ok,
+                        value,
+                    };
+                    self.answer_proposal(&context, outcome);
                 }
                 EntryType::EntryConfChange | EntryType::EntryConfChangeV2 => {
                     self.apply_conf_change(&entry);
@@ -467,18 +493,20 @@ impl<S: LogStore> Core<S> {
         }
     }
 
-    fn answer_proposal(&mut self, context: &[u8], index: u64, term: u64, result: ApplyResult) {
+    fn answer_proposal(&mut self, context: &[u8], outcome: WriteOutcome) {
         if let Some((origin, seq)) = parse_request_context(context) {
             if origin == self.id {
                 if let Some(reply) = self.proposals.remove(&seq) {
-                    let _ = reply.send(Ok(WriteOutcome {
-                        index,
-                        term,
-                        result,
-                    }));
+                    let _ = reply.send(Ok(outcome));
                 }
             }
         }
+    }
+
+    /// The switch for `Event::Applied`: when off, applied entries are not reported (and
+    /// their changes are not copied), which saves work when nobody listens.
+    pub fn applied_events(&self) -> Arc<AtomicBool> {
+        Arc::clone(&self.applied_events)
     }
 
     fn apply_conf_change(&mut self, entry: &Entry) {
@@ -490,7 +518,7 @@ impl<S: LogStore> Core<S> {
             ConfChange::decode(data).map(|cc| self.raw.apply_conf_change(&cc))
         };
         match outcome {
-            Ok(Ok(_)) => {}
+            Ok(Ok(_)) => self.members = self.member_names(),
             Ok(Err(e)) => tracing::warn!(node = %self.name, "conf change refused: {e}"),
             Err(e) => tracing::warn!(node = %self.name, "undecodable conf change: {e}"),
         }

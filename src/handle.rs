@@ -76,6 +76,7 @@ pub(crate) struct HandleState {
     pub transport: TransportControl,
     pub addr: SocketAddr,
     pub url: String,
+    pub applied_events: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// A cloneable handle to a running node.
@@ -296,6 +297,14 @@ impl NodeHandle {
         let _ = self
             .wait_for(Duration::from_secs(30), |s| s.role == Role::Stopped)
             .await;
+    }
+
+    /// Turns `Event::Applied` on (the default) or off. Off, the node skips copying each
+    /// change for the event stream: worth it when nobody consumes applied entries.
+    pub fn set_applied_events(&self, on: bool) {
+        self.inner
+            .applied_events
+            .store(on, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Sets the URL of `peer` (see [`crate::Config::peers`]).

@@ -138,8 +138,9 @@ impl KvStore {
         self.map.is_empty()
     }
 
-    /// Applies a command; the command is consumed so its values move into the map.
-    pub fn apply(&mut self, command: Command) -> ApplyResult {
+    /// Applies a command; the command is consumed so its values move into the map. With
+    /// `record`, every key change is listed in the result (copies of key and values).
+    pub fn apply(&mut self, command: Command, record: bool) -> ApplyResult {
         let mut result = ApplyResult {
             op: OpKind::Raw,
             changes: Vec::new(),
@@ -150,12 +151,12 @@ impl KvStore {
         match command {
             Command::Set { key, value } => {
                 result.op = OpKind::Set;
-                let prev = self.put(&mut result.changes, key, Some(value.into_vec()));
+                let prev = self.put(record, &mut result.changes, key, Some(value.into_vec()));
                 result.value = prev;
             }
             Command::Delete { key } => {
                 result.op = OpKind::Delete;
-                let prev = self.put(&mut result.changes, key, None);
+                let prev = self.put(record, &mut result.changes, key, None);
                 result.ok = prev.is_some();
                 result.value = prev;
             }
@@ -170,7 +171,7 @@ impl KvStore {
                 if result.ok {
                     let next = next.map(ByteBuf::into_vec);
                     result.value = next.clone();
-                    self.put(&mut result.changes, key, next);
+                    self.put(record, &mut result.changes, key, next);
                 } else {
                     result.value = current.map(<[u8]>::to_vec);
                 }
@@ -180,9 +181,9 @@ impl KvStore {
                 for op in ops {
                     match op {
                         BatchOp::Set { key, value } => {
-                            self.put(&mut result.changes, key, Some(value.into_vec()))
+                            self.put(record, &mut result.changes, key, Some(value.into_vec()))
                         }
-                        BatchOp::Delete { key } => self.put(&mut result.changes, key, None),
+                        BatchOp::Delete { key } => self.put(record, &mut result.changes, key, None),
                     };
                 }
             }
@@ -191,13 +192,21 @@ impl KvStore {
         result
     }
 
-    /// Writes or removes one key, records the change, returns the previous value.
+    /// Writes or removes one key, records the change (with `record`), returns the previous
+    /// value.
     fn put(
         &mut self,
+        record: bool,
         changes: &mut Vec<KeyChange>,
         key: String,
         value: Option<Vec<u8>>,
     ) -> Option<Vec<u8>> {
+        if !record {
+            return match value {
+                Some(v) => self.map.insert(key, v),
+                None => self.map.remove(&key),
+            };
+        }
         let prev = match &value {
             Some(v) => self.map.insert(key.clone(), v.clone()),
             None => self.map.remove(&key),
@@ -351,7 +360,7 @@ mod tests {
             ),
         ];
         for (case, cmd, ok, value, changed) in cases {
-            let r = kv.apply(cmd);
+            let r = kv.apply(cmd, true);
             assert_eq!(r.ok, ok, "{case}: ok");
             assert_eq!(
                 r.value.as_deref(),
@@ -367,10 +376,13 @@ mod tests {
     fn range_is_prefix_bounded_and_sorted() {
         let mut kv = KvStore::default();
         for k in ["u/2", "u/1", "v/1", "u", "t"] {
-            kv.apply(Command::Set {
-                key: k.into(),
-                value: b(k),
-            });
+            kv.apply(
+                Command::Set {
+                    key: k.into(),
+                    value: b(k),
+                },
+                false,
+            );
         }
         let keys: Vec<_> = kv.range("u/").into_iter().map(|(k, _)| k).collect();
         assert_eq!(keys, ["u/1", "u/2"]);

@@ -59,6 +59,7 @@ pub async fn start(config: Config) -> Result<Node> {
     let (requests_tx, requests_rx) = mpsc::channel(REQUEST_QUEUE);
     let (events_tx, events_rx) = mpsc::unbounded_channel();
     let (status_tx, status_rx) = watch::channel(core.status());
+    let applied_events = core.applied_events();
     let handle = NodeHandle::new(HandleState {
         name: config.name.clone(),
         requests: requests_tx,
@@ -67,6 +68,7 @@ pub async fn start(config: Config) -> Result<Node> {
         transport: transport.control(),
         addr,
         url,
+        applied_events,
     });
     let driver = Driver {
         core,

@@ -66,8 +66,8 @@ impl From<EngineStatus> for NativeStatus {
             applied_index: s.applied_index as f64,
             last_index: s.last_index as f64,
             snapshot_index: s.snapshot_index as f64,
-            voters: s.voters,
-            learners: s.learners,
+            voters: s.voters.to_vec(),
+            learners: s.learners.to_vec(),
         }
     }
 }
@@ -87,8 +87,8 @@ impl From<WriteOutcome> for NativeWriteResult {
         NativeWriteResult {
             index: o.index as f64,
             term: o.term as f64,
-            ok: o.result.ok,
-            value: o.result.value.map(Buffer::from),
+            ok: o.ok,
+            value: o.value.map(Buffer::from),
         }
     }
 }

@@ -7,7 +7,7 @@ mod logging;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use napi::bindgen_prelude::*;
@@ -58,6 +58,11 @@ pub struct NativeEntry {
     pub value: Buffer,
 }
 
+/// The engine allocates per message and per entry from several threads at once; mimalloc's
+/// thread-local heaps keep that off glibc's arena locks (measured: see bench/).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 type EventCallback = ThreadsafeFunction<NativeEventBatch, (), NativeEventBatch, Status, false>;
 
 /// A raft node as the JS layer sees it.
@@ -66,8 +71,8 @@ pub struct NativeRaftNode {
     config: Config,
     node: Mutex<Option<Node>>,
     handle: Mutex<Option<NodeHandle>>,
-    /// Whether JS listens for applied entries; when not, they are not converted at all.
-    want_applied: Arc<AtomicBool>,
+    /// Whether JS listens for applied entries (kept here for a node not started yet).
+    want_applied: AtomicBool,
 }
 
 fn ms(value: u32) -> Duration {
@@ -102,7 +107,7 @@ impl NativeRaftNode {
             config,
             node: Mutex::new(None),
             handle: Mutex::new(None),
-            want_applied: Arc::new(AtomicBool::new(false)),
+            want_applied: AtomicBool::new(false),
         })
     }
 
@@ -125,15 +130,10 @@ impl NativeRaftNode {
             .map_err(engine_error)?;
         let handle = node.handle();
         let mut events = node.take_events().expect("a new node has its events");
-        let want_applied = Arc::clone(&self.want_applied);
+        handle.set_applied_events(self.want_applied.load(Ordering::Relaxed));
         tokio::spawn(async move {
-            while let Some(mut batch) = events.recv().await {
-                if !want_applied.load(Ordering::Relaxed) {
-                    batch.retain(|e| !matches!(e, crate::Event::Applied(_)));
-                }
-                if !batch.is_empty() {
-                    on_events.call(to_events(batch), ThreadsafeFunctionCallMode::NonBlocking);
-                }
+            while let Some(batch) = events.recv().await {
+                on_events.call(to_events(batch), ThreadsafeFunctionCallMode::NonBlocking);
             }
             // `on_events` drops here: the JS callback no longer holds the event loop.
         });
@@ -158,6 +158,14 @@ impl NativeRaftNode {
     #[napi]
     pub fn set_want_applied(&self, want: bool) {
         self.want_applied.store(want, Ordering::Relaxed);
+        if let Some(handle) = self
+            .handle
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+        {
+            handle.set_applied_events(want);
+        }
     }
 
     /// The node's status (all fields of API.md's `status()` but `members`).
