@@ -181,8 +181,11 @@ export interface RaftNodeEvents {
   roleChange: [event: RoleChangeEvent];
   apply: [event: ApplyEvent];
   change: [event: ChangeEvent];
+  /** Not emitted yet: membership changes are not available in this version. */
   membershipChange: [event: MembershipChangeEvent];
+  /** Not emitted yet: peer health is not reported in this version. */
   peerHealth: [event: PeerHealthEvent];
+  /** Not emitted yet: snapshots come with durable storage. */
   snapshot: [event: SnapshotEvent];
   error: [error: RaftError];
   stopped: [event: Record<string, never>];
