@@ -87,7 +87,8 @@ pub struct Core<S: LogStore> {
     election_ticks: u64,
     ticks: u64,
     next_seq: u64,
-    proposals: HashMap<u64, Reply<WriteOutcome>>,
+    /// This node's proposals awaiting their entry: sequence -> (term when proposed, reply).
+    proposals: HashMap<u64, (u64, Reply<WriteOutcome>)>,
     unsent_reads: Vec<Reply<u64>>,
     reads: BTreeMap<u64, PendingRead>,
     transfer: Option<Reply<String>>,
@@ -215,7 +216,7 @@ impl<S: LogStore> Core<S> {
             self.retry_reads();
         }
         if self.ticks.is_multiple_of(self.election_ticks) {
-            self.proposals.retain(|_, reply| !reply.is_closed());
+            self.proposals.retain(|_, (_, reply)| !reply.is_closed());
         }
     }
 
@@ -244,7 +245,7 @@ impl<S: LogStore> Core<S> {
     pub fn propose(&mut self, command: Command, forward: bool, reply: Reply<WriteOutcome>) {
         match self.try_propose(command, forward) {
             Ok(seq) => {
-                self.proposals.insert(seq, reply);
+                self.proposals.insert(seq, (self.raw.raft.term, reply));
             }
             Err(e) => {
                 let _ = reply.send(Err(e));
@@ -334,7 +335,7 @@ impl<S: LogStore> Core<S> {
 
     /// Fails every pending request with `err` (on stop).
     pub fn fail_all(&mut self, err: Error) {
-        for (_, reply) in self.proposals.drain() {
+        for (_, (_, reply)) in self.proposals.drain() {
             let _ = reply.send(Err(err.clone()));
         }
         let reads = std::mem::take(&mut self.reads);
@@ -436,9 +437,33 @@ impl<S: LogStore> Core<S> {
     /// Applies committed entries to the state machine (under one write lock for the batch)
     /// and answers this node's proposals among them.
     fn apply(&mut self, entries: Vec<Entry>, applied: &mut Vec<AppliedEntry>) {
-        if entries.is_empty() {
+        let Some(last_term) = entries.last().map(|e| e.term) else {
             return;
+        };
+        self.apply_entries(entries, applied);
+        self.fail_superseded_proposals(last_term);
+    }
+
+    /// Entries are applied in log order and terms never decrease along the log: once an
+    /// entry of term `t` is applied, every entry of an earlier term that will ever commit has
+    /// been applied. A proposal made in an earlier term and still unanswered was most likely
+    /// dropped with its leader; answer now rather than at its deadline. (It may, rarely,
+    /// still commit after a re-forward, so the outcome is reported as unknown.)
+    fn fail_superseded_proposals(&mut self, applied_term: u64) {
+        let superseded: Vec<u64> = self
+            .proposals
+            .iter()
+            .filter(|(_, (term, _))| *term < applied_term)
+            .map(|(&seq, _)| seq)
+            .collect();
+        for seq in superseded {
+            if let Some((term, reply)) = self.proposals.remove(&seq) {
+                let _ = reply.send(Err(Error::LeaderChanged { term }));
+            }
         }
+    }
+
+    fn apply_entries(&mut self, entries: Vec<Entry>, applied: &mut Vec<AppliedEntry>) {
         let kv = Arc::clone(&self.kv);
         let mut kv = kv.write().unwrap_or_else(|poisoned| poisoned.into_inner());
         for entry in entries {
@@ -496,7 +521,7 @@ impl<S: LogStore> Core<S> {
     fn answer_proposal(&mut self, context: &[u8], outcome: WriteOutcome) {
         if let Some((origin, seq)) = parse_request_context(context) {
             if origin == self.id {
-                if let Some(reply) = self.proposals.remove(&seq) {
+                if let Some((_, reply)) = self.proposals.remove(&seq) {
                     let _ = reply.send(Ok(outcome));
                 }
             }

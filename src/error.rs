@@ -12,6 +12,10 @@ pub enum Error {
     /// The deadline passed. For a write the outcome is unknown: it may still commit.
     #[error("timed out after {ms} ms{}", if *.unknown_outcome { " (the write may still commit)" } else { "" })]
     Timeout { ms: u64, unknown_outcome: bool },
+    /// Leadership changed while the write was in flight and it was not applied in its term:
+    /// most likely it was dropped with the old leader, but its outcome is unknown.
+    #[error("leadership changed after the write was proposed in term {term}; it was probably dropped, but may still commit")]
+    LeaderChanged { term: u64 },
     /// The node is stopped or stopping.
     #[error("the node is stopped")]
     Stopped,
@@ -41,7 +45,8 @@ impl Error {
         match self {
             Error::NotLeader { .. } => "ERR_NOT_LEADER",
             Error::NoLeader => "ERR_NO_LEADER",
-            Error::Timeout { .. } => "ERR_TIMEOUT",
+            // Same contract as a timeout: the outcome of the write is unknown.
+            Error::Timeout { .. } | Error::LeaderChanged { .. } => "ERR_TIMEOUT",
             Error::Stopped => "ERR_STOPPED",
             Error::TooLarge { .. } => "ERR_TOO_LARGE",
             Error::Storage(_) => "ERR_STORAGE",

@@ -178,7 +178,9 @@ async fn killing_the_leader_fails_over_well_under_a_second() {
             .await
         {
             Ok(_) => break killed_at.elapsed(),
-            Err(Error::NoLeader | Error::Timeout { .. }) if killed_at.elapsed() < DEADLINE => {
+            Err(Error::NoLeader | Error::Timeout { .. } | Error::LeaderChanged { .. })
+                if killed_at.elapsed() < DEADLINE =>
+            {
                 tokio::time::sleep(Duration::from_millis(2)).await
             }
             Err(e) => panic!("unexpected error during failover: {e}"),
@@ -412,5 +414,38 @@ async fn errors_say_what_happened() {
     );
     assert_eq!(f.status().role, Role::Stopped);
     std::net::TcpListener::bind(addr).expect("the stopped node's port is free again");
+    cluster.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_forwarded_to_a_dead_leader_settle_long_before_their_deadline() {
+    let mut cluster = Cluster::start(3, fast).await;
+    let old = cluster.wait_for_leader().await;
+    let survivor = cluster.names.iter().find(|n| **n != old).unwrap().clone();
+    cluster.kill(&old).await;
+    // The survivor still believes in the dead leader: these are forwarded into the void.
+    let h = cluster.node(&survivor).clone();
+    let started = Instant::now();
+    let writes: Vec<_> = (0..10)
+        .map(|i| {
+            let h = h.clone();
+            tokio::spawn(async move { h.set(&format!("w{i}"), vec![i], opts()).await })
+        })
+        .collect();
+    let mut applied = 0;
+    for w in writes {
+        match w.await.unwrap() {
+            Ok(_) => applied += 1,
+            Err(e @ Error::LeaderChanged { .. }) => assert_eq!(e.code(), "ERR_TIMEOUT"),
+            Err(e) => panic!("expected success or a leader change, got {e}"),
+        }
+    }
+    let settled = started.elapsed();
+    eprintln!("10 writes settled {settled:?} after the kill ({applied} applied)");
+    assert!(
+        settled < Duration::from_secs(2),
+        "writes waited for their 5 s deadline: {settled:?}"
+    );
+    cluster.wait_for_leader().await;
     cluster.stop().await;
 }
