@@ -31,6 +31,14 @@ pub struct Config {
     pub check_quorum: bool,
     /// Largest accepted proposal, in bytes.
     pub max_proposal_bytes: usize,
+    /// Durable storage here; `None` keeps everything in memory (nothing survives).
+    pub data_dir: Option<std::path::PathBuf>,
+    /// With durable storage: snapshot the state and compact the log after this many
+    /// applied entries.
+    pub snapshot_every: u64,
+    /// With durable storage: start a new log segment past this size (small values are for
+    /// tests that exercise rotation and compaction).
+    pub wal_segment_bytes: u64,
 }
 
 /// Default leader heartbeat interval.
@@ -39,6 +47,10 @@ pub const DEFAULT_HEARTBEAT: Duration = Duration::from_millis(50);
 pub const DEFAULT_ELECTION_TIMEOUT: Duration = Duration::from_millis(150);
 /// Default largest proposal.
 pub const DEFAULT_MAX_PROPOSAL_BYTES: usize = 1 << 20;
+/// Default number of applied entries between snapshots.
+pub const DEFAULT_SNAPSHOT_EVERY: u64 = 10_000;
+/// Entries kept after a snapshot, so that slightly lagging followers catch up from the log.
+pub const SNAPSHOT_KEEP_ENTRIES: u64 = 1_000;
 /// Default cluster id.
 pub const DEFAULT_CLUSTER_ID: &str = "raftline";
 /// Election timeouts are measured in at least this many ticks, so that the random part of
@@ -58,6 +70,9 @@ impl Config {
             pre_vote: true,
             check_quorum: true,
             max_proposal_bytes: DEFAULT_MAX_PROPOSAL_BYTES,
+            data_dir: None,
+            snapshot_every: DEFAULT_SNAPSHOT_EVERY,
+            wal_segment_bytes: crate::storage::DEFAULT_SEGMENT_BYTES,
         }
     }
 
@@ -89,6 +104,12 @@ impl Config {
                 "max_proposal_bytes",
                 format!("must be 1..={}", crate::wire::MAX_FRAME_BYTES / 2),
             ));
+        }
+        if self.snapshot_every == 0 {
+            return Err(invalid("snapshot_every", "must be at least 1"));
+        }
+        if self.snapshot_every == 0 {
+            return Err(invalid("snapshot_every", "must be at least 1"));
         }
         if let Some(listen) = &self.listen {
             split_host_port(listen).map_err(|e| invalid("listen", e))?;

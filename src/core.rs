@@ -98,6 +98,16 @@ pub struct Core<S: LogStore> {
     applied_events: Arc<AtomicBool>,
     /// Member names, refreshed on every configuration change.
     members: (Arc<[String]>, Arc<[String]>),
+    snapshot_every: u64,
+    last_snapshot: u64,
+}
+
+/// Moves the entries applied so far into the event list, keeping log order around
+/// snapshot events.
+fn flush_applied(applied: &mut Vec<AppliedEntry>, events: &mut Vec<Event>) {
+    if !applied.is_empty() {
+        events.push(Event::Applied(std::mem::take(applied)));
+    }
 }
 
 /// The leader's lease. Every heartbeat the leader sends a ReadIndex probe; once a quorum has
@@ -148,6 +158,19 @@ impl<S: LogStore> Core<S> {
             .validate()
             .map_err(|e| Error::Invalid(format!("raft configuration: {e}")))?;
         let logger = crate::log_bridge::raft_logger(&config.name);
+        // The state machine starts from the newest snapshot; raft re-applies what follows.
+        let snapshot_index = match store.newest_snapshot() {
+            Some(snapshot) => {
+                let restored = KvStore::from_snapshot(&snapshot.data).map_err(Error::Storage)?;
+                *kv.write().unwrap_or_else(|p| p.into_inner()) = restored;
+                snapshot.get_metadata().index
+            }
+            None => 0,
+        };
+        let raft_config = raft::Config {
+            applied: snapshot_index,
+            ..raft_config
+        };
         let raw = RawNode::new(&raft_config, store, &logger)
             .map_err(|e| Error::Storage(format!("cannot load the raft state: {e}")))?;
         let mut names: HashMap<u64, String> = config
@@ -175,6 +198,8 @@ impl<S: LogStore> Core<S> {
             role: Role::Follower,
             applied_events: Arc::new(AtomicBool::new(true)),
             members: (Arc::from([]), Arc::from([])),
+            snapshot_every: config.snapshot_every,
+            last_snapshot: snapshot_index,
             lease: Lease {
                 length: (tick * election_ticks as u32).saturating_sub(tick * 2),
                 probes: BTreeMap::new(),
@@ -185,6 +210,11 @@ impl<S: LogStore> Core<S> {
         core.role = core.current_role();
         core.members = core.member_names();
         Ok(core)
+    }
+
+    /// True when persisting blocks on the disk.
+    pub fn is_durable(&self) -> bool {
+        self.raw.store().is_durable()
     }
 
     /// This node's raft id.
@@ -229,8 +259,16 @@ impl<S: LogStore> Core<S> {
 
     /// Steps a message received from the wire. Messages the raft crate would panic on are
     /// refused with the reason; the caller closes the connection that carried them.
-    pub fn step(&mut self, msg: Message) -> std::result::Result<(), String> {
+    pub fn step(&mut self, mut msg: Message) -> std::result::Result<(), String> {
         self.check_inbound(&msg)?;
+        let last = self.raw.raft.raft_log.last_index();
+        if msg.get_msg_type() == MessageType::MsgHeartbeat && msg.commit > last {
+            // The leader believes we hold entries we lost (a torn tail was truncated on
+            // restart). The raft crate would panic; a correct leader would send
+            // min(commit, match): clamp, answer, and let the leader probe back down.
+            tracing::debug!(node = %self.name, commit = msg.commit, last, "heartbeat commit beyond our log; clamped");
+            msg.commit = last;
+        }
         match self.raw.step(msg) {
             Ok(()) => Ok(()),
             // Stale responses from removed peers and the like: harmless, not hostile.
@@ -396,12 +434,10 @@ impl<S: LogStore> Core<S> {
             if !ready.messages().is_empty() {
                 send(ready.take_messages());
             }
-            // 2. A snapshot received from the leader replaces the log (and, with durable
-            //    storage, the state machine) before any later entry is applied.
+            // 2. A snapshot received from the leader replaces the log and the state machine
+            //    before any later entry is applied.
             if !ready.snapshot().is_empty() {
-                self.raw
-                    .mut_store()
-                    .persist(Some(ready.snapshot()), &[], None)?;
+                self.install_snapshot(ready.snapshot(), &mut applied, &mut events)?;
             }
             // 3. Apply the newly committed entries.
             self.apply(ready.take_committed_entries(), &mut applied);
@@ -424,14 +460,66 @@ impl<S: LogStore> Core<S> {
             }
             self.apply(light.take_committed_entries(), &mut applied);
             self.raw.advance_apply();
+            self.maybe_snapshot(&mut applied, &mut events)?;
         }
         self.complete_reads();
         self.diff_leadership(&mut events);
         events.extend(self.lease_change());
-        if !applied.is_empty() {
-            events.push(Event::Applied(applied));
-        }
+        flush_applied(&mut applied, &mut events);
         Ok(events)
+    }
+
+    /// Restores the state machine from a leader's snapshot and persists it.
+    fn install_snapshot(
+        &mut self,
+        snapshot: &raft::eraftpb::Snapshot,
+        applied: &mut Vec<AppliedEntry>,
+        events: &mut Vec<Event>,
+    ) -> Result<()> {
+        let restored = KvStore::from_snapshot(&snapshot.data).map_err(Error::Storage)?;
+        self.raw.mut_store().persist(Some(snapshot), &[], None)?;
+        *self.kv.write().unwrap_or_else(|p| p.into_inner()) = restored;
+        let meta = snapshot.get_metadata();
+        self.last_snapshot = meta.index;
+        self.members = self.member_names();
+        flush_applied(applied, events);
+        events.push(Event::Snapshot {
+            index: meta.index,
+            term: meta.term,
+            bytes: snapshot.data.len() as u64,
+        });
+        Ok(())
+    }
+
+    /// Every `snapshot_every` applied entries, snapshots the state machine and lets the
+    /// store compact the log.
+    fn maybe_snapshot(
+        &mut self,
+        applied: &mut Vec<AppliedEntry>,
+        events: &mut Vec<Event>,
+    ) -> Result<()> {
+        let index = self.raw.raft.raft_log.applied;
+        if index < self.last_snapshot + self.snapshot_every {
+            return Ok(());
+        }
+        let data = self
+            .kv
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .to_snapshot();
+        let conf_state = self.raw.raft.prs().conf().to_conf_state();
+        let term = self.raw.raft.raft_log.term(index).unwrap_or(0);
+        self.last_snapshot = index;
+        let keep = crate::config::SNAPSHOT_KEEP_ENTRIES.min(self.snapshot_every);
+        if let Some(bytes) = self
+            .raw
+            .mut_store()
+            .create_snapshot(index, conf_state, data, keep)?
+        {
+            flush_applied(applied, events);
+            events.push(Event::Snapshot { index, term, bytes });
+        }
+        Ok(())
     }
 
     /// Applies committed entries to the state machine (under one write lock for the batch)
@@ -754,11 +842,6 @@ impl<S: LogStore> Core<S> {
             MessageType::MsgReadIndex | MessageType::MsgReadIndexResp if m.entries.len() != 1 => {
                 Err("read index message must carry exactly one entry".into())
             }
-            MessageType::MsgHeartbeat if m.commit > log.last_index() => Err(format!(
-                "heartbeat commits {} beyond the last index {}",
-                m.commit,
-                log.last_index()
-            )),
             MessageType::MsgAppend => {
                 for (i, e) in m.entries.iter().enumerate() {
                     if Some(e.index) != m.index.checked_add(i as u64 + 1) {

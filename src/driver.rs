@@ -76,7 +76,15 @@ impl<S: LogStore> Driver<S> {
                 // Wake at the very instant a lease runs out, not a tick later.
                 _ = lease_expiry(self.core.lease_deadline()) => Turn::LeaseExpired,
             };
-            let outcome = catch_unwind(AssertUnwindSafe(|| self.turn(turn)));
+            let durable = self.core.is_durable()
+                && tokio::runtime::Handle::current().runtime_flavor()
+                    == tokio::runtime::RuntimeFlavor::MultiThread;
+            let outcome = if durable {
+                // fsync blocks: let the runtime move other tasks off this thread meanwhile.
+                tokio::task::block_in_place(|| catch_unwind(AssertUnwindSafe(|| self.turn(turn))))
+            } else {
+                catch_unwind(AssertUnwindSafe(|| self.turn(turn)))
+            };
             match outcome {
                 Ok(Ok(None)) => {}
                 Ok(Ok(Some(reply))) => {

@@ -61,6 +61,8 @@ pub enum Event {
     LeaseChanged { held: bool, term: u64 },
     /// Entries applied in this Ready, in log order.
     Applied(Vec<AppliedEntry>),
+    /// A snapshot was taken (durable storage) or installed from the leader.
+    Snapshot { index: u64, term: u64, bytes: u64 },
     /// A fault stopped the node (storage failure, internal error); the reason.
     Failed(String),
 }

@@ -128,6 +128,28 @@ impl KvStore {
             .collect()
     }
 
+    /// The whole state as bytes, for a snapshot.
+    pub fn to_snapshot(&self) -> Vec<u8> {
+        let pairs: Vec<(&str, &serde_bytes::Bytes)> = self
+            .map
+            .iter()
+            .map(|(k, v)| (k.as_str(), serde_bytes::Bytes::new(v)))
+            .collect();
+        rmp_serde::to_vec(&pairs).expect("the state always encodes")
+    }
+
+    /// The state a snapshot holds.
+    pub fn from_snapshot(bytes: &[u8]) -> Result<KvStore, String> {
+        if bytes.is_empty() {
+            return Ok(KvStore::default());
+        }
+        let pairs: Vec<(String, ByteBuf)> =
+            rmp_serde::from_slice(bytes).map_err(|e| format!("undecodable snapshot: {e}"))?;
+        Ok(KvStore {
+            map: pairs.into_iter().map(|(k, v)| (k, v.into_vec())).collect(),
+        })
+    }
+
     /// Number of keys.
     pub fn len(&self) -> usize {
         self.map.len()

@@ -8,12 +8,13 @@ use tokio::task::JoinHandle;
 use crate::config::Config;
 use crate::core::Core;
 use crate::driver::Driver;
+use crate::error::Error;
 use crate::error::Result;
 use crate::events::Event;
 use crate::handle::{HandleState, NodeHandle};
 use crate::ids::raft_id;
 use crate::kv::KvStore;
-use crate::storage::mem_storage;
+use crate::storage::{mem_storage, DiskStorage, LogStore};
 use crate::transport::Transport;
 
 /// Requests queued to the driver before callers wait.
@@ -39,8 +40,23 @@ pub async fn start(config: Config) -> Result<Node> {
     voters.push(raft_id(&config.name));
     voters.sort_unstable();
     voters.dedup();
+    match config.data_dir.clone() {
+        Some(dir) => {
+            // Recovery reads the whole log: keep it off the async workers.
+            let segment_bytes = config.wal_segment_bytes;
+            let store =
+                tokio::task::spawn_blocking(move || DiskStorage::open(&dir, voters, segment_bytes))
+                    .await
+                    .map_err(|e| Error::Storage(format!("recovery failed: {e}")))??;
+            spawn_node(config, store).await
+        }
+        None => spawn_node(config, mem_storage(voters)).await,
+    }
+}
+
+async fn spawn_node<S: LogStore>(config: Config, store: S) -> Result<Node> {
     let kv = Arc::new(RwLock::new(KvStore::default()));
-    let core = Core::new(&config, mem_storage(voters), Arc::clone(&kv))?;
+    let core = Core::new(&config, store, Arc::clone(&kv))?;
 
     let (inbound_tx, inbound_rx) = mpsc::channel(INBOUND_QUEUE);
     let listen = config.listen_addr();
@@ -104,10 +120,12 @@ impl Node {
         let _ = self.driver.await;
     }
 
-    /// Abrupt stop, as if the process died: the driver is aborted mid-flight with no
-    /// flush, no goodbye to peers. Returns once its sockets are dropped.
+    /// Abrupt stop, as if the process died between two driver turns: no leadership
+    /// handoff, nothing flushed beyond what each Ready persisted (persistence is synchronous
+    /// within a turn, so a kill mid-turn would lose nothing more). Returns once the port is
+    /// released. The engine's stop is just as abrupt: handing leadership over first is the
+    /// caller's choice (`transfer_leadership`).
     pub async fn kill(self) {
-        self.driver.abort();
-        let _ = self.driver.await;
+        self.stop().await;
     }
 }

@@ -147,7 +147,6 @@ async fn hostile_frames_close_the_connection_and_the_cluster_keeps_serving() {
         .clone();
     let (t, o, l) = (target.as_str(), other.as_str(), leader.as_str());
     let committed = cluster.node(t).status().commit_index;
-    let last = cluster.node(t).status().last_index;
     let valid = raft_frame(vec![message(MessageType::MsgHeartbeat, l, t, |m| {
         m.term = 1
     })]);
@@ -239,19 +238,6 @@ async fn hostile_frames_close_the_connection_and_the_cluster_keeps_serving() {
                 )])],
             },
             "empty proposal",
-        ),
-        (
-            "heartbeat committing beyond the log",
-            Attack::AfterHello {
-                from: l,
-                frames: vec![raft_frame(vec![message(
-                    MessageType::MsgHeartbeat,
-                    l,
-                    t,
-                    |m| m.commit = last + 1000,
-                )])],
-            },
-            "beyond the last index",
         ),
         (
             "append rewriting a committed entry",

@@ -395,3 +395,38 @@ fn partitioned_leader_is_replaced_and_its_log_converges_after_recovery() {
         "{case}: the majority's leader kept its place"
     );
 }
+
+#[test]
+fn a_heartbeat_committing_beyond_the_log_is_clamped_not_fatal() {
+    let case = "heartbeat beyond the log";
+    let mut sim = Sim::new(3);
+    sim.cores.get_mut("n1").unwrap().campaign().unwrap();
+    sim.settle(case);
+    let last = sim.cores["n2"].status().last_index;
+    // As a leader would send it to a follower that lost the tail of its log.
+    let mut m = Message::default();
+    m.set_msg_type(raft::eraftpb::MessageType::MsgHeartbeat);
+    m.from = raft_id("n1");
+    m.to = raft_id("n2");
+    m.term = sim.term("n1");
+    m.commit = last + 100;
+    sim.cores
+        .get_mut("n2")
+        .unwrap()
+        .step(m)
+        .expect("clamped, not refused");
+    sim.settle(case);
+    let status = sim.cores["n2"].status();
+    assert!(
+        status.commit_index <= status.last_index,
+        "{case}: commit {} stays within the log {}",
+        status.commit_index,
+        status.last_index
+    );
+    let mut write = sim.propose("n2", "after", "1");
+    sim.settle(case);
+    assert!(
+        matches!(write.try_recv(), Ok(Ok(_))),
+        "{case}: the follower still serves"
+    );
+}

@@ -113,7 +113,7 @@ pub struct NativeApplied {
 /// One engine event; `kind` says which fields are set.
 #[napi(object)]
 pub struct NativeEvent {
-    /// `leader`, `role`, `lease`, `applied` or `failed`.
+    /// `leader`, `role`, `lease`, `applied`, `snapshot` or `failed`.
     pub kind: String,
     pub term: Option<f64>,
     pub leader_id: Option<String>,
@@ -121,6 +121,9 @@ pub struct NativeEvent {
     pub role: Option<String>,
     pub previous_role: Option<String>,
     pub held: Option<bool>,
+    /// `snapshot`: its index and size.
+    pub index: Option<f64>,
+    pub bytes: Option<f64>,
     pub entries: Option<Vec<NativeApplied>>,
     pub message: Option<String>,
 }
@@ -150,6 +153,8 @@ fn blank(kind: &str) -> NativeEvent {
         role: None,
         previous_role: None,
         held: None,
+        index: None,
+        bytes: None,
         entries: None,
         message: None,
     }
@@ -207,6 +212,12 @@ pub fn to_events(batch: Vec<Event>) -> NativeEventBatch {
             Event::Applied(entries) => NativeEvent {
                 entries: Some(entries.into_iter().map(applied).collect()),
                 ..blank("applied")
+            },
+            Event::Snapshot { index, term, bytes } => NativeEvent {
+                term: Some(term as f64),
+                index: Some(index as f64),
+                bytes: Some(bytes as f64),
+                ..blank("snapshot")
             },
             Event::Failed(message) => NativeEvent {
                 message: Some(message),

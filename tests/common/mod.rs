@@ -26,6 +26,8 @@ pub struct Record {
     pub leases: Vec<(Instant, String, bool)>,
     /// When each node became leader.
     pub elected: Vec<(Instant, String, u64)>,
+    /// Snapshots taken or installed: (node, index).
+    pub snapshots: Vec<(String, u64)>,
 }
 
 impl Record {
@@ -49,6 +51,7 @@ impl Record {
 
 pub struct Cluster {
     pub names: Vec<String>,
+    configs: HashMap<String, Config>,
     nodes: HashMap<String, Node>,
     pub handles: HashMap<String, NodeHandle>,
     pub record: Arc<Mutex<Record>>,
@@ -75,29 +78,42 @@ impl Cluster {
         init_tracing();
         let names: Vec<String> = (1..=size).map(|i| format!("n{i}")).collect();
         let record = Arc::new(Mutex::new(Record::default()));
-        let mut nodes = HashMap::new();
-        let mut handles = HashMap::new();
+        let mut cluster = Cluster {
+            names: names.clone(),
+            configs: HashMap::new(),
+            nodes: HashMap::new(),
+            handles: HashMap::new(),
+            record,
+        };
         for name in &names {
             let mut config = Config::new(name.clone());
             config.listen = Some("127.0.0.1:0".into());
             config.peers = names.iter().map(|n| (n.clone(), String::new())).collect();
             tune(&mut config);
-            let mut node = raftline::start(config).await.expect("node starts");
-            spawn_recorder(name.clone(), &mut node, Arc::clone(&record));
-            handles.insert(name.clone(), node.handle());
-            nodes.insert(name.clone(), node);
+            cluster.configs.insert(name.clone(), config);
+            cluster.launch(name).await.expect("node starts");
         }
-        for a in handles.values() {
-            for b in handles.values() {
-                a.set_peer_url(b.name(), b.url()).expect("url");
-            }
+        cluster
+    }
+
+    /// Starts `name` from its config (again, after a kill: same data directory), and
+    /// exchanges URLs with the running nodes.
+    pub async fn launch(&mut self, name: &str) -> raftline::Result<()> {
+        let mut node = raftline::start(self.configs[name].clone()).await?;
+        spawn_recorder(name.to_string(), &mut node, Arc::clone(&self.record));
+        let handle = node.handle();
+        for other in self.live() {
+            other.set_peer_url(name, handle.url()).expect("url");
+            handle.set_peer_url(other.name(), other.url()).expect("url");
         }
-        Cluster {
-            names,
-            nodes,
-            handles,
-            record,
-        }
+        self.handles.insert(name.to_string(), handle);
+        self.nodes.insert(name.to_string(), node);
+        Ok(())
+    }
+
+    /// Changes the config a node starts from next time.
+    pub fn config_mut(&mut self, name: &str) -> &mut Config {
+        self.configs.get_mut(name).expect("known node")
     }
 
     pub fn node(&self, name: &str) -> &NodeHandle {
@@ -280,6 +296,7 @@ fn spawn_recorder(name: String, node: &mut Node, record: Arc<Mutex<Record>>) {
                         record.leaders.insert(term, name.clone());
                     }
                     Event::Failed(why) => record.failures.push(format!("{name}: {why}")),
+                    Event::Snapshot { index, .. } => record.snapshots.push((name.clone(), index)),
                     _ => {}
                 }
             }
@@ -299,4 +316,42 @@ pub async fn wait_until<T>(deadline: Duration, mut check: impl FnMut() -> Option
         }
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
+}
+
+/// A fresh, empty directory for one test's data, removed by [`TempDir`]'s drop.
+pub struct TempDir(pub std::path::PathBuf);
+
+impl TempDir {
+    pub fn new(name: &str) -> TempDir {
+        let dir = std::env::temp_dir().join(format!("raftline-test-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        TempDir(dir)
+    }
+
+    pub fn join(&self, part: &str) -> std::path::PathBuf {
+        self.0.join(part)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Total size of the files under `dir`.
+pub fn dir_size(dir: &std::path::Path) -> u64 {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .flatten()
+                .map(|e| match e.metadata() {
+                    Ok(m) if m.is_dir() => dir_size(&e.path()),
+                    Ok(m) => m.len(),
+                    Err(_) => 0,
+                })
+                .sum()
+        })
+        .unwrap_or(0)
 }

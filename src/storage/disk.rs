@@ -1,0 +1,522 @@
+//! Durable raft storage: the write-ahead log ([`super::wal`]) plus snapshot files, with the
+//! live log mirrored in memory for the raft crate's reads.
+//!
+//! Layout of a data directory:
+//! - `wal/NNNN.wal`: records, one per Ready (entries and hard state together: one write,
+//!   one fsync), plus a marker when a snapshot from the leader replaced the log;
+//! - `snap/IIII-TTTT.snap`: the newest snapshot (written to a temporary file, fsynced,
+//!   renamed, directory fsynced). Older snapshots and log segments it covers are removed.
+//!
+//! Recovery loads the newest snapshot, then replays the log after it.
+
+use std::fs::{self, File};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use prost::Message as _;
+use raft::eraftpb::{ConfState, Entry, HardState, Snapshot, SnapshotMetadata};
+use raft::storage::MemStorage;
+use raft::{GetEntriesContext, RaftState, Storage, StorageError};
+
+use super::wal::{list_segments, replay_segment, storage_error, sync_dir, Segment, Wal};
+use super::LogStore;
+use crate::error::{Error, Result};
+
+const HAS_HARD_STATE: u8 = 1;
+const HAS_CONF_STATE: u8 = 2;
+const HAS_ENTRIES: u8 = 4;
+/// The log before this record was replaced by a snapshot received from the leader.
+const SNAPSHOT_INSTALLED: u8 = 8;
+const SNAPSHOT_MAGIC: &[u8; 8] = b"RLSNAP01";
+
+/// One log record, as written and replayed.
+#[derive(Default)]
+struct Record {
+    hard_state: Option<HardState>,
+    conf_state: Option<ConfState>,
+    entries: Vec<Entry>,
+    snapshot_installed: bool,
+}
+
+fn put_message(out: &mut Vec<u8>, m: &impl prost::Message) {
+    out.extend_from_slice(&(m.encoded_len() as u32).to_le_bytes());
+    m.encode(out).expect("a Vec grows as needed");
+}
+
+impl Record {
+    fn encode(&self) -> Vec<u8> {
+        let mut flags = 0;
+        flags |= if self.hard_state.is_some() {
+            HAS_HARD_STATE
+        } else {
+            0
+        };
+        flags |= if self.conf_state.is_some() {
+            HAS_CONF_STATE
+        } else {
+            0
+        };
+        flags |= if self.entries.is_empty() {
+            0
+        } else {
+            HAS_ENTRIES
+        };
+        flags |= if self.snapshot_installed {
+            SNAPSHOT_INSTALLED
+        } else {
+            0
+        };
+        let size: usize = self.entries.iter().map(|e| e.encoded_len() + 4).sum();
+        let mut out = Vec::with_capacity(16 + size);
+        out.push(flags);
+        if let Some(hs) = &self.hard_state {
+            put_message(&mut out, hs);
+        }
+        if let Some(cs) = &self.conf_state {
+            put_message(&mut out, cs);
+        }
+        if !self.entries.is_empty() {
+            out.extend_from_slice(&(self.entries.len() as u32).to_le_bytes());
+            for e in &self.entries {
+                put_message(&mut out, e);
+            }
+        }
+        out
+    }
+
+    fn decode(mut bytes: &[u8]) -> std::result::Result<Record, String> {
+        fn take<'a>(bytes: &mut &'a [u8], n: usize) -> std::result::Result<&'a [u8], String> {
+            if bytes.len() < n {
+                return Err("record body cut short".into());
+            }
+            let (head, rest) = bytes.split_at(n);
+            *bytes = rest;
+            Ok(head)
+        }
+        fn u32_at(bytes: &mut &[u8]) -> std::result::Result<usize, String> {
+            Ok(u32::from_le_bytes(take(bytes, 4)?.try_into().expect("4 bytes")) as usize)
+        }
+        fn message<M: prost::Message + Default>(
+            bytes: &mut &[u8],
+        ) -> std::result::Result<M, String> {
+            let len = u32_at(bytes)?;
+            M::decode(take(bytes, len)?).map_err(|e| e.to_string())
+        }
+        let flags = take(&mut bytes, 1)?[0];
+        let mut record = Record {
+            snapshot_installed: flags & SNAPSHOT_INSTALLED != 0,
+            ..Record::default()
+        };
+        if flags & HAS_HARD_STATE != 0 {
+            record.hard_state = Some(message(&mut bytes)?);
+        }
+        if flags & HAS_CONF_STATE != 0 {
+            record.conf_state = Some(message(&mut bytes)?);
+        }
+        if flags & HAS_ENTRIES != 0 {
+            let count = u32_at(&mut bytes)?;
+            record.entries = (0..count)
+                .map(|_| message(&mut bytes))
+                .collect::<std::result::Result<_, _>>()?;
+        }
+        Ok(record)
+    }
+}
+
+/// What recovery found.
+struct Recovered {
+    hard_state: HardState,
+    conf_state: Option<ConfState>,
+    entries: Vec<Entry>,
+}
+
+/// Durable storage; see the module docs.
+pub struct DiskStorage {
+    mem: MemStorage,
+    wal: Wal,
+    wal_dir: PathBuf,
+    snap_dir: PathBuf,
+    /// Closed segments: sequence number and highest entry index in it.
+    closed: Vec<(u64, u64)>,
+    /// Highest entry index in the open segment.
+    open_max: u64,
+    /// The newest snapshot, data included (empty before the first one).
+    snapshot: Snapshot,
+}
+
+impl DiskStorage {
+    /// Opens (or creates) the data directory; a new one starts with `voters`.
+    pub fn open(dir: &Path, voters: Vec<u64>, segment_bytes: u64) -> Result<DiskStorage> {
+        let wal_dir = dir.join("wal");
+        let snap_dir = dir.join("snap");
+        for d in [dir, &wal_dir, &snap_dir] {
+            fs::create_dir_all(d).map_err(|e| storage_error("cannot create", d, e))?;
+        }
+        let snapshot = load_newest_snapshot(&snap_dir)?;
+        let snap_index = snapshot.get_metadata().index;
+        let mut segments = list_segments(&wal_dir)?;
+        let recovered = replay(&mut segments, snap_index)?;
+
+        let mem = MemStorage::new();
+        let fresh = segments.is_empty() && snap_index == 0;
+        {
+            let mut core = mem.wl();
+            if snap_index > 0 {
+                core.apply_snapshot(snapshot.clone())
+                    .map_err(|e| Error::Storage(format!("cannot restore the snapshot: {e}")))?;
+            }
+            let conf_state = match (&recovered.conf_state, snap_index) {
+                (_, i) if i > 0 => snapshot.get_metadata().get_conf_state().clone(),
+                (Some(cs), _) => cs.clone(),
+                (None, _) => ConfState::from((voters.clone(), vec![])),
+            };
+            core.set_conf_state(conf_state);
+            if let Some(first) = recovered.entries.first() {
+                if first.index != snap_index + 1 {
+                    return Err(Error::Storage(format!(
+                        "the log starts at index {} but the snapshot ends at {snap_index}",
+                        first.index
+                    )));
+                }
+            }
+            core.append(&recovered.entries)
+                .map_err(|e| Error::Storage(format!("cannot rebuild the log: {e}")))?;
+            let mut hs = recovered.hard_state;
+            hs.commit = hs.commit.max(snap_index);
+            core.set_hardstate(hs);
+        }
+
+        let wal = Wal::open(&wal_dir, segments.last(), segment_bytes)?;
+        let open_max = segments.last().map_or(0, |s| s.max_index);
+        let closed = segments
+            .iter()
+            .filter(|s| s.seq != wal.seq())
+            .map(|s| (s.seq, s.max_index))
+            .collect();
+        let mut storage = DiskStorage {
+            mem,
+            wal,
+            wal_dir,
+            snap_dir,
+            closed,
+            open_max,
+            snapshot,
+        };
+        if fresh {
+            // The first record says who the initial voters are.
+            let record = Record {
+                conf_state: Some(ConfState::from((voters, vec![]))),
+                ..Record::default()
+            };
+            storage.wal.append_sync(&record.encode())?;
+        }
+        Ok(storage)
+    }
+
+    /// The newest snapshot (empty before the first).
+    pub fn newest_snapshot(&self) -> &Snapshot {
+        &self.snapshot
+    }
+
+    fn write(&mut self, record: &Record) -> Result<()> {
+        self.wal.append_sync(&record.encode())?;
+        if let Some(last) = record.entries.last() {
+            self.open_max = last.index;
+        }
+        if self.wal.is_full() {
+            self.rotate()?;
+        }
+        Ok(())
+    }
+
+    /// Starts a new segment that opens with the current hard state, so that older segments
+    /// are never needed for it.
+    fn rotate(&mut self) -> Result<()> {
+        let closed = self.wal.rotate()?;
+        self.closed.push((closed, self.open_max));
+        let record = Record {
+            hard_state: Some(self.mem.rl().hard_state().clone()),
+            ..Record::default()
+        };
+        self.wal.append_sync(&record.encode())
+    }
+
+    /// Removes closed segments whose entries all lie at or before `index`.
+    fn remove_segments_through(&mut self, index: u64) -> Result<()> {
+        let (gone, kept): (Vec<_>, Vec<_>) = self.closed.iter().partition(|(_, max)| *max <= index);
+        for (seq, _) in &gone {
+            self.wal.remove(*seq)?;
+        }
+        self.closed = kept;
+        Ok(())
+    }
+
+    /// Writes `snapshot` durably as the newest and removes older snapshot files.
+    fn save_snapshot(&mut self, snapshot: &Snapshot) -> Result<()> {
+        let meta = snapshot.get_metadata();
+        let name = format!("{:020}-{:020}.snap", meta.index, meta.term);
+        let path = self.snap_dir.join(&name);
+        let tmp = self.snap_dir.join(format!("{name}.tmp"));
+        let mut body = Vec::with_capacity(snapshot.data.len() + 64);
+        body.extend_from_slice(SNAPSHOT_MAGIC);
+        put_message(&mut body, meta);
+        body.extend_from_slice(&snapshot.data);
+        let crc = crc32fast::hash(&body);
+        let write = || -> std::io::Result<()> {
+            let mut f = File::create(&tmp)?;
+            f.write_all(&body)?;
+            f.write_all(&crc.to_le_bytes())?;
+            f.sync_all()
+        };
+        write().map_err(|e| storage_error("cannot write snapshot", &tmp, e))?;
+        fs::rename(&tmp, &path).map_err(|e| storage_error("cannot rename snapshot", &tmp, e))?;
+        sync_dir(&self.snap_dir)?;
+        for entry in fs::read_dir(&self.snap_dir)
+            .map_err(|e| storage_error("cannot list", &self.snap_dir, e))?
+        {
+            let other = entry
+                .map_err(|e| storage_error("cannot list", &self.snap_dir, e))?
+                .path();
+            if other != path {
+                let _ = fs::remove_file(&other);
+            }
+        }
+        self.snapshot = snapshot.clone();
+        Ok(())
+    }
+
+    /// The data directory's log folder (tests).
+    pub fn wal_dir(&self) -> &Path {
+        &self.wal_dir
+    }
+}
+
+/// Replays the log after snapshot index `snap_index`, noting each segment's highest index.
+fn replay(segments: &mut [Segment], snap_index: u64) -> Result<Recovered> {
+    let mut recovered = Recovered {
+        hard_state: HardState::default(),
+        conf_state: None,
+        entries: Vec::new(),
+    };
+    let count = segments.len();
+    for (i, segment) in segments.iter_mut().enumerate() {
+        let mut max_index = 0;
+        let path = segment.path.clone();
+        replay_segment(&segment.path, i + 1 == count, &mut |payload| {
+            let record = Record::decode(payload).map_err(|e| {
+                Error::Storage(format!("undecodable log record in {}: {e}", path.display()))
+            })?;
+            if record.snapshot_installed {
+                recovered.entries.clear();
+            }
+            if let Some(hs) = record.hard_state {
+                recovered.hard_state = hs;
+            }
+            if let Some(cs) = record.conf_state {
+                recovered.conf_state = Some(cs);
+            }
+            if let Some(last) = record.entries.last() {
+                max_index = max_index.max(last.index);
+            }
+            let fresh: Vec<Entry> = record
+                .entries
+                .into_iter()
+                .filter(|e| e.index > snap_index)
+                .collect();
+            if let Some(first) = fresh.first() {
+                // Later entries replace any that conflict (a follower's log truncation).
+                let keep = recovered
+                    .entries
+                    .iter()
+                    .take_while(|e| e.index < first.index)
+                    .count();
+                recovered.entries.truncate(keep);
+                if let Some(prev) = recovered.entries.last() {
+                    if prev.index + 1 != first.index {
+                        return Err(Error::Storage(format!(
+                            "gap in the log in {}: index {} follows {}",
+                            path.display(),
+                            first.index,
+                            prev.index
+                        )));
+                    }
+                }
+                recovered.entries.extend(fresh);
+            }
+            Ok(())
+        })?;
+        segment.max_index = max_index;
+    }
+    Ok(recovered)
+}
+
+fn load_newest_snapshot(dir: &Path) -> Result<Snapshot> {
+    let mut newest: Option<PathBuf> = None;
+    for entry in fs::read_dir(dir).map_err(|e| storage_error("cannot list", dir, e))? {
+        let path = entry
+            .map_err(|e| storage_error("cannot list", dir, e))?
+            .path();
+        match path.extension().and_then(|e| e.to_str()) {
+            Some("snap") if newest.as_ref().is_none_or(|n| path > *n) => newest = Some(path),
+            // A snapshot that never got renamed was never complete.
+            Some("tmp") => {
+                let _ = fs::remove_file(&path);
+            }
+            _ => {}
+        }
+    }
+    let Some(path) = newest else {
+        return Ok(Snapshot::default());
+    };
+    let bytes = fs::read(&path).map_err(|e| storage_error("cannot read", &path, e))?;
+    let corrupt = |why: &str| Error::Storage(format!("corrupt snapshot {}: {why}", path.display()));
+    if bytes.len() < SNAPSHOT_MAGIC.len() + 8 || &bytes[..8] != SNAPSHOT_MAGIC {
+        return Err(corrupt("bad header"));
+    }
+    let (body, crc) = bytes.split_at(bytes.len() - 4);
+    if crc32fast::hash(body) != u32::from_le_bytes(crc.try_into().expect("4 bytes")) {
+        return Err(corrupt("checksum mismatch"));
+    }
+    let meta_len = u32::from_le_bytes(body[8..12].try_into().expect("4 bytes")) as usize;
+    let meta_bytes = body
+        .get(12..12 + meta_len)
+        .ok_or_else(|| corrupt("metadata cut short"))?;
+    let metadata = SnapshotMetadata::decode(meta_bytes).map_err(|e| corrupt(&e.to_string()))?;
+    Ok(Snapshot {
+        data: body[12 + meta_len..].to_vec(),
+        metadata: Some(metadata),
+    })
+}
+
+impl Storage for DiskStorage {
+    fn initial_state(&self) -> raft::Result<RaftState> {
+        self.mem.initial_state()
+    }
+
+    fn entries(
+        &self,
+        low: u64,
+        high: u64,
+        max_size: impl Into<Option<u64>>,
+        context: GetEntriesContext,
+    ) -> raft::Result<Vec<Entry>> {
+        self.mem.entries(low, high, max_size, context)
+    }
+
+    fn term(&self, idx: u64) -> raft::Result<u64> {
+        self.mem.term(idx)
+    }
+
+    fn first_index(&self) -> raft::Result<u64> {
+        self.mem.first_index()
+    }
+
+    fn last_index(&self) -> raft::Result<u64> {
+        self.mem.last_index()
+    }
+
+    fn snapshot(&self, request_index: u64, _to: u64) -> raft::Result<Snapshot> {
+        if self.snapshot.get_metadata().index >= request_index
+            && self.snapshot.get_metadata().index > 0
+        {
+            Ok(self.snapshot.clone())
+        } else {
+            Err(raft::Error::Store(
+                StorageError::SnapshotTemporarilyUnavailable,
+            ))
+        }
+    }
+}
+
+impl LogStore for DiskStorage {
+    fn persist(
+        &mut self,
+        snapshot: Option<&Snapshot>,
+        entries: &[Entry],
+        hard_state: Option<&HardState>,
+    ) -> Result<()> {
+        if let Some(snapshot) = snapshot {
+            // Received from the leader: it replaces the whole log.
+            self.save_snapshot(snapshot)?;
+            let hard_state = self.mem.rl().hard_state().clone();
+            self.write(&Record {
+                snapshot_installed: true,
+                hard_state: Some(hard_state),
+                ..Record::default()
+            })?;
+            self.mem
+                .wl()
+                .apply_snapshot(snapshot.clone())
+                .map_err(|e| Error::Storage(e.to_string()))?;
+            // Every older segment is now obsolete: the snapshot holds what they held, and the
+            // new segment opens with the hard state.
+            self.rotate()?;
+            self.remove_segments_through(u64::MAX)?;
+        }
+        if entries.is_empty() && hard_state.is_none() {
+            return Ok(());
+        }
+        self.write(&Record {
+            hard_state: hard_state.cloned(),
+            entries: entries.to_vec(),
+            ..Record::default()
+        })?;
+        let mut core = self.mem.wl();
+        if !entries.is_empty() {
+            core.append(entries)
+                .map_err(|e| Error::Storage(e.to_string()))?;
+        }
+        if let Some(hs) = hard_state {
+            core.set_hardstate(hs.clone());
+        }
+        Ok(())
+    }
+
+    fn set_commit(&mut self, commit: u64) -> Result<()> {
+        self.mem.wl().mut_hard_state().commit = commit;
+        Ok(())
+    }
+
+    fn create_snapshot(
+        &mut self,
+        index: u64,
+        conf_state: ConfState,
+        data: Vec<u8>,
+        keep_entries: u64,
+    ) -> Result<Option<u64>> {
+        let term = self
+            .mem
+            .term(index)
+            .map_err(|e| Error::Storage(format!("no term for index {index}: {e}")))?;
+        let snapshot = Snapshot {
+            data,
+            metadata: Some(SnapshotMetadata {
+                conf_state: Some(conf_state),
+                index,
+                term,
+            }),
+        };
+        self.save_snapshot(&snapshot)?;
+        // Keep a tail of entries so that slightly lagging followers catch up without a snapshot.
+        let compact_to = index.saturating_sub(keep_entries);
+        if compact_to > self.mem.first_index().unwrap_or(1) {
+            self.mem
+                .wl()
+                .compact(compact_to)
+                .map_err(|e| Error::Storage(format!("cannot compact the log: {e}")))?;
+        }
+        if self.open_max > 0 && self.open_max <= compact_to {
+            self.rotate()?;
+        }
+        self.remove_segments_through(compact_to.saturating_sub(1))?;
+        Ok(Some(snapshot.data.len() as u64))
+    }
+
+    fn newest_snapshot(&self) -> Option<&Snapshot> {
+        (self.snapshot.get_metadata().index > 0).then_some(&self.snapshot)
+    }
+
+    fn is_durable(&self) -> bool {
+        true
+    }
+}

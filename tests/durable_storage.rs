@@ -1,0 +1,247 @@
+//! Durable storage over real files: restart with every acknowledged write, snapshots and
+//! compaction keeping the disk bounded, a lagging follower caught up by snapshot, torn tails
+//! repaired and corruption refused.
+
+mod common;
+
+use common::{dir_size, fast, wait_until, Cluster, TempDir, DEADLINE};
+use raftline::{Consistency, Role, WriteOptions};
+
+fn opts() -> WriteOptions {
+    WriteOptions::default()
+}
+
+fn durable(dir: &TempDir) -> impl Fn(&mut raftline::Config) + '_ {
+    move |c| {
+        fast(c);
+        c.data_dir = Some(dir.join(&c.name));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_cluster_keeps_every_acknowledged_write() {
+    let dir = TempDir::new("restart");
+    let mut cluster = Cluster::start(3, durable(&dir)).await;
+    cluster.wait_for_leader().await;
+    for i in 0..200u32 {
+        let node = cluster.node(&cluster.names[i as usize % 3]).clone();
+        node.set(&format!("k{i}"), i.to_le_bytes().to_vec(), opts())
+            .await
+            .unwrap();
+    }
+    let before = cluster
+        .node("n1")
+        .entries("", Consistency::Linearizable)
+        .await
+        .unwrap();
+    for name in cluster.names.clone() {
+        cluster.kill(&name).await;
+    }
+    for name in cluster.names.clone() {
+        cluster
+            .launch(&name)
+            .await
+            .expect("restarts from its data directory");
+    }
+    cluster.wait_for_leader().await;
+    for name in cluster.names.clone() {
+        let after = cluster
+            .node(&name)
+            .entries("", Consistency::Linearizable)
+            .await
+            .unwrap();
+        assert_eq!(after, before, "{name} recovered every key");
+    }
+    cluster
+        .node("n2")
+        .set("after-restart", vec![1], opts())
+        .await
+        .unwrap();
+    cluster.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_single_node_recovers_alone() {
+    let dir = TempDir::new("single");
+    let mut cluster = Cluster::start(1, durable(&dir)).await;
+    cluster.wait_for_leader().await;
+    cluster
+        .node("n1")
+        .set("solo", b"kept".to_vec(), opts())
+        .await
+        .unwrap();
+    cluster.kill("n1").await;
+    cluster.launch("n1").await.unwrap();
+    cluster.wait_for_leader().await;
+    assert_eq!(
+        cluster
+            .node("n1")
+            .get("solo", Consistency::Linearizable)
+            .await
+            .unwrap(),
+        Some(b"kept".to_vec())
+    );
+    cluster.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn snapshots_bound_the_disk_and_a_stopped_follower_catches_up_by_snapshot() {
+    let dir = TempDir::new("compaction");
+    let mut cluster = Cluster::start(3, |c| {
+        durable(&dir)(c);
+        c.snapshot_every = 500;
+        c.wal_segment_bytes = 64 << 10;
+    })
+    .await;
+    let leader = cluster.wait_for_leader().await;
+    let lagging = cluster
+        .names
+        .iter()
+        .find(|n| **n != leader)
+        .unwrap()
+        .clone();
+    cluster.kill(&lagging).await;
+
+    // An endless-overwrite workload: 20,000 writes over 100 keys, many compactions.
+    let h = cluster.node(&leader).clone();
+    let writers: Vec<_> = (0..32)
+        .map(|w| {
+            let h = h.clone();
+            tokio::spawn(async move {
+                for i in 0..625u32 {
+                    let value = vec![(w + i) as u8; 200];
+                    h.set(&format!("key{}", (w * 625 + i) % 100), value, opts())
+                        .await
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    for w in writers {
+        w.await.unwrap();
+    }
+    let bound = 3 << 20;
+    let used = dir_size(&dir.join(&leader));
+    eprintln!("leader data directory after 20,000 writes: {used} bytes (bound {bound})");
+    assert!(
+        used < bound,
+        "leader uses {used} bytes, over the {bound} bound"
+    );
+    assert!(
+        cluster.node(&leader).status().snapshot_index > 0,
+        "the log was compacted"
+    );
+
+    // The follower was behind the compacted log: it must be sent a snapshot.
+    cluster.launch(&lagging).await.unwrap();
+    let caught_up = wait_until(DEADLINE, || {
+        let (l, f) = (
+            cluster.node(&leader).status(),
+            cluster.node(&lagging).status(),
+        );
+        (f.applied_index >= 20_000 && f.applied_index == l.applied_index).then_some(())
+    })
+    .await;
+    assert!(
+        caught_up.is_some(),
+        "follower caught up: {:?}",
+        cluster.describe()
+    );
+    let installed = cluster
+        .record
+        .lock()
+        .unwrap()
+        .snapshots
+        .iter()
+        .any(|(n, _)| *n == lagging);
+    assert!(installed, "the follower installed a snapshot");
+    let state = cluster
+        .node(&leader)
+        .entries("", Consistency::Local)
+        .await
+        .unwrap();
+    assert_eq!(
+        cluster
+            .node(&lagging)
+            .entries("", Consistency::Local)
+            .await
+            .unwrap(),
+        state
+    );
+    cluster.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_torn_tail_is_repaired_and_corruption_is_refused() {
+    let dir = TempDir::new("damage");
+    let mut cluster = Cluster::start(3, durable(&dir)).await;
+    cluster.wait_for_leader().await;
+    for i in 0..100u32 {
+        cluster
+            .node("n1")
+            .set(&format!("k{i}"), vec![i as u8; 64], opts())
+            .await
+            .unwrap();
+    }
+    let follower = cluster
+        .names
+        .iter()
+        .find(|n| cluster.node(n).status().role != Role::Leader)
+        .unwrap()
+        .clone();
+    cluster.kill(&follower).await;
+    let newest = |name: &str| {
+        let mut files: Vec<_> = std::fs::read_dir(dir.join(name).join("wal"))
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .collect();
+        files.sort();
+        files.pop().unwrap()
+    };
+
+    // Torn tail: the last bytes of the newest log file are gone.
+    let path = newest(&follower);
+    let len = std::fs::metadata(&path).unwrap().len();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_len(len - 5)
+        .unwrap();
+    cluster
+        .launch(&follower)
+        .await
+        .expect("a torn tail is repaired");
+    cluster
+        .node("n1")
+        .set("after-torn", vec![1], opts())
+        .await
+        .unwrap();
+    let rejoined = wait_until(DEADLINE, || cluster.node(&follower).get_local("after-torn")).await;
+    assert_eq!(
+        rejoined,
+        Some(vec![1]),
+        "the repaired follower rejoined and caught up"
+    );
+
+    // Corruption: one byte flipped in a committed record in the middle of the log.
+    cluster.kill(&follower).await;
+    let path = newest(&follower);
+    let mut bytes = std::fs::read(&path).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x55;
+    std::fs::write(&path, &bytes).unwrap();
+    let err = cluster
+        .launch(&follower)
+        .await
+        .err()
+        .expect("corruption is refused");
+    assert_eq!(err.code(), "ERR_STORAGE");
+    let msg = err.to_string();
+    assert!(
+        msg.contains(path.file_name().unwrap().to_str().unwrap()) && msg.contains("offset"),
+        "names file and offset: {msg}"
+    );
+    cluster.stop().await;
+}
