@@ -235,8 +235,7 @@ async fn a_torn_tail_is_repaired_and_corruption_is_refused() {
     let err = cluster
         .launch(&follower)
         .await
-        .err()
-        .expect("corruption is refused");
+        .expect_err("corruption is refused");
     assert_eq!(err.code(), "ERR_STORAGE");
     let msg = err.to_string();
     assert!(
