@@ -18,7 +18,10 @@ export interface RaftNodeOptions {
   peers?: Record<string, string>;
   /** 'host:port' to bind. Default: the port of this node's URL in `peers`, else '127.0.0.1:0'. */
   listen?: string;
-  /** Durable storage directory. Not available in this version: passing it throws. */
+  /**
+   * Durable storage directory: every acknowledged write is fsynced before it is
+   * acknowledged, and survives any crash. Omitted: in memory (nothing survives a restart).
+   */
   dataDir?: string;
   /** Start empty and wait to be added. Not available in this version: passing it throws. */
   join?: boolean;
@@ -185,7 +188,7 @@ export interface RaftNodeEvents {
   membershipChange: [event: MembershipChangeEvent];
   /** Not emitted yet: peer health is not reported in this version. */
   peerHealth: [event: PeerHealthEvent];
-  /** Not emitted yet: snapshots come with durable storage. */
+  /** A snapshot was taken (every `snapshotEvery` entries, with `dataDir`) or installed from the leader. */
   snapshot: [event: SnapshotEvent];
   error: [error: RaftError];
   stopped: [event: Record<string, never>];

@@ -25,7 +25,8 @@ const cases = [
   ['clusterId empty', { ...base, clusterId: '' }, TypeError, /options\.clusterId/],
   ['httpUrl not http', { ...base, httpUrl: 'ftp://x' }, TypeError, /options\.httpUrl/],
   ['unknown option (typo)', { ...base, heartbeatMS: 10 }, TypeError, /options\.heartbeatMS is not a RaftNode option/],
-  ['dataDir not yet available', { ...base, dataDir: '/tmp/x' }, TypeError, /options\.dataDir/],
+  ['dataDir empty', { ...base, dataDir: '' }, TypeError, /options\.dataDir/],
+  ['dataDir not a string', { ...base, dataDir: 5 }, TypeError, /options\.dataDir/],
   ['secret not yet available', { ...base, secret: 's' }, TypeError, /options\.secret/],
 ];
 

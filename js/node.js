@@ -427,6 +427,9 @@ class RaftNode extends EventEmitter {
         case 'applied':
           this.#onApplied(e.entries);
           break;
+        case 'snapshot':
+          this.emit('snapshot', { index: e.index, term: e.term, bytes: e.bytes });
+          break;
         case 'failed':
           this.reportError(new RaftError('ERR_STORAGE', e.message));
           break;

@@ -11,7 +11,6 @@ const KNOWN = new Set([
 ]);
 // Named in API.md but not built yet: refused clearly instead of silently ignored.
 const NOT_YET = {
-  dataDir: 'durable storage',
   join: 'joining a running cluster',
   secret: 'peer authentication',
   tls: 'TLS',
@@ -94,6 +93,9 @@ function validateOptions(options, internal = {}) {
     throw new TypeError(`options.httpUrl must be an http:// or https:// URL, got ${JSON.stringify(o.httpUrl)}`);
   }
   if (o.snapshotEvery !== undefined) integer('options.snapshotEvery', o.snapshotEvery, 1, Number.MAX_SAFE_INTEGER);
+  if (o.dataDir !== undefined && (typeof o.dataDir !== 'string' || o.dataDir.length === 0)) {
+    throw new TypeError(`options.dataDir must be a non-empty path string, got ${JSON.stringify(o.dataDir)}`);
+  }
   const native = {
     id,
     peers,
@@ -105,6 +107,8 @@ function validateOptions(options, internal = {}) {
     checkQuorum: o.checkQuorum === undefined ? true : boolean('options.checkQuorum', o.checkQuorum),
     maxProposalBytes: o.maxProposalBytes === undefined ? 1 << 20 : integer('options.maxProposalBytes', o.maxProposalBytes, 1, 32 << 20),
     logLevel: o.logLevel ?? 'warn',
+    dataDir: o.dataDir === undefined ? undefined : require('node:path').resolve(o.dataDir),
+    snapshotEvery: o.snapshotEvery,
   };
   return { native, electionTimeoutMs, httpUrl: o.httpUrl ?? null };
 }

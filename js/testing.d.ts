@@ -6,6 +6,8 @@ export interface TestClusterOptions extends Omit<RaftNodeOptions, 'id' | 'peers'
   size?: number;
   /** 'fast' = heartbeat 10 ms, election 50 ms (default); 'default' = the RaftNode defaults. */
   timing?: 'fast' | 'default';
+  /** Durable storage: node `nX` keeps its data in `dataDir/nX`. Needed by `restart`. */
+  dataDir?: string;
 }
 
 export declare class TestCluster {
@@ -19,8 +21,11 @@ export declare class TestCluster {
   heal(): void;
   /** Abrupt: no leadership handoff, no flush beyond what Raft persisted. */
   kill(id: string): Promise<void>;
-  /** Needs durable storage (dataDir), not available in this version: rejects ERR_INVALID. */
-  restart(id: string): Promise<void>;
+  /**
+   * Starts `id` again: same id, data directory and address (killed first if running).
+   * Needs `dataDir` (else ERR_INVALID). The new node replaces the old one in `nodes`.
+   */
+  restart(id: string): Promise<RaftNode>;
   close(): Promise<void>;
   [Symbol.asyncDispose](): Promise<void>;
 }

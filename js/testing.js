@@ -14,9 +14,11 @@ const TIMINGS = {
 class TestCluster {
   /** @type {RaftNode[]} */
   nodes;
+  #optionsOf;
 
-  constructor(nodes) {
+  constructor(nodes, optionsOf) {
     this.nodes = nodes;
+    this.#optionsOf = optionsOf;
   }
 
   /** The node named `id`. */
@@ -87,10 +89,24 @@ class TestCluster {
     await this.node(id)[kInternal].kill();
   }
 
-  /** Restarting needs durable storage, which this version does not have. */
+  /**
+   * Starts `id` again with the same id, data directory and address (killing it first if it
+   * runs). Resolves with the new RaftNode, which replaces the old one in `nodes`.
+   */
   async restart(id) {
-    this.node(id);
-    throw new RaftError('ERR_INVALID', 'restart needs a dataDir: a voter that forgot its log would break safety');
+    const old = this.node(id);
+    const options = this.#optionsOf(id);
+    if (options.dataDir === undefined) {
+      throw new RaftError('ERR_INVALID', 'restart needs a dataDir: a voter that forgot its log would break safety');
+    }
+    if (old.role !== 'stopped') await this.kill(id);
+    const node = new RaftNode({ ...options, listen: old.address }, kInternal);
+    await node.start();
+    for (const other of this.nodes) {
+      if (other !== old && other.role !== 'stopped') node[kInternal].setPeerUrl(other.id, other.url);
+    }
+    this.nodes[this.nodes.indexOf(old)] = node;
+    return node;
   }
 
   async close() {
@@ -111,15 +127,24 @@ async function createTestCluster(options = {}) {
   const { size = 3, timing = 'fast', dataDir, ...nodeOptions } = o;
   check.integer('options.size', size, 1, 100);
   if (!(timing in TIMINGS)) throw new TypeError(`options.timing must be 'fast' or 'default', got ${JSON.stringify(timing)}`);
-  if (dataDir !== undefined) throw new TypeError('options.dataDir: durable storage is not available in this version of raftline');
+  if (dataDir !== undefined && (typeof dataDir !== 'string' || dataDir === '')) {
+    throw new TypeError(`options.dataDir must be a directory path, got ${JSON.stringify(dataDir)}`);
+  }
   for (const k of ['id', 'peers', 'listen']) {
     if (k in nodeOptions) throw new TypeError(`options.${k} is chosen by the test cluster`);
   }
   const names = Array.from({ length: size }, (_, i) => `n${i + 1}`);
   const peers = Object.fromEntries(names.map((n) => [n, '']));
-  const nodes = names.map(
-    (id) => new RaftNode({ ...TIMINGS[timing], ...nodeOptions, id, peers, listen: '127.0.0.1:0' }, kInternal),
-  );
+  // With a dataDir, each node keeps its data in a folder of its own name inside it.
+  const optionsOf = (id) => ({
+    ...TIMINGS[timing],
+    ...nodeOptions,
+    id,
+    peers,
+    listen: '127.0.0.1:0',
+    ...(dataDir === undefined ? {} : { dataDir: require('node:path').join(dataDir, id) }),
+  });
+  const nodes = names.map((id) => new RaftNode(optionsOf(id), kInternal));
   try {
     await Promise.all(nodes.map((n) => n.start()));
   } catch (err) {
@@ -127,7 +152,7 @@ async function createTestCluster(options = {}) {
     throw err;
   }
   for (const a of nodes) for (const b of nodes) if (a !== b) a[kInternal].setPeerUrl(b.id, b.url);
-  return new TestCluster(nodes);
+  return new TestCluster(nodes, optionsOf);
 }
 
 module.exports = { createTestCluster, TestCluster };

@@ -33,6 +33,8 @@ pub struct NativeOptions {
     pub check_quorum: Option<bool>,
     pub max_proposal_bytes: Option<u32>,
     pub log_level: Option<String>,
+    pub data_dir: Option<String>,
+    pub snapshot_every: Option<f64>,
 }
 
 /// One operation of a batch.
@@ -100,6 +102,10 @@ impl NativeRaftNode {
         config.check_quorum = options.check_quorum.unwrap_or(true);
         if let Some(v) = options.max_proposal_bytes {
             config.max_proposal_bytes = v as usize;
+        }
+        config.data_dir = options.data_dir.map(std::path::PathBuf::from);
+        if let Some(v) = options.snapshot_every {
+            config.snapshot_every = v as u64;
         }
         config.validate().map_err(engine_error)?;
         logging::init(options.log_level.as_deref().unwrap_or("warn"));
