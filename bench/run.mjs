@@ -3,7 +3,11 @@
 //   - write latency p50/p99 with 1 in flight
 //   - failover: leader killed -> a new leader accepts a write, fast and default timing
 // Each is measured over several runs; the median and the worst are printed.
+import { mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { createTestCluster } from 'raftline/testing';
+import { RaftNode } from 'raftline';
 
 const RUNS = Number(process.env.BENCH_RUNS ?? 5);
 const quick = process.env.BENCH_QUICK === '1';
@@ -12,8 +16,14 @@ const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 const percentile = (sorted, p) => sorted[Math.min(sorted.length - 1, Math.floor((sorted.length * p) / 100))];
 const fmt = (x, digits = 0) => x.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits });
 
-async function throughput(inFlight, total) {
-  const c = await createTestCluster({ size: 3, timing: 'default' });
+function withDataDir(durable, fn) {
+  if (!durable) return fn(undefined);
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'raftline-bench-'));
+  return fn(dir).finally(() => rmSync(dir, { recursive: true, force: true }));
+}
+
+const throughput = (inFlight, total, durable = false) => withDataDir(durable, async (dataDir) => {
+  const c = await createTestCluster({ size: 3, timing: 'default', dataDir });
   try {
     const leader = await c.waitForLeader();
     const value = { user: 'someone', n: 0, tags: ['a', 'b'] };
@@ -32,10 +42,10 @@ async function throughput(inFlight, total) {
   } finally {
     await c.close();
   }
-}
+});
 
-async function latency(count) {
-  const c = await createTestCluster({ size: 3, timing: 'default' });
+const latency = (count, durable = false) => withDataDir(durable, async (dataDir) => {
+  const c = await createTestCluster({ size: 3, timing: 'default', dataDir });
   try {
     const leader = await c.waitForLeader();
     for (let i = 0; i < 500; i++) await leader.set('warm', i);
@@ -50,7 +60,33 @@ async function latency(count) {
   } finally {
     await c.close();
   }
-}
+});
+
+/** A single durable node holding `entries` log entries (no snapshot): time to start again. */
+const restartTime = (entries) => withDataDir(true, async (dataDir) => {
+  const options = { id: 'r1', dataDir, listen: '127.0.0.1:0', snapshotEvery: entries * 2 };
+  const node = new RaftNode(options);
+  await node.start();
+  await node.waitForLeader();
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: 512 }, async () => {
+      while (next < entries) await node.set(`r/${next++ % 50_000}`, next);
+    }),
+  );
+  const last = node.status().lastIndex;
+  await node.stop();
+  const t0 = performance.now();
+  const again = new RaftNode(options);
+  await again.start();
+  const started = performance.now() - t0;
+  await again.waitForLeader();
+  const ready = performance.now() - t0;
+  const recovered = again.status().lastIndex;
+  await again.stop();
+  if (recovered < last) throw new Error(`restart recovered ${recovered} of ${last} entries`);
+  return { started, ready, entries: last };
+});
 
 async function failover(timing) {
   const c = await createTestCluster({ size: 3, timing });
@@ -93,6 +129,15 @@ const lat = await series('latency', RUNS, () => latency(quick ? 2000 : 10_000));
 const p50s = lat.xs.map((x) => x.p50);
 const p99s = lat.xs.map((x) => x.p99);
 console.log(`write latency, 1 in flight: p50 median ${fmt(median(p50s), 3)} ms (worst ${fmt(Math.max(...p50s), 3)}), p99 median ${fmt(median(p99s), 3)} ms (worst ${fmt(Math.max(...p99s), 3)})`);
+const dTotal = quick ? 10_000 : 50_000;
+const dtput = await series('durable throughput', RUNS, () => throughput(256, dTotal, true));
+console.log(`durable write throughput, 256 in flight (${fmt(dTotal)} writes, fsync per Ready): median ${fmt(median(dtput.xs))} writes/s, worst ${fmt(Math.min(...dtput.xs))} writes/s`);
+const dlat = await series('durable latency', RUNS, () => latency(quick ? 500 : 2000, true));
+const dp50s = dlat.xs.map((x) => x.p50);
+console.log(`durable write latency, 1 in flight: p50 median ${fmt(median(dp50s), 3)} ms (worst ${fmt(Math.max(...dp50s), 3)}), p99 median ${fmt(median(dlat.xs.map((x) => x.p99)), 3)} ms`);
+const restartEntries = quick ? 100_000 : 1_000_000;
+const r = await restartTime(restartEntries);
+console.log(`restart of a durable node holding ${fmt(r.entries)} log entries: start() resolved in ${fmt(r.started)} ms, leader again in ${fmt(r.ready)} ms`);
 for (const timing of ['fast', 'default']) {
   const f = await series('failover', RUNS, () => failover(timing));
   const note = timing === 'fast' ? 'heartbeat 10 ms, election 50 ms' : 'heartbeat 50 ms, election 150 ms';

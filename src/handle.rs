@@ -312,6 +312,11 @@ impl NodeHandle {
         self.inner.transport.set_peer_url(peer, url)
     }
 
+    /// Traffic counters of this node's transport.
+    pub fn transport_stats(&self) -> &crate::transport::TransportStats {
+        self.inner.transport.stats()
+    }
+
     /// The fault switch of this node's transport (tests).
     pub fn faults(&self) -> &FaultFilter {
         self.inner.transport.faults()

@@ -14,6 +14,10 @@ use serde_bytes::ByteBuf;
 pub const PROTOCOL_VERSION: u32 = 1;
 /// Largest WebSocket message accepted; larger ones close the connection before decoding.
 pub const MAX_FRAME_BYTES: usize = 64 << 20;
+/// Raft messages larger than this travel as [`Frame::Chunk`]s of this size.
+pub const CHUNK_BYTES: usize = 1 << 20;
+/// Largest raft message (a snapshot) accepted in chunks.
+pub const MAX_MESSAGE_BYTES: usize = 1 << 30;
 /// Most raft messages packed into one frame.
 pub const MAX_MESSAGES_PER_FRAME: usize = 4096;
 
@@ -31,6 +35,9 @@ pub enum Frame {
     Welcome { version: u32 },
     /// Dialer -> listener: raft messages, each prost-encoded.
     Raft { messages: Vec<ByteBuf> },
+    /// Dialer -> listener: a piece of one large raft message (a snapshot); the pieces of a
+    /// message follow each other on the connection, `last` marks the final one.
+    Chunk { bytes: ByteBuf, last: bool },
 }
 
 impl Frame {

@@ -244,3 +244,61 @@ async fn a_torn_tail_is_repaired_and_corruption_is_refused() {
     );
     cluster.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_snapshot_larger_than_a_chunk_travels_in_chunks() {
+    let dir = TempDir::new("chunks");
+    let mut cluster = Cluster::start(3, |c| {
+        durable(&dir)(c);
+        c.snapshot_every = 20;
+    })
+    .await;
+    let leader = cluster.wait_for_leader().await;
+    let lagging = cluster
+        .names
+        .iter()
+        .find(|n| **n != leader)
+        .unwrap()
+        .clone();
+    cluster.kill(&lagging).await;
+    // About 4 MiB of state: the snapshot is cut into 1 MiB chunks.
+    for i in 0..64u32 {
+        let value = vec![i as u8; 64 << 10];
+        cluster
+            .node(&leader)
+            .set(&format!("big{i}"), value, opts())
+            .await
+            .unwrap();
+    }
+    cluster.launch(&lagging).await.unwrap();
+    let caught_up = wait_until(DEADLINE, || cluster.node(&lagging).get_local("big63")).await;
+    assert_eq!(
+        caught_up.map(|v| v.len()),
+        Some(64 << 10),
+        "the follower caught up"
+    );
+    let chunked = cluster
+        .live()
+        .iter()
+        .map(|h| {
+            h.transport_stats()
+                .chunked_messages
+                .load(std::sync::atomic::Ordering::Relaxed)
+        })
+        .sum::<u64>();
+    assert!(chunked > 0, "the snapshot was sent in chunks");
+    let state = cluster
+        .node(&leader)
+        .entries("", Consistency::Local)
+        .await
+        .unwrap();
+    assert_eq!(
+        cluster
+            .node(&lagging)
+            .entries("", Consistency::Local)
+            .await
+            .unwrap(),
+        state
+    );
+    cluster.stop().await;
+}

@@ -214,6 +214,25 @@ async fn hostile_frames_close_the_connection_and_the_cluster_keeps_serving() {
             "malformed raft message",
         ),
         (
+            "chunked message that decodes to garbage",
+            Attack::AfterHello {
+                from: o,
+                frames: vec![
+                    Frame::Chunk {
+                        bytes: ByteBuf::from(vec![0xff; 1000]),
+                        last: false,
+                    }
+                    .encode(),
+                    Frame::Chunk {
+                        bytes: ByteBuf::from(vec![0xff; 1000]),
+                        last: true,
+                    }
+                    .encode(),
+                ],
+            },
+            "malformed raft message",
+        ),
+        (
             "raft message claiming another sender",
             Attack::AfterHello {
                 from: o,

@@ -13,7 +13,13 @@ use tokio_tungstenite::WebSocketStream;
 
 use super::{close_with_reason, ws_config, Inbound, Shared, HANDSHAKE_TIMEOUT};
 use crate::ids::{raft_id, validate_name};
-use crate::wire::{decode_raft_message, Frame, MAX_MESSAGES_PER_FRAME, PROTOCOL_VERSION};
+use std::sync::atomic::Ordering;
+
+use serde_bytes::ByteBuf;
+
+use crate::wire::{
+    decode_raft_message, Frame, MAX_MESSAGES_PER_FRAME, MAX_MESSAGE_BYTES, PROTOCOL_VERSION,
+};
 
 /// Accepts connections until the task is aborted; connection tasks die with it.
 pub(super) async fn run(
@@ -74,6 +80,8 @@ async fn serve(
     let (reject_tx, mut reject_rx) = watch::channel(None::<String>);
     let reject_tx = Arc::new(reject_tx);
     let sender_id = raft_id(&from);
+    // A large message arriving in chunks.
+    let mut partial: Vec<u8> = Vec::new();
     let reason = loop {
         let next = tokio::select! {
             next = ws.next() => next,
@@ -94,8 +102,29 @@ async fn serve(
                 break "unexpected non-binary message".to_string()
             }
         };
-        let messages = match decode_raft_frame(&bytes, sender_id) {
-            Ok(messages) => messages,
+        shared
+            .stats
+            .bytes_received
+            .fetch_add(bytes.len() as u64, Ordering::Relaxed);
+        let messages = match Frame::decode(&bytes) {
+            Ok(Frame::Chunk { bytes, last }) => {
+                if partial.len() + bytes.len() > MAX_MESSAGE_BYTES {
+                    break format!("chunked message over {MAX_MESSAGE_BYTES} bytes");
+                }
+                partial.extend_from_slice(&bytes);
+                if !last {
+                    continue;
+                }
+                match decode_from(&std::mem::take(&mut partial), sender_id) {
+                    Ok(message) => vec![message],
+                    Err(reason) => break reason,
+                }
+            }
+            Ok(Frame::Raft { messages }) => match decode_raft_frame(messages, sender_id) {
+                Ok(messages) => messages,
+                Err(reason) => break reason,
+            },
+            Ok(_) => break "expected a raft frame".to_string(),
             Err(reason) => break reason,
         };
         if messages.is_empty() || shared.faults.is_blocked(&from) {
@@ -158,25 +187,28 @@ async fn handshake(shared: &Shared, ws: &mut WebSocketStream<TcpStream>) -> Resu
     Ok(from)
 }
 
-/// Decodes a raft frame from the peer whose raft id is `sender_id`.
-fn decode_raft_frame(bytes: &[u8], sender_id: u64) -> Result<Vec<raft::eraftpb::Message>, String> {
-    let Frame::Raft { messages } = Frame::decode(bytes)? else {
-        return Err("expected a raft frame".into());
-    };
+/// Decodes the messages of a raft frame from the peer whose raft id is `sender_id`.
+fn decode_raft_frame(
+    messages: Vec<ByteBuf>,
+    sender_id: u64,
+) -> Result<Vec<raft::eraftpb::Message>, String> {
     if messages.len() > MAX_MESSAGES_PER_FRAME {
         return Err(format!("{} messages in one frame", messages.len()));
     }
     messages
         .iter()
-        .map(|bytes| {
-            let m = decode_raft_message(bytes)?;
-            if m.from != sender_id {
-                return Err(format!(
-                    "message claims sender {} on another peer's connection",
-                    m.from
-                ));
-            }
-            Ok(m)
-        })
+        .map(|bytes| decode_from(bytes, sender_id))
         .collect()
+}
+
+/// Decodes one raft message, which must come from `sender_id`.
+fn decode_from(bytes: &[u8], sender_id: u64) -> Result<raft::eraftpb::Message, String> {
+    let m = decode_raft_message(bytes)?;
+    if m.from != sender_id {
+        return Err(format!(
+            "message claims sender {} on another peer's connection",
+            m.from
+        ));
+    }
+    Ok(m)
 }

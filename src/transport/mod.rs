@@ -8,6 +8,7 @@ mod peer;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
@@ -37,8 +38,18 @@ pub struct Inbound {
     pub reject: Arc<watch::Sender<Option<String>>>,
 }
 
+/// Traffic counters of one node's transport.
+#[derive(Debug, Default)]
+pub struct TransportStats {
+    pub bytes_sent: AtomicU64,
+    pub bytes_received: AtomicU64,
+    /// Large raft messages (snapshots) sent in chunks.
+    pub chunked_messages: AtomicU64,
+}
+
 /// State shared by the driver side, the control side and the connection tasks.
 struct Shared {
+    stats: TransportStats,
     name: String,
     cluster_id: String,
     faults: FaultFilter,
@@ -99,6 +110,7 @@ impl Transport {
             name: name.to_string(),
             cluster_id: cluster_id.to_string(),
             faults: FaultFilter::default(),
+            stats: TransportStats::default(),
             peers: RwLock::new(HashMap::new()),
             tasks: Mutex::new(Some(JoinSet::new())),
             runtime: tokio::runtime::Handle::current(),
@@ -218,6 +230,11 @@ impl TransportControl {
     /// The fault switch of this node.
     pub fn faults(&self) -> &FaultFilter {
         &self.shared.faults
+    }
+
+    /// Traffic counters.
+    pub fn stats(&self) -> &TransportStats {
+        &self.shared.stats
     }
 }
 

@@ -12,7 +12,13 @@ use tokio::sync::{mpsc, watch};
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 
 use super::{ws_config, Shared, HANDSHAKE_TIMEOUT};
-use crate::wire::{Frame, MAX_MESSAGES_PER_FRAME, PROTOCOL_VERSION};
+use std::sync::atomic::Ordering;
+
+use prost::Message as _;
+use serde_bytes::ByteBuf;
+
+use super::TransportStats;
+use crate::wire::{Frame, CHUNK_BYTES, MAX_MESSAGES_PER_FRAME, PROTOCOL_VERSION};
 
 type PeerSocket =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
@@ -41,7 +47,7 @@ pub(super) async fn run(
                 Ok(ws) => {
                     delays = backoff();
                     tracing::debug!(node = %shared.name, %peer, "connected");
-                    if let Err(reason) = pump(ws, &mut queue, &mut url).await {
+                    if let Err(reason) = pump(ws, &mut queue, &mut url, &shared.stats).await {
                         tracing::debug!(node = %shared.name, %peer, "connection lost: {reason}");
                     }
                 }
@@ -97,12 +103,49 @@ async fn dial(shared: &Shared, peer: &str, url: &str) -> Result<PeerSocket, Stri
         .map_err(|_| "handshake timed out".to_string())?
 }
 
-/// Writes queued batches, packing whatever is waiting into one frame, until the connection
-/// fails or the peer's URL changes.
+/// The frames that carry `batch`: small messages packed together, each large one (a
+/// snapshot) cut into chunks, in order.
+fn frames_for(batch: &[Message], stats: &TransportStats) -> Vec<Vec<u8>> {
+    let mut frames = Vec::new();
+    let mut small = Vec::new();
+    for message in batch {
+        let bytes = message.encode_to_vec();
+        if bytes.len() <= CHUNK_BYTES {
+            small.push(ByteBuf::from(bytes));
+            continue;
+        }
+        if !small.is_empty() {
+            frames.push(
+                Frame::Raft {
+                    messages: std::mem::take(&mut small),
+                }
+                .encode(),
+            );
+        }
+        stats.chunked_messages.fetch_add(1, Ordering::Relaxed);
+        let pieces = bytes.chunks(CHUNK_BYTES);
+        let count = pieces.len();
+        for (i, piece) in pieces.enumerate() {
+            let chunk = Frame::Chunk {
+                bytes: ByteBuf::from(piece.to_vec()),
+                last: i + 1 == count,
+            };
+            frames.push(chunk.encode());
+        }
+    }
+    if !small.is_empty() {
+        frames.push(Frame::Raft { messages: small }.encode());
+    }
+    frames
+}
+
+/// Writes queued batches, packing whatever is waiting into as few frames as possible,
+/// until the connection fails or the peer's URL changes.
 async fn pump(
     ws: PeerSocket,
     queue: &mut mpsc::Receiver<Vec<Message>>,
     url: &mut watch::Receiver<String>,
+    stats: &TransportStats,
 ) -> Result<(), String> {
     let (mut sink, mut stream) = ws.split();
     loop {
@@ -125,9 +168,12 @@ async fn pump(
                 Err(_) => break,
             }
         }
-        let frame = Frame::raft(&batch).encode();
-        sink.send(WsMessage::Binary(frame.into()))
-            .await
-            .map_err(|e| e.to_string())?;
+        for frame in frames_for(&batch, stats) {
+            let len = frame.len() as u64;
+            sink.send(WsMessage::Binary(frame.into()))
+                .await
+                .map_err(|e| e.to_string())?;
+            stats.bytes_sent.fetch_add(len, Ordering::Relaxed);
+        }
     }
 }
