@@ -47,6 +47,21 @@ export interface RaftNodeOptions {
   logLevel?: LogLevel;
   /** This service's HTTP base URL, advertised to the cluster. */
   httpUrl?: string;
+  /**
+   * For `propose` users with a state machine of their own, next to the built-in key-value
+   * state. Every `snapshotEvery` applied entries (with `dataDir`) `save()` is called when
+   * your state machine has applied exactly the entries up to the snapshot point (it runs
+   * between two `apply` events); its bytes are stored in the snapshot. `restore(data)` is
+   * called before any later `apply` event when a node starts from a snapshot or installs
+   * one from the leader: replace your whole state with it (data is empty if the snapshot
+   * was taken without hooks).
+   */
+  snapshotHooks?: SnapshotHooks;
+}
+
+export interface SnapshotHooks {
+  save(): Buffer | Uint8Array;
+  restore(data: Buffer): void;
 }
 
 export type Role = 'follower' | 'candidate' | 'precandidate' | 'leader' | 'learner' | 'stopped';

@@ -428,7 +428,12 @@ class RaftNode extends EventEmitter {
           this.#onApplied(e.entries);
           break;
         case 'snapshot':
+          // Restored on start or installed from the leader: the app's state machine first.
+          if (e.restore !== undefined && e.restore !== null) this.#restoreApp(e.restore);
           this.emit('snapshot', { index: e.index, term: e.term, bytes: e.bytes });
+          break;
+        case 'snapshotRequest':
+          this.#saveApp(e.index);
           break;
         case 'failed':
           this.reportError(new RaftError('ERR_STORAGE', e.message));
@@ -437,8 +442,33 @@ class RaftNode extends EventEmitter {
     }
   }
 
+  /** The app's state machine is exactly at `index` here (events arrive in log order). */
+  #saveApp(index) {
+    const hooks = this.#config.snapshotHooks;
+    try {
+      const data = hooks.save();
+      if (!(data instanceof Uint8Array)) throw new TypeError('snapshotHooks.save() must return a Buffer or Uint8Array');
+      const buf = Buffer.isBuffer(data) ? data : Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+      this.#native.provideSnapshot(index, buf).catch((err) => this.reportError(fromNative(err)));
+    } catch (err) {
+      this.reportError(err);
+    }
+  }
+
+  #restoreApp(data) {
+    try {
+      this.#config.snapshotHooks.restore(data);
+    } catch (err) {
+      this.reportError(err);
+    }
+  }
+
   #syncWantApplied() {
-    const want = this.listenerCount('apply') > 0 || this.listenerCount('change') > 0 || this.#watchers.size > 0;
+    const want =
+      this.#config.snapshotHooks !== null ||
+      this.listenerCount('apply') > 0 ||
+      this.listenerCount('change') > 0 ||
+      this.#watchers.size > 0;
     if (this.#native) this.#native.setWantApplied(want);
   }
 

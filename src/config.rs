@@ -39,6 +39,10 @@ pub struct Config {
     /// With durable storage: start a new log segment past this size (small values are for
     /// tests that exercise rotation and compaction).
     pub wal_segment_bytes: u64,
+    /// The application keeps a state machine of its own (raw commands) and supplies its
+    /// bytes for each snapshot ([`crate::Event::SnapshotRequest`]); it is handed them back to
+    /// restore from ([`crate::Event::Snapshot`] with `restore`).
+    pub app_snapshots: bool,
 }
 
 /// Default leader heartbeat interval.
@@ -73,6 +77,7 @@ impl Config {
             data_dir: None,
             snapshot_every: DEFAULT_SNAPSHOT_EVERY,
             wal_segment_bytes: crate::storage::DEFAULT_SEGMENT_BYTES,
+            app_snapshots: false,
         }
     }
 

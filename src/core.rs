@@ -19,7 +19,7 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::events::{AppliedEntry, Event, Role};
 use crate::ids::raft_id;
-use crate::kv::{ApplyResult, Command, KvStore};
+use crate::kv::{ApplyResult, Command, KvStore, SnapshotData};
 use crate::storage::LogStore;
 
 /// Where a request's answer goes.
@@ -99,7 +99,24 @@ pub struct Core<S: LogStore> {
     /// Member names, refreshed on every configuration change.
     members: (Arc<[String]>, Arc<[String]>),
     snapshot_every: u64,
+    /// The snapshot point last taken or requested (the next is due `snapshot_every` later).
     last_snapshot: u64,
+    /// Index of the newest snapshot stored, installed or restored.
+    snapshot_index: u64,
+    app_snapshots: bool,
+    /// With app snapshots: the state captured at a snapshot point, waiting for the
+    /// application's bytes.
+    pending_snapshot: Option<PendingSnapshot>,
+    /// Events to deliver before anything else (a snapshot restored on start).
+    initial_events: Vec<Event>,
+}
+
+/// A snapshot point waiting for the application's state machine bytes.
+struct PendingSnapshot {
+    index: u64,
+    term: u64,
+    conf_state: raft::eraftpb::ConfState,
+    kv: KvStore,
 }
 
 /// Moves the entries applied so far into the event list, keeping log order around
@@ -159,11 +176,20 @@ impl<S: LogStore> Core<S> {
             .map_err(|e| Error::Invalid(format!("raft configuration: {e}")))?;
         let logger = crate::log_bridge::raft_logger(&config.name);
         // The state machine starts from the newest snapshot; raft re-applies what follows.
+        let mut initial_events = Vec::new();
         let snapshot_index = match store.newest_snapshot() {
             Some(snapshot) => {
-                let restored = KvStore::from_snapshot(&snapshot.data).map_err(Error::Storage)?;
+                let SnapshotData { kv: restored, app } =
+                    SnapshotData::decode(&snapshot.data).map_err(Error::Storage)?;
                 *kv.write().unwrap_or_else(|p| p.into_inner()) = restored;
-                snapshot.get_metadata().index
+                let meta = snapshot.get_metadata();
+                initial_events.push(Event::Snapshot {
+                    index: meta.index,
+                    term: meta.term,
+                    bytes: snapshot.data.len() as u64,
+                    restore: config.app_snapshots.then(|| app.unwrap_or_default()),
+                });
+                meta.index
             }
             None => 0,
         };
@@ -200,6 +226,10 @@ impl<S: LogStore> Core<S> {
             members: (Arc::from([]), Arc::from([])),
             snapshot_every: config.snapshot_every,
             last_snapshot: snapshot_index,
+            snapshot_index,
+            app_snapshots: config.app_snapshots,
+            pending_snapshot: None,
+            initial_events,
             lease: Lease {
                 length: (tick * election_ticks as u32).saturating_sub(tick * 2),
                 probes: BTreeMap::new(),
@@ -401,7 +431,7 @@ impl<S: LogStore> Core<S> {
             commit_index: raft.raft_log.committed,
             applied_index: raft.raft_log.applied,
             last_index: raft.raft_log.last_index(),
-            snapshot_index: raft.raft_log.first_index() - 1,
+            snapshot_index: self.snapshot_index,
             voters,
             learners,
             is_leader: self.holds_lease(),
@@ -476,17 +506,22 @@ impl<S: LogStore> Core<S> {
         applied: &mut Vec<AppliedEntry>,
         events: &mut Vec<Event>,
     ) -> Result<()> {
-        let restored = KvStore::from_snapshot(&snapshot.data).map_err(Error::Storage)?;
+        let SnapshotData { kv: restored, app } =
+            SnapshotData::decode(&snapshot.data).map_err(Error::Storage)?;
         self.raw.mut_store().persist(Some(snapshot), &[], None)?;
         *self.kv.write().unwrap_or_else(|p| p.into_inner()) = restored;
         let meta = snapshot.get_metadata();
         self.last_snapshot = meta.index;
+        self.snapshot_index = meta.index;
+        // A snapshot point captured before the install is obsolete.
+        self.pending_snapshot = None;
         self.members = self.member_names();
         flush_applied(applied, events);
         events.push(Event::Snapshot {
             index: meta.index,
             term: meta.term,
             bytes: snapshot.data.len() as u64,
+            restore: self.app_snapshots.then(|| app.unwrap_or_default()),
         });
         Ok(())
     }
@@ -502,24 +537,71 @@ impl<S: LogStore> Core<S> {
         if index < self.last_snapshot + self.snapshot_every {
             return Ok(());
         }
-        let data = self
-            .kv
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .to_snapshot();
         let conf_state = self.raw.raft.prs().conf().to_conf_state();
         let term = self.raw.raft.raft_log.term(index).unwrap_or(0);
         self.last_snapshot = index;
+        flush_applied(applied, events);
+        if self.app_snapshots {
+            // The application's state machine is at `index` right after this batch's
+            // applied entries: capture ours and ask it for its bytes there.
+            if self.pending_snapshot.is_none() {
+                let kv = self.kv.read().unwrap_or_else(|p| p.into_inner()).clone();
+                self.pending_snapshot = Some(PendingSnapshot {
+                    index,
+                    term,
+                    conf_state,
+                    kv,
+                });
+                events.push(Event::SnapshotRequest { index });
+            }
+            return Ok(());
+        }
+        let data =
+            SnapshotData::encode_parts(&self.kv.read().unwrap_or_else(|p| p.into_inner()), None);
+        self.write_snapshot(index, term, conf_state, data, events)
+    }
+
+    /// The application's bytes for the snapshot point `index`.
+    pub fn provide_app_snapshot(&mut self, index: u64, app: Vec<u8>) -> Result<Vec<Event>> {
+        let mut events = Vec::new();
+        match self.pending_snapshot.take() {
+            Some(point) if point.index == index => {
+                let data = SnapshotData::encode_parts(&point.kv, Some(&app));
+                self.write_snapshot(point.index, point.term, point.conf_state, data, &mut events)?
+            }
+            other => self.pending_snapshot = other, // stale or unknown: ignore
+        }
+        Ok(events)
+    }
+
+    fn write_snapshot(
+        &mut self,
+        index: u64,
+        term: u64,
+        conf_state: raft::eraftpb::ConfState,
+        data: Vec<u8>,
+        events: &mut Vec<Event>,
+    ) -> Result<()> {
         let keep = crate::config::SNAPSHOT_KEEP_ENTRIES.min(self.snapshot_every);
         if let Some(bytes) = self
             .raw
             .mut_store()
             .create_snapshot(index, conf_state, data, keep)?
         {
-            flush_applied(applied, events);
-            events.push(Event::Snapshot { index, term, bytes });
+            self.snapshot_index = index;
+            events.push(Event::Snapshot {
+                index,
+                term,
+                bytes,
+                restore: None,
+            });
         }
         Ok(())
+    }
+
+    /// Events to deliver before any other (taken once).
+    pub fn take_initial_events(&mut self) -> Vec<Event> {
+        std::mem::take(&mut self.initial_events)
     }
 
     /// Applies committed entries to the state machine (under one write lock for the batch)

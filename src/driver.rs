@@ -39,6 +39,10 @@ pub(crate) enum Request {
     Stop {
         reply: oneshot::Sender<()>,
     },
+    AppSnapshot {
+        index: u64,
+        data: Vec<u8>,
+    },
 }
 
 /// What one turn of the loop brought.
@@ -62,6 +66,10 @@ pub(crate) struct Driver<S: LogStore> {
 impl<S: LogStore> Driver<S> {
     /// Runs until a stop request, until every handle is gone, or until a fatal fault.
     pub async fn run(mut self) {
+        let initial = self.core.take_initial_events();
+        if !initial.is_empty() {
+            let _ = self.events.send(initial);
+        }
         let mut ticker = tokio::time::interval(self.tick);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut stop_reply = None;
@@ -145,6 +153,12 @@ impl<S: LogStore> Driver<S> {
                         Request::ReadIndex { reply } => self.core.read_index(reply),
                         Request::Transfer { to, reply } => self.core.transfer_leader(to, reply),
                         Request::Stop { reply } => stop = Some(reply),
+                        Request::AppSnapshot { index, data } => {
+                            let events = self.core.provide_app_snapshot(index, data)?;
+                            if !events.is_empty() {
+                                let _ = self.events.send(events);
+                            }
+                        }
                     }
                 }
             }

@@ -61,8 +61,18 @@ pub enum Event {
     LeaseChanged { held: bool, term: u64 },
     /// Entries applied in this Ready, in log order.
     Applied(Vec<AppliedEntry>),
-    /// A snapshot was taken (durable storage) or installed from the leader.
-    Snapshot { index: u64, term: u64, bytes: u64 },
+    /// A snapshot was taken (durable storage), restored on start, or installed from the
+    /// leader. With app snapshots, `restore` holds the application's bytes to restore its own
+    /// state machine from (on restore and install; `None` when the snapshot was just taken).
+    Snapshot {
+        index: u64,
+        term: u64,
+        bytes: u64,
+        restore: Option<Vec<u8>>,
+    },
+    /// With app snapshots: the application's state machine, now exactly at `index`, must
+    /// hand its bytes to [`crate::NodeHandle::provide_app_snapshot`].
+    SnapshotRequest { index: u64 },
     /// A fault stopped the node (storage failure, internal error); the reason.
     Failed(String),
 }

@@ -299,6 +299,16 @@ impl NodeHandle {
             .await;
     }
 
+    /// With app snapshots: hands over the application's state machine bytes for the
+    /// snapshot point `index` of an [`crate::Event::SnapshotRequest`].
+    pub async fn provide_app_snapshot(&self, index: u64, data: Vec<u8>) -> Result<()> {
+        self.inner
+            .requests
+            .send(Request::AppSnapshot { index, data })
+            .await
+            .map_err(|_| Error::Stopped)
+    }
+
     /// Turns `Event::Applied` on (the default) or off. Off, the node skips copying each
     /// change for the event stream: worth it when nobody consumes applied entries.
     pub fn set_applied_events(&self, on: bool) {

@@ -13,6 +13,46 @@ use serde_bytes::ByteBuf;
 /// Longest key, in bytes of UTF-8.
 pub const MAX_KEY_BYTES: usize = 4096;
 
+/// What a snapshot holds: the key-value state and, when the application keeps a state
+/// machine of its own for raw commands, that state machine's bytes.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct SnapshotData {
+    pub kv: KvStore,
+    pub app: Option<Vec<u8>>,
+}
+
+impl SnapshotData {
+    /// MessagePack bytes: `[[key, value]...], app bytes or nil`.
+    pub fn encode(&self) -> Vec<u8> {
+        Self::encode_parts(&self.kv, self.app.as_deref())
+    }
+
+    /// The same bytes, from borrowed parts (no copy of the state).
+    pub fn encode_parts(kv: &KvStore, app: Option<&[u8]>) -> Vec<u8> {
+        let pairs: Vec<(&str, &serde_bytes::Bytes)> = kv
+            .map
+            .iter()
+            .map(|(k, v)| (k.as_str(), serde_bytes::Bytes::new(v)))
+            .collect();
+        let app = app.map(serde_bytes::Bytes::new);
+        rmp_serde::to_vec(&(pairs, app)).expect("the state always encodes")
+    }
+
+    /// Parses what [`SnapshotData::encode`] wrote; empty bytes are the empty state.
+    pub fn decode(bytes: &[u8]) -> Result<SnapshotData, String> {
+        if bytes.is_empty() {
+            return Ok(SnapshotData::default());
+        }
+        let (pairs, app): (Vec<(String, ByteBuf)>, Option<ByteBuf>) =
+            rmp_serde::from_slice(bytes).map_err(|e| format!("undecodable snapshot: {e}"))?;
+        let map = pairs.into_iter().map(|(k, v)| (k, v.into_vec())).collect();
+        Ok(SnapshotData {
+            kv: KvStore { map },
+            app: app.map(ByteBuf::into_vec),
+        })
+    }
+}
+
 /// A replicated command.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Command {
@@ -126,28 +166,6 @@ impl KvStore {
             .take_while(|(k, _)| k.starts_with(prefix))
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect()
-    }
-
-    /// The whole state as bytes, for a snapshot.
-    pub fn to_snapshot(&self) -> Vec<u8> {
-        let pairs: Vec<(&str, &serde_bytes::Bytes)> = self
-            .map
-            .iter()
-            .map(|(k, v)| (k.as_str(), serde_bytes::Bytes::new(v)))
-            .collect();
-        rmp_serde::to_vec(&pairs).expect("the state always encodes")
-    }
-
-    /// The state a snapshot holds.
-    pub fn from_snapshot(bytes: &[u8]) -> Result<KvStore, String> {
-        if bytes.is_empty() {
-            return Ok(KvStore::default());
-        }
-        let pairs: Vec<(String, ByteBuf)> =
-            rmp_serde::from_slice(bytes).map_err(|e| format!("undecodable snapshot: {e}"))?;
-        Ok(KvStore {
-            map: pairs.into_iter().map(|(k, v)| (k, v.into_vec())).collect(),
-        })
     }
 
     /// Number of keys.
@@ -392,6 +410,27 @@ mod tests {
             assert_eq!(r.changes.len(), changed, "{case}: changes");
         }
         assert_eq!(kv.range(""), vec![("b".to_string(), b"x".to_vec())]);
+    }
+
+    #[test]
+    fn snapshot_data_round_trips() {
+        let mut kv = KvStore::default();
+        kv.apply(
+            Command::Set {
+                key: "a".into(),
+                value: b("1"),
+            },
+            false,
+        );
+        for app in [None, Some(b"app state".to_vec())] {
+            let data = SnapshotData {
+                kv: kv.clone(),
+                app,
+            };
+            assert_eq!(SnapshotData::decode(&data.encode()).unwrap(), data);
+        }
+        assert_eq!(SnapshotData::decode(b"").unwrap(), SnapshotData::default());
+        assert!(SnapshotData::decode(b"\xc1").is_err());
     }
 
     #[test]

@@ -213,8 +213,10 @@ async fn a_torn_tail_is_repaired_and_corruption_is_refused() {
         .launch(&follower)
         .await
         .expect("a torn tail is repaired");
+    // Every node, the repaired one included, follows one leader again.
+    let leader = cluster.wait_for_leader().await;
     cluster
-        .node("n1")
+        .node(&leader)
         .set("after-torn", vec![1], opts())
         .await
         .unwrap();

@@ -113,7 +113,7 @@ pub struct NativeApplied {
 /// One engine event; `kind` says which fields are set.
 #[napi(object)]
 pub struct NativeEvent {
-    /// `leader`, `role`, `lease`, `applied`, `snapshot` or `failed`.
+    /// `leader`, `role`, `lease`, `applied`, `snapshot`, `snapshotRequest` or `failed`.
     pub kind: String,
     pub term: Option<f64>,
     pub leader_id: Option<String>,
@@ -124,6 +124,8 @@ pub struct NativeEvent {
     /// `snapshot`: its index and size.
     pub index: Option<f64>,
     pub bytes: Option<f64>,
+    /// `snapshot`: the application's bytes to restore its state machine from.
+    pub restore: Option<Buffer>,
     pub entries: Option<Vec<NativeApplied>>,
     pub message: Option<String>,
 }
@@ -155,6 +157,7 @@ fn blank(kind: &str) -> NativeEvent {
         held: None,
         index: None,
         bytes: None,
+        restore: None,
         entries: None,
         message: None,
     }
@@ -213,11 +216,21 @@ pub fn to_events(batch: Vec<Event>) -> NativeEventBatch {
                 entries: Some(entries.into_iter().map(applied).collect()),
                 ..blank("applied")
             },
-            Event::Snapshot { index, term, bytes } => NativeEvent {
+            Event::Snapshot {
+                index,
+                term,
+                bytes,
+                restore,
+            } => NativeEvent {
                 term: Some(term as f64),
                 index: Some(index as f64),
                 bytes: Some(bytes as f64),
+                restore: restore.map(Buffer::from),
                 ..blank("snapshot")
+            },
+            Event::SnapshotRequest { index } => NativeEvent {
+                index: Some(index as f64),
+                ..blank("snapshotRequest")
             },
             Event::Failed(message) => NativeEvent {
                 message: Some(message),

@@ -35,6 +35,8 @@ pub struct NativeOptions {
     pub log_level: Option<String>,
     pub data_dir: Option<String>,
     pub snapshot_every: Option<f64>,
+    /// The JS side keeps a state machine of its own with snapshot hooks.
+    pub app_snapshots: Option<bool>,
 }
 
 /// One operation of a batch.
@@ -107,6 +109,7 @@ impl NativeRaftNode {
         if let Some(v) = options.snapshot_every {
             config.snapshot_every = v as u64;
         }
+        config.app_snapshots = options.app_snapshots.unwrap_or(false);
         config.validate().map_err(engine_error)?;
         logging::init(options.log_level.as_deref().unwrap_or("warn"));
         Ok(NativeRaftNode {
@@ -357,6 +360,16 @@ impl NativeRaftNode {
             node.kill().await;
         }
         Ok(())
+    }
+
+    /// The application's snapshot bytes for the point `index` of a `snapshotRequest`.
+    #[napi]
+    pub async fn provide_snapshot(&self, index: f64, data: Buffer) -> Result<()> {
+        let data = data.to_vec();
+        self.handle()?
+            .provide_app_snapshot(index as u64, data)
+            .await
+            .map_err(engine_error)
     }
 
     /// Sets the URL of a peer (test clusters learn ephemeral ports after start).
