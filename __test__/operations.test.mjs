@@ -1,0 +1,104 @@
+// Operating a cluster: larger clusters, leadership transfer time, rolling restarts.
+import { describe, it, expect, afterAll } from 'vitest';
+import { mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { createTestCluster } from 'raftline/testing';
+
+const dirs = [];
+afterAll(() => dirs.forEach((d) => rmSync(d, { recursive: true, force: true })));
+const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+
+describe('cluster sizes', () => {
+  it.each([7, 20])('a %i-member cluster elects exactly one leader and replicates 1,000 writes', async (size) => {
+    const c = await createTestCluster({ size, timing: 'default' });
+    try {
+      const leader = await c.waitForLeader({ timeoutMs: 20_000 });
+      expect(c.nodes.filter((n) => n.role === 'leader')).toEqual([leader]);
+      let next = 0;
+      await Promise.all(
+        Array.from({ length: 32 }, async (_, w) => {
+          while (next < 1000) {
+            const i = next++;
+            await c.nodes[(w + i) % size].set(`k${i}`, i);
+          }
+        }),
+      );
+      const last = await leader.set('last', true);
+      for (const n of c.nodes) {
+        const deadline = Date.now() + 10_000;
+        while (n.status().appliedIndex < last.index && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
+        expect(n.getLocal('k999')).toBe(999);
+        expect(n.getLocal('k0')).toBe(0);
+      }
+    } finally {
+      await c.close();
+    }
+  }, 60_000);
+});
+
+describe('leadership transfer', () => {
+  it('transferLeadership completes, and a write after it succeeds, within 150 ms (fast timing)', async () => {
+    const c = await createTestCluster({ size: 3 });
+    try {
+      const times = [];
+      for (let i = 0; i < 7; i++) {
+        const leader = await c.waitForLeader();
+        await leader.set('warm', i);
+        const t0 = performance.now();
+        const to = await leader.transferLeadership();
+        await c.node(to).set('after-transfer', i, { forward: false });
+        times.push(performance.now() - t0);
+      }
+      console.log(`transferLeadership + first write: median ${median(times).toFixed(1)} ms, max ${Math.max(...times).toFixed(1)} ms`);
+      expect(Math.max(...times)).toBeLessThan(150);
+    } finally {
+      await c.close();
+    }
+  });
+});
+
+describe('rolling restart', () => {
+  it('stopping and restarting every member in turn stalls writes for under 500 ms', async () => {
+    const dataDir = mkdtempSync(path.join(os.tmpdir(), 'raftline-rolling-'));
+    dirs.push(dataDir);
+    const c = await createTestCluster({ size: 3, dataDir, timing: 'default' });
+    try {
+      await c.waitForLeader();
+      let stop = false;
+      let lastAck = performance.now();
+      let maxGap = 0;
+      let acked = 0;
+      const writer = (async () => {
+        for (let i = 0; !stop; i++) {
+          // A client behind a load balancer: any running member, the next one on failure.
+          const running = c.nodes.filter((n) => n.role !== 'stopped');
+          const node = running[i % running.length];
+          try {
+            await node.set(`r${i}`, i, { timeoutMs: 1000 });
+            const now = performance.now();
+            maxGap = Math.max(maxGap, now - lastAck);
+            lastAck = now;
+            acked++;
+          } catch {
+            // outcome unknown or node stopping: the next iteration tries another member
+          }
+        }
+      })();
+      for (const id of ['n1', 'n2', 'n3']) {
+        await new Promise((r) => setTimeout(r, 150)); // steady state between restarts
+        await c.node(id).stop(); // hands leadership over first when it leads
+        const back = await c.restart(id);
+        await back.waitForLeader();
+      }
+      await new Promise((r) => setTimeout(r, 150));
+      stop = true;
+      await writer;
+      console.log(`rolling restart: ${acked} writes acknowledged, longest gap between acks ${maxGap.toFixed(1)} ms`);
+      expect(acked).toBeGreaterThan(100);
+      expect(maxGap).toBeLessThan(500);
+    } finally {
+      await c.close();
+    }
+  }, 30_000);
+});

@@ -1,0 +1,145 @@
+//! Peer health as the leader sees it, from when it last heard from each peer and how far
+//! each one's log is behind.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use raft::ProgressState;
+
+/// How a member looks from the leader.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Health {
+    /// Answers within a couple of heartbeats and replicates normally.
+    Healthy,
+    /// Answers late, or is being caught up (probing, receiving a snapshot, far behind).
+    Degraded,
+    /// Silent for longer than an election timeout.
+    Unhealthy,
+    /// Not known here (this node is not the leader).
+    Unknown,
+}
+
+impl Health {
+    /// The name API.md uses.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Health::Healthy => "healthy",
+            Health::Degraded => "degraded",
+            Health::Unhealthy => "unhealthy",
+            Health::Unknown => "unknown",
+        }
+    }
+}
+
+/// A member as this node sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberView {
+    pub name: String,
+    pub voter: bool,
+    pub health: Health,
+    /// Highest log index known to be replicated on it (leader only).
+    pub match_index: Option<u64>,
+    /// Time since the leader last heard from it (leader only).
+    pub last_contact: Option<Duration>,
+}
+
+/// Entries behind the leader past which a member counts as degraded.
+const LAG_DEGRADED: u64 = 10_000;
+
+/// The leader's record of its peers.
+#[derive(Default)]
+pub struct HealthTracker {
+    last_heard: HashMap<u64, Instant>,
+    health: HashMap<u64, Health>,
+    /// When this node last became leader (peers never heard from are judged from then).
+    since: Option<Instant>,
+}
+
+impl HealthTracker {
+    /// A message from `peer` arrived.
+    pub fn heard(&mut self, peer: u64, now: Instant) {
+        self.last_heard.insert(peer, now);
+    }
+
+    /// Leadership was won (`true`) or lost: health is only known on a leader.
+    pub fn set_leader(&mut self, leader: bool, now: Instant) {
+        self.since = leader.then_some(now);
+        self.health.clear();
+    }
+
+    /// The health of `peer` now, given its replication state.
+    pub fn judge(
+        &self,
+        peer: u64,
+        state: ProgressState,
+        lag: u64,
+        now: Instant,
+        heartbeat: Duration,
+        election: Duration,
+    ) -> Health {
+        let Some(since) = self.since else {
+            return Health::Unknown;
+        };
+        let reference = match self.last_heard.get(&peer) {
+            Some(&heard) => heard.max(since),
+            None => since,
+        };
+        let silent = now.saturating_duration_since(reference);
+        if silent > election {
+            Health::Unhealthy
+        } else if silent > heartbeat * 3 || state != ProgressState::Replicate || lag > LAG_DEGRADED {
+            Health::Degraded
+        } else {
+            Health::Healthy
+        }
+    }
+
+    /// Records `health` for `peer`; returns the previous one when it changed.
+    pub fn update(&mut self, peer: u64, health: Health) -> Option<Health> {
+        let previous = self.health.insert(peer, health).unwrap_or(Health::Unknown);
+        (previous != health).then_some(previous)
+    }
+
+    /// Time since `peer` was last heard from.
+    pub fn last_contact(&self, peer: u64, now: Instant) -> Option<Duration> {
+        self.last_heard.get(&peer).map(|&t| now.saturating_duration_since(t))
+    }
+
+    /// Forgets peers no longer in the configuration.
+    pub fn retain(&mut self, keep: impl Fn(u64) -> bool) {
+        self.last_heard.retain(|id, _| keep(*id));
+        self.health.retain(|id, _| keep(*id));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn judgement_table() {
+        let hb = Duration::from_millis(10);
+        let el = Duration::from_millis(50);
+        let t0 = Instant::now();
+        let mut tracker = HealthTracker::default();
+        assert_eq!(tracker.judge(2, ProgressState::Replicate, 0, t0, hb, el), Health::Unknown, "not leader");
+        tracker.set_leader(true, t0);
+        tracker.heard(2, t0);
+        // (case, since last heard, state, lag, expected)
+        let cases = [
+            ("fresh and replicating", 5, ProgressState::Replicate, 0, Health::Healthy),
+            ("late answers", 40, ProgressState::Replicate, 0, Health::Degraded),
+            ("probing", 5, ProgressState::Probe, 0, Health::Degraded),
+            ("receiving a snapshot", 5, ProgressState::Snapshot, 0, Health::Degraded),
+            ("far behind", 5, ProgressState::Replicate, 20_000, Health::Degraded),
+            ("silent past the election timeout", 60, ProgressState::Replicate, 0, Health::Unhealthy),
+        ];
+        for (case, ms, state, lag, expected) in cases {
+            let now = t0 + Duration::from_millis(ms);
+            assert_eq!(tracker.judge(2, state, lag, now, hb, el), expected, "{case}");
+        }
+        assert_eq!(tracker.update(2, Health::Healthy), Some(Health::Unknown));
+        assert_eq!(tracker.update(2, Health::Healthy), None);
+        assert_eq!(tracker.update(2, Health::Unhealthy), Some(Health::Healthy));
+    }
+}
