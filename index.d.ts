@@ -201,7 +201,7 @@ export interface RaftNodeEvents {
   change: [event: ChangeEvent];
   /** Not emitted yet: membership changes are not available in this version. */
   membershipChange: [event: MembershipChangeEvent];
-  /** Not emitted yet: peer health is not reported in this version. */
+  /** On the leader: a member's health changed (judged every heartbeat). */
   peerHealth: [event: PeerHealthEvent];
   /** A snapshot was taken (every `snapshotEvery` entries, with `dataDir`) or installed from the leader. */
   snapshot: [event: SnapshotEvent];
@@ -271,6 +271,11 @@ export declare class RaftNode extends EventEmitter<RaftNodeEvents> {
 
   // Status
   status(): NodeStatus;
-  /** Members as this node sees them (health and matchIndex are not reported yet: 'unknown' / null). */
+  /**
+   * Members as this node sees them. On the leader, refreshed every heartbeat: `health`
+   * ('healthy': answers within three heartbeats and replicates normally; 'degraded': late,
+   * or being caught up; 'unhealthy': silent for an election timeout), `matchIndex`,
+   * `lastContactMs`. Elsewhere 'unknown' / null.
+   */
   members(): Member[];
 }

@@ -102,3 +102,36 @@ describe('rolling restart', () => {
     }
   }, 30_000);
 });
+
+describe('peer health', () => {
+  it('isolating a follower turns it unhealthy on the leader and healing turns it healthy, with events in that order', async () => {
+    const c = await createTestCluster({ size: 3 });
+    try {
+      const leader = await c.waitForLeader();
+      const follower = c.nodes.find((n) => n !== leader);
+      const events = [];
+      leader.on('peerHealth', (e) => e.id === follower.id && events.push(e.health));
+      const healthOf = () => leader.members().find((m) => m.id === follower.id);
+      const until = async (check, what) => {
+        const deadline = Date.now() + 10_000;
+        while (!check()) {
+          if (Date.now() > deadline) throw new Error(`timed out: ${what}`);
+          await new Promise((r) => setTimeout(r, 5));
+        }
+      };
+      await until(() => healthOf().health === 'healthy', 'healthy at first');
+      expect(healthOf().matchIndex).toBeGreaterThan(0);
+      c.isolate(follower.id);
+      await until(() => healthOf().health === 'unhealthy', 'unhealthy when isolated');
+      expect(healthOf().lastContactMs).toBeGreaterThanOrEqual(50);
+      c.heal();
+      await until(() => healthOf().health === 'healthy', 'healthy when healed');
+      const unhealthyAt = events.indexOf('unhealthy');
+      expect(unhealthyAt).toBeGreaterThanOrEqual(0);
+      expect(events.slice(unhealthyAt)).toContain('healthy');
+      expect(follower.members().every((m) => m.health === 'unknown' && m.matchIndex === null)).toBe(true);
+    } finally {
+      await c.close();
+    }
+  });
+});

@@ -204,16 +204,20 @@ class RaftNode extends EventEmitter {
   }
 
   members() {
-    const s = this.#status();
     const peers = this.#config.native.peers;
-    const member = (id, voter) => ({
-      id,
-      url: id === this.#id ? this.#url : peers[id] || null,
-      voter,
-      health: 'unknown',
-      matchIndex: null,
-      lastContactMs: null,
-    });
+    const url = (id) => (id === this.#id ? this.#url : peers[id] || null);
+    if (this.#state === 'running') {
+      return this.#native.members().map((m) => ({
+        id: m.id,
+        url: url(m.id),
+        voter: m.voter,
+        health: m.health,
+        matchIndex: m.matchIndex ?? null,
+        lastContactMs: m.lastContactMs === undefined || m.lastContactMs === null ? null : Math.round(m.lastContactMs),
+      }));
+    }
+    const s = this.#status();
+    const member = (id, voter) => ({ id, url: url(id), voter, health: 'unknown', matchIndex: null, lastContactMs: null });
     return [...s.voters.map((id) => member(id, true)), ...s.learners.map((id) => member(id, false))];
   }
 
@@ -431,6 +435,9 @@ class RaftNode extends EventEmitter {
           // Restored on start or installed from the leader: the app's state machine first.
           if (e.restore !== undefined && e.restore !== null) this.#restoreApp(e.restore);
           this.emit('snapshot', { index: e.index, term: e.term, bytes: e.bytes });
+          break;
+        case 'peerHealth':
+          this.emit('peerHealth', { id: e.peer, health: e.health, previousHealth: e.previousHealth });
           break;
         case 'snapshotRequest':
           this.#saveApp(e.index);

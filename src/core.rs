@@ -18,6 +18,7 @@ use tokio::sync::oneshot;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::events::{AppliedEntry, Event, Role};
+use crate::health::{Health, HealthTracker, MemberView};
 use crate::ids::raft_id;
 use crate::kv::{ApplyResult, Command, KvStore, SnapshotData};
 use crate::storage::LogStore;
@@ -109,6 +110,13 @@ pub struct Core<S: LogStore> {
     pending_snapshot: Option<PendingSnapshot>,
     /// Events to deliver before anything else (a snapshot restored on start).
     initial_events: Vec<Event>,
+    /// Events raised between Readys (peer health on a tick), delivered with the next batch.
+    deferred: Vec<Event>,
+    health: HealthTracker,
+    /// Members as this node sees them, refreshed every heartbeat; read by handles.
+    members_view: Arc<RwLock<Vec<MemberView>>>,
+    heartbeat: Duration,
+    election: Duration,
 }
 
 /// A snapshot point waiting for the application's state machine bytes.
@@ -230,6 +238,11 @@ impl<S: LogStore> Core<S> {
             app_snapshots: config.app_snapshots,
             pending_snapshot: None,
             initial_events,
+            deferred: Vec::new(),
+            health: HealthTracker::default(),
+            members_view: Arc::new(RwLock::new(Vec::new())),
+            heartbeat: config.heartbeat,
+            election: config.election_timeout,
             lease: Lease {
                 length: (tick * election_ticks as u32).saturating_sub(tick * 2),
                 probes: BTreeMap::new(),
@@ -239,6 +252,7 @@ impl<S: LogStore> Core<S> {
         };
         core.role = core.current_role();
         core.members = core.member_names();
+        core.evaluate_health();
         Ok(core)
     }
 
@@ -267,10 +281,11 @@ impl<S: LogStore> Core<S> {
     pub fn tick(&mut self) {
         self.raw.tick();
         self.ticks += 1;
-        if self.raw.raft.state == StateRole::Leader
-            && self.ticks.is_multiple_of(self.heartbeat_ticks)
-        {
-            self.probe_lease();
+        if self.ticks.is_multiple_of(self.heartbeat_ticks) {
+            if self.raw.raft.state == StateRole::Leader {
+                self.probe_lease();
+            }
+            self.evaluate_health();
         }
         if self.ticks.is_multiple_of(2 * self.heartbeat_ticks) {
             self.retry_reads();
@@ -291,6 +306,7 @@ impl<S: LogStore> Core<S> {
     /// refused with the reason; the caller closes the connection that carried them.
     pub fn step(&mut self, mut msg: Message) -> std::result::Result<(), String> {
         self.check_inbound(&msg)?;
+        self.health.heard(msg.from, Instant::now());
         let last = self.raw.raft.raft_log.last_index();
         if msg.get_msg_type() == MessageType::MsgHeartbeat && msg.commit > last {
             // The leader believes we hold entries we lost (a torn tail was truncated on
@@ -455,7 +471,7 @@ impl<S: LogStore> Core<S> {
     /// Returns the events of this turn. A storage failure is returned: the node must stop.
     pub fn handle_ready(&mut self, send: &mut dyn FnMut(Vec<Message>)) -> Result<Vec<Event>> {
         self.send_reads();
-        let mut events = Vec::new();
+        let mut events = std::mem::take(&mut self.deferred);
         let mut applied = Vec::new();
         if self.raw.has_ready() {
             let mut ready = self.raw.ready();
@@ -719,6 +735,68 @@ impl<S: LogStore> Core<S> {
         }
     }
 
+    /// On the leader, judges every member's health (events for changes); everywhere,
+    /// refreshes the members table that handles read.
+    fn evaluate_health(&mut self) {
+        let now = Instant::now();
+        let leader = self.raw.raft.state == StateRole::Leader;
+        let last_index = self.raw.raft.raft_log.last_index();
+        let mut view = Vec::new();
+        let (voters, learners) = self.members.clone();
+        for (name, voter) in voters
+            .iter()
+            .map(|n| (n, true))
+            .chain(learners.iter().map(|n| (n, false)))
+        {
+            let id = raft_id(name);
+            let progress = self.raw.raft.prs().get(id).filter(|_| leader);
+            let (health, match_index, last_contact) = match progress {
+                _ if id == self.id && leader => {
+                    (Health::Healthy, Some(last_index), Some(Duration::ZERO))
+                }
+                Some(pr) => {
+                    let health = self.health.judge(
+                        id,
+                        pr.state,
+                        last_index.saturating_sub(pr.matched),
+                        now,
+                        self.heartbeat,
+                        self.election,
+                    );
+                    if let Some(previous) = self.health.update(id, health) {
+                        self.deferred.push(Event::PeerHealth {
+                            peer: name.clone(),
+                            health,
+                            previous,
+                        });
+                    }
+                    (health, Some(pr.matched), self.health.last_contact(id, now))
+                }
+                None => (Health::Unknown, None, None),
+            };
+            view.push(MemberView {
+                name: name.clone(),
+                voter,
+                health,
+                match_index,
+                last_contact,
+            });
+        }
+        *self.members_view.write().unwrap_or_else(|p| p.into_inner()) = view;
+    }
+
+    /// The members table handles read (refreshed every heartbeat).
+    pub fn members_view(&self) -> Arc<RwLock<Vec<MemberView>>> {
+        Arc::clone(&self.members_view)
+    }
+
+    /// Events raised between Readys, plus a lease change: for a turn without a Ready.
+    pub fn quiet_events(&mut self) -> Vec<Event> {
+        let mut events = std::mem::take(&mut self.deferred);
+        events.extend(self.lease_change());
+        events
+    }
+
     /// Sends one ReadIndex request for all reads that arrived since the last turn.
     fn send_reads(&mut self) {
         if self.unsent_reads.is_empty() {
@@ -862,6 +940,7 @@ impl<S: LogStore> Core<S> {
         let term = self.raw.raft.term;
         let role = self.current_role();
         if role != self.role {
+            self.health.set_leader(role == Role::Leader, Instant::now());
             if role != Role::Leader {
                 self.lease.until = None;
                 self.lease.probes.clear();

@@ -170,7 +170,7 @@ impl<S: LogStore> Driver<S> {
             self.core
                 .handle_ready(&mut |messages| transport.send(messages))?
         } else {
-            self.core.lease_change().into_iter().collect()
+            self.core.quiet_events()
         };
         if had_ready || !events.is_empty() {
             let status = self.core.status();

@@ -73,6 +73,12 @@ pub enum Event {
     /// With app snapshots: the application's state machine, now exactly at `index`, must
     /// hand its bytes to [`crate::NodeHandle::provide_app_snapshot`].
     SnapshotRequest { index: u64 },
+    /// On the leader: a member's health changed.
+    PeerHealth {
+        peer: String,
+        health: crate::health::Health,
+        previous: crate::health::Health,
+    },
     /// A fault stopped the node (storage failure, internal error); the reason.
     Failed(String),
 }

@@ -77,6 +77,7 @@ pub(crate) struct HandleState {
     pub addr: SocketAddr,
     pub url: String,
     pub applied_events: Arc<std::sync::atomic::AtomicBool>,
+    pub members: Arc<RwLock<Vec<crate::health::MemberView>>>,
 }
 
 /// A cloneable handle to a running node.
@@ -105,6 +106,16 @@ impl NodeHandle {
     /// The URL peers should use for this node.
     pub fn url(&self) -> &str {
         &self.inner.url
+    }
+
+    /// Members as this node sees them: health, match index and last contact are known on
+    /// the leader (refreshed every heartbeat); elsewhere they are unknown.
+    pub fn members(&self) -> Vec<crate::health::MemberView> {
+        self.inner
+            .members
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// The current status.

@@ -87,7 +87,8 @@ impl HealthTracker {
         let silent = now.saturating_duration_since(reference);
         if silent > election {
             Health::Unhealthy
-        } else if silent > heartbeat * 3 || state != ProgressState::Replicate || lag > LAG_DEGRADED {
+        } else if silent > heartbeat * 3 || state != ProgressState::Replicate || lag > LAG_DEGRADED
+        {
             Health::Degraded
         } else {
             Health::Healthy
@@ -102,7 +103,9 @@ impl HealthTracker {
 
     /// Time since `peer` was last heard from.
     pub fn last_contact(&self, peer: u64, now: Instant) -> Option<Duration> {
-        self.last_heard.get(&peer).map(|&t| now.saturating_duration_since(t))
+        self.last_heard
+            .get(&peer)
+            .map(|&t| now.saturating_duration_since(t))
     }
 
     /// Forgets peers no longer in the configuration.
@@ -122,21 +125,59 @@ mod tests {
         let el = Duration::from_millis(50);
         let t0 = Instant::now();
         let mut tracker = HealthTracker::default();
-        assert_eq!(tracker.judge(2, ProgressState::Replicate, 0, t0, hb, el), Health::Unknown, "not leader");
+        assert_eq!(
+            tracker.judge(2, ProgressState::Replicate, 0, t0, hb, el),
+            Health::Unknown,
+            "not leader"
+        );
         tracker.set_leader(true, t0);
         tracker.heard(2, t0);
         // (case, since last heard, state, lag, expected)
         let cases = [
-            ("fresh and replicating", 5, ProgressState::Replicate, 0, Health::Healthy),
-            ("late answers", 40, ProgressState::Replicate, 0, Health::Degraded),
+            (
+                "fresh and replicating",
+                5,
+                ProgressState::Replicate,
+                0,
+                Health::Healthy,
+            ),
+            (
+                "late answers",
+                40,
+                ProgressState::Replicate,
+                0,
+                Health::Degraded,
+            ),
             ("probing", 5, ProgressState::Probe, 0, Health::Degraded),
-            ("receiving a snapshot", 5, ProgressState::Snapshot, 0, Health::Degraded),
-            ("far behind", 5, ProgressState::Replicate, 20_000, Health::Degraded),
-            ("silent past the election timeout", 60, ProgressState::Replicate, 0, Health::Unhealthy),
+            (
+                "receiving a snapshot",
+                5,
+                ProgressState::Snapshot,
+                0,
+                Health::Degraded,
+            ),
+            (
+                "far behind",
+                5,
+                ProgressState::Replicate,
+                20_000,
+                Health::Degraded,
+            ),
+            (
+                "silent past the election timeout",
+                60,
+                ProgressState::Replicate,
+                0,
+                Health::Unhealthy,
+            ),
         ];
         for (case, ms, state, lag, expected) in cases {
             let now = t0 + Duration::from_millis(ms);
-            assert_eq!(tracker.judge(2, state, lag, now, hb, el), expected, "{case}");
+            assert_eq!(
+                tracker.judge(2, state, lag, now, hb, el),
+                expected,
+                "{case}"
+            );
         }
         assert_eq!(tracker.update(2, Health::Healthy), Some(Health::Unknown));
         assert_eq!(tracker.update(2, Health::Healthy), None);

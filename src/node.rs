@@ -76,6 +76,7 @@ async fn spawn_node<S: LogStore>(config: Config, store: S) -> Result<Node> {
     let (events_tx, events_rx) = mpsc::unbounded_channel();
     let (status_tx, status_rx) = watch::channel(core.status());
     let applied_events = core.applied_events();
+    let members = core.members_view();
     let handle = NodeHandle::new(HandleState {
         name: config.name.clone(),
         requests: requests_tx,
@@ -85,6 +86,7 @@ async fn spawn_node<S: LogStore>(config: Config, store: S) -> Result<Node> {
         addr,
         url,
         applied_events,
+        members,
     });
     let driver = Driver {
         core,

@@ -449,3 +449,88 @@ async fn writes_forwarded_to_a_dead_leader_settle_long_before_their_deadline() {
     cluster.wait_for_leader().await;
     cluster.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_leader_sees_an_isolated_follower_turn_unhealthy_then_healthy() {
+    use raftline::Health;
+    let cluster = Cluster::start(3, fast).await;
+    let leader = cluster.wait_for_leader().await;
+    let follower = cluster
+        .names
+        .iter()
+        .find(|n| **n != leader)
+        .unwrap()
+        .clone();
+    let health_of = |peer: &str| {
+        cluster
+            .node(&leader)
+            .members()
+            .into_iter()
+            .find(|m| m.name == peer)
+            .map(|m| m.health)
+    };
+    let healthy = wait_until(DEADLINE, || {
+        (health_of(&follower) == Some(Health::Healthy)).then_some(())
+    })
+    .await;
+    assert!(healthy.is_some(), "follower healthy at first");
+    let others: Vec<&str> = cluster
+        .names
+        .iter()
+        .map(String::as_str)
+        .filter(|n| *n != follower)
+        .collect();
+    cluster.partition(&[follower.as_str()], &others);
+    let unhealthy = wait_until(DEADLINE, || {
+        (health_of(&follower) == Some(Health::Unhealthy)).then_some(())
+    })
+    .await;
+    assert!(
+        unhealthy.is_some(),
+        "isolated follower turns unhealthy on the leader"
+    );
+    let view = cluster
+        .node(&leader)
+        .members()
+        .into_iter()
+        .find(|m| m.name == follower)
+        .unwrap();
+    assert!(
+        view.last_contact.unwrap() >= Duration::from_millis(50),
+        "{view:?}"
+    );
+    cluster.heal();
+    let healed = wait_until(DEADLINE, || {
+        (health_of(&follower) == Some(Health::Healthy)).then_some(())
+    })
+    .await;
+    assert!(healed.is_some(), "healed follower turns healthy again");
+    // The events tell the same story, in order (they reach the recorder asynchronously).
+    let story = wait_until(DEADLINE, || {
+        let record = cluster.record.lock().unwrap();
+        let seen: Vec<Health> = record
+            .health
+            .iter()
+            .filter(|(observer, peer, _)| *observer == leader && *peer == follower)
+            .map(|(_, _, h)| *h)
+            .collect();
+        let unhealthy_at = seen.iter().position(|h| *h == Health::Unhealthy)?;
+        seen[unhealthy_at..]
+            .contains(&Health::Healthy)
+            .then_some(seen)
+    })
+    .await;
+    assert!(
+        story.is_some(),
+        "unhealthy then healthy events on the leader"
+    );
+    // Followers do not judge health.
+    let on_follower = cluster.node(&follower).members();
+    assert!(
+        on_follower
+            .iter()
+            .all(|m| m.health == Health::Unknown && m.match_index.is_none()),
+        "{on_follower:?}"
+    );
+    cluster.stop().await;
+}

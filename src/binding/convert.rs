@@ -72,6 +72,28 @@ impl From<EngineStatus> for NativeStatus {
     }
 }
 
+/// A member as this node sees it.
+#[napi(object)]
+pub struct NativeMember {
+    pub id: String,
+    pub voter: bool,
+    pub health: String,
+    pub match_index: Option<f64>,
+    pub last_contact_ms: Option<f64>,
+}
+
+impl From<crate::MemberView> for NativeMember {
+    fn from(m: crate::MemberView) -> Self {
+        NativeMember {
+            id: m.name,
+            voter: m.voter,
+            health: m.health.as_str().to_string(),
+            match_index: m.match_index.map(|i| i as f64),
+            last_contact_ms: m.last_contact.map(|d| d.as_secs_f64() * 1000.0),
+        }
+    }
+}
+
 #[napi(object)]
 pub struct NativeWriteResult {
     pub index: f64,
@@ -113,7 +135,8 @@ pub struct NativeApplied {
 /// One engine event; `kind` says which fields are set.
 #[napi(object)]
 pub struct NativeEvent {
-    /// `leader`, `role`, `lease`, `applied`, `snapshot`, `snapshotRequest` or `failed`.
+    /// `leader`, `role`, `lease`, `applied`, `snapshot`, `snapshotRequest`, `peerHealth`
+    /// or `failed`.
     pub kind: String,
     pub term: Option<f64>,
     pub leader_id: Option<String>,
@@ -124,6 +147,10 @@ pub struct NativeEvent {
     /// `snapshot`: its index and size.
     pub index: Option<f64>,
     pub bytes: Option<f64>,
+    /// `peerHealth`: which member, its health and the one before.
+    pub peer: Option<String>,
+    pub health: Option<String>,
+    pub previous_health: Option<String>,
     /// `snapshot`: the application's bytes to restore its state machine from.
     pub restore: Option<Buffer>,
     pub entries: Option<Vec<NativeApplied>>,
@@ -158,6 +185,9 @@ fn blank(kind: &str) -> NativeEvent {
         index: None,
         bytes: None,
         restore: None,
+        peer: None,
+        health: None,
+        previous_health: None,
         entries: None,
         message: None,
     }
@@ -227,6 +257,16 @@ pub fn to_events(batch: Vec<Event>) -> NativeEventBatch {
                 bytes: Some(bytes as f64),
                 restore: restore.map(Buffer::from),
                 ..blank("snapshot")
+            },
+            Event::PeerHealth {
+                peer,
+                health,
+                previous,
+            } => NativeEvent {
+                peer: Some(peer),
+                health: Some(health.as_str().to_string()),
+                previous_health: Some(previous.as_str().to_string()),
+                ..blank("peerHealth")
             },
             Event::SnapshotRequest { index } => NativeEvent {
                 index: Some(index as f64),

@@ -163,6 +163,17 @@ impl NativeRaftNode {
             .ok_or_else(|| engine_error(EngineError::Stopped))
     }
 
+    /// Members as this node sees them (health is known on the leader).
+    #[napi]
+    pub fn members(&self) -> Result<Vec<convert::NativeMember>> {
+        Ok(self
+            .handle()?
+            .members()
+            .into_iter()
+            .map(Into::into)
+            .collect())
+    }
+
     /// Turns the delivery of applied entries on or off (JS listens for them or not).
     #[napi]
     pub fn set_want_applied(&self, want: bool) {

@@ -28,6 +28,8 @@ pub struct Record {
     pub elected: Vec<(Instant, String, u64)>,
     /// Snapshots taken or installed: (node, index).
     pub snapshots: Vec<(String, u64)>,
+    /// Peer health changes seen by each node: (observer, peer, health).
+    pub health: Vec<(String, String, raftline::Health)>,
 }
 
 impl Record {
@@ -297,6 +299,9 @@ fn spawn_recorder(name: String, node: &mut Node, record: Arc<Mutex<Record>>) {
                     }
                     Event::Failed(why) => record.failures.push(format!("{name}: {why}")),
                     Event::Snapshot { index, .. } => record.snapshots.push((name.clone(), index)),
+                    Event::PeerHealth { peer, health, .. } => {
+                        record.health.push((name.clone(), peer, health))
+                    }
                     _ => {}
                 }
             }
