@@ -115,6 +115,60 @@ async function failover(timing) {
   }
 }
 
+/** transferLeadership() until the new leader accepted a write. */
+async function transferTimes(count) {
+  const c = await createTestCluster({ size: 3, timing: 'fast' });
+  try {
+    const xs = [];
+    for (let i = 0; i < count; i++) {
+      const leader = await c.waitForLeader();
+      await leader.set('warm', i);
+      const t0 = performance.now();
+      const to = await leader.transferLeadership();
+      await c.node(to).set('after', i, { forward: false });
+      xs.push(performance.now() - t0);
+    }
+    return xs;
+  } finally {
+    await c.close();
+  }
+}
+
+/** Longest gap between acknowledged writes while every member is stopped and restarted. */
+const rollingRestartStall = () => withDataDir(true, async (dataDir) => {
+  const c = await createTestCluster({ size: 3, timing: 'default', dataDir });
+  try {
+    await c.waitForLeader();
+    let stop = false;
+    let last = performance.now();
+    let maxGap = 0;
+    const writer = (async () => {
+      for (let i = 0; !stop; i++) {
+        const running = c.nodes.filter((n) => n.role !== 'stopped');
+        try {
+          await running[i % running.length].set(`r${i}`, i, { timeoutMs: 1000 });
+          const now = performance.now();
+          maxGap = Math.max(maxGap, now - last);
+          last = now;
+        } catch {
+          // outcome unknown or member stopping: the next member
+        }
+      }
+    })();
+    for (const id of ['n1', 'n2', 'n3']) {
+      await new Promise((r) => setTimeout(r, 200));
+      await c.node(id).stop();
+      await (await c.restart(id)).waitForLeader();
+    }
+    await new Promise((r) => setTimeout(r, 200));
+    stop = true;
+    await writer;
+    return maxGap;
+  } finally {
+    await c.close();
+  }
+});
+
 async function series(label, runs, fn) {
   const xs = [];
   for (let i = 0; i < runs; i++) xs.push(await fn());
@@ -138,6 +192,10 @@ console.log(`durable write latency, 1 in flight: p50 median ${fmt(median(dp50s),
 const restartEntries = quick ? 100_000 : 1_000_000;
 const r = await restartTime(restartEntries);
 console.log(`restart of a durable node holding ${fmt(r.entries)} log entries: start() resolved in ${fmt(r.started)} ms, leader again in ${fmt(r.ready)} ms`);
+const transfers = await transferTimes(quick ? 9 : 21);
+console.log(`leadership transfer (fast timing) until the new leader accepted a write: median ${fmt(median(transfers), 1)} ms, max ${fmt(Math.max(...transfers), 1)} ms over ${transfers.length} transfers`);
+const stalls = await series('rolling restart', quick ? 2 : 3, rollingRestartStall);
+console.log(`rolling restart of a 3-node durable cluster (stop() then restart, each member in turn): longest gap between acknowledged writes median ${fmt(median(stalls.xs), 1)} ms, max ${fmt(Math.max(...stalls.xs), 1)} ms`);
 for (const timing of ['fast', 'default']) {
   const f = await series('failover', RUNS, () => failover(timing));
   const note = timing === 'fast' ? 'heartbeat 10 ms, election 50 ms' : 'heartbeat 50 ms, election 150 ms';
