@@ -23,7 +23,10 @@ export interface RaftNodeOptions {
    * acknowledged, and survives any crash. Omitted: in memory (nothing survives a restart).
    */
   dataDir?: string;
-  /** Start empty and wait to be added. Not available in this version: passing it throws. */
+  /**
+   * Start empty and wait to be added by the leader (`addMember`). `peers` then only says
+   * where members listen (at least one must be reachable), not who votes.
+   */
   join?: boolean;
   /** Default 'raftline'; peers of another cluster are refused at the handshake. */
   clusterId?: string;
@@ -199,7 +202,7 @@ export interface RaftNodeEvents {
   roleChange: [event: RoleChangeEvent];
   apply: [event: ApplyEvent];
   change: [event: ChangeEvent];
-  /** Not emitted yet: membership changes are not available in this version. */
+  /** A membership change was applied (on every member). */
   membershipChange: [event: MembershipChangeEvent];
   /** On the leader: a member's health changed (judged every heartbeat). */
   peerHealth: [event: PeerHealthEvent];
@@ -268,6 +271,20 @@ export declare class RaftNode extends EventEmitter<RaftNodeEvents> {
   watch(opts?: { prefix?: string; signal?: AbortSignal }): AsyncIterableIterator<ChangeEvent>;
   /** A raw command for a state machine of your own: it reaches you through `apply` with op 'raw'. */
   propose(data: Buffer | Uint8Array, opts?: WriteOptions): Promise<WriteResult>;
+
+  // Membership (one change at a time, through the leader; followers forward)
+  /**
+   * Adds a member that was started with `join: true` and listens at `url`, as a voter or
+   * (`learner: true`) a non-voting learner; it catches up from the leader (by snapshot when
+   * needed). Resolves once the change is applied on this node. ERR_CONF_CHANGE_IN_PROGRESS
+   * while another change is pending (checked on the leader: from a follower, a concurrent
+   * change times out instead).
+   */
+  addMember(id: string, url: string, opts?: { learner?: boolean; timeoutMs?: number }): Promise<void>;
+  /** Learner -> voter. ERR_UNKNOWN_MEMBER for an id that is not a member. */
+  promoteMember(id: string, opts?: { timeoutMs?: number }): Promise<void>;
+  /** Removes a member; a leader removing itself hands leadership over first. Stop the removed node afterwards. */
+  removeMember(id: string, opts?: { timeoutMs?: number }): Promise<void>;
 
   // Status
   status(): NodeStatus;

@@ -278,6 +278,38 @@ class RaftNode extends EventEmitter {
     for (const fn of [...this.#leaseListeners]) fn();
   }
 
+  // ---- membership --------------------------------------------------------------------------
+
+  /** Adds a member started with `join: true`, listening at `url`; resolves once applied here. */
+  async addMember(id, url, opts) {
+    check.memberName('id', id);
+    if (typeof url !== 'string' || !/^wss?:\/\/\S+$/.test(url)) {
+      throw new TypeError(`url must be a ws:// or wss:// URL, got ${JSON.stringify(url)}`);
+    }
+    const o = check.opts(opts);
+    const learner = o.learner === undefined ? false : check.boolean('opts.learner', o.learner);
+    const timeoutMs = check.timeout(o.timeoutMs, 'opts.timeoutMs', 10_000);
+    await this.#call((n) => n.addMember(id, url, learner, timeoutMs));
+  }
+
+  /** Makes a learner a voter. */
+  async promoteMember(id, opts) {
+    check.memberName('id', id);
+    const timeoutMs = check.timeout(check.opts(opts).timeoutMs, 'opts.timeoutMs', 10_000);
+    await this.#call((n) => n.promoteMember(id, timeoutMs));
+  }
+
+  /** Removes a member. A leader removing itself hands leadership over first. */
+  async removeMember(id, opts) {
+    check.memberName('id', id);
+    const timeoutMs = check.timeout(check.opts(opts).timeoutMs, 'opts.timeoutMs', 10_000);
+    if (id === this.#id && this.role === 'leader') {
+      await this.transferLeadership(undefined, { timeoutMs });
+      await this.waitForLeader({ timeoutMs });
+    }
+    await this.#call((n) => n.removeMember(id, timeoutMs));
+  }
+
   // ---- key-value -------------------------------------------------------------------------
 
   async #call(op, signal) {
@@ -435,6 +467,9 @@ class RaftNode extends EventEmitter {
           // Restored on start or installed from the leader: the app's state machine first.
           if (e.restore !== undefined && e.restore !== null) this.#restoreApp(e.restore);
           this.emit('snapshot', { index: e.index, term: e.term, bytes: e.bytes });
+          break;
+        case 'membership':
+          this.emit('membershipChange', { members: this.members(), index: e.index });
           break;
         case 'peerHealth':
           this.emit('peerHealth', { id: e.peer, health: e.health, previousHealth: e.previousHealth });

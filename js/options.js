@@ -11,7 +11,6 @@ const KNOWN = new Set([
 ]);
 // Named in API.md but not built yet: refused clearly instead of silently ignored.
 const NOT_YET = {
-  join: 'joining a running cluster',
   secret: 'peer authentication',
   tls: 'TLS',
 };
@@ -116,6 +115,7 @@ function validateOptions(options, internal = {}) {
     dataDir: o.dataDir === undefined ? undefined : require('node:path').resolve(o.dataDir),
     snapshotEvery: o.snapshotEvery,
     appSnapshots: o.snapshotHooks !== undefined,
+    join: o.join === undefined ? false : boolean('options.join', o.join),
   };
   return { native, electionTimeoutMs, httpUrl: o.httpUrl ?? null, snapshotHooks: o.snapshotHooks ?? null };
 }

@@ -43,6 +43,9 @@ pub struct Config {
     /// bytes for each snapshot ([`crate::Event::SnapshotRequest`]); it is handed them back to
     /// restore from ([`crate::Event::Snapshot`] with `restore`).
     pub app_snapshots: bool,
+    /// Start empty and wait to be added to a running cluster (`peers` then only says where
+    /// the members are, not who votes).
+    pub join: bool,
 }
 
 /// Default leader heartbeat interval.
@@ -78,6 +81,7 @@ impl Config {
             snapshot_every: DEFAULT_SNAPSHOT_EVERY,
             wal_segment_bytes: crate::storage::DEFAULT_SEGMENT_BYTES,
             app_snapshots: false,
+            join: false,
         }
     }
 

@@ -20,7 +20,9 @@ use crate::error::{Error, Result};
 use crate::events::{AppliedEntry, Event, Role};
 use crate::health::{Health, HealthTracker, MemberView};
 use crate::ids::raft_id;
+use crate::ids::validate_name;
 use crate::kv::{ApplyResult, Command, KvStore, SnapshotData};
+use crate::membership::{MemberInfo, MembershipChange};
 use crate::storage::LogStore;
 
 /// Where a request's answer goes.
@@ -117,6 +119,14 @@ pub struct Core<S: LogStore> {
     members_view: Arc<RwLock<Vec<MemberView>>>,
     heartbeat: Duration,
     election: Duration,
+    /// Member URLs known here (configuration, snapshots, membership changes).
+    urls: HashMap<u64, String>,
+    /// URLs learnt since the transport last took them.
+    peer_updates: Vec<(String, String)>,
+    /// Membership changes applied in this Ready, delivered after its applied entries.
+    membership_events: Vec<Event>,
+    /// Take a snapshot at the next opportunity, whatever `snapshot_every` says.
+    force_snapshot: bool,
 }
 
 /// A snapshot point waiting for the application's state machine bytes.
@@ -185,10 +195,15 @@ impl<S: LogStore> Core<S> {
         let logger = crate::log_bridge::raft_logger(&config.name);
         // The state machine starts from the newest snapshot; raft re-applies what follows.
         let mut initial_events = Vec::new();
+        let mut known_members = Vec::new();
         let snapshot_index = match store.newest_snapshot() {
             Some(snapshot) => {
-                let SnapshotData { kv: restored, app } =
-                    SnapshotData::decode(&snapshot.data).map_err(Error::Storage)?;
+                let SnapshotData {
+                    kv: restored,
+                    app,
+                    members,
+                } = SnapshotData::decode(&snapshot.data).map_err(Error::Storage)?;
+                known_members = members;
                 *kv.write().unwrap_or_else(|p| p.into_inner()) = restored;
                 let meta = snapshot.get_metadata();
                 initial_events.push(Event::Snapshot {
@@ -213,6 +228,12 @@ impl<S: LogStore> Core<S> {
             .map(|name| (raft_id(name), name.clone()))
             .collect();
         names.insert(id, config.name.clone());
+        let urls: HashMap<u64, String> = config
+            .peers
+            .iter()
+            .filter(|(_, url)| !url.is_empty())
+            .map(|(name, url)| (raft_id(name), url.clone()))
+            .collect();
         let mut core = Core {
             raw,
             name: config.name.clone(),
@@ -243,6 +264,10 @@ impl<S: LogStore> Core<S> {
             members_view: Arc::new(RwLock::new(Vec::new())),
             heartbeat: config.heartbeat,
             election: config.election_timeout,
+            urls,
+            peer_updates: Vec::new(),
+            membership_events: Vec::new(),
+            force_snapshot: false,
             lease: Lease {
                 length: (tick * election_ticks as u32).saturating_sub(tick * 2),
                 probes: BTreeMap::new(),
@@ -250,6 +275,7 @@ impl<S: LogStore> Core<S> {
                 held: false,
             },
         };
+        core.learn_members(known_members);
         core.role = core.current_role();
         core.members = core.member_names();
         core.evaluate_health();
@@ -454,6 +480,40 @@ impl<S: LogStore> Core<S> {
         }
     }
 
+    /// Records members' names and URLs (from a snapshot or a membership change); new URLs
+    /// are passed on to the transport. A URL this node was configured with wins.
+    fn learn_members(&mut self, members: Vec<(String, String)>) {
+        for (name, url) in members {
+            let id = raft_id(&name);
+            if id == self.id {
+                continue;
+            }
+            self.names.insert(id, name.clone());
+            if !url.is_empty() && !self.urls.contains_key(&id) {
+                self.urls.insert(id, url.clone());
+                self.peer_updates.push((name, url));
+            }
+        }
+    }
+
+    /// Peer URLs learnt since the last call, for the transport.
+    pub fn take_peer_updates(&mut self) -> Vec<(String, String)> {
+        std::mem::take(&mut self.peer_updates)
+    }
+
+    /// Members' names and URLs, for a snapshot.
+    fn member_urls(&self) -> Vec<(String, String)> {
+        let (voters, learners) = &self.members;
+        voters
+            .iter()
+            .chain(learners.iter())
+            .map(|name| {
+                let url = self.urls.get(&raft_id(name)).cloned().unwrap_or_default();
+                (name.clone(), url)
+            })
+            .collect()
+    }
+
     /// Voters and learners by name, sorted, from the current configuration.
     fn member_names(&self) -> (Arc<[String]>, Arc<[String]>) {
         let conf = self.raw.raft.prs().conf();
@@ -512,6 +572,7 @@ impl<S: LogStore> Core<S> {
         self.diff_leadership(&mut events);
         events.extend(self.lease_change());
         flush_applied(&mut applied, &mut events);
+        events.append(&mut self.membership_events);
         Ok(events)
     }
 
@@ -522,9 +583,13 @@ impl<S: LogStore> Core<S> {
         applied: &mut Vec<AppliedEntry>,
         events: &mut Vec<Event>,
     ) -> Result<()> {
-        let SnapshotData { kv: restored, app } =
-            SnapshotData::decode(&snapshot.data).map_err(Error::Storage)?;
+        let SnapshotData {
+            kv: restored,
+            app,
+            members,
+        } = SnapshotData::decode(&snapshot.data).map_err(Error::Storage)?;
         self.raw.mut_store().persist(Some(snapshot), &[], None)?;
+        self.learn_members(members);
         *self.kv.write().unwrap_or_else(|p| p.into_inner()) = restored;
         let meta = snapshot.get_metadata();
         self.last_snapshot = meta.index;
@@ -550,9 +615,10 @@ impl<S: LogStore> Core<S> {
         events: &mut Vec<Event>,
     ) -> Result<()> {
         let index = self.raw.raft.raft_log.applied;
-        if index < self.last_snapshot + self.snapshot_every {
+        if !self.force_snapshot && index < self.last_snapshot + self.snapshot_every {
             return Ok(());
         }
+        self.force_snapshot = false;
         let conf_state = self.raw.raft.prs().conf().to_conf_state();
         let term = self.raw.raft.raft_log.term(index).unwrap_or(0);
         self.last_snapshot = index;
@@ -572,8 +638,12 @@ impl<S: LogStore> Core<S> {
             }
             return Ok(());
         }
-        let data =
-            SnapshotData::encode_parts(&self.kv.read().unwrap_or_else(|p| p.into_inner()), None);
+        let members = self.member_urls();
+        let data = SnapshotData::encode_parts(
+            &self.kv.read().unwrap_or_else(|p| p.into_inner()),
+            None,
+            &members,
+        );
         self.write_snapshot(index, term, conf_state, data, events)
     }
 
@@ -582,7 +652,7 @@ impl<S: LogStore> Core<S> {
         let mut events = Vec::new();
         match self.pending_snapshot.take() {
             Some(point) if point.index == index => {
-                let data = SnapshotData::encode_parts(&point.kv, Some(&app));
+                let data = SnapshotData::encode_parts(&point.kv, Some(&app), &self.member_urls());
                 self.write_snapshot(point.index, point.term, point.conf_state, data, &mut events)?
             }
             other => self.pending_snapshot = other, // stale or unknown: ignore
@@ -723,15 +793,142 @@ impl<S: LogStore> Core<S> {
     fn apply_conf_change(&mut self, entry: &Entry) {
         use prost::Message as _;
         let data = entry.data.as_slice();
-        let outcome = if entry.get_entry_type() == EntryType::EntryConfChangeV2 {
-            ConfChangeV2::decode(data).map(|cc| self.raw.apply_conf_change(&cc))
+        let change = if entry.get_entry_type() == EntryType::EntryConfChangeV2 {
+            ConfChangeV2::decode(data).map_err(|e| e.to_string())
         } else {
-            ConfChange::decode(data).map(|cc| self.raw.apply_conf_change(&cc))
+            // raftline proposes V2 only; a V1 change is read as the single change it is.
+            ConfChange::decode(data)
+                .map(|cc| ConfChangeV2 {
+                    changes: vec![raft::eraftpb::ConfChangeSingle {
+                        change_type: cc.change_type,
+                        node_id: cc.node_id,
+                    }],
+                    context: cc.context,
+                    ..Default::default()
+                })
+                .map_err(|e| e.to_string())
         };
-        match outcome {
-            Ok(Ok(_)) => self.members = self.member_names(),
-            Ok(Err(e)) => tracing::warn!(node = %self.name, "conf change refused: {e}"),
-            Err(e) => tracing::warn!(node = %self.name, "undecodable conf change: {e}"),
+        let change = match change {
+            Ok(cc) => cc,
+            Err(e) => {
+                tracing::warn!(node = %self.name, "undecodable conf change: {e}");
+                return;
+            }
+        };
+        if let Some(info) = MemberInfo::decode(&change.context) {
+            self.learn_members(vec![(info.name, info.url)]);
+        }
+        match self.raw.apply_conf_change(&change) {
+            Ok(_) => {
+                // A member added after the log was compacted catches up by snapshot, and it
+                // can only install one that lists it: take one now.
+                let adds = change
+                    .changes
+                    .iter()
+                    .any(|c| c.change_type != raft::eraftpb::ConfChangeType::RemoveNode as i32);
+                if adds && self.raw.raft.raft_log.first_index() > 1 {
+                    self.force_snapshot = true;
+                }
+                self.members = self.member_names();
+                let (voters, learners) = self.members.clone();
+                self.health.retain(|id| {
+                    voters
+                        .iter()
+                        .chain(learners.iter())
+                        .any(|n| raft_id(n) == id)
+                });
+                self.evaluate_health();
+                self.membership_events
+                    .push(Event::MembershipChanged { index: entry.index });
+            }
+            Err(e) => tracing::warn!(node = %self.name, "conf change refused: {e}"),
+        }
+        let outcome = WriteOutcome {
+            index: entry.index,
+            term: entry.term,
+            ok: true,
+            value: None,
+        };
+        self.answer_proposal(&entry.context, outcome);
+    }
+
+    /// Proposes a membership change; `reply` gets its log position once applied here.
+    pub fn change_membership(&mut self, change: MembershipChange, reply: Reply<WriteOutcome>) {
+        match self.try_change_membership(change) {
+            Ok(seq) => {
+                self.proposals.insert(seq, (self.raw.raft.term, reply));
+            }
+            Err(e) => {
+                let _ = reply.send(Err(e));
+            }
+        }
+    }
+
+    fn try_change_membership(&mut self, change: MembershipChange) -> Result<u64> {
+        use raft::eraftpb::{ConfChangeSingle, ConfChangeType};
+        let conf = self.raw.raft.prs().conf();
+        let role_of = |name: &str| {
+            let id = raft_id(name);
+            (conf.voters().contains(id), conf.learners().contains(&id))
+        };
+        let (kind, name, url) = match change {
+            MembershipChange::Add { name, url, learner } => {
+                validate_name(&name)
+                    .map_err(|e| Error::Invalid(format!("invalid member id: {e}")))?;
+                crate::config::parse_ws_url(&url).map_err(Error::Invalid)?;
+                if role_of(&name) != (false, false) {
+                    return Err(Error::Invalid(format!("{name} is a member already")));
+                }
+                let kind = if learner {
+                    ConfChangeType::AddLearnerNode
+                } else {
+                    ConfChangeType::AddNode
+                };
+                (kind, name, url)
+            }
+            MembershipChange::Promote { name } => match role_of(&name) {
+                (_, true) => {
+                    let url = self.urls.get(&raft_id(&name)).cloned().unwrap_or_default();
+                    (ConfChangeType::AddNode, name, url)
+                }
+                (true, false) => return Err(Error::Invalid(format!("{name} is a voter already"))),
+                (false, false) => return Err(Error::UnknownMember(name)),
+            },
+            MembershipChange::Remove { name } => {
+                if role_of(&name) == (false, false) {
+                    return Err(Error::UnknownMember(name));
+                }
+                (ConfChangeType::RemoveNode, name, String::new())
+            }
+        };
+        if self.raw.raft.leader_id == INVALID_ID {
+            return Err(Error::NoLeader);
+        }
+        // The leader knows of changes not applied yet; a follower's request is checked by
+        // the leader, which drops a second concurrent change (the caller then times out).
+        if self.raw.raft.state == StateRole::Leader
+            && (self.raw.raft.has_pending_conf()
+                || !conf.to_conf_state().voters_outgoing.is_empty())
+        {
+            return Err(Error::ConfChangeInProgress);
+        }
+        let change = ConfChangeV2 {
+            changes: vec![ConfChangeSingle {
+                change_type: kind as i32,
+                node_id: raft_id(&name),
+            }],
+            context: MemberInfo { name, url }.encode(),
+            ..Default::default()
+        };
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        match self
+            .raw
+            .propose_conf_change(request_context(self.id, seq), change)
+        {
+            Ok(()) => Ok(seq),
+            Err(raft::Error::ProposalDropped) => Err(Error::NoLeader),
+            Err(e) => Err(Error::Invalid(format!("membership change refused: {e}"))),
         }
     }
 

@@ -43,6 +43,10 @@ pub(crate) enum Request {
         index: u64,
         data: Vec<u8>,
     },
+    ChangeMembership {
+        change: crate::membership::MembershipChange,
+        reply: Reply<WriteOutcome>,
+    },
 }
 
 /// What one turn of the loop brought.
@@ -153,6 +157,9 @@ impl<S: LogStore> Driver<S> {
                         Request::ReadIndex { reply } => self.core.read_index(reply),
                         Request::Transfer { to, reply } => self.core.transfer_leader(to, reply),
                         Request::Stop { reply } => stop = Some(reply),
+                        Request::ChangeMembership { change, reply } => {
+                            self.core.change_membership(change, reply)
+                        }
                         Request::AppSnapshot { index, data } => {
                             let events = self.core.provide_app_snapshot(index, data)?;
                             if !events.is_empty() {
@@ -181,6 +188,11 @@ impl<S: LogStore> Driver<S> {
                 }
                 changed
             });
+        }
+        for (peer, url) in self.core.take_peer_updates() {
+            if let Err(e) = self.transport.control().set_peer_url(&peer, &url) {
+                tracing::warn!(%peer, "ignoring a member's address: {e}");
+            }
         }
         if !events.is_empty() {
             let _ = self.events.send(events);

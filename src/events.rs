@@ -73,6 +73,8 @@ pub enum Event {
     /// With app snapshots: the application's state machine, now exactly at `index`, must
     /// hand its bytes to [`crate::NodeHandle::provide_app_snapshot`].
     SnapshotRequest { index: u64 },
+    /// A membership change was applied at `index` (see `NodeHandle::members`).
+    MembershipChanged { index: u64 },
     /// On the leader: a member's health changed.
     PeerHealth {
         peer: String,

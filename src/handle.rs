@@ -284,6 +284,21 @@ impl NodeHandle {
         read(&self.inner.kv.read().unwrap_or_else(|p| p.into_inner()))
     }
 
+    /// Changes the members through the leader (one change at a time); resolves with the log
+    /// index of the change once it is applied on this node.
+    pub async fn change_membership(
+        &self,
+        change: crate::MembershipChange,
+        timeout: Duration,
+    ) -> Result<u64> {
+        self.ask(timeout, true, |reply| Request::ChangeMembership {
+            change,
+            reply,
+        })
+        .await
+        .map(|outcome| outcome.index)
+    }
+
     /// Hands leadership to `to` (or the most up-to-date voter); resolves with the new leader.
     pub async fn transfer_leadership(&self, to: Option<&str>, timeout: Duration) -> Result<String> {
         let to = to.map(str::to_string);

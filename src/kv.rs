@@ -19,23 +19,25 @@ pub const MAX_KEY_BYTES: usize = 4096;
 pub struct SnapshotData {
     pub kv: KvStore,
     pub app: Option<Vec<u8>>,
+    /// Members' names and URLs, so that a node restored from the snapshot can reach them.
+    pub members: Vec<(String, String)>,
 }
 
 impl SnapshotData {
-    /// MessagePack bytes: `[[key, value]...], app bytes or nil`.
+    /// MessagePack bytes: `[[key, value]...], app bytes or nil, [[name, url]...]`.
     pub fn encode(&self) -> Vec<u8> {
-        Self::encode_parts(&self.kv, self.app.as_deref())
+        Self::encode_parts(&self.kv, self.app.as_deref(), &self.members)
     }
 
     /// The same bytes, from borrowed parts (no copy of the state).
-    pub fn encode_parts(kv: &KvStore, app: Option<&[u8]>) -> Vec<u8> {
+    pub fn encode_parts(kv: &KvStore, app: Option<&[u8]>, members: &[(String, String)]) -> Vec<u8> {
         let pairs: Vec<(&str, &serde_bytes::Bytes)> = kv
             .map
             .iter()
             .map(|(k, v)| (k.as_str(), serde_bytes::Bytes::new(v)))
             .collect();
         let app = app.map(serde_bytes::Bytes::new);
-        rmp_serde::to_vec(&(pairs, app)).expect("the state always encodes")
+        rmp_serde::to_vec(&(pairs, app, members)).expect("the state always encodes")
     }
 
     /// Parses what [`SnapshotData::encode`] wrote; empty bytes are the empty state.
@@ -43,12 +45,18 @@ impl SnapshotData {
         if bytes.is_empty() {
             return Ok(SnapshotData::default());
         }
-        let (pairs, app): (Vec<(String, ByteBuf)>, Option<ByteBuf>) =
+        type Parts = (
+            Vec<(String, ByteBuf)>,
+            Option<ByteBuf>,
+            Vec<(String, String)>,
+        );
+        let (pairs, app, members): Parts =
             rmp_serde::from_slice(bytes).map_err(|e| format!("undecodable snapshot: {e}"))?;
         let map = pairs.into_iter().map(|(k, v)| (k, v.into_vec())).collect();
         Ok(SnapshotData {
             kv: KvStore { map },
             app: app.map(ByteBuf::into_vec),
+            members,
         })
     }
 }
@@ -426,6 +434,7 @@ mod tests {
             let data = SnapshotData {
                 kv: kv.clone(),
                 app,
+                members: vec![("n1".to_string(), "ws://h:1".to_string())],
             };
             assert_eq!(SnapshotData::decode(&data.encode()).unwrap(), data);
         }

@@ -12,9 +12,8 @@ use crate::error::Error;
 use crate::error::Result;
 use crate::events::Event;
 use crate::handle::{HandleState, NodeHandle};
-use crate::ids::raft_id;
 use crate::kv::KvStore;
-use crate::storage::{mem_storage, DiskStorage, LogStore};
+use crate::storage::{bootstrap_log, mem_storage, DiskStorage, LogStore};
 use crate::transport::Transport;
 
 /// Requests queued to the driver before callers wait.
@@ -36,21 +35,31 @@ pub struct Node {
 /// tokio runtime. Fails with `AddrInUse`, `Invalid` or `Storage`, leaving nothing running.
 pub async fn start(config: Config) -> Result<Node> {
     config.validate()?;
-    let mut voters: Vec<u64> = config.peers.keys().map(|p| raft_id(p)).collect();
-    voters.push(raft_id(&config.name));
-    voters.sort_unstable();
-    voters.dedup();
+    // A new cluster starts from a snapshot of its initial voters; a joining node starts
+    // empty and receives the configuration from the leader.
+    let bootstrap = (!config.join).then(|| {
+        let mut members: Vec<(String, String)> = config
+            .peers
+            .iter()
+            .map(|(n, u)| (n.clone(), u.clone()))
+            .collect();
+        if !config.peers.contains_key(&config.name) {
+            members.push((config.name.clone(), String::new()));
+        }
+        bootstrap_log(&members)
+    });
     match config.data_dir.clone() {
         Some(dir) => {
             // Recovery reads the whole log: keep it off the async workers.
             let segment_bytes = config.wal_segment_bytes;
-            let store =
-                tokio::task::spawn_blocking(move || DiskStorage::open(&dir, voters, segment_bytes))
-                    .await
-                    .map_err(|e| Error::Storage(format!("recovery failed: {e}")))??;
+            let store = tokio::task::spawn_blocking(move || {
+                DiskStorage::open(&dir, bootstrap, segment_bytes)
+            })
+            .await
+            .map_err(|e| Error::Storage(format!("recovery failed: {e}")))??;
             spawn_node(config, store).await
         }
-        None => spawn_node(config, mem_storage(voters)).await,
+        None => spawn_node(config, mem_storage(bootstrap)).await,
     }
 }
 

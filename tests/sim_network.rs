@@ -6,18 +6,17 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, RwLock};
 
 use raft::eraftpb::Message;
-use raft::storage::MemStorage;
 use raftline::core::{Core, WriteOutcome};
 use raftline::ids::raft_id;
 use raftline::kv::{Command, KvStore};
-use raftline::storage::mem_storage;
+use raftline::storage::{bootstrap_log, mem_storage, MemLog};
 use raftline::{Config, Error, Event, Role};
 use serde_bytes::ByteBuf;
 use tokio::sync::oneshot;
 
 struct Sim {
     names: Vec<String>,
-    cores: HashMap<String, Core<MemStorage>>,
+    cores: HashMap<String, Core<MemLog>>,
     /// (from, to) links that drop everything.
     cut: HashSet<(String, String)>,
     queue: VecDeque<Message>,
@@ -30,25 +29,30 @@ struct Sim {
 impl Sim {
     fn new(size: usize) -> Sim {
         let names: Vec<String> = (1..=size).map(|i| format!("n{i}")).collect();
-        let voters: Vec<u64> = names.iter().map(|n| raft_id(n)).collect();
+        let members: Vec<(String, String)> =
+            names.iter().map(|n| (n.clone(), String::new())).collect();
         let cores = names
             .iter()
             .map(|name| {
                 let mut config = Config::new(name.clone());
                 config.peers = names.iter().map(|n| (n.clone(), String::new())).collect();
                 let kv = Arc::new(RwLock::new(KvStore::default()));
-                let core = Core::new(&config, mem_storage(voters.clone()), kv).unwrap();
+                let core =
+                    Core::new(&config, mem_storage(Some(bootstrap_log(&members))), kv).unwrap();
                 (name.clone(), core)
             })
             .collect();
-        Sim {
+        let mut sim = Sim {
             names,
             cores,
             cut: HashSet::new(),
             queue: VecDeque::new(),
             applied: HashMap::new(),
             leaders: HashMap::new(),
-        }
+        };
+        // Every core applies its bootstrap log (the initial voters) before anything else.
+        sim.settle("bootstrap");
+        sim
     }
 
     fn name_of(&self, id: u64) -> String {

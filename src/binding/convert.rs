@@ -258,6 +258,10 @@ pub fn to_events(batch: Vec<Event>) -> NativeEventBatch {
                 restore: restore.map(Buffer::from),
                 ..blank("snapshot")
             },
+            Event::MembershipChanged { index } => NativeEvent {
+                index: Some(index as f64),
+                ..blank("membership")
+            },
             Event::PeerHealth {
                 peer,
                 health,

@@ -37,6 +37,7 @@ pub struct NativeOptions {
     pub snapshot_every: Option<f64>,
     /// The JS side keeps a state machine of its own with snapshot hooks.
     pub app_snapshots: Option<bool>,
+    pub join: Option<bool>,
 }
 
 /// One operation of a batch.
@@ -110,6 +111,7 @@ impl NativeRaftNode {
             config.snapshot_every = v as u64;
         }
         config.app_snapshots = options.app_snapshots.unwrap_or(false);
+        config.join = options.join.unwrap_or(false);
         config.validate().map_err(engine_error)?;
         logging::init(options.log_level.as_deref().unwrap_or("warn"));
         Ok(NativeRaftNode {
@@ -341,6 +343,46 @@ impl NativeRaftNode {
                 value: value.into(),
             })
             .collect())
+    }
+
+    /// Adds a member (started with `join`) at `url`, as a learner or a voter.
+    #[napi]
+    pub async fn add_member(
+        &self,
+        id: String,
+        url: String,
+        learner: bool,
+        timeout_ms: u32,
+    ) -> Result<f64> {
+        let change = crate::MembershipChange::Add {
+            name: id,
+            url,
+            learner,
+        };
+        self.change(change, timeout_ms).await
+    }
+
+    /// Makes a learner a voter.
+    #[napi]
+    pub async fn promote_member(&self, id: String, timeout_ms: u32) -> Result<f64> {
+        self.change(crate::MembershipChange::Promote { name: id }, timeout_ms)
+            .await
+    }
+
+    /// Removes a member.
+    #[napi]
+    pub async fn remove_member(&self, id: String, timeout_ms: u32) -> Result<f64> {
+        self.change(crate::MembershipChange::Remove { name: id }, timeout_ms)
+            .await
+    }
+
+    async fn change(&self, change: crate::MembershipChange, timeout_ms: u32) -> Result<f64> {
+        let handle = self.handle()?;
+        let index = handle
+            .change_membership(change, ms(timeout_ms))
+            .await
+            .map_err(engine_error)?;
+        Ok(index as f64)
     }
 
     /// Hands leadership to `to` (or the best voter); resolves with the new leader.

@@ -145,20 +145,25 @@ pub struct DiskStorage {
 }
 
 impl DiskStorage {
-    /// Opens (or creates) the data directory; a new one starts with `voters`.
-    pub fn open(dir: &Path, voters: Vec<u64>, segment_bytes: u64) -> Result<DiskStorage> {
+    /// Opens (or creates) the data directory; a new one starts from `bootstrap` (none for a
+    /// node that joins a running cluster).
+    pub fn open(
+        dir: &Path,
+        bootstrap: super::Bootstrap,
+        segment_bytes: u64,
+    ) -> Result<DiskStorage> {
         let wal_dir = dir.join("wal");
         let snap_dir = dir.join("snap");
         for d in [dir, &wal_dir, &snap_dir] {
             fs::create_dir_all(d).map_err(|e| storage_error("cannot create", d, e))?;
         }
         let snapshot = load_newest_snapshot(&snap_dir)?;
+        let fresh = snapshot.get_metadata().index == 0 && list_segments(&wal_dir)?.is_empty();
         let snap_index = snapshot.get_metadata().index;
         let mut segments = list_segments(&wal_dir)?;
         let recovered = replay(&mut segments, snap_index)?;
 
         let mem = MemStorage::new();
-        let fresh = segments.is_empty() && snap_index == 0;
         {
             let mut core = mem.wl();
             if snap_index > 0 {
@@ -168,7 +173,7 @@ impl DiskStorage {
             let conf_state = match (&recovered.conf_state, snap_index) {
                 (_, i) if i > 0 => snapshot.get_metadata().get_conf_state().clone(),
                 (Some(cs), _) => cs.clone(),
-                (None, _) => ConfState::from((voters.clone(), vec![])),
+                (None, _) => ConfState::default(),
             };
             core.set_conf_state(conf_state);
             if let Some(first) = recovered.entries.first() {
@@ -202,13 +207,9 @@ impl DiskStorage {
             open_max,
             snapshot,
         };
-        if fresh {
-            // The first record says who the initial voters are.
-            let record = Record {
-                conf_state: Some(ConfState::from((voters, vec![]))),
-                ..Record::default()
-            };
-            storage.wal.append_sync(&record.encode())?;
+        if let (true, Some((entries, hard_state))) = (fresh, bootstrap) {
+            // A new cluster's first record: the bootstrap log, durable before anything else.
+            storage.persist(None, &entries, Some(&hard_state))?;
         }
         Ok(storage)
     }
@@ -253,34 +254,7 @@ impl DiskStorage {
 
     /// Writes `snapshot` durably as the newest and removes older snapshot files.
     fn save_snapshot(&mut self, snapshot: &Snapshot) -> Result<()> {
-        let meta = snapshot.get_metadata();
-        let name = format!("{:020}-{:020}.snap", meta.index, meta.term);
-        let path = self.snap_dir.join(&name);
-        let tmp = self.snap_dir.join(format!("{name}.tmp"));
-        let mut body = Vec::with_capacity(snapshot.data.len() + 64);
-        body.extend_from_slice(SNAPSHOT_MAGIC);
-        put_message(&mut body, meta);
-        body.extend_from_slice(&snapshot.data);
-        let crc = crc32fast::hash(&body);
-        let write = || -> std::io::Result<()> {
-            let mut f = File::create(&tmp)?;
-            f.write_all(&body)?;
-            f.write_all(&crc.to_le_bytes())?;
-            f.sync_all()
-        };
-        write().map_err(|e| storage_error("cannot write snapshot", &tmp, e))?;
-        fs::rename(&tmp, &path).map_err(|e| storage_error("cannot rename snapshot", &tmp, e))?;
-        sync_dir(&self.snap_dir)?;
-        for entry in fs::read_dir(&self.snap_dir)
-            .map_err(|e| storage_error("cannot list", &self.snap_dir, e))?
-        {
-            let other = entry
-                .map_err(|e| storage_error("cannot list", &self.snap_dir, e))?
-                .path();
-            if other != path {
-                let _ = fs::remove_file(&other);
-            }
-        }
+        write_snapshot_file(&self.snap_dir, snapshot)?;
         self.snapshot = snapshot.clone();
         Ok(())
     }
@@ -289,6 +263,38 @@ impl DiskStorage {
     pub fn wal_dir(&self) -> &Path {
         &self.wal_dir
     }
+}
+
+/// Writes `snapshot` to a temporary file, fsyncs, renames, fsyncs the directory, and
+/// removes older snapshot files.
+fn write_snapshot_file(snap_dir: &Path, snapshot: &Snapshot) -> Result<()> {
+    let meta = snapshot.get_metadata();
+    let name = format!("{:020}-{:020}.snap", meta.index, meta.term);
+    let path = snap_dir.join(&name);
+    let tmp = snap_dir.join(format!("{name}.tmp"));
+    let mut body = Vec::with_capacity(snapshot.data.len() + 64);
+    body.extend_from_slice(SNAPSHOT_MAGIC);
+    put_message(&mut body, meta);
+    body.extend_from_slice(&snapshot.data);
+    let crc = crc32fast::hash(&body);
+    let write = || -> std::io::Result<()> {
+        let mut f = File::create(&tmp)?;
+        f.write_all(&body)?;
+        f.write_all(&crc.to_le_bytes())?;
+        f.sync_all()
+    };
+    write().map_err(|e| storage_error("cannot write snapshot", &tmp, e))?;
+    fs::rename(&tmp, &path).map_err(|e| storage_error("cannot rename snapshot", &tmp, e))?;
+    sync_dir(snap_dir)?;
+    for entry in fs::read_dir(snap_dir).map_err(|e| storage_error("cannot list", snap_dir, e))? {
+        let other = entry
+            .map_err(|e| storage_error("cannot list", snap_dir, e))?
+            .path();
+        if other != path {
+            let _ = fs::remove_file(&other);
+        }
+    }
+    Ok(())
 }
 
 /// Replays the log after snapshot index `snap_index`, noting each segment's highest index.

@@ -52,22 +52,125 @@ pub trait LogStore: raft::Storage + Send + 'static {
     }
 }
 
-/// A fresh in-memory store whose initial voters are `voters`.
-pub fn mem_storage(voters: Vec<u64>) -> MemStorage {
-    MemStorage::new_with_conf_state(ConfState::from((voters, vec![])))
+/// The log a new cluster starts from (as etcd's bootstrap does): one committed conf change
+/// per initial voter, at indexes 1..=n in term 1, carrying its name and URL. Every initial
+/// member writes the same entries, and a node that joins later replays them from the leader
+/// and so learns the whole configuration.
+pub fn bootstrap_log(members: &[(String, String)]) -> (Vec<Entry>, HardState) {
+    use prost::Message as _;
+    use raft::eraftpb::{ConfChangeSingle, ConfChangeType, ConfChangeV2, EntryType};
+    let mut sorted: Vec<&(String, String)> = members.iter().collect();
+    sorted.sort();
+    sorted.dedup_by(|a, b| a.0 == b.0);
+    let entries: Vec<Entry> = sorted
+        .iter()
+        .enumerate()
+        .map(|(i, (name, url))| {
+            let change = ConfChangeV2 {
+                changes: vec![ConfChangeSingle {
+                    change_type: ConfChangeType::AddNode as i32,
+                    node_id: crate::ids::raft_id(name),
+                }],
+                context: crate::membership::MemberInfo {
+                    name: name.clone(),
+                    url: url.clone(),
+                }
+                .encode(),
+                ..Default::default()
+            };
+            Entry {
+                entry_type: EntryType::EntryConfChangeV2 as i32,
+                term: 1,
+                index: i as u64 + 1,
+                data: change.encode_to_vec(),
+                ..Default::default()
+            }
+        })
+        .collect();
+    let hard_state = HardState {
+        term: 1,
+        vote: 0,
+        commit: entries.len() as u64,
+    };
+    (entries, hard_state)
 }
 
-impl LogStore for MemStorage {
+/// What a fresh store starts with: the bootstrap log, or nothing for a node that joins.
+pub type Bootstrap = Option<(Vec<Entry>, HardState)>;
+
+/// The in-memory log: the raft crate's `MemStorage` plus the newest snapshot installed from
+/// a leader (in memory the log is never compacted, so it never takes one of its own).
+pub struct MemLog {
+    mem: MemStorage,
+    snapshot: Snapshot,
+}
+
+/// A fresh in-memory store: from `bootstrap`, or empty for a node that joins.
+pub fn mem_storage(bootstrap: Bootstrap) -> MemLog {
+    let mem = MemStorage::new();
+    if let Some((entries, hard_state)) = bootstrap {
+        let mut core = mem.wl();
+        core.append(&entries)
+            .expect("a fresh store takes the bootstrap log");
+        core.set_hardstate(hard_state);
+    }
+    MemLog {
+        mem,
+        snapshot: Snapshot::default(),
+    }
+}
+
+impl raft::Storage for MemLog {
+    fn initial_state(&self) -> raft::Result<raft::RaftState> {
+        self.mem.initial_state()
+    }
+
+    fn entries(
+        &self,
+        low: u64,
+        high: u64,
+        max_size: impl Into<Option<u64>>,
+        context: raft::GetEntriesContext,
+    ) -> raft::Result<Vec<Entry>> {
+        self.mem.entries(low, high, max_size, context)
+    }
+
+    fn term(&self, idx: u64) -> raft::Result<u64> {
+        self.mem.term(idx)
+    }
+
+    fn first_index(&self) -> raft::Result<u64> {
+        self.mem.first_index()
+    }
+
+    fn last_index(&self) -> raft::Result<u64> {
+        self.mem.last_index()
+    }
+
+    fn snapshot(&self, request_index: u64, _to: u64) -> raft::Result<Snapshot> {
+        let index = self.snapshot.get_metadata().index;
+        if index > 0 && index >= request_index {
+            Ok(self.snapshot.clone())
+        } else {
+            Err(raft::Error::Store(
+                raft::StorageError::SnapshotTemporarilyUnavailable,
+            ))
+        }
+    }
+}
+
+impl LogStore for MemLog {
     fn persist(
         &mut self,
         snapshot: Option<&Snapshot>,
         entries: &[Entry],
         hard_state: Option<&HardState>,
     ) -> Result<()> {
-        let mut core = self.wl();
+        let mut core = self.mem.wl();
         if let Some(snapshot) = snapshot {
             core.apply_snapshot(snapshot.clone())
                 .map_err(|e| Error::Storage(e.to_string()))?;
+            self.snapshot = snapshot.clone();
         }
         if !entries.is_empty() {
             core.append(entries)
@@ -80,7 +183,7 @@ impl LogStore for MemStorage {
     }
 
     fn set_commit(&mut self, commit: u64) -> Result<()> {
-        self.wl().mut_hard_state().commit = commit;
+        self.mem.wl().mut_hard_state().commit = commit;
         Ok(())
     }
 
@@ -90,6 +193,6 @@ impl LogStore for MemStorage {
     }
 
     fn newest_snapshot(&self) -> Option<&Snapshot> {
-        None
+        (self.snapshot.get_metadata().index > 0).then_some(&self.snapshot)
     }
 }

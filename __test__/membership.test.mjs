@@ -1,0 +1,105 @@
+// Membership changes through joint-consensus conf changes: grow a durable cluster from 3 to
+// 5 members and shrink it back to 3 (removing the leader too) while a writer keeps writing.
+import { describe, it, expect, afterAll } from 'vitest';
+import { mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { createTestCluster } from 'raftline/testing';
+import { RaftNode } from 'raftline';
+import { waitFor } from './helpers.mjs';
+
+const dirs = [];
+afterAll(() => dirs.forEach((d) => rmSync(d, { recursive: true, force: true })));
+
+describe('membership', () => {
+  it('grows 3 -> 5 (one learner promoted) and shrinks back to 3, removing the leader, without losing a write', async () => {
+    const dataDir = mkdtempSync(path.join(os.tmpdir(), 'raftline-members-'));
+    dirs.push(dataDir);
+    const c = await createTestCluster({ size: 3, dataDir });
+    const extra = [];
+    try {
+      await c.waitForLeader();
+      let members = [...c.nodes];
+      const leaderOf = () => members.find((n) => n.role === 'leader');
+      const change = async (what) => {
+        // Through the current leader; a change still pending there is retried.
+        for (;;) {
+          const leader = leaderOf() ?? (await waitFor(leaderOf, { what: 'a leader' }));
+          try {
+            return await what(leader);
+          } catch (err) {
+            if (!['ERR_CONF_CHANGE_IN_PROGRESS', 'ERR_NOT_LEADER', 'ERR_NO_LEADER', 'ERR_TIMEOUT'].includes(err.code)) throw err;
+            await new Promise((r) => setTimeout(r, 10));
+          }
+        }
+      };
+      const joiner = async (id) => {
+        const peers = Object.fromEntries(members.map((n) => [n.id, n.url]));
+        const node = new RaftNode({ id, join: true, peers, dataDir: path.join(dataDir, id), listen: '127.0.0.1:0', heartbeatMs: 10, electionTimeoutMs: 50 });
+        await node.start();
+        extra.push(node);
+        return node;
+      };
+
+      const acked = new Map();
+      let stop = false;
+      const writer = (async () => {
+        for (let i = 0; !stop; i++) {
+          const running = members.filter((n) => n.role !== 'stopped');
+          try {
+            await running[i % running.length].set(`w${i}`, i, { timeoutMs: 1000 });
+            acked.set(`w${i}`, i);
+          } catch {
+            // outcome unknown: not acknowledged
+          }
+        }
+      })();
+
+      const seen = [];
+      c.nodes[0].on('membershipChange', (e) => seen.push(e.members.map((m) => `${m.id}:${m.voter ? 'v' : 'l'}`).sort().join(',')));
+
+      // n4 joins as a learner, catches up, and is promoted.
+      const n4 = await joiner('n4');
+      await change((l) => l.addMember('n4', n4.url, { learner: true }));
+      members.push(n4);
+      await waitFor(() => n4.status().appliedIndex > 0 && n4.role === 'learner', { what: 'n4 is a learner' });
+      await waitFor(() => n4.status().appliedIndex >= leaderOf().status().commitIndex - 5, { what: 'n4 catches up' });
+      await change((l) => l.promoteMember('n4'));
+      await waitFor(() => n4.role === 'follower' || n4.role === 'leader', { what: 'n4 votes' });
+      await expect(c.nodes[0].promoteMember('nobody')).rejects.toMatchObject({ code: 'ERR_UNKNOWN_MEMBER' });
+
+      // n5 joins as a voter.
+      const n5 = await joiner('n5');
+      await change((l) => l.addMember('n5', n5.url));
+      members.push(n5);
+      await waitFor(() => leaderOf() && leaderOf().members().filter((m) => m.voter).length === 5, { what: 'five voters' });
+
+      // Shrink: remove the current leader (it hands over first), then one more original.
+      const oldLeader = leaderOf();
+      await oldLeader.removeMember(oldLeader.id);
+      members = members.filter((n) => n !== oldLeader);
+      await oldLeader.stop({ transferLeadership: false });
+      const other = members.find((n) => c.nodes.includes(n));
+      await change((l) => l.removeMember(other.id));
+      members = members.filter((n) => n !== other);
+      await other.stop({ transferLeadership: false });
+
+      await new Promise((r) => setTimeout(r, 200));
+      stop = true;
+      await writer;
+      const leader = await waitFor(leaderOf, { what: 'a leader of the final three' });
+      expect(leader.members().map((m) => m.id).sort()).toEqual(members.map((n) => n.id).sort());
+      const marker = await leader.set('final', true);
+      for (const n of members) {
+        await waitFor(() => n.status().appliedIndex >= marker.index, { what: `${n.id} applies everything` });
+        const missing = [...acked].filter(([k, v]) => n.getLocal(k) !== v);
+        expect(missing).toEqual([]);
+      }
+      expect(acked.size).toBeGreaterThan(50);
+      expect(seen.length).toBeGreaterThanOrEqual(3);
+    } finally {
+      await Promise.all(extra.map((n) => n.stop({ transferLeadership: false })));
+      await c.close();
+    }
+  }, 30_000);
+});
