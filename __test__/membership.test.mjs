@@ -102,4 +102,54 @@ describe('membership', () => {
       await c.close();
     }
   }, 30_000);
+
+  it('one change at a time; unknown and duplicate members are refused with their codes', async () => {
+    const c = await createTestCluster({ size: 3 });
+    try {
+      const leader = await c.waitForLeader();
+      // Cut off, the leader cannot commit a first change: a second finds it pending.
+      c.isolate(leader.id);
+      const first = leader.addMember('x1', 'ws://127.0.0.1:9', { learner: true, timeoutMs: 300 }).catch((e) => e);
+      await new Promise((r) => setTimeout(r, 5));
+      await expect(leader.addMember('x2', 'ws://127.0.0.1:9', { learner: true })).rejects.toMatchObject({ code: 'ERR_CONF_CHANGE_IN_PROGRESS' });
+      c.heal();
+      const outcome = await first; // committed after all, or unknown: never a wrong answer
+      expect(outcome === undefined || outcome.code === 'ERR_TIMEOUT').toBe(true);
+      const now = await c.waitForLeader();
+      if (now.members().some((m) => m.id === 'x1')) await now.removeMember('x1');
+      await expect(now.removeMember('nobody')).rejects.toMatchObject({ code: 'ERR_UNKNOWN_MEMBER' });
+      await expect(now.addMember('n2', 'ws://127.0.0.1:9')).rejects.toMatchObject({ code: 'ERR_INVALID' });
+      await expect(now.promoteMember('n2')).rejects.toMatchObject({ code: 'ERR_INVALID' });
+      await expect(now.addMember('bad id', 'ws://h:1')).rejects.toThrow(TypeError);
+      await waitFor(() => now.members().map((m) => m.id).join() === 'n1,n2,n3', { what: 'back to three members' });
+    } finally {
+      await c.close();
+    }
+  });
+
+  it('a member that joins after the log was compacted catches up by snapshot', async () => {
+    const dataDir = mkdtempSync(path.join(os.tmpdir(), 'raftline-join-snap-'));
+    dirs.push(dataDir);
+    const c = await createTestCluster({ size: 3, dataDir, snapshotEvery: 50 });
+    let n4;
+    try {
+      const leader = await c.waitForLeader();
+      for (let i = 0; i < 300; i += 30) await Promise.all(Array.from({ length: 30 }, (_, j) => leader.set(`k${i + j}`, i + j)));
+      await waitFor(() => leader.status().snapshotIndex > 100, { what: 'compaction' });
+      const peers = Object.fromEntries(c.nodes.map((n) => [n.id, n.url]));
+      n4 = new RaftNode({ id: 'n4', join: true, peers, dataDir: path.join(dataDir, 'n4'), listen: '127.0.0.1:0', heartbeatMs: 10, electionTimeoutMs: 50 });
+      const installed = new Promise((resolve) => n4.once('snapshot', resolve));
+      await n4.start();
+      expect(n4.role).not.toBe('leader');
+      await leader.addMember('n4', n4.url);
+      const snap = await installed;
+      expect(snap.index).toBeGreaterThan(100);
+      await waitFor(() => n4.getLocal('k299') === 299, { what: 'n4 caught up' });
+      expect(n4.getLocal('k0')).toBe(0);
+      expect(n4.members().length).toBe(4);
+    } finally {
+      if (n4) await n4.stop({ transferLeadership: false });
+      await c.close();
+    }
+  });
 });

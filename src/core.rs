@@ -597,6 +597,7 @@ impl<S: LogStore> Core<S> {
         // A snapshot point captured before the install is obsolete.
         self.pending_snapshot = None;
         self.members = self.member_names();
+        self.evaluate_health();
         flush_applied(applied, events);
         events.push(Event::Snapshot {
             index: meta.index,
