@@ -6,25 +6,14 @@
 import { describe, it, expect, afterAll } from 'vitest';
 import { fork } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { freePorts } from './helpers.mjs';
 
 const MEMBER = fileURLToPath(new URL('./fixtures/durable-member.mjs', import.meta.url));
 const dirs = [];
 afterAll(() => dirs.forEach((d) => rmSync(d, { recursive: true, force: true })));
-
-function freePorts(n) {
-  return Promise.all(
-    Array.from({ length: n }, () => new Promise((resolve) => {
-      const s = net.createServer().listen(0, '127.0.0.1', () => {
-        const { port } = s.address();
-        s.close(() => resolve(port));
-      });
-    })),
-  );
-}
 
 class Member {
   #rid = 0;

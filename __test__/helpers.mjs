@@ -1,4 +1,17 @@
 // Shared test helpers: conditions with deadlines, never fixed sleeps.
+import net from 'node:net';
+
+/** `n` loopback ports free right now (for members whose URLs must be known up front). */
+export function freePorts(n) {
+  return Promise.all(
+    Array.from({ length: n }, () => new Promise((resolve) => {
+      const s = net.createServer().listen(0, '127.0.0.1', () => {
+        const { port } = s.address();
+        s.close(() => resolve(port));
+      });
+    })),
+  );
+}
 
 /** Resolves once `check()` is truthy, re-checking every few ms; rejects after `timeoutMs`. */
 export async function waitFor(check, { timeoutMs = 10_000, what = 'condition' } = {}) {

@@ -155,18 +155,10 @@ async fn snapshots_bound_the_disk_and_a_stopped_follower_catches_up_by_snapshot(
         .iter()
         .any(|(n, _)| *n == lagging);
     assert!(installed, "the follower installed a snapshot");
-    let state = cluster
-        .node(&leader)
-        .entries("", Consistency::Local)
-        .await
-        .unwrap();
     assert_eq!(
-        cluster
-            .node(&lagging)
-            .entries("", Consistency::Local)
-            .await
-            .unwrap(),
-        state
+        cluster.state(&lagging).await,
+        cluster.state(&leader).await,
+        "identical states"
     );
     cluster.stop().await;
 }
@@ -289,18 +281,10 @@ async fn a_snapshot_larger_than_a_chunk_travels_in_chunks() {
         })
         .sum::<u64>();
     assert!(chunked > 0, "the snapshot was sent in chunks");
-    let state = cluster
-        .node(&leader)
-        .entries("", Consistency::Local)
-        .await
-        .unwrap();
     assert_eq!(
-        cluster
-            .node(&lagging)
-            .entries("", Consistency::Local)
-            .await
-            .unwrap(),
-        state
+        cluster.state(&lagging).await,
+        cluster.state(&leader).await,
+        "identical states"
     );
     cluster.stop().await;
 }

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use prost::Message as _;
 use raft::eraftpb::{ConfState, Entry, HardState, Snapshot, SnapshotMetadata};
 use raft::storage::MemStorage;
-use raft::{GetEntriesContext, RaftState, Storage, StorageError};
+use raft::Storage;
 
 use super::wal::{list_segments, replay_segment, storage_error, sync_dir, Segment, Wal};
 use super::LogStore;
@@ -395,45 +395,7 @@ fn load_newest_snapshot(dir: &Path) -> Result<Snapshot> {
     })
 }
 
-impl Storage for DiskStorage {
-    fn initial_state(&self) -> raft::Result<RaftState> {
-        self.mem.initial_state()
-    }
-
-    fn entries(
-        &self,
-        low: u64,
-        high: u64,
-        max_size: impl Into<Option<u64>>,
-        context: GetEntriesContext,
-    ) -> raft::Result<Vec<Entry>> {
-        self.mem.entries(low, high, max_size, context)
-    }
-
-    fn term(&self, idx: u64) -> raft::Result<u64> {
-        self.mem.term(idx)
-    }
-
-    fn first_index(&self) -> raft::Result<u64> {
-        self.mem.first_index()
-    }
-
-    fn last_index(&self) -> raft::Result<u64> {
-        self.mem.last_index()
-    }
-
-    fn snapshot(&self, request_index: u64, _to: u64) -> raft::Result<Snapshot> {
-        if self.snapshot.get_metadata().index >= request_index
-            && self.snapshot.get_metadata().index > 0
-        {
-            Ok(self.snapshot.clone())
-        } else {
-            Err(raft::Error::Store(
-                StorageError::SnapshotTemporarilyUnavailable,
-            ))
-        }
-    }
-}
+mirrored_storage!(DiskStorage);
 
 impl LogStore for DiskStorage {
     fn persist(

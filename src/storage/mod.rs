@@ -5,6 +5,57 @@
 //! makes per Ready: snapshot, entries and hard state together (group commit). Durable
 //! implementations make that one write and one fsync.
 
+/// Implements the raft crate's read-only `Storage` for a store that mirrors its live log in
+/// `self.mem` (a `MemStorage`) and keeps its newest snapshot, data included, in
+/// `self.snapshot`. (A blanket impl over a trait would be refused: `Storage` is foreign.)
+macro_rules! mirrored_storage {
+    ($store:ty) => {
+        impl raft::Storage for $store {
+            fn initial_state(&self) -> raft::Result<raft::RaftState> {
+                self.mem.initial_state()
+            }
+
+            fn entries(
+                &self,
+                low: u64,
+                high: u64,
+                max_size: impl Into<Option<u64>>,
+                context: raft::GetEntriesContext,
+            ) -> raft::Result<Vec<raft::eraftpb::Entry>> {
+                self.mem.entries(low, high, max_size, context)
+            }
+
+            fn term(&self, idx: u64) -> raft::Result<u64> {
+                self.mem.term(idx)
+            }
+
+            fn first_index(&self) -> raft::Result<u64> {
+                self.mem.first_index()
+            }
+
+            fn last_index(&self) -> raft::Result<u64> {
+                self.mem.last_index()
+            }
+
+            /// The newest snapshot, when it covers `request_index`.
+            fn snapshot(
+                &self,
+                request_index: u64,
+                _to: u64,
+            ) -> raft::Result<raft::eraftpb::Snapshot> {
+                let index = self.snapshot.get_metadata().index;
+                if index > 0 && index >= request_index {
+                    Ok(self.snapshot.clone())
+                } else {
+                    Err(raft::Error::Store(
+                        raft::StorageError::SnapshotTemporarilyUnavailable,
+                    ))
+                }
+            }
+        }
+    };
+}
+
 mod disk;
 mod wal;
 
@@ -120,44 +171,7 @@ pub fn mem_storage(bootstrap: Bootstrap) -> MemLog {
     }
 }
 
-impl raft::Storage for MemLog {
-    fn initial_state(&self) -> raft::Result<raft::RaftState> {
-        self.mem.initial_state()
-    }
-
-    fn entries(
-        &self,
-        low: u64,
-        high: u64,
-        max_size: impl Into<Option<u64>>,
-        context: raft::GetEntriesContext,
-    ) -> raft::Result<Vec<Entry>> {
-        self.mem.entries(low, high, max_size, context)
-    }
-
-    fn term(&self, idx: u64) -> raft::Result<u64> {
-        self.mem.term(idx)
-    }
-
-    fn first_index(&self) -> raft::Result<u64> {
-        self.mem.first_index()
-    }
-
-    fn last_index(&self) -> raft::Result<u64> {
-        self.mem.last_index()
-    }
-
-    fn snapshot(&self, request_index: u64, _to: u64) -> raft::Result<Snapshot> {
-        let index = self.snapshot.get_metadata().index;
-        if index > 0 && index >= request_index {
-            Ok(self.snapshot.clone())
-        } else {
-            Err(raft::Error::Store(
-                raft::StorageError::SnapshotTemporarilyUnavailable,
-            ))
-        }
-    }
-}
+mirrored_storage!(MemLog);
 
 impl LogStore for MemLog {
     fn persist(

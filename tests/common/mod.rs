@@ -234,6 +234,14 @@ impl Cluster {
         converged.unwrap_or_else(|| panic!("logs did not converge: {:?}", self.describe()))
     }
 
+    /// The whole key-value state a node has applied.
+    pub async fn state(&self, name: &str) -> Vec<(String, Vec<u8>)> {
+        self.node(name)
+            .entries("", raftline::Consistency::Local)
+            .await
+            .expect("local reads never fail")
+    }
+
     /// Full applied sequences per node.
     pub fn applied(&self, name: &str) -> Vec<AppliedEntry> {
         self.record
