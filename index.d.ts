@@ -276,7 +276,8 @@ export declare class RaftNode extends EventEmitter<RaftNodeEvents> {
   /**
    * Adds a member that was started with `join: true` and listens at `url`, as a voter or
    * (`learner: true`) a non-voting learner; it catches up from the leader (by snapshot when
-   * needed). Resolves once the change is applied on this node. ERR_CONF_CHANGE_IN_PROGRESS
+   * needed). Uses joint consensus: resolves once the change is complete on this node (the
+   * joint configuration entered and left again). ERR_CONF_CHANGE_IN_PROGRESS
    * while another change is pending (checked on the leader: from a follower, a concurrent
    * change times out instead).
    */

@@ -122,14 +122,14 @@ async function crashCycles({ size, cycles, env = {} }) {
 }
 
 describe('crash safety (child processes, SIGKILL)', () => {
-  it('3 nodes, 8 kill-all cycles: no acknowledged write lost, identical states', async () => {
-    const { acked, keys } = await crashCycles({ size: 3, cycles: 8 });
+  it('3 nodes, 12 kill-all cycles: no acknowledged write lost, identical states', async () => {
+    const { acked, keys } = await crashCycles({ size: 3, cycles: 12 });
     expect(acked).toBeGreaterThan(100);
     expect(keys).toBeGreaterThanOrEqual(acked);
   }, 120_000);
 
-  it('1 node, 6 kill cycles', async () => {
-    const { acked } = await crashCycles({ size: 1, cycles: 6 });
+  it('1 node, 8 kill cycles', async () => {
+    const { acked } = await crashCycles({ size: 1, cycles: 8 });
     expect(acked).toBeGreaterThan(100);
   }, 120_000);
 

@@ -127,6 +127,8 @@ pub struct Core<S: LogStore> {
     membership_events: Vec<Event>,
     /// Take a snapshot at the next opportunity, whatever `snapshot_every` says.
     force_snapshot: bool,
+    /// Membership changes applied but not complete until the joint configuration is left.
+    joint_waiters: Vec<(u64, u64, Reply<WriteOutcome>)>,
 }
 
 /// A snapshot point waiting for the application's state machine bytes.
@@ -268,6 +270,7 @@ impl<S: LogStore> Core<S> {
             peer_updates: Vec::new(),
             membership_events: Vec::new(),
             force_snapshot: false,
+            joint_waiters: Vec::new(),
             lease: Lease {
                 length: (tick * election_ticks as u32).saturating_sub(tick * 2),
                 probes: BTreeMap::new(),
@@ -446,6 +449,9 @@ impl<S: LogStore> Core<S> {
     /// Fails every pending request with `err` (on stop).
     pub fn fail_all(&mut self, err: Error) {
         for (_, (_, reply)) in self.proposals.drain() {
+            let _ = reply.send(Err(err.clone()));
+        }
+        for (_, _, reply) in self.joint_waiters.drain(..) {
             let _ = reply.send(Err(err.clone()));
         }
         let reads = std::mem::take(&mut self.reads);
@@ -844,13 +850,34 @@ impl<S: LogStore> Core<S> {
             }
             Err(e) => tracing::warn!(node = %self.name, "conf change refused: {e}"),
         }
-        let outcome = WriteOutcome {
-            index: entry.index,
-            term: entry.term,
-            ok: true,
-            value: None,
-        };
-        self.answer_proposal(&entry.context, outcome);
+        // A change is complete once the joint configuration it entered has been left: only
+        // then is the next change possible, so only then does its proposer hear back.
+        if let Some((origin, seq)) = parse_request_context(&entry.context) {
+            if origin == self.id {
+                if let Some((_, reply)) = self.proposals.remove(&seq) {
+                    self.joint_waiters.push((entry.index, entry.term, reply));
+                }
+            }
+        }
+        let joint = !self
+            .raw
+            .raft
+            .prs()
+            .conf()
+            .to_conf_state()
+            .voters_outgoing
+            .is_empty();
+        if !joint {
+            for (index, term, reply) in self.joint_waiters.drain(..) {
+                let outcome = WriteOutcome {
+                    index,
+                    term,
+                    ok: true,
+                    value: None,
+                };
+                let _ = reply.send(Ok(outcome));
+            }
+        }
     }
 
     /// Proposes a membership change; `reply` gets its log position once applied here.
@@ -919,7 +946,9 @@ impl<S: LogStore> Core<S> {
                 node_id: raft_id(&name),
             }],
             context: MemberInfo { name, url }.encode(),
-            ..Default::default()
+            // Joint consensus: enter the joint configuration, and leave it automatically as
+            // soon as that is applied (the leader proposes the leave itself).
+            transition: raft::eraftpb::ConfChangeTransition::Implicit as i32,
         };
         let seq = self.next_seq;
         self.next_seq += 1;

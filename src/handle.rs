@@ -284,8 +284,9 @@ impl NodeHandle {
         read(&self.inner.kv.read().unwrap_or_else(|p| p.into_inner()))
     }
 
-    /// Changes the members through the leader (one change at a time); resolves with the log
-    /// index of the change once it is applied on this node.
+    /// Changes the members through the leader (one change at a time, by joint consensus);
+    /// resolves with the log index of the change once it is complete on this node (the joint
+    /// configuration entered and left).
     pub async fn change_membership(
         &self,
         change: crate::MembershipChange,
