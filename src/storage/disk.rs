@@ -430,15 +430,7 @@ impl LogStore for DiskStorage {
             entries: entries.to_vec(),
             ..Record::default()
         })?;
-        let mut core = self.mem.wl();
-        if !entries.is_empty() {
-            core.append(entries)
-                .map_err(|e| Error::Storage(e.to_string()))?;
-        }
-        if let Some(hs) = hard_state {
-            core.set_hardstate(hs.clone());
-        }
-        Ok(())
+        super::mirror(&self.mem, entries, hard_state)
     }
 
     fn set_commit(&mut self, commit: u64) -> Result<()> {

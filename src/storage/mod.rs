@@ -149,6 +149,20 @@ pub fn bootstrap_log(members: &[(String, String)]) -> (Vec<Entry>, HardState) {
 /// What a fresh store starts with: the bootstrap log, or nothing for a node that joins.
 pub type Bootstrap = Option<(Vec<Entry>, HardState)>;
 
+/// Appends `entries` and records `hard_state` in the in-memory copy of the log (the raft
+/// crate reads from it; durable stores write the disk first).
+fn mirror(mem: &MemStorage, entries: &[Entry], hard_state: Option<&HardState>) -> Result<()> {
+    let mut core = mem.wl();
+    if !entries.is_empty() {
+        core.append(entries)
+            .map_err(|e| Error::Storage(e.to_string()))?;
+    }
+    if let Some(hs) = hard_state {
+        core.set_hardstate(hs.clone());
+    }
+    Ok(())
+}
+
 /// The in-memory log: the raft crate's `MemStorage` plus the newest snapshot installed from
 /// a leader (in memory the log is never compacted, so it never takes one of its own).
 pub struct MemLog {
@@ -180,20 +194,14 @@ impl LogStore for MemLog {
         entries: &[Entry],
         hard_state: Option<&HardState>,
     ) -> Result<()> {
-        let mut core = self.mem.wl();
         if let Some(snapshot) = snapshot {
-            core.apply_snapshot(snapshot.clone())
+            self.mem
+                .wl()
+                .apply_snapshot(snapshot.clone())
                 .map_err(|e| Error::Storage(e.to_string()))?;
             self.snapshot = snapshot.clone();
         }
-        if !entries.is_empty() {
-            core.append(entries)
-                .map_err(|e| Error::Storage(e.to_string()))?;
-        }
-        if let Some(hs) = hard_state {
-            core.set_hardstate(hs.clone());
-        }
-        Ok(())
+        mirror(&self.mem, entries, hard_state)
     }
 
     fn set_commit(&mut self, commit: u64) -> Result<()> {
