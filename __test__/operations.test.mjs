@@ -73,6 +73,7 @@ describe('rolling restart', () => {
         for (let i = 0; !stop; i++) {
           // A client behind a load balancer: any running member, the next one on failure.
           const running = c.nodes.filter((n) => n.role !== 'stopped');
+          if (running.length === 0) break; // the cluster is gone (the test failed)
           const node = running[i % running.length];
           try {
             await node.set(`r${i}`, i, { timeoutMs: 1000 });
@@ -82,6 +83,8 @@ describe('rolling restart', () => {
             acked++;
           } catch {
             // outcome unknown or node stopping: the next iteration tries another member
+            // yield to timers: a failing loop must never starve the event loop
+            await new Promise((r) => setImmediate(r));
           }
         }
       })();

@@ -145,6 +145,7 @@ const rollingRestartStall = () => withDataDir(true, async (dataDir) => {
     const writer = (async () => {
       for (let i = 0; !stop; i++) {
         const running = c.nodes.filter((n) => n.role !== 'stopped');
+        if (running.length === 0) break; // the cluster is gone (the test failed)
         try {
           await running[i % running.length].set(`r${i}`, i, { timeoutMs: 1000 });
           const now = performance.now();
@@ -152,6 +153,8 @@ const rollingRestartStall = () => withDataDir(true, async (dataDir) => {
           last = now;
         } catch {
           // outcome unknown or member stopping: the next member
+          // yield to timers: a failing loop must never starve the event loop
+          await new Promise((r) => setImmediate(r));
         }
       }
     })();

@@ -290,3 +290,30 @@ async fn a_snapshot_larger_than_a_chunk_travels_in_chunks() {
     );
     cluster.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_data_directory_serves_one_node_at_a_time() {
+    let dir = TempDir::new("lock");
+    let config = |name: &str| {
+        let mut c = raftline::Config::new(name);
+        c.listen = Some("127.0.0.1:0".into());
+        c.data_dir = Some(dir.join("data"));
+        fast(&mut c);
+        c
+    };
+    let first = raftline::start(config("n1"))
+        .await
+        .expect("first node starts");
+    let err = raftline::start(config("n1"))
+        .await
+        .err()
+        .map(|e| (e.code(), e.to_string()));
+    let (code, msg) = err.expect("a second node on the same directory is refused");
+    assert_eq!(code, "ERR_STORAGE");
+    assert!(msg.contains("in use"), "{msg}");
+    first.stop().await;
+    let again = raftline::start(config("n1"))
+        .await
+        .expect("free again after stop");
+    again.stop().await;
+}

@@ -142,6 +142,8 @@ pub struct DiskStorage {
     open_max: u64,
     /// The newest snapshot, data included (empty before the first one).
     snapshot: Snapshot,
+    /// Held for the life of the store: one process per data directory.
+    _lock: File,
 }
 
 impl DiskStorage {
@@ -157,6 +159,7 @@ impl DiskStorage {
         for d in [dir, &wal_dir, &snap_dir] {
             fs::create_dir_all(d).map_err(|e| storage_error("cannot create", d, e))?;
         }
+        let lock = lock_dir(dir)?;
         let snapshot = load_newest_snapshot(&snap_dir)?;
         let fresh = snapshot.get_metadata().index == 0 && list_segments(&wal_dir)?.is_empty();
         let snap_index = snapshot.get_metadata().index;
@@ -206,6 +209,7 @@ impl DiskStorage {
             closed,
             open_max,
             snapshot,
+            _lock: lock,
         };
         if let (true, Some((entries, hard_state))) = (fresh, bootstrap) {
             // A new cluster's first record: the bootstrap log, durable before anything else.
@@ -262,6 +266,25 @@ impl DiskStorage {
     /// The data directory's log folder (tests).
     pub fn wal_dir(&self) -> &Path {
         &self.wal_dir
+    }
+}
+
+/// Takes the data directory's lock: two processes writing one log would corrupt it.
+fn lock_dir(dir: &Path) -> Result<File> {
+    let path = dir.join("LOCK");
+    let file = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| storage_error("cannot open", &path, e))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(fs::TryLockError::WouldBlock) => Err(Error::Storage(format!(
+            "data directory {} is in use by another node",
+            dir.display()
+        ))),
+        Err(fs::TryLockError::Error(e)) => Err(storage_error("cannot lock", &path, e)),
     }
 }
 
