@@ -23,7 +23,6 @@ use super::LogStore;
 use crate::error::{Error, Result};
 
 const HAS_HARD_STATE: u8 = 1;
-const HAS_CONF_STATE: u8 = 2;
 const HAS_ENTRIES: u8 = 4;
 /// The log before this record was replaced by a snapshot received from the leader.
 const SNAPSHOT_INSTALLED: u8 = 8;
@@ -33,7 +32,6 @@ const SNAPSHOT_MAGIC: &[u8; 8] = b"RLSNAP01";
 #[derive(Default)]
 struct Record {
     hard_state: Option<HardState>,
-    conf_state: Option<ConfState>,
     entries: Vec<Entry>,
     snapshot_installed: bool,
 }
@@ -48,11 +46,6 @@ impl Record {
         let mut flags = 0;
         flags |= if self.hard_state.is_some() {
             HAS_HARD_STATE
-        } else {
-            0
-        };
-        flags |= if self.conf_state.is_some() {
-            HAS_CONF_STATE
         } else {
             0
         };
@@ -71,9 +64,6 @@ impl Record {
         out.push(flags);
         if let Some(hs) = &self.hard_state {
             put_message(&mut out, hs);
-        }
-        if let Some(cs) = &self.conf_state {
-            put_message(&mut out, cs);
         }
         if !self.entries.is_empty() {
             out.extend_from_slice(&(self.entries.len() as u32).to_le_bytes());
@@ -103,15 +93,15 @@ impl Record {
             M::decode(take(bytes, len)?).map_err(|e| e.to_string())
         }
         let flags = take(&mut bytes, 1)?[0];
+        if flags & !(HAS_HARD_STATE | HAS_ENTRIES | SNAPSHOT_INSTALLED) != 0 {
+            return Err(format!("unknown record flags {flags:#04x}"));
+        }
         let mut record = Record {
             snapshot_installed: flags & SNAPSHOT_INSTALLED != 0,
             ..Record::default()
         };
         if flags & HAS_HARD_STATE != 0 {
             record.hard_state = Some(message(&mut bytes)?);
-        }
-        if flags & HAS_CONF_STATE != 0 {
-            record.conf_state = Some(message(&mut bytes)?);
         }
         if flags & HAS_ENTRIES != 0 {
             let count = u32_at(&mut bytes)?;
@@ -126,7 +116,6 @@ impl Record {
 /// What recovery found.
 struct Recovered {
     hard_state: HardState,
-    conf_state: Option<ConfState>,
     entries: Vec<Entry>,
 }
 
@@ -134,7 +123,6 @@ struct Recovered {
 pub struct DiskStorage {
     mem: MemStorage,
     wal: Wal,
-    wal_dir: PathBuf,
     snap_dir: PathBuf,
     /// Closed segments: sequence number and highest entry index in it.
     closed: Vec<(u64, u64)>,
@@ -173,12 +161,8 @@ impl DiskStorage {
                 core.apply_snapshot(snapshot.clone())
                     .map_err(|e| Error::Storage(format!("cannot restore the snapshot: {e}")))?;
             }
-            let conf_state = match (&recovered.conf_state, snap_index) {
-                (_, i) if i > 0 => snapshot.get_metadata().get_conf_state().clone(),
-                (Some(cs), _) => cs.clone(),
-                (None, _) => ConfState::default(),
-            };
-            core.set_conf_state(conf_state);
+            // Without a snapshot the configuration starts empty: the bootstrap entries at the
+            // head of the log build it as raft re-applies them.
             if let Some(first) = recovered.entries.first() {
                 if first.index != snap_index + 1 {
                     return Err(Error::Storage(format!(
@@ -204,7 +188,6 @@ impl DiskStorage {
         let mut storage = DiskStorage {
             mem,
             wal,
-            wal_dir,
             snap_dir,
             closed,
             open_max,
@@ -216,11 +199,6 @@ impl DiskStorage {
             storage.persist(None, &entries, Some(&hard_state))?;
         }
         Ok(storage)
-    }
-
-    /// The newest snapshot (empty before the first).
-    pub fn newest_snapshot(&self) -> &Snapshot {
-        &self.snapshot
     }
 
     fn write(&mut self, record: &Record) -> Result<()> {
@@ -261,11 +239,6 @@ impl DiskStorage {
         write_snapshot_file(&self.snap_dir, snapshot)?;
         self.snapshot = snapshot.clone();
         Ok(())
-    }
-
-    /// The data directory's log folder (tests).
-    pub fn wal_dir(&self) -> &Path {
-        &self.wal_dir
     }
 }
 
@@ -324,7 +297,6 @@ fn write_snapshot_file(snap_dir: &Path, snapshot: &Snapshot) -> Result<()> {
 fn replay(segments: &mut [Segment], snap_index: u64) -> Result<Recovered> {
     let mut recovered = Recovered {
         hard_state: HardState::default(),
-        conf_state: None,
         entries: Vec::new(),
     };
     let count = segments.len();
@@ -340,9 +312,6 @@ fn replay(segments: &mut [Segment], snap_index: u64) -> Result<Recovered> {
             }
             if let Some(hs) = record.hard_state {
                 recovered.hard_state = hs;
-            }
-            if let Some(cs) = record.conf_state {
-                recovered.conf_state = Some(cs);
             }
             if let Some(last) = record.entries.last() {
                 max_index = max_index.max(last.index);
