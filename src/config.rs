@@ -117,8 +117,11 @@ impl Config {
         if self.snapshot_every == 0 {
             return Err(invalid("snapshot_every", "must be at least 1"));
         }
-        if self.snapshot_every == 0 {
-            return Err(invalid("snapshot_every", "must be at least 1"));
+        if self.join && !self.peers.keys().any(|p| *p != self.name) {
+            return Err(invalid(
+                "peers",
+                "a node that joins needs the names and URLs of the members it joins",
+            ));
         }
         if let Some(listen) = &self.listen {
             split_host_port(listen).map_err(|e| invalid("listen", e))?;
@@ -218,6 +221,15 @@ mod tests {
                 "empty cluster id",
                 |c| c.cluster_id.clear(),
                 "invalid cluster_id",
+            ),
+            ("join without peers", |c| c.join = true, "invalid peers"),
+            (
+                "join with only itself as peer",
+                |c| {
+                    c.join = true;
+                    c.peers.insert("n1".into(), "ws://127.0.0.1:1".into());
+                },
+                "invalid peers",
             ),
         ];
         for (case, mutate, expected) in cases {

@@ -22,7 +22,9 @@ use crate::health::{Health, HealthTracker, MemberView};
 use crate::ids::raft_id;
 use crate::ids::validate_name;
 use crate::kv::{ApplyResult, Command, KvStore, SnapshotData};
+use crate::lease::Lease;
 use crate::membership::{MemberInfo, MembershipChange};
+use crate::requests::{RequestIds, Waiter};
 use crate::storage::LogStore;
 
 /// Where a request's answer goes.
@@ -53,9 +55,12 @@ pub struct Status {
     /// Voters and learners by name, sorted (shared: status is rebuilt every Ready).
     pub voters: Arc<[String]>,
     pub learners: Arc<[String]>,
-    /// Leader whose leadership a quorum confirmed within the lease: no other node can have
-    /// been elected meanwhile. This is the `isLeader` of the API, fit for fencing.
-    pub is_leader: bool,
+    /// While this node leads under a lease confirmed by a quorum: when the lease ends. Until
+    /// then no other node can have been elected. Read through [`Status::is_leader`], which
+    /// checks the instant when asked (a stalled driver cannot stretch the lease).
+    pub lease_until: Option<Instant>,
+    /// This node was removed from the cluster: it serves no more requests.
+    pub removed: bool,
 }
 
 impl Status {
@@ -63,15 +68,29 @@ impl Status {
     pub fn stopped(mut self) -> Status {
         self.role = Role::Stopped;
         self.leader = None;
-        self.is_leader = false;
+        self.lease_until = None;
         self
+    }
+
+    /// True while this node leads under an unexpired lease: the `isLeader` of the API, fit
+    /// for fencing.
+    pub fn is_leader(&self) -> bool {
+        self.lease_remaining().is_some()
+    }
+
+    /// How long the lease still runs, if one is held now.
+    pub fn lease_remaining(&self) -> Option<Duration> {
+        let now = Instant::now();
+        self.lease_until
+            .filter(|until| now < *until)
+            .map(|until| until - now)
     }
 }
 
 /// Read requests waiting for a ReadIndex answer and then for the applied index to reach it.
 /// Requests that arrive in one driver turn share one ReadIndex round.
 struct PendingRead {
-    replies: Vec<Reply<u64>>,
+    waiters: Vec<Waiter<u64>>,
     /// The commit index the leader confirmed; the read completes once applied reaches it.
     index: Option<u64>,
     /// When the ReadIndex request was last sent (in ticks), for retries.
@@ -89,10 +108,14 @@ pub struct Core<S: LogStore> {
     heartbeat_ticks: u64,
     election_ticks: u64,
     ticks: u64,
-    next_seq: u64,
-    /// This node's proposals awaiting their entry: sequence -> (term when proposed, reply).
-    proposals: HashMap<u64, (u64, Reply<WriteOutcome>)>,
-    unsent_reads: Vec<Reply<u64>>,
+    ids: RequestIds,
+    /// This node's proposals awaiting their entry, by sequence number.
+    proposals: HashMap<u64, Proposal>,
+    /// Writes waiting for a leader to be known (never proposed yet).
+    parked: Vec<Parked>,
+    /// This node's membership changes awaiting their entry, by sequence number.
+    conf_changes: HashMap<u64, PendingConf>,
+    unsent_reads: Vec<Waiter<u64>>,
     reads: BTreeMap<u64, PendingRead>,
     transfer: Option<Reply<String>>,
     leader: u64,
@@ -128,7 +151,41 @@ pub struct Core<S: LogStore> {
     /// Take a snapshot at the next opportunity, whatever `snapshot_every` says.
     force_snapshot: bool,
     /// Membership changes applied but not complete until the joint configuration is left.
-    joint_waiters: Vec<(u64, u64, Reply<WriteOutcome>)>,
+    joint_waiters: Vec<(u64, u64, Waiter<WriteOutcome>)>,
+    /// Index of the last membership change that took effect (replicated state: every
+    /// member computes the same value, and snapshots carry it). A change carries the epoch
+    /// it was proposed in and is skipped if another took effect first, so a change
+    /// proposed twice (retried after a drop) never applies twice.
+    conf_epoch: u64,
+    /// This node was a member of the configuration at some point (a joining node is not,
+    /// until it is added).
+    was_member: bool,
+    /// This node has been removed from the configuration.
+    removed: bool,
+}
+
+/// A write proposed by this node.
+struct Proposal {
+    /// The term in which it was proposed.
+    term: u64,
+    waiter: Waiter<WriteOutcome>,
+}
+
+/// A write that waits for a leader before it can be proposed.
+struct Parked {
+    /// The encoded command.
+    data: Vec<u8>,
+    forward: bool,
+    waiter: Waiter<WriteOutcome>,
+}
+
+/// A membership change proposed by this node, resent until its entry is applied: a leader
+/// drops conf changes while it has one pending (and right after its election).
+struct PendingConf {
+    change: ConfChangeV2,
+    /// When it was last proposed, in ticks.
+    sent_at: u64,
+    waiter: Waiter<WriteOutcome>,
 }
 
 /// A snapshot point waiting for the application's state machine bytes.
@@ -137,6 +194,8 @@ struct PendingSnapshot {
     term: u64,
     conf_state: raft::eraftpb::ConfState,
     kv: KvStore,
+    members: Vec<(String, String)>,
+    conf_epoch: u64,
 }
 
 /// Moves the entries applied so far into the event list, keeping log order around
@@ -145,35 +204,6 @@ fn flush_applied(applied: &mut Vec<AppliedEntry>, events: &mut Vec<Event>) {
     if !applied.is_empty() {
         events.push(Event::Applied(std::mem::take(applied)));
     }
-}
-
-/// The leader's lease. Every heartbeat the leader sends a ReadIndex probe; once a quorum has
-/// acknowledged a probe sent at `t`, no other node can win an election before
-/// `t + election timeout` (with check-quorum, voters that heard from the leader ignore
-/// candidates for one election timeout), less a margin for tick granularity. Time is the
-/// leader's real clock, so a stalled driver cannot stretch the lease.
-struct Lease {
-    /// Length of a confirmed lease.
-    length: Duration,
-    /// Probes in flight: sequence number -> when it was sent.
-    probes: BTreeMap<u64, Instant>,
-    until: Option<Instant>,
-    /// What the last status said.
-    held: bool,
-}
-
-/// Request contexts carry the proposing node's raft id and a sequence number.
-fn request_context(id: u64, seq: u64) -> Vec<u8> {
-    let mut ctx = Vec::with_capacity(16);
-    ctx.extend_from_slice(&id.to_be_bytes());
-    ctx.extend_from_slice(&seq.to_be_bytes());
-    ctx
-}
-
-fn parse_request_context(ctx: &[u8]) -> Option<(u64, u64)> {
-    let id = u64::from_be_bytes(ctx.get(..8)?.try_into().ok()?);
-    let seq = u64::from_be_bytes(ctx.get(8..16)?.try_into().ok()?);
-    Some((id, seq))
 }
 
 impl<S: LogStore> Core<S> {
@@ -198,14 +228,17 @@ impl<S: LogStore> Core<S> {
         // The state machine starts from the newest snapshot; raft re-applies what follows.
         let mut initial_events = Vec::new();
         let mut known_members = Vec::new();
+        let mut conf_epoch = 0;
         let snapshot_index = match store.newest_snapshot() {
             Some(snapshot) => {
                 let SnapshotData {
                     kv: restored,
                     app,
                     members,
+                    conf_epoch: epoch,
                 } = SnapshotData::decode(&snapshot.data).map_err(Error::Storage)?;
                 known_members = members;
+                conf_epoch = epoch;
                 *kv.write().unwrap_or_else(|p| p.into_inner()) = restored;
                 let meta = snapshot.get_metadata();
                 initial_events.push(Event::Snapshot {
@@ -246,8 +279,10 @@ impl<S: LogStore> Core<S> {
             heartbeat_ticks: heartbeat_ticks as u64,
             election_ticks: election_ticks as u64,
             ticks: 0,
-            next_seq: 1,
+            ids: RequestIds::new(id),
             proposals: HashMap::new(),
+            parked: Vec::new(),
+            conf_changes: HashMap::new(),
             unsent_reads: Vec::new(),
             reads: BTreeMap::new(),
             transfer: None,
@@ -271,14 +306,17 @@ impl<S: LogStore> Core<S> {
             membership_events: Vec::new(),
             force_snapshot: false,
             joint_waiters: Vec::new(),
-            lease: Lease {
-                length: (tick * election_ticks as u32).saturating_sub(tick * 2),
-                probes: BTreeMap::new(),
-                until: None,
-                held: false,
-            },
+            conf_epoch,
+            was_member: false,
+            removed: false,
+            lease: Lease::new(
+                (tick * election_ticks as u32).saturating_sub(tick * 2),
+                config.election_timeout,
+                config.check_quorum,
+            ),
         };
         core.learn_members(known_members);
+        core.track_membership();
         core.role = core.current_role();
         core.members = core.member_names();
         core.evaluate_health();
@@ -305,8 +343,8 @@ impl<S: LogStore> Core<S> {
         })
     }
 
-    /// Advances logical time by one tick; every few ticks, retries unanswered reads and drops
-    /// requests whose callers gave up.
+    /// Advances logical time by one tick; every few ticks, retries unanswered reads and
+    /// membership changes; answers the callers whose deadline passed.
     pub fn tick(&mut self) {
         self.raw.tick();
         self.ticks += 1;
@@ -320,7 +358,75 @@ impl<S: LogStore> Core<S> {
             self.retry_reads();
         }
         if self.ticks.is_multiple_of(self.election_ticks) {
-            self.proposals.retain(|_, (_, reply)| !reply.is_closed());
+            self.retry_conf_changes();
+        }
+        self.expire(Instant::now());
+    }
+
+    /// Answers every caller whose deadline passed: `NoLeader` for what never reached a
+    /// leader, a timeout (outcome unknown) for what was proposed.
+    fn expire(&mut self, now: Instant) {
+        let leaderless = self.raw.raft.leader_id == INVALID_ID;
+        if !self.parked.is_empty() {
+            let (over, waiting) = std::mem::take(&mut self.parked)
+                .into_iter()
+                .partition(|p| p.waiter.is_over(now));
+            self.parked = waiting;
+            for parked in over {
+                let error = parked.waiter.deadline.expired(false);
+                parked.waiter.send(Err(error));
+            }
+        }
+        let over: Vec<u64> = self
+            .proposals
+            .iter()
+            .filter(|(_, p)| p.waiter.is_over(now))
+            .map(|(&seq, _)| seq)
+            .collect();
+        for seq in over {
+            if let Some(p) = self.proposals.remove(&seq) {
+                let error = p.waiter.deadline.expired(true);
+                p.waiter.send(Err(error));
+            }
+        }
+        let over: Vec<u64> = self
+            .conf_changes
+            .iter()
+            .filter(|(_, c)| c.waiter.is_over(now))
+            .map(|(&seq, _)| seq)
+            .collect();
+        for seq in over {
+            if let Some(c) = self.conf_changes.remove(&seq) {
+                let error = c.waiter.deadline.expired(true);
+                c.waiter.send(Err(error));
+            }
+        }
+        // A read changes nothing: past its deadline it failed, for want of a leader or not.
+        let read_error = |waiter: &Waiter<u64>| {
+            if leaderless {
+                Error::NoLeader
+            } else {
+                Error::Timeout {
+                    ms: waiter.deadline.timeout.as_millis() as u64,
+                    unknown_outcome: false,
+                }
+            }
+        };
+        let (mut expired, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.unsent_reads)
+            .into_iter()
+            .partition(|w| w.is_over(now));
+        self.unsent_reads = waiting;
+        for read in self.reads.values_mut() {
+            let (over, waiting) = std::mem::take(&mut read.waiters)
+                .into_iter()
+                .partition(|w| w.is_over(now));
+            read.waiters = waiting;
+            expired.extend::<Vec<_>>(over);
+        }
+        self.reads.retain(|_, r| !r.waiters.is_empty());
+        for waiter in expired {
+            let error = read_error(&waiter);
+            waiter.send(Err(error));
         }
     }
 
@@ -344,6 +450,10 @@ impl<S: LogStore> Core<S> {
             tracing::debug!(node = %self.name, commit = msg.commit, last, "heartbeat commit beyond our log; clamped");
             msg.commit = last;
         }
+        if msg.get_msg_type() == MessageType::MsgPropose && self.raw.raft.state == StateRole::Leader
+        {
+            self.screen_forwarded_conf_changes(&mut msg);
+        }
         match self.raw.step(msg) {
             Ok(()) => Ok(()),
             // Stale responses from removed peers and the like: harmless, not hostile.
@@ -354,20 +464,45 @@ impl<S: LogStore> Core<S> {
         }
     }
 
-    /// Proposes a command; `reply` gets the outcome once this node applies it.
-    pub fn propose(&mut self, command: Command, forward: bool, reply: Reply<WriteOutcome>) {
-        match self.try_propose(command, forward) {
-            Ok(seq) => {
-                self.proposals.insert(seq, (self.raw.raft.term, reply));
-            }
-            Err(e) => {
-                let _ = reply.send(Err(e));
+    /// Tells the raft crate what became of messages sent to a peer: a leader probes a peer
+    /// it could not reach, and sends a snapshot again once one was lost.
+    pub fn report_delivery(&mut self, delivery: crate::transport::Delivery) {
+        use crate::transport::Delivery;
+        use raft::SnapshotStatus;
+        match delivery {
+            Delivery::Unreachable(peer) => self.raw.report_unreachable(peer),
+            Delivery::Snapshot { to, delivered } => {
+                let status = if delivered {
+                    SnapshotStatus::Finish
+                } else {
+                    SnapshotStatus::Failure
+                };
+                self.raw.report_snapshot(to, status);
             }
         }
     }
 
-    /// Proposes; returns the sequence number that the entry's context carries.
-    fn try_propose(&mut self, command: Command, forward: bool) -> Result<u64> {
+    /// Proposes a command; the waiter gets the outcome once this node applies it. With no
+    /// leader known, the write waits for one until its deadline.
+    pub fn propose(&mut self, command: Command, forward: bool, waiter: Waiter<WriteOutcome>) {
+        match self.encode_proposal(&command, forward) {
+            Ok(data) => {
+                self.parked.push(Parked {
+                    data,
+                    forward,
+                    waiter,
+                });
+                self.propose_parked();
+            }
+            Err(e) => waiter.send(Err(e)),
+        }
+    }
+
+    /// The entry data of a write, or why it fails at once whatever the leader.
+    fn encode_proposal(&self, command: &Command, forward: bool) -> Result<Vec<u8>> {
+        if self.removed {
+            return Err(Error::Removed);
+        }
         command.validate().map_err(Error::Invalid)?;
         let data = command.encode();
         if data.len() > self.max_proposal_bytes {
@@ -376,26 +511,52 @@ impl<S: LogStore> Core<S> {
                 max: self.max_proposal_bytes,
             });
         }
-        if !forward && self.raw.raft.state != StateRole::Leader {
+        let leader = self.raw.raft.leader_id;
+        if !forward && leader != INVALID_ID && leader != self.id {
             return Err(self.not_leader());
         }
-        let seq = self.next_seq;
-        self.next_seq += 1;
-        match self.raw.propose(request_context(self.id, seq), data) {
-            Ok(()) => Ok(seq),
-            Err(raft::Error::ProposalDropped) => Err(Error::NoLeader),
-            Err(e) => Err(Error::Invalid(format!("proposal refused: {e}"))),
+        Ok(data)
+    }
+
+    /// Proposes the parked writes once the raft crate would take them: a leader is known
+    /// and no leadership transfer is pending (it drops proposals meanwhile).
+    fn propose_parked(&mut self) {
+        let raft = &self.raw.raft;
+        let leader = raft.leader_id;
+        let transferring = raft.state == StateRole::Leader && raft.lead_transferee.is_some();
+        if self.parked.is_empty() || leader == INVALID_ID || transferring {
+            return;
+        }
+        for parked in std::mem::take(&mut self.parked) {
+            if !parked.forward && leader != self.id {
+                let error = self.not_leader();
+                parked.waiter.send(Err(error));
+                continue;
+            }
+            let (seq, context) = self.ids.next();
+            match self.raw.propose(context, parked.data) {
+                Ok(()) => {
+                    let term = self.raw.raft.term;
+                    let waiter = parked.waiter;
+                    self.proposals.insert(seq, Proposal { term, waiter });
+                }
+                Err(raft::Error::ProposalDropped) => parked.waiter.send(Err(Error::NoLeader)),
+                Err(e) => parked
+                    .waiter
+                    .send(Err(Error::Invalid(format!("proposal refused: {e}")))),
+            }
         }
     }
 
-    /// Asks for a linearizable read point: `reply` gets an index such that the local state,
-    /// once applied up to it, reflects every write acknowledged before the request.
-    pub fn read_index(&mut self, reply: Reply<u64>) {
-        if self.raw.raft.leader_id == INVALID_ID {
-            let _ = reply.send(Err(Error::NoLeader));
+    /// Asks for a linearizable read point: the waiter gets an index such that the local
+    /// state, once applied up to it, reflects every write acknowledged before the request.
+    /// With no leader known, it waits for one until its deadline.
+    pub fn read_index(&mut self, waiter: Waiter<u64>) {
+        if self.removed {
+            waiter.send(Err(Error::Removed));
             return;
         }
-        self.unsent_reads.push(reply);
+        self.unsent_reads.push(waiter);
     }
 
     /// Hands leadership to `to`, or to the most up-to-date other voter.
@@ -409,6 +570,7 @@ impl<S: LogStore> Core<S> {
             }
             Ok(target) => {
                 self.raw.transfer_leader(target);
+                self.lease.set_transferring(true, Instant::now());
                 if let Some(previous) = self.transfer.replace(reply) {
                     let _ = previous.send(Err(Error::Invalid(
                         "superseded by a newer leadership transfer".into(),
@@ -419,6 +581,9 @@ impl<S: LogStore> Core<S> {
     }
 
     fn pick_transferee(&self, to: Option<String>) -> Result<u64> {
+        if self.removed {
+            return Err(Error::Removed);
+        }
         if self.raw.raft.state != StateRole::Leader {
             return Err(self.not_leader());
         }
@@ -448,19 +613,20 @@ impl<S: LogStore> Core<S> {
 
     /// Fails every pending request with `err` (on stop).
     pub fn fail_all(&mut self, err: Error) {
-        for (_, (_, reply)) in self.proposals.drain() {
-            let _ = reply.send(Err(err.clone()));
-        }
-        for (_, _, reply) in self.joint_waiters.drain(..) {
-            let _ = reply.send(Err(err.clone()));
+        let proposals = self.proposals.drain().map(|(_, p)| p.waiter);
+        let parked = self.parked.drain(..).map(|p| p.waiter);
+        let conf_changes = self.conf_changes.drain().map(|(_, c)| c.waiter);
+        let joint = self.joint_waiters.drain(..).map(|(_, _, w)| w);
+        for waiter in proposals.chain(parked).chain(conf_changes).chain(joint) {
+            waiter.send(Err(err.clone()));
         }
         let reads = std::mem::take(&mut self.reads);
-        for reply in self
+        for waiter in self
             .unsent_reads
             .drain(..)
-            .chain(reads.into_values().flat_map(|r| r.replies))
+            .chain(reads.into_values().flat_map(|r| r.waiters))
         {
-            let _ = reply.send(Err(err.clone()));
+            waiter.send(Err(err.clone()));
         }
         if let Some(reply) = self.transfer.take() {
             let _ = reply.send(Err(err));
@@ -482,7 +648,8 @@ impl<S: LogStore> Core<S> {
             snapshot_index: self.snapshot_index,
             voters,
             learners,
-            is_leader: self.holds_lease(),
+            lease_until: self.lease_until(),
+            removed: self.removed,
         }
     }
 
@@ -536,6 +703,7 @@ impl<S: LogStore> Core<S> {
     /// Handles whatever is ready: sends through `send`, persists, applies, answers requests.
     /// Returns the events of this turn. A storage failure is returned: the node must stop.
     pub fn handle_ready(&mut self, send: &mut dyn FnMut(Vec<Message>)) -> Result<Vec<Event>> {
+        self.propose_parked();
         self.send_reads();
         let mut events = std::mem::take(&mut self.deferred);
         let mut applied = Vec::new();
@@ -593,9 +761,11 @@ impl<S: LogStore> Core<S> {
             kv: restored,
             app,
             members,
+            conf_epoch,
         } = SnapshotData::decode(&snapshot.data).map_err(Error::Storage)?;
         self.raw.mut_store().persist(Some(snapshot), &[], None)?;
         self.learn_members(members);
+        self.conf_epoch = conf_epoch;
         *self.kv.write().unwrap_or_else(|p| p.into_inner()) = restored;
         let meta = snapshot.get_metadata();
         self.last_snapshot = meta.index;
@@ -604,6 +774,7 @@ impl<S: LogStore> Core<S> {
         self.pending_snapshot = None;
         self.members = self.member_names();
         self.evaluate_health();
+        self.track_membership();
         flush_applied(applied, events);
         events.push(Event::Snapshot {
             index: meta.index,
@@ -640,6 +811,8 @@ impl<S: LogStore> Core<S> {
                     term,
                     conf_state,
                     kv,
+                    members: self.member_urls(),
+                    conf_epoch: self.conf_epoch,
                 });
                 events.push(Event::SnapshotRequest { index });
             }
@@ -650,6 +823,7 @@ impl<S: LogStore> Core<S> {
             &self.kv.read().unwrap_or_else(|p| p.into_inner()),
             None,
             &members,
+            self.conf_epoch,
         );
         self.write_snapshot(index, term, conf_state, data, events)
     }
@@ -659,7 +833,12 @@ impl<S: LogStore> Core<S> {
         let mut events = Vec::new();
         match self.pending_snapshot.take() {
             Some(point) if point.index == index => {
-                let data = SnapshotData::encode_parts(&point.kv, Some(&app), &self.member_urls());
+                let data = SnapshotData::encode_parts(
+                    &point.kv,
+                    Some(&app),
+                    &point.members,
+                    point.conf_epoch,
+                );
                 self.write_snapshot(point.index, point.term, point.conf_state, data, &mut events)?
             }
             other => self.pending_snapshot = other, // stale or unknown: ignore
@@ -716,12 +895,12 @@ impl<S: LogStore> Core<S> {
         let superseded: Vec<u64> = self
             .proposals
             .iter()
-            .filter(|(_, (term, _))| *term < applied_term)
+            .filter(|(_, p)| p.term < applied_term)
             .map(|(&seq, _)| seq)
             .collect();
         for seq in superseded {
-            if let Some((term, reply)) = self.proposals.remove(&seq) {
-                let _ = reply.send(Err(Error::LeaderChanged { term }));
+            if let Some(Proposal { term, waiter }) = self.proposals.remove(&seq) {
+                waiter.send(Err(Error::LeaderChanged { term }));
             }
         }
     }
@@ -748,6 +927,15 @@ impl<S: LogStore> Core<S> {
                             continue;
                         }
                     };
+                    if let Command::Refused { code, reason } = command {
+                        // A membership change the leader refused in place of its entry.
+                        if let Some(seq) = self.ids.ours(&context) {
+                            if let Some(change) = self.conf_changes.remove(&seq) {
+                                change.waiter.send(Err(Error::from_code(&code, reason)));
+                            }
+                        }
+                        continue;
+                    }
                     let record = self.applied_events.load(Ordering::Relaxed);
                     let ApplyResult {
                         op,
@@ -782,12 +970,12 @@ impl<S: LogStore> Core<S> {
     }
 
     fn answer_proposal(&mut self, context: &[u8], outcome: WriteOutcome) {
-        if let Some((origin, seq)) = parse_request_context(context) {
-            if origin == self.id {
-                if let Some((_, reply)) = self.proposals.remove(&seq) {
-                    let _ = reply.send(Ok(outcome));
-                }
-            }
+        if let Some(proposal) = self
+            .ids
+            .ours(context)
+            .and_then(|seq| self.proposals.remove(&seq))
+        {
+            proposal.waiter.send(Ok(outcome));
         }
     }
 
@@ -798,35 +986,36 @@ impl<S: LogStore> Core<S> {
     }
 
     fn apply_conf_change(&mut self, entry: &Entry) {
-        use prost::Message as _;
-        let data = entry.data.as_slice();
-        let change = if entry.get_entry_type() == EntryType::EntryConfChangeV2 {
-            ConfChangeV2::decode(data).map_err(|e| e.to_string())
-        } else {
-            // raftline proposes V2 only; a V1 change is read as the single change it is.
-            ConfChange::decode(data)
-                .map(|cc| ConfChangeV2 {
-                    changes: vec![raft::eraftpb::ConfChangeSingle {
-                        change_type: cc.change_type,
-                        node_id: cc.node_id,
-                    }],
-                    context: cc.context,
-                    ..Default::default()
-                })
-                .map_err(|e| e.to_string())
-        };
-        let change = match change {
+        let change = match decode_conf_change(entry) {
             Ok(cc) => cc,
             Err(e) => {
                 tracing::warn!(node = %self.name, "undecodable conf change: {e}");
                 return;
             }
         };
-        if let Some(info) = MemberInfo::decode(&change.context) {
+        let info = MemberInfo::decode(&change.context);
+        let ours = self
+            .ids
+            .ours(&entry.context)
+            .and_then(|seq| self.conf_changes.remove(&seq));
+        // A change proposed in an older epoch lost the race to another change, or is a resent
+        // copy of one that took effect already: every member skips it alike.
+        if info
+            .as_ref()
+            .and_then(|i| i.epoch)
+            .is_some_and(|epoch| epoch != self.conf_epoch)
+        {
+            if let Some(change) = ours {
+                change.waiter.send(Err(Error::ConfChangeInProgress));
+            }
+            return;
+        }
+        if let Some(info) = info {
             self.learn_members(vec![(info.name, info.url)]);
         }
         match self.raw.apply_conf_change(&change) {
             Ok(_) => {
+                self.conf_epoch = entry.index;
                 // A member added after the log was compacted catches up by snapshot, and it
                 // can only install one that lists it: take one now.
                 let adds = change
@@ -845,55 +1034,111 @@ impl<S: LogStore> Core<S> {
                         .any(|n| raft_id(n) == id)
                 });
                 self.evaluate_health();
+                self.track_membership();
                 self.membership_events
                     .push(Event::MembershipChanged { index: entry.index });
+                if let Some(change) = ours {
+                    self.joint_waiters
+                        .push((entry.index, entry.term, change.waiter));
+                }
             }
-            Err(e) => tracing::warn!(node = %self.name, "conf change refused: {e}"),
-        }
-        // A change is complete once the joint configuration it entered has been left: only
-        // then is the next change possible, so only then does its proposer hear back.
-        if let Some((origin, seq)) = parse_request_context(&entry.context) {
-            if origin == self.id {
-                if let Some((_, reply)) = self.proposals.remove(&seq) {
-                    self.joint_waiters.push((entry.index, entry.term, reply));
+            Err(e) => {
+                tracing::warn!(node = %self.name, "conf change refused: {e}");
+                if let Some(change) = ours {
+                    let error = Error::Invalid(format!("membership change refused: {e}"));
+                    change.waiter.send(Err(error));
                 }
             }
         }
-        let joint = !self
-            .raw
-            .raft
-            .prs()
-            .conf()
-            .to_conf_state()
-            .voters_outgoing
-            .is_empty();
-        if !joint {
-            for (index, term, reply) in self.joint_waiters.drain(..) {
+        // A change is complete once the joint configuration it entered has been left: only
+        // then is the next change possible, so only then does its proposer hear back. A
+        // removed node may never see the leave: its removal is certain once entered.
+        let joint = !self.conf_state().voters_outgoing.is_empty();
+        if !joint || self.removed {
+            for (index, term, waiter) in self.joint_waiters.drain(..) {
                 let outcome = WriteOutcome {
                     index,
                     term,
                     ok: true,
                     value: None,
                 };
-                let _ = reply.send(Ok(outcome));
+                waiter.send(Ok(outcome));
+            }
+        }
+        // A leader that removed itself leads a configuration without it: hand over to the
+        // most up-to-date remaining voter, which takes over at once (TimeoutNow).
+        if !joint && self.removed && self.raw.raft.state == StateRole::Leader {
+            let prs = self.raw.raft.prs();
+            let best = self
+                .conf_state()
+                .voters
+                .into_iter()
+                .max_by_key(|&v| prs.get(v).map_or(0, |p| p.matched));
+            if let Some(target) = best {
+                self.raw.transfer_leader(target);
             }
         }
     }
 
-    /// Proposes a membership change; `reply` gets its log position once applied here.
-    pub fn change_membership(&mut self, change: MembershipChange, reply: Reply<WriteOutcome>) {
-        match self.try_change_membership(change) {
-            Ok(seq) => {
-                self.proposals.insert(seq, (self.raw.raft.term, reply));
+    fn conf_state(&self) -> raft::eraftpb::ConfState {
+        self.raw.raft.prs().conf().to_conf_state()
+    }
+
+    /// Notices this node's removal from the configuration (and its return, were its name
+    /// added again). A removed node answers every request with `Removed`, but goes on
+    /// taking part in raft: while the joint configuration lasts, its vote may be needed.
+    fn track_membership(&mut self) {
+        let cs = self.conf_state();
+        let member = [&cs.voters, &cs.learners, &cs.learners_next]
+            .iter()
+            .any(|ids| ids.contains(&self.id));
+        if member {
+            self.was_member = true;
+            self.removed = false;
+            return;
+        }
+        if self.was_member && !self.removed {
+            tracing::info!(node = %self.name, "removed from the cluster");
+            self.removed = true;
+            for parked in self.parked.drain(..) {
+                parked.waiter.send(Err(Error::Removed));
             }
-            Err(e) => {
-                let _ = reply.send(Err(e));
+            let reads = std::mem::take(&mut self.reads);
+            for waiter in self
+                .unsent_reads
+                .drain(..)
+                .chain(reads.into_values().flat_map(|r| r.waiters))
+            {
+                waiter.send(Err(Error::Removed));
             }
         }
     }
 
-    fn try_change_membership(&mut self, change: MembershipChange) -> Result<u64> {
+    /// Proposes a membership change; the waiter gets its log position once it is complete
+    /// here. It is resent until its entry is applied (leaders drop conf changes while one
+    /// is pending), and waits for a leader until its deadline.
+    pub fn change_membership(&mut self, change: MembershipChange, waiter: Waiter<WriteOutcome>) {
+        match self.prepare_conf_change(change) {
+            Ok(change) => {
+                let (seq, _) = self.ids.next();
+                let pending = PendingConf {
+                    change,
+                    sent_at: self.ticks,
+                    waiter,
+                };
+                self.conf_changes.insert(seq, pending);
+                self.send_conf_change(seq);
+            }
+            Err(e) => waiter.send(Err(e)),
+        }
+    }
+
+    /// The conf change for `change`, checked against this node's view of the members.
+    fn prepare_conf_change(&self, change: MembershipChange) -> Result<ConfChangeV2> {
         use raft::eraftpb::{ConfChangeSingle, ConfChangeType};
+        if self.removed {
+            return Err(Error::Removed);
+        }
         let conf = self.raw.raft.prs().conf();
         let role_of = |name: &str| {
             let id = raft_id(name);
@@ -929,36 +1174,169 @@ impl<S: LogStore> Core<S> {
                 (ConfChangeType::RemoveNode, name, String::new())
             }
         };
-        if self.raw.raft.leader_id == INVALID_ID {
-            return Err(Error::NoLeader);
-        }
-        // The leader knows of changes not applied yet; a follower's request is checked by
-        // the leader, which drops a second concurrent change (the caller then times out).
-        if self.raw.raft.state == StateRole::Leader
-            && (self.raw.raft.has_pending_conf()
-                || !conf.to_conf_state().voters_outgoing.is_empty())
-        {
-            return Err(Error::ConfChangeInProgress);
-        }
-        let change = ConfChangeV2 {
+        Ok(ConfChangeV2 {
             changes: vec![ConfChangeSingle {
                 change_type: kind as i32,
                 node_id: raft_id(&name),
             }],
-            context: MemberInfo { name, url }.encode(),
+            context: MemberInfo {
+                name,
+                url,
+                epoch: Some(self.conf_epoch),
+            }
+            .encode(),
             // Joint consensus: enter the joint configuration, and leave it automatically as
             // soon as that is applied (the leader proposes the leave itself).
             transition: raft::eraftpb::ConfChangeTransition::Implicit as i32,
+        })
+    }
+
+    /// Proposes (again) the pending change `seq`. A leader screens it first; elsewhere the
+    /// leader screens it when it arrives.
+    fn send_conf_change(&mut self, seq: u64) {
+        let Some(pending) = self.conf_changes.get_mut(&seq) else {
+            return;
         };
-        let seq = self.next_seq;
-        self.next_seq += 1;
-        match self
-            .raw
-            .propose_conf_change(request_context(self.id, seq), change)
-        {
-            Ok(()) => Ok(seq),
-            Err(raft::Error::ProposalDropped) => Err(Error::NoLeader),
-            Err(e) => Err(Error::Invalid(format!("membership change refused: {e}"))),
+        pending.sent_at = self.ticks;
+        let change = pending.change.clone();
+        let verdict = if self.raw.raft.state == StateRole::Leader {
+            self.screen_conf_change(&change)
+        } else {
+            Ok(())
+        };
+        let verdict = verdict.and_then(|()| {
+            match self.raw.propose_conf_change(self.ids.context(seq), change) {
+                // No leader right now, or a leader that drops it: resent on a later tick.
+                Ok(()) | Err(raft::Error::ProposalDropped) => Ok(()),
+                Err(e) => Err(Error::Invalid(format!("membership change refused: {e}"))),
+            }
+        });
+        if let Err(e) = verdict {
+            if let Some(pending) = self.conf_changes.remove(&seq) {
+                pending.waiter.send(Err(e));
+            }
+        }
+    }
+
+    /// Resends the membership changes whose entry has not been applied after an election
+    /// timeout (dropped by a leader that had one pending, or lost with a leader).
+    fn retry_conf_changes(&mut self) {
+        let due = self.ticks.saturating_sub(self.election_ticks);
+        let seqs: Vec<u64> = self
+            .conf_changes
+            .iter()
+            .filter(|(_, c)| c.sent_at <= due)
+            .map(|(&seq, _)| seq)
+            .collect();
+        for seq in seqs {
+            self.send_conf_change(seq);
+        }
+    }
+
+    /// On the leader: turns the conf changes of a follower's proposal that must be refused
+    /// into refusals, which reach the proposer through the log (the raft crate would drop
+    /// them silently, and the proposer would wait until its deadline).
+    fn screen_forwarded_conf_changes(&mut self, msg: &mut Message) {
+        for entry in msg.entries.iter_mut() {
+            if entry.get_entry_type() == EntryType::EntryNormal {
+                continue;
+            }
+            let verdict = decode_conf_change(entry)
+                .map_err(Error::Invalid)
+                .and_then(|cc| self.screen_conf_change(&cc));
+            if let Err(e) = verdict {
+                entry.set_entry_type(EntryType::EntryNormal);
+                entry.data = refusal(&e).encode();
+            }
+        }
+    }
+
+    /// On the leader: whether a membership change made by raftline may go ahead now. One
+    /// change at a time, in the epoch it was made for, consistent with the members, and
+    /// leaving a quorum of voters reachable and caught up (etcd's strict reconfiguration).
+    fn screen_conf_change(&self, cc: &ConfChangeV2) -> Result<()> {
+        use raft::eraftpb::ConfChangeType;
+        let Some(info) = MemberInfo::decode(&cc.context).filter(|i| i.epoch.is_some()) else {
+            return Ok(()); // not ours (a raft-internal change): the raft crate judges it
+        };
+        if !self.conf_state().voters_outgoing.is_empty() || self.conf_entry_pending() {
+            return Err(Error::ConfChangeInProgress);
+        }
+        if info.epoch != Some(self.conf_epoch) {
+            return Err(Error::ConfChangeInProgress);
+        }
+        let conf = self.raw.raft.prs().conf();
+        let mut voters: std::collections::BTreeSet<u64> = conf.voters().ids().iter().collect();
+        let existing = voters.clone();
+        for single in &cc.changes {
+            let id = single.node_id;
+            let (voter, learner) = (voters.contains(&id), conf.learners().contains(&id));
+            match ConfChangeType::from_i32(single.change_type) {
+                Some(ConfChangeType::AddNode) if voter => {
+                    return Err(Error::Invalid(format!("{} is a voter already", info.name)))
+                }
+                Some(ConfChangeType::AddLearnerNode) if voter || learner => {
+                    return Err(Error::Invalid(format!("{} is a member already", info.name)))
+                }
+                Some(ConfChangeType::RemoveNode) if !voter && !learner => {
+                    return Err(Error::UnknownMember(info.name.clone()))
+                }
+                Some(ConfChangeType::AddNode) => {
+                    voters.insert(id);
+                }
+                Some(_) => {
+                    voters.remove(&id);
+                }
+                None => return Err(Error::Invalid("unknown conf change type".into())),
+            }
+        }
+        // Existing voters count when heard from lately; a new or promoted one must also
+        // have caught up with the log.
+        let now = Instant::now();
+        let last_index = self.raw.raft.raft_log.last_index();
+        let recent = self.election * 2;
+        let live = voters
+            .iter()
+            .filter(|&&v| {
+                if v == self.id {
+                    return true;
+                }
+                let heard = self
+                    .health
+                    .last_contact(v, now)
+                    .is_some_and(|ago| ago <= recent);
+                let caught_up = existing.contains(&v)
+                    || self.raw.raft.prs().get(v).is_some_and(|pr| {
+                        last_index.saturating_sub(pr.matched)
+                            <= crate::config::SNAPSHOT_KEEP_ENTRIES
+                    });
+                heard && caught_up
+            })
+            .count();
+        let quorum = voters.len() / 2 + 1;
+        if live < quorum {
+            return Err(Error::Invalid(format!(
+                "changing {} now would leave {live} of {} voters reachable and caught up, short of \
+                 a quorum of {quorum}: bring members back first, or add a new member as a learner \
+                 and promote it once it has caught up",
+                info.name,
+                voters.len()
+            )));
+        }
+        Ok(())
+    }
+
+    /// True when the leader's log holds a conf change not applied yet.
+    fn conf_entry_pending(&self) -> bool {
+        let log = &self.raw.raft.raft_log;
+        if log.applied >= log.last_index() {
+            return false;
+        }
+        match log.entries(log.applied + 1, None, raft::GetEntriesContext::empty(false)) {
+            Ok(entries) => entries
+                .iter()
+                .any(|e| e.get_entry_type() != EntryType::EntryNormal),
+            Err(_) => true,
         }
     }
 
@@ -1002,6 +1380,7 @@ impl<S: LogStore> Core<S> {
                 None => (Health::Unknown, None, None),
             };
             view.push(MemberView {
+                url: self.urls.get(&id).cloned(),
                 name: name.clone(),
                 voter,
                 health,
@@ -1026,104 +1405,82 @@ impl<S: LogStore> Core<S> {
 
     /// Sends one ReadIndex request for all reads that arrived since the last turn.
     fn send_reads(&mut self) {
-        if self.unsent_reads.is_empty() {
-            return;
+        if self.unsent_reads.is_empty() || self.raw.raft.leader_id == INVALID_ID {
+            return; // with no leader known, they wait for one (or their deadline)
         }
-        let seq = self.next_seq;
-        self.next_seq += 1;
+        let (seq, context) = self.ids.next();
         self.reads.insert(
             seq,
             PendingRead {
-                replies: std::mem::take(&mut self.unsent_reads),
+                waiters: std::mem::take(&mut self.unsent_reads),
                 index: None,
                 sent_at: self.ticks,
             },
         );
-        self.raw.read_index(request_context(self.id, seq));
+        self.raw.read_index(context);
     }
 
     /// A leader drops ReadIndex requests until it has committed an entry of its term, and
-    /// the network may drop them too: ask again for those still unanswered.
+    /// the network may drop them too: ask again for those still unanswered, once a leader
+    /// is known.
     fn retry_reads(&mut self) {
-        let due = self.ticks.saturating_sub(2 * self.heartbeat_ticks);
-        let leaderless = self.raw.raft.leader_id == INVALID_ID;
-        let mut failed = Vec::new();
-        for (&seq, read) in self.reads.iter_mut() {
-            if read.index.is_some() || read.sent_at > due {
-                continue;
-            }
-            if leaderless {
-                failed.push(seq);
-            } else {
-                read.sent_at = self.ticks;
-                self.raw.read_index(request_context(self.id, seq));
-            }
+        if self.raw.raft.leader_id == INVALID_ID {
+            return;
         }
-        for seq in failed {
-            for reply in self.reads.remove(&seq).into_iter().flat_map(|r| r.replies) {
-                let _ = reply.send(Err(Error::NoLeader));
+        let due = self.ticks.saturating_sub(2 * self.heartbeat_ticks);
+        for (&seq, read) in self.reads.iter_mut() {
+            if read.index.is_none() && read.sent_at <= due {
+                read.sent_at = self.ticks;
+                self.raw.read_index(self.ids.context(seq));
             }
         }
     }
 
     fn record_read_states(&mut self, states: Vec<ReadState>) {
         for state in states {
-            if let Some((origin, seq)) = parse_request_context(&state.request_ctx) {
-                if origin == self.id && self.lease.probes.contains_key(&seq) {
-                    self.confirm_lease(seq);
-                    continue;
-                }
-                if let (true, Some(read)) = (origin == self.id, self.reads.get_mut(&seq)) {
-                    read.index.get_or_insert(state.index);
-                }
+            let Some(seq) = self.ids.ours(&state.request_ctx) else {
+                continue;
+            };
+            if self.lease.is_probe(seq) {
+                self.lease.confirm(seq);
+            } else if let Some(read) = self.reads.get_mut(&seq) {
+                read.index.get_or_insert(state.index);
             }
         }
     }
 
-    /// Sends a lease probe (a ReadIndex round) and forgets probes too old to matter.
+    /// Sends a lease probe (a ReadIndex round), unless no lease can result.
     fn probe_lease(&mut self) {
-        let now = Instant::now();
-        let length = self.lease.length;
-        self.lease
-            .probes
-            .retain(|_, sent| now.duration_since(*sent) < length);
-        let seq = self.next_seq;
-        self.next_seq += 1;
-        self.lease.probes.insert(seq, now);
-        self.raw.read_index(request_context(self.id, seq));
-    }
-
-    /// A quorum acknowledged probe `seq`: the lease runs from when it was sent.
-    fn confirm_lease(&mut self, seq: u64) {
-        let Some(&sent) = self.lease.probes.get(&seq) else {
-            return;
-        };
-        self.lease.probes = self.lease.probes.split_off(&(seq + 1));
-        let until = sent + self.lease.length;
-        if self.lease.until.is_none_or(|u| u < until) {
-            self.lease.until = Some(until);
+        let (seq, context) = self.ids.next();
+        if self.lease.probe(seq, Instant::now()) {
+            self.raw.read_index(context);
         }
     }
 
-    /// When the current lease runs out, while one is held.
+    /// When the lease held now ends.
+    fn lease_until(&self) -> Option<Instant> {
+        let leader = self.raw.raft.state == StateRole::Leader;
+        self.lease.until(leader, Instant::now())
+    }
+
+    /// When the current lease runs out, while one is held (the driver wakes then).
     pub fn lease_deadline(&self) -> Option<Instant> {
-        self.lease.until.filter(|_| self.lease.held)
+        self.lease_until()
     }
 
     /// True while this node leads under a confirmed, unexpired lease.
     pub fn holds_lease(&self) -> bool {
-        self.raw.raft.state == StateRole::Leader
-            && self.lease.until.is_some_and(|until| Instant::now() < until)
+        self.lease_until().is_some()
     }
 
     /// Reports a lease gained or lost since the last call (the driver calls it every turn,
     /// so an expiry is seen within a tick even when nothing else happens).
     pub fn lease_change(&mut self) -> Option<Event> {
         let held = self.holds_lease();
-        if held == self.lease.held {
+        if held == self.lease.reported {
             return None;
         }
-        self.lease.held = held;
+        self.lease.reported = held;
         Some(Event::LeaseChanged {
             held,
             term: self.raw.raft.term,
@@ -1141,8 +1498,8 @@ impl<S: LogStore> Core<S> {
         for seq in done {
             if let Some(read) = self.reads.remove(&seq) {
                 let index = read.index.unwrap_or(applied);
-                for reply in read.replies {
-                    let _ = reply.send(Ok(index));
+                for waiter in read.waiters {
+                    waiter.send(Ok(index));
                 }
             }
         }
@@ -1166,11 +1523,13 @@ impl<S: LogStore> Core<S> {
     fn diff_leadership(&mut self, events: &mut Vec<Event>) {
         let term = self.raw.raft.term;
         let role = self.current_role();
+        let raft = &self.raw.raft;
+        let transferring = raft.state == StateRole::Leader && raft.lead_transferee.is_some();
+        self.lease.set_transferring(transferring, Instant::now());
         if role != self.role {
             self.health.set_leader(role == Role::Leader, Instant::now());
             if role != Role::Leader {
-                self.lease.until = None;
-                self.lease.probes.clear();
+                self.lease.revoke();
             }
             events.push(Event::RoleChanged {
                 role,
@@ -1270,5 +1629,36 @@ impl<S: LogStore> Core<S> {
     /// True when a Ready is waiting (or reads wait to be sent).
     pub fn has_ready(&self) -> bool {
         !self.unsent_reads.is_empty() || self.raw.has_ready()
+    }
+}
+
+/// The conf change an entry carries (a V1 change is read as the single change it is).
+fn decode_conf_change(entry: &Entry) -> std::result::Result<ConfChangeV2, String> {
+    use prost::Message as _;
+    let data = entry.data.as_slice();
+    if entry.get_entry_type() == EntryType::EntryConfChangeV2 {
+        return ConfChangeV2::decode(data).map_err(|e| e.to_string());
+    }
+    ConfChange::decode(data)
+        .map(|cc| ConfChangeV2 {
+            changes: vec![raft::eraftpb::ConfChangeSingle {
+                change_type: cc.change_type,
+                node_id: cc.node_id,
+            }],
+            context: cc.context,
+            ..Default::default()
+        })
+        .map_err(|e| e.to_string())
+}
+
+/// The entry that stands in the log for a membership change the leader refused.
+fn refusal(error: &Error) -> Command {
+    let reason = match error {
+        Error::UnknownMember(name) => name.clone(),
+        other => other.to_string(),
+    };
+    Command::Refused {
+        code: error.code().to_string(),
+        reason,
     }
 }

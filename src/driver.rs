@@ -16,8 +16,9 @@ use crate::core::{Core, Reply, Status, WriteOutcome};
 use crate::error::Error;
 use crate::events::Event;
 use crate::kv::Command;
+use crate::requests::Waiter;
 use crate::storage::LogStore;
-use crate::transport::{Inbound, Transport};
+use crate::transport::{Delivery, Inbound, Transport};
 
 /// Most requests or inbound frames taken in one turn.
 const MAX_PER_TURN: usize = 1024;
@@ -27,10 +28,10 @@ pub(crate) enum Request {
     Propose {
         command: Command,
         forward: bool,
-        reply: Reply<WriteOutcome>,
+        waiter: Waiter<WriteOutcome>,
     },
     ReadIndex {
-        reply: Reply<u64>,
+        waiter: Waiter<u64>,
     },
     Transfer {
         to: Option<String>,
@@ -45,7 +46,7 @@ pub(crate) enum Request {
     },
     ChangeMembership {
         change: crate::membership::MembershipChange,
-        reply: Reply<WriteOutcome>,
+        waiter: Waiter<WriteOutcome>,
     },
 }
 
@@ -53,6 +54,7 @@ pub(crate) enum Request {
 enum Turn {
     Requests(Vec<Request>),
     Frames(Vec<Inbound>),
+    Reports(Vec<Delivery>),
     Tick,
     LeaseExpired,
 }
@@ -62,6 +64,7 @@ pub(crate) struct Driver<S: LogStore> {
     pub transport: Transport,
     pub requests: mpsc::Receiver<Request>,
     pub inbound: mpsc::Receiver<Inbound>,
+    pub reports: mpsc::UnboundedReceiver<Delivery>,
     pub events: mpsc::UnboundedSender<Vec<Event>>,
     pub status: watch::Sender<Status>,
     pub tick: Duration,
@@ -84,6 +87,13 @@ impl<S: LogStore> Driver<S> {
                     None => break,
                 },
                 Some(first) = self.inbound.recv() => Turn::Frames(drain(first, &mut self.inbound)),
+                Some(first) = self.reports.recv() => {
+                    let mut reports = vec![first];
+                    while let Ok(more) = self.reports.try_recv() {
+                        reports.push(more);
+                    }
+                    Turn::Reports(reports)
+                }
                 _ = ticker.tick() => Turn::Tick,
                 // Wake at the very instant a lease runs out, not a tick later.
                 _ = lease_expiry(self.core.lease_deadline()) => Turn::LeaseExpired,
@@ -135,6 +145,11 @@ impl<S: LogStore> Driver<S> {
         match turn {
             Turn::Tick => self.core.tick(),
             Turn::LeaseExpired => {}
+            Turn::Reports(reports) => {
+                for report in reports {
+                    self.core.report_delivery(report);
+                }
+            }
             Turn::Frames(frames) => {
                 for frame in frames {
                     for message in frame.messages {
@@ -152,13 +167,13 @@ impl<S: LogStore> Driver<S> {
                         Request::Propose {
                             command,
                             forward,
-                            reply,
-                        } => self.core.propose(command, forward, reply),
-                        Request::ReadIndex { reply } => self.core.read_index(reply),
+                            waiter,
+                        } => self.core.propose(command, forward, waiter),
+                        Request::ReadIndex { waiter } => self.core.read_index(waiter),
                         Request::Transfer { to, reply } => self.core.transfer_leader(to, reply),
                         Request::Stop { reply } => stop = Some(reply),
-                        Request::ChangeMembership { change, reply } => {
-                            self.core.change_membership(change, reply)
+                        Request::ChangeMembership { change, waiter } => {
+                            self.core.change_membership(change, waiter)
                         }
                         Request::AppSnapshot { index, data } => {
                             let events = self.core.provide_app_snapshot(index, data)?;

@@ -37,6 +37,9 @@ pub enum Error {
     /// Invalid argument, configuration or state.
     #[error("{0}")]
     Invalid(String),
+    /// This node was removed from the cluster: it serves no more requests.
+    #[error("this node was removed from the cluster")]
+    Removed,
 }
 
 impl Error {
@@ -54,6 +57,18 @@ impl Error {
             Error::ConfChangeInProgress => "ERR_CONF_CHANGE_IN_PROGRESS",
             Error::UnknownMember(_) => "ERR_UNKNOWN_MEMBER",
             Error::Invalid(_) => "ERR_INVALID",
+            Error::Removed => "ERR_REMOVED",
+        }
+    }
+
+    /// The error that `code` names, for errors decided on another node (a leader's refusal
+    /// of a membership change travels in the log as a code and a message).
+    pub fn from_code(code: &str, message: String) -> Error {
+        match code {
+            "ERR_CONF_CHANGE_IN_PROGRESS" => Error::ConfChangeInProgress,
+            "ERR_UNKNOWN_MEMBER" => Error::UnknownMember(message),
+            "ERR_REMOVED" => Error::Removed,
+            _ => Error::Invalid(message),
         }
     }
 }

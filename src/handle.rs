@@ -13,10 +13,13 @@ use crate::driver::Request;
 use crate::error::{Error, Result};
 use crate::events::Role;
 use crate::kv::{BatchOp, Command, KvStore};
+use crate::requests::{Deadline, Waiter};
 use crate::transport::{FaultFilter, TransportControl};
 
 /// Default deadline of a write, a read or a transfer.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How much longer than a request's deadline a caller waits for the driver's answer.
+const DRIVER_GRACE: Duration = Duration::from_secs(1);
 
 /// How a write is made.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -183,12 +186,26 @@ impl NodeHandle {
         answer.await
     }
 
+    /// Sends a request that the driver answers by its deadline (it alone knows whether the
+    /// request reached a leader); waits a little longer in case the driver is stuck.
+    async fn ask_by<T>(
+        &self,
+        timeout: Duration,
+        request: impl FnOnce(Waiter<T>) -> Request,
+    ) -> Result<T> {
+        let deadline = Deadline::after(timeout);
+        self.ask(timeout + DRIVER_GRACE, true, |reply| {
+            request(Waiter { reply, deadline })
+        })
+        .await
+    }
+
     /// Replicates `command`; resolves once it is committed and applied on this node.
     pub async fn write(&self, command: Command, options: WriteOptions) -> Result<WriteOutcome> {
-        self.ask(options.timeout, true, |reply| Request::Propose {
+        self.ask_by(options.timeout, |waiter| Request::Propose {
             command,
             forward: options.forward,
-            reply,
+            waiter,
         })
         .await
     }
@@ -244,7 +261,7 @@ impl NodeHandle {
     /// A linearizable read point: once this resolves, the local state reflects every write
     /// acknowledged before the call.
     pub async fn read_barrier(&self, timeout: Duration) -> Result<u64> {
-        self.ask(timeout, false, |reply| Request::ReadIndex { reply })
+        self.ask_by(timeout, |waiter| Request::ReadIndex { waiter })
             .await
     }
 
@@ -258,7 +275,7 @@ impl NodeHandle {
     async fn barrier_for(&self, options: ReadOptions) -> Result<()> {
         match options.consistency {
             Consistency::Local => Ok(()),
-            Consistency::Lease if self.inner.status.borrow().is_leader => Ok(()),
+            Consistency::Lease if self.inner.status.borrow().is_leader() => Ok(()),
             Consistency::Lease | Consistency::Linearizable => {
                 self.read_barrier(options.timeout).await.map(|_| ())
             }
@@ -292,9 +309,9 @@ impl NodeHandle {
         change: crate::MembershipChange,
         timeout: Duration,
     ) -> Result<u64> {
-        self.ask(timeout, true, |reply| Request::ChangeMembership {
+        self.ask_by(timeout, |waiter| Request::ChangeMembership {
             change,
-            reply,
+            waiter,
         })
         .await
         .map(|outcome| outcome.index)

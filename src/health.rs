@@ -35,6 +35,8 @@ impl Health {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MemberView {
     pub name: String,
+    /// Where it listens, as far as this node knows (its configuration, the log, snapshots).
+    pub url: Option<String>,
     pub voter: bool,
     pub health: Health,
     /// Highest log index known to be replicated on it (leader only).
@@ -45,6 +47,16 @@ pub struct MemberView {
 
 /// Entries behind the leader past which a member counts as degraded.
 const LAG_DEGRADED: u64 = 10_000;
+
+/// A peer being sent a snapshot, or probed while behind, or far behind, lags. (A peer that
+/// was unreachable stays in the probe state while the log is idle: caught up, it is fine.)
+fn lagging(state: ProgressState, lag: u64) -> bool {
+    match state {
+        ProgressState::Snapshot => true,
+        ProgressState::Probe => lag > 0,
+        ProgressState::Replicate => lag > LAG_DEGRADED,
+    }
+}
 
 /// The leader's record of its peers.
 #[derive(Default)]
@@ -87,8 +99,7 @@ impl HealthTracker {
         let silent = now.saturating_duration_since(reference);
         if silent > election {
             Health::Unhealthy
-        } else if silent > heartbeat * 3 || state != ProgressState::Replicate || lag > LAG_DEGRADED
-        {
+        } else if silent > heartbeat * 3 || lagging(state, lag) {
             Health::Degraded
         } else {
             Health::Healthy
@@ -148,7 +159,20 @@ mod tests {
                 0,
                 Health::Degraded,
             ),
-            ("probing", 5, ProgressState::Probe, 0, Health::Degraded),
+            (
+                "probing while behind",
+                5,
+                ProgressState::Probe,
+                3,
+                Health::Degraded,
+            ),
+            (
+                "probe state but caught up (idle log)",
+                5,
+                ProgressState::Probe,
+                0,
+                Health::Healthy,
+            ),
             (
                 "receiving a snapshot",
                 5,

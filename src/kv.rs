@@ -21,23 +21,35 @@ pub struct SnapshotData {
     pub app: Option<Vec<u8>>,
     /// Members' names and URLs, so that a node restored from the snapshot can reach them.
     pub members: Vec<(String, String)>,
+    /// Index of the last membership change that took effect (see `MemberInfo::epoch`).
+    pub conf_epoch: u64,
 }
 
 impl SnapshotData {
-    /// MessagePack bytes: `[[key, value]...], app bytes or nil, [[name, url]...]`.
+    /// MessagePack bytes: `[[key, value]...], app bytes or nil, [[name, url]...], epoch`.
     pub fn encode(&self) -> Vec<u8> {
-        Self::encode_parts(&self.kv, self.app.as_deref(), &self.members)
+        Self::encode_parts(
+            &self.kv,
+            self.app.as_deref(),
+            &self.members,
+            self.conf_epoch,
+        )
     }
 
     /// The same bytes, from borrowed parts (no copy of the state).
-    pub fn encode_parts(kv: &KvStore, app: Option<&[u8]>, members: &[(String, String)]) -> Vec<u8> {
+    pub fn encode_parts(
+        kv: &KvStore,
+        app: Option<&[u8]>,
+        members: &[(String, String)],
+        conf_epoch: u64,
+    ) -> Vec<u8> {
         let pairs: Vec<(&str, &serde_bytes::Bytes)> = kv
             .map
             .iter()
             .map(|(k, v)| (k.as_str(), serde_bytes::Bytes::new(v)))
             .collect();
         let app = app.map(serde_bytes::Bytes::new);
-        rmp_serde::to_vec(&(pairs, app, members)).expect("the state always encodes")
+        rmp_serde::to_vec(&(pairs, app, members, conf_epoch)).expect("the state always encodes")
     }
 
     /// Parses what [`SnapshotData::encode`] wrote; empty bytes are the empty state.
@@ -49,14 +61,16 @@ impl SnapshotData {
             Vec<(String, ByteBuf)>,
             Option<ByteBuf>,
             Vec<(String, String)>,
+            u64,
         );
-        let (pairs, app, members): Parts =
+        let (pairs, app, members, conf_epoch): Parts =
             rmp_serde::from_slice(bytes).map_err(|e| format!("undecodable snapshot: {e}"))?;
         let map = pairs.into_iter().map(|(k, v)| (k, v.into_vec())).collect();
         Ok(SnapshotData {
             kv: KvStore { map },
             app: app.map(ByteBuf::into_vec),
             members,
+            conf_epoch,
         })
     }
 }
@@ -79,6 +93,9 @@ pub enum Command {
     Batch { ops: Vec<BatchOp> },
     /// Opaque bytes for a state machine of the user's own; the KV state is untouched.
     Raw(ByteBuf),
+    /// A membership change the leader refused, in the place of its entry: changes nothing,
+    /// and tells its proposer why (an error code of API.md and a message).
+    Refused { code: String, reason: String },
 }
 
 /// One operation of a [`Command::Batch`].
@@ -119,6 +136,7 @@ impl Command {
                 BatchOp::Set { key, .. } | BatchOp::Delete { key } => check(key),
             }),
             Command::Raw(_) => Ok(()),
+            Command::Refused { .. } => Err("a refusal is not a write".into()),
         }
     }
 }
@@ -236,6 +254,7 @@ impl KvStore {
                 }
             }
             Command::Raw(data) => result.data = Some(data.into_vec()),
+            Command::Refused { .. } => {}
         }
         result
     }
@@ -435,6 +454,7 @@ mod tests {
                 kv: kv.clone(),
                 app,
                 members: vec![("n1".to_string(), "ws://h:1".to_string())],
+                conf_epoch: 7,
             };
             assert_eq!(SnapshotData::decode(&data.encode()).unwrap(), data);
         }

@@ -18,11 +18,16 @@ pub enum MembershipChange {
 }
 
 /// What a conf change carries besides the raft id: the member's name and URL, so that
-/// every node (and every node restored from the log later) can reach it.
+/// every node (and every node restored from the log later) can reach it, and the epoch
+/// (index of the last change that took effect) it was proposed in: a change whose epoch
+/// is no longer current is skipped by every member, so a resent change applies once.
+/// Changes without an epoch (the bootstrap log's) always apply.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MemberInfo {
     pub name: String,
     pub url: String,
+    #[serde(default)]
+    pub epoch: Option<u64>,
 }
 
 impl MemberInfo {

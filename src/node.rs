@@ -68,6 +68,7 @@ async fn spawn_node<S: LogStore>(config: Config, store: S) -> Result<Node> {
     let core = Core::new(&config, store, Arc::clone(&kv))?;
 
     let (inbound_tx, inbound_rx) = mpsc::channel(INBOUND_QUEUE);
+    let (reports_tx, reports_rx) = mpsc::unbounded_channel();
     let listen = config.listen_addr();
     let (transport, addr) = Transport::start(
         &config.name,
@@ -75,6 +76,7 @@ async fn spawn_node<S: LogStore>(config: Config, store: S) -> Result<Node> {
         &listen,
         &config.peers,
         inbound_tx,
+        reports_tx,
     )
     .await?;
     let url = match config.peers.get(&config.name) {
@@ -102,6 +104,7 @@ async fn spawn_node<S: LogStore>(config: Config, store: S) -> Result<Node> {
         transport,
         requests: requests_rx,
         inbound: inbound_rx,
+        reports: reports_rx,
         events: events_tx,
         status: status_tx,
         tick: config.ticks().0,

@@ -4,11 +4,13 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
 use raft::eraftpb::Message;
 use raftline::core::{Core, WriteOutcome};
 use raftline::ids::raft_id;
 use raftline::kv::{Command, KvStore};
+use raftline::requests::{Deadline, Waiter};
 use raftline::storage::{bootstrap_log, mem_storage, MemLog};
 use raftline::{Config, Error, Event, Role};
 use serde_bytes::ByteBuf;
@@ -169,7 +171,14 @@ impl Sim {
             key: key.into(),
             value: ByteBuf::from(value.as_bytes().to_vec()),
         };
-        self.cores.get_mut(on).unwrap().propose(command, true, tx);
+        let waiter = Waiter {
+            reply: tx,
+            deadline: Deadline::after(Duration::from_secs(60)),
+        };
+        self.cores
+            .get_mut(on)
+            .unwrap()
+            .propose(command, true, waiter);
         rx
     }
 }

@@ -45,7 +45,12 @@ pub struct NativeStatus {
     pub role: String,
     pub term: f64,
     pub leader_id: Option<String>,
+    /// Computed when read: the lease may have run out since the status was published.
     pub is_leader: bool,
+    /// How long the lease still runs (0 when none is held).
+    pub lease_remaining_ms: f64,
+    /// This node was removed from the cluster.
+    pub removed: bool,
     pub commit_index: f64,
     pub applied_index: f64,
     pub last_index: f64,
@@ -56,12 +61,15 @@ pub struct NativeStatus {
 
 impl From<EngineStatus> for NativeStatus {
     fn from(s: EngineStatus) -> Self {
+        let lease = s.lease_remaining();
         NativeStatus {
             id: s.name,
             role: s.role.as_str().to_string(),
             term: s.term as f64,
             leader_id: s.leader,
-            is_leader: s.is_leader,
+            is_leader: lease.is_some(),
+            lease_remaining_ms: lease.map_or(0.0, |d| d.as_secs_f64() * 1000.0),
+            removed: s.removed,
             commit_index: s.commit_index as f64,
             applied_index: s.applied_index as f64,
             last_index: s.last_index as f64,
@@ -76,6 +84,8 @@ impl From<EngineStatus> for NativeStatus {
 #[napi(object)]
 pub struct NativeMember {
     pub id: String,
+    /// Where it listens, as far as this node knows.
+    pub url: Option<String>,
     pub voter: bool,
     pub health: String,
     pub match_index: Option<f64>,
@@ -86,6 +96,7 @@ impl From<crate::MemberView> for NativeMember {
     fn from(m: crate::MemberView) -> Self {
         NativeMember {
             id: m.name,
+            url: m.url,
             voter: m.voter,
             health: m.health.as_str().to_string(),
             match_index: m.match_index.map(|i| i as f64),

@@ -125,6 +125,7 @@ pub fn bootstrap_log(members: &[(String, String)]) -> (Vec<Entry>, HardState) {
                 context: crate::membership::MemberInfo {
                     name: name.clone(),
                     url: url.clone(),
+                    epoch: None,
                 }
                 .encode(),
                 ..Default::default()

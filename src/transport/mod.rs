@@ -38,6 +38,37 @@ pub struct Inbound {
     pub reject: Arc<watch::Sender<Option<String>>>,
 }
 
+/// What became of raft messages after they left the driver, for the raft crate's
+/// `report_unreachable` / `report_snapshot` (a leader whose snapshot was lost would otherwise
+/// leave that follower paused until the next election).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivery {
+    /// Messages to this peer were dropped (no connection, full queue, cut off).
+    Unreachable(u64),
+    /// A snapshot to this peer was written to its connection, or was lost.
+    Snapshot { to: u64, delivered: bool },
+}
+
+/// Reports to the driver what became of a batch that was dropped.
+fn report_dropped(reports: &mpsc::UnboundedSender<Delivery>, to: u64, batch: &[Message]) {
+    let _ = reports.send(Delivery::Unreachable(to));
+    report_snapshots(reports, to, batch, false);
+}
+
+/// Reports each snapshot in `batch` as delivered or lost.
+fn report_snapshots(
+    reports: &mpsc::UnboundedSender<Delivery>,
+    to: u64,
+    batch: &[Message],
+    delivered: bool,
+) {
+    for m in batch {
+        if m.get_msg_type() == raft::eraftpb::MessageType::MsgSnapshot {
+            let _ = reports.send(Delivery::Snapshot { to, delivered });
+        }
+    }
+}
+
 /// Traffic counters of one node's transport.
 #[derive(Debug, Default)]
 pub struct TransportStats {
@@ -54,6 +85,8 @@ struct Shared {
     cluster_id: String,
     faults: FaultFilter,
     peers: RwLock<HashMap<u64, PeerLink>>,
+    /// What became of sent messages, for the driver.
+    reports: mpsc::UnboundedSender<Delivery>,
     /// Every task of the transport; `None` once the transport is shut down or dropped.
     tasks: Mutex<Option<JoinSet<()>>>,
     runtime: tokio::runtime::Handle,
@@ -89,13 +122,15 @@ pub struct TransportControl {
 
 impl Transport {
     /// Binds `listen`, starts accepting peers and dials `peers` (name -> URL, may be empty).
-    /// Inbound frames go to `inbound`. Returns the bound address.
+    /// Inbound frames go to `inbound`, delivery reports to `reports`. Returns the bound
+    /// address.
     pub(crate) async fn start(
         name: &str,
         cluster_id: &str,
         listen: &str,
         peers: &std::collections::BTreeMap<String, String>,
         inbound: mpsc::Sender<Inbound>,
+        reports: mpsc::UnboundedSender<Delivery>,
     ) -> Result<(Transport, SocketAddr)> {
         let listener = TcpListener::bind(listen)
             .await
@@ -112,6 +147,7 @@ impl Transport {
             faults: FaultFilter::default(),
             stats: TransportStats::default(),
             peers: RwLock::new(HashMap::new()),
+            reports,
             tasks: Mutex::new(Some(JoinSet::new())),
             runtime: tokio::runtime::Handle::current(),
         });
@@ -133,7 +169,7 @@ impl Transport {
     }
 
     /// Queues messages for their peers, grouped per peer. Never waits: a full queue, an
-    /// unknown peer or a blocked one drops the message.
+    /// unknown peer or a blocked one drops the message (and the drop is reported).
     pub(crate) fn send(&self, messages: Vec<Message>) {
         let mut per_peer: HashMap<u64, Vec<Message>> = HashMap::new();
         for m in messages {
@@ -143,13 +179,16 @@ impl Transport {
         for (to, batch) in per_peer {
             let Some(link) = peers.get(&to) else {
                 tracing::trace!(node = %self.shared.name, to, "no address for peer; dropped");
+                report_dropped(&self.shared.reports, to, &batch);
                 continue;
             };
             if self.shared.faults.is_blocked(&link.name) {
+                report_dropped(&self.shared.reports, to, &batch);
                 continue;
             }
-            if link.queue.try_send(batch).is_err() {
+            if let Err(e) = link.queue.try_send(batch) {
                 tracing::debug!(node = %self.shared.name, peer = %link.name, "peer queue full; dropped");
+                report_dropped(&self.shared.reports, to, &e.into_inner());
             }
         }
     }

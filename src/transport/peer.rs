@@ -18,6 +18,7 @@ use prost::Message as _;
 use serde_bytes::ByteBuf;
 
 use super::TransportStats;
+use crate::ids::raft_id;
 use crate::wire::{Frame, CHUNK_BYTES, MAX_MESSAGES_PER_FRAME, PROTOCOL_VERSION};
 
 type PeerSocket =
@@ -47,7 +48,7 @@ pub(super) async fn run(
                 Ok(ws) => {
                     delays = backoff();
                     tracing::debug!(node = %shared.name, %peer, "connected");
-                    if let Err(reason) = pump(ws, &mut queue, &mut url, &shared.stats).await {
+                    if let Err(reason) = pump(ws, &mut queue, &mut url, &shared).await {
                         tracing::debug!(node = %shared.name, %peer, "connection lost: {reason}");
                     }
                 }
@@ -63,7 +64,10 @@ pub(super) async fn run(
             tokio::select! {
                 _ = &mut pause => break,
                 changed = url.changed() => if changed.is_ok() { break } else { return },
-                batch = queue.recv() => if batch.is_none() { return },
+                batch = queue.recv() => match batch {
+                    Some(batch) => super::report_dropped(&shared.reports, raft_id(&peer), &batch),
+                    None => return,
+                },
             }
         }
     }
@@ -145,8 +149,9 @@ async fn pump(
     ws: PeerSocket,
     queue: &mut mpsc::Receiver<Vec<Message>>,
     url: &mut watch::Receiver<String>,
-    stats: &TransportStats,
+    shared: &Shared,
 ) -> Result<(), String> {
+    let stats = &shared.stats;
     let (mut sink, mut stream) = ws.split();
     loop {
         let mut batch = tokio::select! {
@@ -168,12 +173,15 @@ async fn pump(
                 Err(_) => break,
             }
         }
+        let to = batch.first().map_or(0, |m| m.to);
         for frame in frames_for(&batch, stats) {
             let len = frame.len() as u64;
-            sink.send(WsMessage::Binary(frame.into()))
-                .await
-                .map_err(|e| e.to_string())?;
+            if let Err(e) = sink.send(WsMessage::Binary(frame.into())).await {
+                super::report_dropped(&shared.reports, to, &batch);
+                return Err(e.to_string());
+            }
             stats.bytes_sent.fetch_add(len, Ordering::Relaxed);
         }
+        super::report_snapshots(&shared.reports, to, &batch, true);
     }
 }

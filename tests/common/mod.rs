@@ -102,6 +102,8 @@ impl Cluster {
     /// exchanges URLs with the running nodes.
     pub async fn launch(&mut self, name: &str) -> raftline::Result<()> {
         let mut node = raftline::start(self.configs[name].clone()).await?;
+        // A restarted node reports its log again from its snapshot on.
+        self.record.lock().unwrap().applied.remove(name);
         spawn_recorder(name.to_string(), &mut node, Arc::clone(&self.record));
         let handle = node.handle();
         for other in self.live() {
