@@ -83,7 +83,9 @@ export type ErrorCode =
   | 'ERR_UNKNOWN_MEMBER'
   | 'ERR_INVALID'
   /** `update()` gave up after `retries` conflicting writes. */
-  | 'ERR_CONFLICT';
+  | 'ERR_CONFLICT'
+  /** This node was removed from the cluster: writes and reads reject at once. */
+  | 'ERR_REMOVED';
 
 /** Every rejection of a RaftNode method (aborted signals reject with the standard AbortError). */
 export declare class RaftError extends Error {

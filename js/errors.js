@@ -13,6 +13,7 @@ const CODES = Object.freeze([
   'ERR_UNKNOWN_MEMBER',
   'ERR_INVALID',
   'ERR_CONFLICT',
+  'ERR_REMOVED',
 ]);
 
 class RaftError extends Error {

@@ -669,6 +669,13 @@ impl<S: LogStore> Core<S> {
         }
     }
 
+    /// The URL at which this node listens (known once it is bound), for the members table
+    /// and snapshots.
+    pub fn set_own_url(&mut self, url: &str) {
+        self.urls.insert(self.id, url.to_string());
+        self.evaluate_health();
+    }
+
     /// Peer URLs learnt since the last call, for the transport.
     pub fn take_peer_updates(&mut self) -> Vec<(String, String)> {
         std::mem::take(&mut self.peer_updates)
@@ -1065,18 +1072,12 @@ impl<S: LogStore> Core<S> {
                 waiter.send(Ok(outcome));
             }
         }
-        // A leader that removed itself leads a configuration without it: hand over to the
-        // most up-to-date remaining voter, which takes over at once (TimeoutNow).
+        // A leader removed at another member's request leads a configuration without it
+        // (the raft crate keeps it leading): step down, and the remaining voters elect one
+        // of them. (When the leader itself asks, it hands leadership over first.)
         if !joint && self.removed && self.raw.raft.state == StateRole::Leader {
-            let prs = self.raw.raft.prs();
-            let best = self
-                .conf_state()
-                .voters
-                .into_iter()
-                .max_by_key(|&v| prs.get(v).map_or(0, |p| p.matched));
-            if let Some(target) = best {
-                self.raw.transfer_leader(target);
-            }
+            let term = self.raw.raft.term;
+            self.raw.raft.become_follower(term, INVALID_ID);
         }
     }
 
@@ -1199,7 +1200,19 @@ impl<S: LogStore> Core<S> {
         };
         pending.sent_at = self.ticks;
         let change = pending.change.clone();
-        let verdict = if self.raw.raft.state == StateRole::Leader {
+        let leader = self.raw.raft.state == StateRole::Leader;
+        if leader && removes(&change, self.id) {
+            // A leader removing itself hands leadership over first; the change is resent
+            // to the new leader as soon as it is known.
+            if self.raw.raft.lead_transferee.is_none() {
+                if let Ok(target) = self.pick_transferee(None) {
+                    self.raw.transfer_leader(target);
+                    self.lease.set_transferring(true, Instant::now());
+                }
+            }
+            return;
+        }
+        let verdict = if leader {
             self.screen_conf_change(&change)
         } else {
             Ok(())
@@ -1290,11 +1303,11 @@ impl<S: LogStore> Core<S> {
                 None => return Err(Error::Invalid("unknown conf change type".into())),
             }
         }
-        // Existing voters count when heard from lately; a new or promoted one must also
-        // have caught up with the log.
+        // Existing voters count when heard from within an election timeout (the leader's
+        // health judgement); a new or promoted one must also have caught up with the log.
         let now = Instant::now();
         let last_index = self.raw.raft.raft_log.last_index();
-        let recent = self.election * 2;
+        let recent = self.election;
         let live = voters
             .iter()
             .filter(|&&v| {
@@ -1551,6 +1564,13 @@ impl<S: LogStore> Core<S> {
                     let _ = reply.send(Ok(self.name_of(leader).unwrap_or_default()));
                 }
             }
+            if leader != INVALID_ID {
+                // Changes waiting for a leader (or for this one to hand over) go now.
+                let pending: Vec<u64> = self.conf_changes.keys().copied().collect();
+                for seq in pending {
+                    self.send_conf_change(seq);
+                }
+            }
         }
     }
 
@@ -1661,4 +1681,11 @@ fn refusal(error: &Error) -> Command {
         code: error.code().to_string(),
         reason,
     }
+}
+
+/// True when `change` removes the member `id`.
+fn removes(change: &ConfChangeV2, id: u64) -> bool {
+    change.changes.iter().any(|c| {
+        c.node_id == id && c.change_type == raft::eraftpb::ConfChangeType::RemoveNode as i32
+    })
 }

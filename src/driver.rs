@@ -48,6 +48,8 @@ pub(crate) enum Request {
         change: crate::membership::MembershipChange,
         waiter: Waiter<WriteOutcome>,
     },
+    /// Blocks the driver, as a disk stalled in fsync would (tests).
+    Stall(Duration),
 }
 
 /// What one turn of the loop brought.
@@ -172,6 +174,7 @@ impl<S: LogStore> Driver<S> {
                         Request::ReadIndex { waiter } => self.core.read_index(waiter),
                         Request::Transfer { to, reply } => self.core.transfer_leader(to, reply),
                         Request::Stop { reply } => stop = Some(reply),
+                        Request::Stall(pause) => std::thread::sleep(pause),
                         Request::ChangeMembership { change, waiter } => {
                             self.core.change_membership(change, waiter)
                         }

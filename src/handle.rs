@@ -371,6 +371,16 @@ impl NodeHandle {
         self.inner.transport.stats()
     }
 
+    /// Blocks this node's driver for `pause`, as a disk stalled in fsync would (tests).
+    #[doc(hidden)]
+    pub async fn stall_driver(&self, pause: Duration) -> Result<()> {
+        self.inner
+            .requests
+            .send(Request::Stall(pause))
+            .await
+            .map_err(|_| Error::Stopped)
+    }
+
     /// The fault switch of this node's transport (tests).
     pub fn faults(&self) -> &FaultFilter {
         self.inner.transport.faults()

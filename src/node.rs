@@ -65,7 +65,7 @@ pub async fn start(config: Config) -> Result<Node> {
 
 async fn spawn_node<S: LogStore>(config: Config, store: S) -> Result<Node> {
     let kv = Arc::new(RwLock::new(KvStore::default()));
-    let core = Core::new(&config, store, Arc::clone(&kv))?;
+    let mut core = Core::new(&config, store, Arc::clone(&kv))?;
 
     let (inbound_tx, inbound_rx) = mpsc::channel(INBOUND_QUEUE);
     let (reports_tx, reports_rx) = mpsc::unbounded_channel();
@@ -83,6 +83,7 @@ async fn spawn_node<S: LogStore>(config: Config, store: S) -> Result<Node> {
         Some(url) if !url.is_empty() => url.clone(),
         _ => format!("ws://{addr}"),
     };
+    core.set_own_url(&url);
     let (requests_tx, requests_rx) = mpsc::channel(REQUEST_QUEUE);
     let (events_tx, events_rx) = mpsc::unbounded_channel();
     let (status_tx, status_rx) = watch::channel(core.status());

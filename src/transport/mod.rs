@@ -176,7 +176,7 @@ impl Transport {
             per_peer.entry(m.to).or_default().push(m);
         }
         let peers = self.shared.peers.read().unwrap_or_else(|p| p.into_inner());
-        for (to, batch) in per_peer {
+        for (to, mut batch) in per_peer {
             let Some(link) = peers.get(&to) else {
                 tracing::trace!(node = %self.shared.name, to, "no address for peer; dropped");
                 report_dropped(&self.shared.reports, to, &batch);
@@ -184,6 +184,15 @@ impl Transport {
             };
             if self.shared.faults.is_blocked(&link.name) {
                 report_dropped(&self.shared.reports, to, &batch);
+                continue;
+            }
+            let (lost, kept): (Vec<Message>, Vec<Message>) = batch.into_iter().partition(|m| {
+                m.get_msg_type() == raft::eraftpb::MessageType::MsgSnapshot
+                    && self.shared.faults.loses_snapshot(&link.name)
+            });
+            report_snapshots(&self.shared.reports, to, &lost, false);
+            batch = kept;
+            if batch.is_empty() {
                 continue;
             }
             if let Err(e) = link.queue.try_send(batch) {

@@ -115,6 +115,24 @@ impl Cluster {
         Ok(())
     }
 
+    /// Starts `name` empty, to be added by the leader (`join`), knowing where the members
+    /// are. It joins `names` (and so the live nodes' URL exchange).
+    pub async fn launch_joiner(&mut self, name: &str, tune: impl Fn(&mut Config)) -> NodeHandle {
+        let mut config = Config::new(name);
+        config.listen = Some("127.0.0.1:0".into());
+        config.join = true;
+        config.peers = self
+            .live()
+            .iter()
+            .map(|h| (h.name().to_string(), h.url().to_string()))
+            .collect();
+        tune(&mut config);
+        self.names.push(name.to_string());
+        self.configs.insert(name.to_string(), config);
+        self.launch(name).await.expect("a joining node starts");
+        self.handles[name].clone()
+    }
+
     /// Changes the config a node starts from next time.
     pub fn config_mut(&mut self, name: &str) -> &mut Config {
         self.configs.get_mut(name).expect("known node")
