@@ -56,6 +56,28 @@ describe('runWhileLeader', () => {
     expect(new Set(terms).size).toBe(terms.length);
   });
 
+  it('a job ends when the lease runs out, even while the engine is stalled', async () => {
+    const c = await createTestCluster({ size: 3, timing: 'default' });
+    clusters.push(c);
+    const leader = await c.waitForLeader();
+    let abortedAt = 0;
+    let started = false;
+    const cancel = leader.runWhileLeader(async ({ signal }) => {
+      started = true;
+      await new Promise((r) => signal.addEventListener('abort', r));
+      abortedAt = Date.now();
+    });
+    await waitFor(() => started, { what: 'job started' });
+    // The engine blocks for 2 s (a disk stalled in fsync): no event can say the lease ended.
+    const stalledAt = Date.now();
+    const stall = c.stall(leader.id, 2000);
+    await waitFor(() => abortedAt > 0, { what: 'job aborted' });
+    expect(leader.isLeader).toBe(false);
+    expect(abortedAt - stalledAt).toBeLessThan(600); // the lease is 120 ms at default timing
+    await stall;
+    await cancel();
+  });
+
   it('cancel aborts the running job and waits for it; a stop aborts it too', async () => {
     const c = await createTestCluster({ size: 1 });
     clusters.push(c);
@@ -111,7 +133,8 @@ describe('leadership', () => {
       const waiting = lone.waitForLeader({ signal: ac.signal });
       ac.abort();
       await expect(waiting).rejects.toMatchObject({ name: 'AbortError' });
-      await expect(lone.set('k', 1)).rejects.toMatchObject({ code: 'ERR_NO_LEADER' });
+      // Writes wait for a leader until their deadline, then say none was known.
+      await expect(lone.set('k', 1, { timeoutMs: 100 })).rejects.toMatchObject({ code: 'ERR_NO_LEADER' });
     } finally {
       await lone.stop();
     }

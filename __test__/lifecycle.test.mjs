@@ -4,6 +4,8 @@ import { spawn } from 'node:child_process';
 import net from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { RaftNode, RaftError } from 'raftline';
+import { createTestCluster } from 'raftline/testing';
+import { freePorts } from './helpers.mjs';
 
 const fixture = (name) => fileURLToPath(new URL(`./fixtures/${name}`, import.meta.url));
 
@@ -37,6 +39,39 @@ describe('lifecycle', () => {
     await again.start();
     expect(again.address).toBe(`127.0.0.1:${port}`);
     await again.stop();
+  });
+
+  it('stop() during start() stops what start() started and releases the port', async () => {
+    const [port] = await freePorts(1);
+    const node = single({ listen: `127.0.0.1:${port}` });
+    const started = node.start();
+    const stopped = node.stop();
+    await started; // it did start...
+    await stopped; // ...and was then stopped, with nothing left running
+    expect(node.role).toBe('stopped');
+    await expect(node.set('k', 1)).rejects.toMatchObject({ code: 'ERR_STOPPED' });
+    await new Promise((resolve, reject) => {
+      const server = net.createServer().once('error', reject).listen(port, '127.0.0.1', () => server.close(resolve));
+    });
+  });
+
+  it('writes and reads issued right after start wait for the first leader', async () => {
+    const c = await createTestCluster({ size: 3 });
+    try {
+      // No waitForLeader: each node is asked at once, before any election.
+      const written = await Promise.all(c.nodes.map((n, i) => n.set(`early${i}`, i)));
+      expect(written.every((w) => w.index > 0)).toBe(true);
+      expect(await c.nodes[2].get('early0')).toBe(0);
+      // Without a leader in reach, the wait ends at the deadline with ERR_NO_LEADER.
+      const lone = single({ id: 'lone', join: true, peers: { ghost: 'ws://127.0.0.1:9' } });
+      await lone.start();
+      const t0 = Date.now();
+      await expect(lone.set('k', 1, { timeoutMs: 200 })).rejects.toMatchObject({ code: 'ERR_NO_LEADER' });
+      expect(Date.now() - t0).toBeGreaterThanOrEqual(190);
+      await lone.stop();
+    } finally {
+      await c.close();
+    }
   });
 
   it('a taken port rejects ERR_ADDR_IN_USE and leaves nothing running', async () => {

@@ -130,6 +130,33 @@ describe('membership', () => {
     }
   });
 
+  it('members show their URLs; a removed member rejects work at once with ERR_REMOVED', async () => {
+    const c = await createTestCluster({ size: 3 });
+    let n4;
+    try {
+      const leader = await c.waitForLeader();
+      const peers = Object.fromEntries(c.nodes.map((n) => [n.id, n.url]));
+      n4 = new RaftNode({ id: 'n4', join: true, peers, listen: '127.0.0.1:0', heartbeatMs: 10, electionTimeoutMs: 50 });
+      await n4.start();
+      await leader.addMember('n4', n4.url, { learner: true });
+      const url = (node, id) => node.members().find((m) => m.id === id)?.url;
+      expect(url(leader, 'n4')).toBe(n4.url);
+      await waitFor(() => url(c.nodes.find((n) => n !== leader), 'n4') === n4.url, { what: 'followers know the URL' });
+      await leader.removeMember('n4');
+      // n4 learns its removal from the entry, or (had it missed it) from the leader, which
+      // refuses a removed member's traffic with a reason that says so.
+      const code = () => n4.set('k', 1, { timeoutMs: 1000 }).then(() => 'written', (e) => e.code);
+      await waitFor(async () => (await code()) === 'ERR_REMOVED', { what: 'n4 knows it was removed' });
+      const t0 = Date.now();
+      await expect(n4.set('k', 1)).rejects.toMatchObject({ code: 'ERR_REMOVED' });
+      await expect(n4.get('k')).rejects.toMatchObject({ code: 'ERR_REMOVED' });
+      expect(Date.now() - t0).toBeLessThan(500);
+    } finally {
+      if (n4) await n4.stop({ transferLeadership: false });
+      await c.close();
+    }
+  });
+
   it('a member that joins after the log was compacted catches up by snapshot', async () => {
     const dataDir = mkdtempSync(path.join(os.tmpdir(), 'raftline-join-snap-'));
     dirs.push(dataDir);

@@ -28,6 +28,8 @@ const cases = [
   ['dataDir empty', { ...base, dataDir: '' }, TypeError, /options\.dataDir/],
   ['dataDir not a string', { ...base, dataDir: 5 }, TypeError, /options\.dataDir/],
   ['secret not yet available', { ...base, secret: 's' }, TypeError, /options\.secret/],
+  ['join without peers', { ...base, join: true }, TypeError, /options\.peers must name the members to join/],
+  ['join with only itself', { ...base, join: true, peers: { n1: 'ws://127.0.0.1:7001' } }, TypeError, /options\.peers/],
 ];
 
 describe('options', () => {

@@ -46,6 +46,7 @@ class RaftNode extends EventEmitter {
   #address = null;
   #url = null;
   #stopping = null;
+  #starting = null;
   #watchers = new Set();
   #leaseListeners = new Set();
   #lastStatus = null;
@@ -80,13 +81,19 @@ class RaftNode extends EventEmitter {
       throw new RaftError('ERR_INVALID', `node ${this.#id} was already started`);
     }
     this.#state = 'starting';
+    this.#starting = this.#startNative();
+    return this.#starting;
+  }
+
+  async #startNative() {
     try {
       this.#native = new NativeRaftNode(this.#config.native);
       this.#syncWantApplied();
       const { address, url } = await this.#native.start((batch) => this.#onEvents(batch.events));
       this.#address = address;
       this.#url = url;
-      this.#state = 'running';
+      // stop() called meanwhile waits for this and then stops what started.
+      if (this.#state === 'starting') this.#state = 'running';
     } catch (err) {
       this.#state = 'stopped';
       this.#native = null;
@@ -117,6 +124,7 @@ class RaftNode extends EventEmitter {
     return {
       setPeerUrl: (peer, url) => native().setPeerUrl(peer, url),
       blockPeer: (peer) => native().blockPeer(peer),
+      stallDriver: (ms) => native().stallDriver(ms),
       clearFaults: () => this.#state === 'running' && this.#native.clearFaults(),
       kill: () => {
         if (!this.#stopping) this.#stopping = this.#shutdown(false, 0, true);
@@ -132,9 +140,14 @@ class RaftNode extends EventEmitter {
   }
 
   async #shutdown(transfer, timeoutMs, abrupt) {
-    if (this.#state === 'starting') await new Promise((r) => setImmediate(r));
+    // A start in progress finishes first, so that what it started is stopped too.
+    if (this.#starting) await this.#starting.catch(() => {});
+    if (this.#state === 'stopped') {
+      this.emit('stopped', {});
+      return;
+    }
     const live = this.#status();
-    const wasLeader = this.#state === 'running' && live.role === 'leader';
+    const wasLeader = live.role === 'leader';
     // From here on the node reports itself stopped, with the term it reached (terms never go back).
     const stoppedStatus = () => ({ ...(this.#native?.status() ?? live), role: 'stopped', leaderId: null, isLeader: false });
     this.#lastStatus = stoppedStatus();
@@ -209,7 +222,7 @@ class RaftNode extends EventEmitter {
     if (this.#state === 'running') {
       return this.#native.members().map((m) => ({
         id: m.id,
-        url: url(m.id),
+        url: m.url ?? url(m.id),
         voter: m.voter,
         health: m.health,
         matchIndex: m.matchIndex ?? null,
@@ -271,6 +284,7 @@ class RaftNode extends EventEmitter {
         this.#leaseListeners.add(fn);
         return () => this.#leaseListeners.delete(fn);
       },
+      remainingMs: () => (this.#state === 'running' ? (this.#native.status()?.leaseRemainingMs ?? 0) : 0),
     });
   }
 
@@ -299,14 +313,10 @@ class RaftNode extends EventEmitter {
     await this.#call((n) => n.promoteMember(id, timeoutMs));
   }
 
-  /** Removes a member. A leader removing itself hands leadership over first. */
+  /** Removes a member. A leader removing itself hands leadership over first (the engine does). */
   async removeMember(id, opts) {
     check.memberName('id', id);
     const timeoutMs = check.timeout(check.opts(opts).timeoutMs, 'opts.timeoutMs', 10_000);
-    if (id === this.#id && this.role === 'leader') {
-      await this.transferLeadership(undefined, { timeoutMs });
-      await this.waitForLeader({ timeoutMs });
-    }
     await this.#call((n) => n.removeMember(id, timeoutMs));
   }
 

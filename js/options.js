@@ -117,6 +117,9 @@ function validateOptions(options, internal = {}) {
     appSnapshots: o.snapshotHooks !== undefined,
     join: o.join === undefined ? false : boolean('options.join', o.join),
   };
+  if (native.join && !Object.keys(peers).some((name) => name !== id)) {
+    throw new TypeError('options.peers must name the members to join (with their URLs) when options.join is true');
+  }
   return { native, electionTimeoutMs, httpUrl: o.httpUrl ?? null, snapshotHooks: o.snapshotHooks ?? null };
 }
 

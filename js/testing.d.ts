@@ -19,6 +19,11 @@ export declare class TestCluster {
   partition(...groups: string[][]): void;
   isolate(id: string): void;
   heal(): void;
+  /**
+   * Blocks the engine of `id` for `ms` (timers, peers and disk all wait), as a disk stalled
+   * in fsync would: test that fencing and `runWhileLeader` end on time. Resolves once begun.
+   */
+  stall(id: string, ms: number): Promise<void>;
   /** Abrupt: no leadership handoff, no flush beyond what Raft persisted. */
   kill(id: string): Promise<void>;
   /**

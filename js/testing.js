@@ -84,6 +84,15 @@ class TestCluster {
     for (const n of this.nodes) n[kInternal].clearFaults();
   }
 
+  /**
+   * Blocks the engine of `id` for `ms` (its timers, peers and disk all wait), as a disk
+   * stalled in fsync would. Resolves when the stall has begun.
+   */
+  async stall(id, ms) {
+    check.integer('ms', ms, 1, 60_000);
+    await this.node(id)[kInternal].stallDriver(ms);
+  }
+
   /** Abrupt stop of `id`: no leadership handoff, no flush beyond what Raft persisted. */
   async kill(id) {
     await this.node(id)[kInternal].kill();

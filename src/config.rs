@@ -46,6 +46,20 @@ pub struct Config {
     /// Start empty and wait to be added to a running cluster (`peers` then only says where
     /// the members are, not who votes).
     pub join: bool,
+    /// Verification: every lease this node publishes (or withdraws) is logged here, stamped
+    /// when it became visible to readers.
+    #[doc(hidden)]
+    pub lease_log: Option<LeaseLog>,
+}
+
+/// A shared log of a node's published leases (verification).
+pub type LeaseLog = std::sync::Arc<std::sync::Mutex<Vec<LeaseRecord>>>;
+
+/// A lease published (`until: Some`) or withdrawn (`None`) at `at`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LeaseRecord {
+    pub at: std::time::Instant,
+    pub until: Option<std::time::Instant>,
 }
 
 /// Default leader heartbeat interval.
@@ -82,6 +96,7 @@ impl Config {
             wal_segment_bytes: crate::storage::DEFAULT_SEGMENT_BYTES,
             app_snapshots: false,
             join: false,
+            lease_log: None,
         }
     }
 

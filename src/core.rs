@@ -441,6 +441,11 @@ impl<S: LogStore> Core<S> {
     /// refused with the reason; the caller closes the connection that carried them.
     pub fn step(&mut self, mut msg: Message) -> std::result::Result<(), String> {
         self.check_inbound(&msg)?;
+        if self.raw.raft.state == StateRole::Leader && self.raw.raft.prs().get(msg.from).is_none()
+        {
+            // A removed member that missed its removal: closing with this reason tells it.
+            return Err(crate::transport::NOT_A_MEMBER.to_string());
+        }
         self.health.heard(msg.from, Instant::now());
         let last = self.raw.raft.raft_log.last_index();
         if msg.get_msg_type() == MessageType::MsgHeartbeat && msg.commit > last {
@@ -471,6 +476,11 @@ impl<S: LogStore> Core<S> {
         use raft::SnapshotStatus;
         match delivery {
             Delivery::Unreachable(peer) => self.raw.report_unreachable(peer),
+            Delivery::NotAMember(peer) => {
+                if self.was_member && peer == self.raw.raft.leader_id {
+                    self.mark_removed();
+                }
+            }
             Delivery::Snapshot { to, delivered } => {
                 let status = if delivered {
                     SnapshotStatus::Finish
@@ -550,10 +560,25 @@ impl<S: LogStore> Core<S> {
 
     /// Asks for a linearizable read point: the waiter gets an index such that the local
     /// state, once applied up to it, reflects every write acknowledged before the request.
-    /// With no leader known, it waits for one until its deadline.
-    pub fn read_index(&mut self, waiter: Waiter<u64>) {
+    /// With no leader known, it waits for one until its deadline. With `lease`, a leader
+    /// holding its lease answers without a round trip: at its commit index, once applied
+    /// (followers may have acknowledged writes up to that index before this leader applied
+    /// them); elsewhere it is an ordinary ReadIndex round.
+    pub fn read_index(&mut self, waiter: Waiter<u64>, lease: bool) {
         if self.removed {
             waiter.send(Err(Error::Removed));
+            return;
+        }
+        if lease && self.holds_lease() {
+            let index = self.raw.raft.raft_log.committed;
+            let (seq, _) = self.ids.next();
+            let read = PendingRead {
+                waiters: vec![waiter],
+                index: Some(index),
+                sent_at: self.ticks,
+            };
+            self.reads.insert(seq, read);
+            self.complete_reads();
             return;
         }
         self.unsent_reads.push(waiter);
@@ -1098,20 +1123,35 @@ impl<S: LogStore> Core<S> {
             self.removed = false;
             return;
         }
-        if self.was_member && !self.removed {
-            tracing::info!(node = %self.name, "removed from the cluster");
-            self.removed = true;
-            for parked in self.parked.drain(..) {
-                parked.waiter.send(Err(Error::Removed));
-            }
-            let reads = std::mem::take(&mut self.reads);
-            for waiter in self
-                .unsent_reads
-                .drain(..)
-                .chain(reads.into_values().flat_map(|r| r.waiters))
-            {
-                waiter.send(Err(Error::Removed));
-            }
+        if self.was_member {
+            self.mark_removed();
+        }
+    }
+
+    /// This node is no longer a member: it answers what waits and refuses what comes.
+    fn mark_removed(&mut self) {
+        if self.removed {
+            return;
+        }
+        tracing::info!(node = %self.name, "removed from the cluster");
+        self.removed = true;
+        for parked in self.parked.drain(..) {
+            parked.waiter.send(Err(Error::Removed));
+        }
+        let reads = std::mem::take(&mut self.reads);
+        for waiter in self
+            .unsent_reads
+            .drain(..)
+            .chain(reads.into_values().flat_map(|r| r.waiters))
+        {
+            waiter.send(Err(Error::Removed));
+        }
+        for (_, change) in self.conf_changes.drain() {
+            change.waiter.send(Err(Error::Removed));
+        }
+        // Writes already forwarded may have reached the leader before the removal.
+        for (_, Proposal { term, waiter }) in self.proposals.drain() {
+            waiter.send(Err(Error::LeaderChanged { term }));
         }
     }
 

@@ -32,6 +32,8 @@ pub(crate) enum Request {
     },
     ReadIndex {
         waiter: Waiter<u64>,
+        /// A leader holding its lease may answer without a round trip.
+        lease: bool,
     },
     Transfer {
         to: Option<String>,
@@ -70,6 +72,7 @@ pub(crate) struct Driver<S: LogStore> {
     pub events: mpsc::UnboundedSender<Vec<Event>>,
     pub status: watch::Sender<Status>,
     pub tick: Duration,
+    pub lease_log: Option<crate::config::LeaseLog>,
 }
 
 impl<S: LogStore> Driver<S> {
@@ -135,6 +138,8 @@ impl<S: LogStore> Driver<S> {
         self.core.fail_all(Error::Stopped);
         let stopped = self.status.borrow().clone().stopped();
         self.transport.shutdown().await;
+        // A stopped (or killed) leader's lease is not withdrawn from the log: no other node
+        // may lead before it runs out all the same.
         self.status.send_replace(stopped);
         if let Some(reply) = stop_reply {
             let _ = reply.send(());
@@ -171,7 +176,9 @@ impl<S: LogStore> Driver<S> {
                             forward,
                             waiter,
                         } => self.core.propose(command, forward, waiter),
-                        Request::ReadIndex { waiter } => self.core.read_index(waiter),
+                        Request::ReadIndex { waiter, lease } => {
+                            self.core.read_index(waiter, lease)
+                        }
                         Request::Transfer { to, reply } => self.core.transfer_leader(to, reply),
                         Request::Stop { reply } => stop = Some(reply),
                         Request::Stall(pause) => std::thread::sleep(pause),
@@ -199,16 +206,28 @@ impl<S: LogStore> Driver<S> {
         };
         if had_ready || !events.is_empty() {
             let status = self.core.status();
+            let until = status.lease_until;
+            let mut lease_changed = false;
             self.status.send_if_modified(|current| {
                 let changed = *current != status;
+                lease_changed = current.lease_until != until;
                 if changed {
                     *current = status;
                 }
                 changed
             });
+            if let (true, Some(log)) = (lease_changed, &self.lease_log) {
+                let record = crate::config::LeaseRecord {
+                    at: std::time::Instant::now(),
+                    until,
+                };
+                log.lock().unwrap_or_else(|p| p.into_inner()).push(record);
+            }
         }
         for (peer, url) in self.core.take_peer_updates() {
-            if let Err(e) = self.transport.control().set_peer_url(&peer, &url) {
+            // A URL given to the transport (configuration, `set_peer_url`) is newer than one
+            // replayed from the log: the log only fills in what is unknown.
+            if let Err(e) = self.transport.control().set_peer_url_if_unknown(&peer, &url) {
                 tracing::warn!(%peer, "ignoring a member's address: {e}");
             }
         }

@@ -46,8 +46,9 @@ pub enum Consistency {
     /// the leader; works on followers).
     #[default]
     Linearizable,
-    /// Served locally by a leader holding its lease (no round trip); elsewhere as
-    /// `Linearizable`. Relies on bounded clock drift between members.
+    /// Served by a leader holding its lease without a network round trip (at its commit
+    /// index, once applied); elsewhere as `Linearizable`. Relies on bounded clock drift
+    /// between members.
     Lease,
     /// This node's applied state, possibly behind the leader.
     Local,
@@ -261,8 +262,11 @@ impl NodeHandle {
     /// A linearizable read point: once this resolves, the local state reflects every write
     /// acknowledged before the call.
     pub async fn read_barrier(&self, timeout: Duration) -> Result<u64> {
-        self.ask_by(timeout, |waiter| Request::ReadIndex { waiter })
-            .await
+        self.ask_by(timeout, |waiter| Request::ReadIndex {
+            waiter,
+            lease: false,
+        })
+        .await
     }
 
     /// The value at `key`.
@@ -275,9 +279,11 @@ impl NodeHandle {
     async fn barrier_for(&self, options: ReadOptions) -> Result<()> {
         match options.consistency {
             Consistency::Local => Ok(()),
-            Consistency::Lease if self.inner.status.borrow().is_leader() => Ok(()),
             Consistency::Lease | Consistency::Linearizable => {
-                self.read_barrier(options.timeout).await.map(|_| ())
+                let lease = options.consistency == Consistency::Lease;
+                self.ask_by(options.timeout, |waiter| Request::ReadIndex { waiter, lease })
+                    .await
+                    .map(|_| ())
             }
         }
     }

@@ -109,6 +109,7 @@ async fn spawn_node<S: LogStore>(config: Config, store: S) -> Result<Node> {
         events: events_tx,
         status: status_tx,
         tick: config.ticks().0,
+        lease_log: config.lease_log.clone(),
     };
     let driver = tokio::spawn(driver.run());
     Ok(Node {

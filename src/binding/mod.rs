@@ -440,6 +440,15 @@ impl NativeRaftNode {
         Ok(())
     }
 
+    /// Blocks the driver for `ms`, as a disk stalled in fsync would (tests).
+    #[napi]
+    pub async fn stall_driver(&self, ms: u32) -> Result<()> {
+        self.handle()?
+            .stall_driver(Duration::from_millis(u64::from(ms)))
+            .await
+            .map_err(engine_error)
+    }
+
     /// Lets all traffic through again.
     #[napi]
     pub fn clear_faults(&self) -> Result<()> {

@@ -45,9 +45,15 @@ pub struct Inbound {
 pub enum Delivery {
     /// Messages to this peer were dropped (no connection, full queue, cut off).
     Unreachable(u64),
+    /// This peer closed our connection because we are not a member (any more).
+    NotAMember(u64),
     /// A snapshot to this peer was written to its connection, or was lost.
     Snapshot { to: u64, delivered: bool },
 }
+
+/// The reason with which a leader closes the connection of a node that is no longer a
+/// member, so that the node learns its removal even if it missed the entry.
+pub const NOT_A_MEMBER: &str = "not a member of this cluster";
 
 /// Reports to the driver what became of a batch that was dropped.
 fn report_dropped(reports: &mpsc::UnboundedSender<Delivery>, to: u64, batch: &[Message]) {
@@ -273,6 +279,21 @@ impl TransportControl {
             },
         );
         Ok(())
+    }
+
+    /// Sets the URL of `peer` unless one is known already.
+    pub fn set_peer_url_if_unknown(&self, peer: &str, url: &str) -> Result<()> {
+        let known = self
+            .shared
+            .peers
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&raft_id(peer))
+            .is_some_and(|link| !link.url.borrow().is_empty());
+        if known {
+            return Ok(());
+        }
+        self.set_peer_url(peer, url)
     }
 
     /// The fault switch of this node.

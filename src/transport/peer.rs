@@ -48,7 +48,7 @@ pub(super) async fn run(
                 Ok(ws) => {
                     delays = backoff();
                     tracing::debug!(node = %shared.name, %peer, "connected");
-                    if let Err(reason) = pump(ws, &mut queue, &mut url, &shared).await {
+                    if let Err(reason) = pump(ws, &mut queue, &mut url, &shared, &peer).await {
                         tracing::debug!(node = %shared.name, %peer, "connection lost: {reason}");
                     }
                 }
@@ -150,6 +150,7 @@ async fn pump(
     queue: &mut mpsc::Receiver<Vec<Message>>,
     url: &mut watch::Receiver<String>,
     shared: &Shared,
+    peer: &str,
 ) -> Result<(), String> {
     let stats = &shared.stats;
     let (mut sink, mut stream) = ws.split();
@@ -161,7 +162,12 @@ async fn pump(
             },
             // The listener never sends after the handshake: anything here is a close.
             incoming = stream.next() => return Err(match incoming {
-                Some(Ok(WsMessage::Close(Some(close)))) => format!("closed by peer: {}", close.reason),
+                Some(Ok(WsMessage::Close(Some(close)))) => {
+                    if close.reason.contains(super::NOT_A_MEMBER) {
+                        let _ = shared.reports.send(super::Delivery::NotAMember(raft_id(peer)));
+                    }
+                    format!("closed by peer: {}", close.reason)
+                }
                 Some(Err(e)) => e.to_string(),
                 _ => "closed by peer".to_string(),
             }),

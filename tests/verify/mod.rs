@@ -1,0 +1,237 @@
+//! A Jepsen-style verification run: concurrent clients read, write and compare-and-set a few
+//! keys of an in-process cluster (real sockets, real files) while a nemesis injects faults.
+//! Afterwards every history is checked for linearizability, every acknowledged write must be
+//! at its index on every member, the members' states must be identical, and no two nodes may
+//! ever have held a lease at the same instant.
+
+pub mod checker;
+pub mod clients;
+pub mod history;
+pub mod nemesis;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use checker::{Op, Verdict};
+use history::{Clock, History, LeaseLogs};
+use nemesis::{Faults, Nemesis};
+
+use crate::common::{fast, Cluster, TempDir};
+
+/// How every node of a run is configured (joiners too).
+pub type Tune = Arc<dyn Fn(&mut raftline::Config) + Send + Sync>;
+
+/// Search steps the checker may take per key before it gives up.
+pub const CHECK_BUDGET: u64 = 50_000_000;
+
+/// What a run did and found.
+pub struct Report {
+    pub size: usize,
+    pub seed: u64,
+    pub ops: usize,
+    pub unknown: usize,
+    pub refused: u64,
+    pub acked: usize,
+    pub faults: Faults,
+    /// Lease intervals checked.
+    pub leases: usize,
+    pub history: Vec<Op>,
+    pub problems: Vec<String>,
+}
+
+impl std::fmt::Display for Report {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} nodes, seed {}: {} operations checked ({} of unknown outcome, {} refused), \
+             {} acknowledged writes, {} lease intervals, faults {:?}",
+            self.size,
+            self.seed,
+            self.ops,
+            self.unknown,
+            self.refused,
+            self.acked,
+            self.leases,
+            self.faults
+        )
+    }
+}
+
+/// Runs `clients` clients on `keys` keys of a `size`-node durable cluster for `duration`
+/// under the nemesis, then checks everything.
+pub async fn run(size: usize, seed: u64, duration: Duration, clients: u64, keys: usize) -> Report {
+    let dir = Arc::new(TempDir::new(&format!("verify-{size}-{seed}")));
+    let leases = LeaseLogs::default();
+    let tune = {
+        let (dir, leases) = (Arc::clone(&dir), leases.clone());
+        move |c: &mut raftline::Config| {
+            fast(c);
+            c.data_dir = Some(dir.join(&c.name));
+            c.lease_log = Some(leases.of(&c.name));
+        }
+    };
+    let cluster = Cluster::start(size, tune.clone()).await;
+    cluster.wait_for_leader().await;
+    let mut nemesis = Nemesis::new(cluster, Arc::new(tune), seed);
+
+    let clock = Arc::new(Clock::default());
+    let history = Arc::new(Mutex::new(History::default()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let keys: Vec<String> = (0..keys).map(|k| format!("key{k}")).collect();
+    let mut tasks = tokio::task::JoinSet::new();
+    for client in 0..clients {
+        tasks.spawn(clients::run(
+            client + 1,
+            seed.wrapping_mul(1000).wrapping_add(client),
+            Arc::clone(&nemesis.nodes),
+            keys.clone(),
+            Arc::clone(&clock),
+            Arc::clone(&history),
+            Arc::clone(&stop),
+        ));
+    }
+    nemesis.run(Instant::now() + duration).await;
+    // Healed and all running: the clients go on a little, then stop.
+    nemesis.cluster.wait_for_leader().await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    stop.store(true, Ordering::Relaxed);
+    while tasks.join_next().await.is_some() {}
+    let spans = leases.intervals();
+
+    let history = std::mem::take(&mut *history.lock().unwrap());
+    let mut problems = Vec::new();
+    for verdict in checker::check(&history.ops, CHECK_BUDGET) {
+        if verdict != Verdict::Linearizable {
+            problems.push(format!("{verdict:?}"));
+        }
+    }
+    problems.extend(history::lease_overlaps(&spans));
+    problems.extend(check_members(&nemesis.cluster, &history).await);
+    let report = Report {
+        size,
+        seed,
+        ops: history.ops.len(),
+        unknown: history.ops.iter().filter(|o| o.ret.is_none()).count(),
+        refused: history.refused,
+        acked: history.acked.len(),
+        faults: nemesis.faults.clone(),
+        leases: spans.len(),
+        history: history.ops,
+        problems,
+    };
+    nemesis.cluster.stop().await;
+    report
+}
+
+/// After the heal: every member holds every acknowledged write at the index it was
+/// answered with, and all members' states are identical.
+async fn check_members(cluster: &Cluster, history: &History) -> Vec<String> {
+    let mut problems = Vec::new();
+    cluster.wait_converged().await;
+    let live: Vec<String> = cluster.live().iter().map(|h| h.name().to_string()).collect();
+    let reference = cluster.state(&live[0]).await;
+    for name in &live {
+        let at: HashMap<u64, (String, Option<Vec<u8>>)> = cluster
+            .applied(name)
+            .into_iter()
+            .filter_map(|e| {
+                let change = e.changes.first()?;
+                Some((e.index, (change.key.clone(), change.value.clone())))
+            })
+            .collect();
+        for w in &history.acked {
+            let expected = (w.key.clone(), Some(w.value.to_le_bytes().to_vec()));
+            if at.get(&w.index) != Some(&expected) {
+                problems.push(format!(
+                    "{name}: acknowledged write {}={} is not at index {}",
+                    w.key, w.value, w.index
+                ));
+            }
+        }
+        if cluster.state(name).await != reference {
+            problems.push(format!("{name}'s state differs from {}'s", live[0]));
+        }
+    }
+    problems
+}
+
+/// A read that a correct history cannot contain: it returns the value of an acknowledged
+/// write that another acknowledged write replaced before the read began. Returns the
+/// mutated history, or `None` if the history has no such triple.
+pub fn inject_stale_read(history: &[Op]) -> Option<Vec<Op>> {
+    use checker::Action;
+    let written = |op: &Op| match op.action {
+        Action::Write { value } => Some(value),
+        Action::Cas {
+            next,
+            outcome: Some((true, _)),
+            ..
+        } => Some(next),
+        _ => None,
+    };
+    for (r, read) in history.iter().enumerate() {
+        if !matches!(read.action, Action::Read { .. }) || read.ret.is_none() {
+            continue;
+        }
+        let done_before = |op: &&Op| op.key == read.key && op.ret.is_some_and(|t| t < read.call);
+        let Some(old) = history.iter().filter(done_before).find_map(|w1| {
+            let v1 = written(w1)?;
+            // A later acknowledged write replaced it before the read began.
+            history
+                .iter()
+                .filter(done_before)
+                .any(|w2| written(w2).is_some() && w2.call > w1.ret.unwrap())
+                .then_some(v1)
+        }) else {
+            continue;
+        };
+        let mut mutated = history.to_vec();
+        mutated[r].action = Action::Read { saw: Some(old) };
+        return Some(mutated);
+    }
+    None
+}
+
+/// An acknowledged write that later reads do not see (a lost write): a fresh value is
+/// written just before a read that no other write overlaps, and the read still returns
+/// what it returned. Returns the mutated history (times doubled to make room), or `None`.
+pub fn inject_lost_write(history: &[Op]) -> Option<Vec<Op>> {
+    use checker::Action;
+    let mut doubled: Vec<Op> = history
+        .iter()
+        .cloned()
+        .map(|mut op| {
+            op.call *= 2;
+            op.ret = op.ret.map(|t| t * 2);
+            op
+        })
+        .collect();
+    let isolated = doubled.iter().position(|read| {
+        matches!(read.action, Action::Read { .. })
+            && read.ret.is_some()
+            && doubled.iter().all(|w| {
+                w.key != read.key
+                    || matches!(w.action, Action::Read { .. })
+                    || matches!(
+                        w.action,
+                        Action::Cas {
+                            outcome: Some((false, _)),
+                            ..
+                        }
+                    )
+                    || w.ret.is_some_and(|t| t < read.call - 2)
+                    || w.call > read.ret.unwrap()
+            })
+    })?;
+    let read = doubled[isolated].clone();
+    doubled.push(Op {
+        key: read.key.clone(),
+        action: Action::Write { value: u64::MAX },
+        call: read.call - 2,
+        ret: Some(read.call - 1),
+        by: "injected".into(),
+    });
+    Some(doubled)
+}
