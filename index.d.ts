@@ -25,7 +25,8 @@ export interface RaftNodeOptions {
   dataDir?: string;
   /**
    * Start empty and wait to be added by the leader (`addMember`). `peers` then only says
-   * where members listen (at least one must be reachable), not who votes.
+   * where members listen (at least one must be reachable), not who votes; it must name at
+   * least one member other than this node (else TypeError).
    */
   join?: boolean;
   /** Default 'raftline'; peers of another cluster are refused at the handshake. */
@@ -40,7 +41,11 @@ export interface RaftNodeOptions {
   electionTimeoutMs?: number;
   /** Default true. */
   preVote?: boolean;
-  /** Default true: a leader that loses quorum steps down. */
+  /**
+   * Default true: a leader that loses quorum steps down. The leader lease (`isLeader`,
+   * lease reads, `runWhileLeader`) needs it: with `false`, `isLeader` stays false, lease
+   * reads go through the leader, and `runWhileLeader` jobs never start.
+   */
   checkQuorum?: boolean;
   /** Compact the log after this many applied entries (durable storage), default 10000. */
   snapshotEvery?: number;
@@ -104,11 +109,13 @@ export interface WriteResult {
 
 /**
  * Options of every write. A write that timed out (ERR_TIMEOUT) or was aborted may still
- * commit later: its outcome is unknown.
+ * commit later: its outcome is unknown. With no leader known (after start, during an
+ * election) a write waits for one; ERR_NO_LEADER when `timeoutMs` ran out with none known
+ * (nothing was proposed). A removed node rejects at once with ERR_REMOVED.
  */
 export interface WriteOptions {
   signal?: AbortSignal;
-  /** Default 5000. */
+  /** Default 5000: how long to wait for a leader and for the entry to apply here. */
   timeoutMs?: number;
   /** On a follower, forward to the leader (default) or reject with ERR_NOT_LEADER. */
   forward?: boolean;
@@ -242,7 +249,11 @@ export declare class RaftNode extends EventEmitter<RaftNodeEvents> {
   readonly leaderId: string | null;
   /** Current term. Terms only grow: use it as a fencing token. */
   readonly term: number;
-  /** True only while this node leads AND a quorum confirmed it within the election timeout. */
+  /**
+   * True only while this node leads AND a quorum confirmed it within the election timeout
+   * (a lease, ended by its instant even when the engine is stalled; none during a
+   * leadership transfer, none with `checkQuorum: false`).
+   */
   readonly isLeader: boolean;
   waitForLeader(opts?: { timeoutMs?: number; signal?: AbortSignal }): Promise<string>;
   onLeaderChange(cb: (event: LeaderChangeEvent) => void): () => void;
@@ -250,7 +261,8 @@ export declare class RaftNode extends EventEmitter<RaftNodeEvents> {
   transferLeadership(to?: string, opts?: { timeoutMs?: number }): Promise<string>;
   /**
    * Runs `job` each time this node becomes leader (confirmed by a quorum) and aborts
-   * `ctx.signal` when leadership is lost or the node stops. Returns a cancel function.
+   * `ctx.signal` when leadership is lost, the lease runs out (a timer checks it, so a
+   * stalled engine cannot keep a job running) or the node stops. Returns a cancel function.
    */
   runWhileLeader(job: (ctx: LeaderJobContext) => Promise<void> | void, opts?: { signal?: AbortSignal }): () => Promise<void>;
 
@@ -279,14 +291,18 @@ export declare class RaftNode extends EventEmitter<RaftNodeEvents> {
    * Adds a member that was started with `join: true` and listens at `url`, as a voter or
    * (`learner: true`) a non-voting learner; it catches up from the leader (by snapshot when
    * needed). Uses joint consensus: resolves once the change is complete on this node (the
-   * joint configuration entered and left again). ERR_CONF_CHANGE_IN_PROGRESS
-   * while another change is pending (checked on the leader: from a follower, a concurrent
-   * change times out instead).
+   * joint configuration entered and left again). ERR_CONF_CHANGE_IN_PROGRESS while another
+   * change is pending (decided by the leader, also for a change forwarded from a follower).
+   * ERR_INVALID when the change would leave fewer than a quorum of voters reachable and
+   * caught up (add a learner, then promote it once caught up).
    */
   addMember(id: string, url: string, opts?: { learner?: boolean; timeoutMs?: number }): Promise<void>;
   /** Learner -> voter. ERR_UNKNOWN_MEMBER for an id that is not a member. */
   promoteMember(id: string, opts?: { timeoutMs?: number }): Promise<void>;
-  /** Removes a member; a leader removing itself hands leadership over first. Stop the removed node afterwards. */
+  /**
+   * Removes a member; a leader removing itself hands leadership over first. The removed
+   * node rejects writes and reads with ERR_REMOVED; stop it afterwards.
+   */
   removeMember(id: string, opts?: { timeoutMs?: number }): Promise<void>;
 
   // Status

@@ -366,66 +366,38 @@ impl<S: LogStore> Core<S> {
     /// Answers every caller whose deadline passed: `NoLeader` for what never reached a
     /// leader, a timeout (outcome unknown) for what was proposed.
     fn expire(&mut self, now: Instant) {
-        let leaderless = self.raw.raft.leader_id == INVALID_ID;
-        if !self.parked.is_empty() {
-            let (over, waiting) = std::mem::take(&mut self.parked)
-                .into_iter()
-                .partition(|p| p.waiter.is_over(now));
-            self.parked = waiting;
-            for parked in over {
-                let error = parked.waiter.deadline.expired(false);
-                parked.waiter.send(Err(error));
-            }
+        for parked in self.parked.extract_if(.., |p| p.waiter.is_over(now)) {
+            let error = parked.waiter.deadline.expired(false);
+            parked.waiter.send(Err(error));
         }
-        let over: Vec<u64> = self
-            .proposals
-            .iter()
-            .filter(|(_, p)| p.waiter.is_over(now))
-            .map(|(&seq, _)| seq)
-            .collect();
-        for seq in over {
-            if let Some(p) = self.proposals.remove(&seq) {
-                let error = p.waiter.deadline.expired(true);
-                p.waiter.send(Err(error));
-            }
-        }
-        let over: Vec<u64> = self
-            .conf_changes
-            .iter()
-            .filter(|(_, c)| c.waiter.is_over(now))
-            .map(|(&seq, _)| seq)
-            .collect();
-        for seq in over {
-            if let Some(c) = self.conf_changes.remove(&seq) {
-                let error = c.waiter.deadline.expired(true);
-                c.waiter.send(Err(error));
-            }
+        let proposals = self.proposals.extract_if(|_, p| p.waiter.is_over(now));
+        let changes = self.conf_changes.extract_if(|_, c| c.waiter.is_over(now));
+        for waiter in proposals
+            .map(|(_, p)| p.waiter)
+            .chain(changes.map(|(_, c)| c.waiter))
+        {
+            let error = waiter.deadline.expired(true);
+            waiter.send(Err(error));
         }
         // A read changes nothing: past its deadline it failed, for want of a leader or not.
-        let read_error = |waiter: &Waiter<u64>| {
-            if leaderless {
+        let leaderless = self.raw.raft.leader_id == INVALID_ID;
+        let mut expired: Vec<Waiter<u64>> = self
+            .unsent_reads
+            .extract_if(.., |w| w.is_over(now))
+            .collect();
+        for read in self.reads.values_mut() {
+            expired.extend(read.waiters.extract_if(.., |w| w.is_over(now)));
+        }
+        self.reads.retain(|_, r| !r.waiters.is_empty());
+        for waiter in expired {
+            let error = if leaderless {
                 Error::NoLeader
             } else {
                 Error::Timeout {
                     ms: waiter.deadline.timeout.as_millis() as u64,
                     unknown_outcome: false,
                 }
-            }
-        };
-        let (mut expired, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.unsent_reads)
-            .into_iter()
-            .partition(|w| w.is_over(now));
-        self.unsent_reads = waiting;
-        for read in self.reads.values_mut() {
-            let (over, waiting) = std::mem::take(&mut read.waiters)
-                .into_iter()
-                .partition(|w| w.is_over(now));
-            read.waiters = waiting;
-            expired.extend::<Vec<_>>(over);
-        }
-        self.reads.retain(|_, r| !r.waiters.is_empty());
-        for waiter in expired {
-            let error = read_error(&waiter);
+            };
             waiter.send(Err(error));
         }
     }
@@ -441,8 +413,7 @@ impl<S: LogStore> Core<S> {
     /// refused with the reason; the caller closes the connection that carried them.
     pub fn step(&mut self, mut msg: Message) -> std::result::Result<(), String> {
         self.check_inbound(&msg)?;
-        if self.raw.raft.state == StateRole::Leader && self.raw.raft.prs().get(msg.from).is_none()
-        {
+        if self.raw.raft.state == StateRole::Leader && self.raw.raft.prs().get(msg.from).is_none() {
             // A removed member that missed its removal: closing with this reason tells it.
             return Err(crate::transport::NOT_A_MEMBER.to_string());
         }

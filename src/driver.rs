@@ -176,9 +176,7 @@ impl<S: LogStore> Driver<S> {
                             forward,
                             waiter,
                         } => self.core.propose(command, forward, waiter),
-                        Request::ReadIndex { waiter, lease } => {
-                            self.core.read_index(waiter, lease)
-                        }
+                        Request::ReadIndex { waiter, lease } => self.core.read_index(waiter, lease),
                         Request::Transfer { to, reply } => self.core.transfer_leader(to, reply),
                         Request::Stop { reply } => stop = Some(reply),
                         Request::Stall(pause) => std::thread::sleep(pause),
@@ -227,7 +225,11 @@ impl<S: LogStore> Driver<S> {
         for (peer, url) in self.core.take_peer_updates() {
             // A URL given to the transport (configuration, `set_peer_url`) is newer than one
             // replayed from the log: the log only fills in what is unknown.
-            if let Err(e) = self.transport.control().set_peer_url_if_unknown(&peer, &url) {
+            if let Err(e) = self
+                .transport
+                .control()
+                .set_peer_url_if_unknown(&peer, &url)
+            {
                 tracing::warn!(%peer, "ignoring a member's address: {e}");
             }
         }

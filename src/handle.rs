@@ -281,9 +281,12 @@ impl NodeHandle {
             Consistency::Local => Ok(()),
             Consistency::Lease | Consistency::Linearizable => {
                 let lease = options.consistency == Consistency::Lease;
-                self.ask_by(options.timeout, |waiter| Request::ReadIndex { waiter, lease })
-                    .await
-                    .map(|_| ())
+                self.ask_by(options.timeout, |waiter| Request::ReadIndex {
+                    waiter,
+                    lease,
+                })
+                .await
+                .map(|_| ())
             }
         }
     }

@@ -94,12 +94,7 @@ async fn snapshots_bound_the_disk_and_a_stopped_follower_catches_up_by_snapshot(
     })
     .await;
     let leader = cluster.wait_for_leader().await;
-    let lagging = cluster
-        .names
-        .iter()
-        .find(|n| **n != leader)
-        .unwrap()
-        .clone();
+    let lagging = cluster.other_than(&leader);
     cluster.kill(&lagging).await;
 
     // An endless-overwrite workload: 20,000 writes over 100 keys, many compactions.
@@ -250,12 +245,7 @@ async fn a_snapshot_larger_than_a_chunk_travels_in_chunks() {
     })
     .await;
     let leader = cluster.wait_for_leader().await;
-    let lagging = cluster
-        .names
-        .iter()
-        .find(|n| **n != leader)
-        .unwrap()
-        .clone();
+    let lagging = cluster.other_than(&leader);
     cluster.kill(&lagging).await;
     // About 4 MiB of state: the snapshot is cut into 1 MiB chunks.
     for i in 0..64u32 {
@@ -328,12 +318,7 @@ async fn a_snapshot_lost_on_the_way_is_sent_again_without_an_election() {
     })
     .await;
     let leader = cluster.wait_for_leader().await;
-    let lagging = cluster
-        .names
-        .iter()
-        .find(|n| **n != leader)
-        .unwrap()
-        .clone();
+    let lagging = cluster.other_than(&leader);
     let others: Vec<&str> = cluster
         .names
         .iter()

@@ -66,12 +66,7 @@ async fn a_pending_transfer_ends_the_lease_at_once() {
         .expect("lease held");
     // Cut the transferee off: the transfer stays pending for an election timeout, during
     // which a delayed TimeoutNow could still elect it whatever leases the others honour.
-    let target = cluster
-        .names
-        .iter()
-        .find(|n| **n != leader)
-        .unwrap()
-        .clone();
+    let target = cluster.other_than(&leader);
     cluster.partition(&[target.as_str()], &[leader.as_str()]);
     let transfer = {
         let lead = lead.clone();

@@ -42,20 +42,18 @@ async fn runs(size: usize) {
         totals.0 += report.ops;
         totals.1 += report.faults.values().sum::<u32>() as usize;
         // The checker is not vacuous: it flags faults injected into this very history.
-        if let Some(stale) = verify::inject_stale_read(&report.history) {
+        let injected = [
+            ("stale read", verify::inject_stale_read(&report.history)),
+            ("lost write", verify::inject_lost_write(&report.history)),
+        ];
+        for (what, history) in injected {
+            let history = history.unwrap_or_else(|| panic!("no place for a {what} in {report}"));
+            let verdicts = check(&history, verify::CHECK_BUDGET);
             assert!(
-                check(&stale, verify::CHECK_BUDGET)
+                verdicts
                     .iter()
                     .any(|v| matches!(v, Verdict::Violation { .. })),
-                "an injected stale read goes unnoticed"
-            );
-        }
-        if let Some(lost) = verify::inject_lost_write(&report.history) {
-            assert!(
-                check(&lost, verify::CHECK_BUDGET)
-                    .iter()
-                    .any(|v| matches!(v, Verdict::Violation { .. })),
-                "an injected lost write goes unnoticed"
+                "an injected {what} goes unnoticed: {verdicts:?}"
             );
         }
     }

@@ -162,7 +162,7 @@ async fn killing_the_leader_fails_over_well_under_a_second() {
         .unwrap();
     let killed_at = Instant::now();
     cluster.kill(&old).await;
-    let survivor = cluster.names.iter().find(|n| **n != old).unwrap().clone();
+    let survivor = cluster.other_than(&old);
     // Retry on the survivors until a write is accepted: that is the failover time.
     let accepted = loop {
         match cluster
@@ -309,12 +309,7 @@ async fn errors_say_what_happened() {
     })
     .await;
     let leader = cluster.wait_for_leader().await;
-    let follower = cluster
-        .names
-        .iter()
-        .find(|n| **n != leader)
-        .unwrap()
-        .clone();
+    let follower = cluster.other_than(&leader);
     let f = cluster.node(&follower);
 
     // (case, result, expected code)
@@ -440,7 +435,7 @@ async fn errors_say_what_happened() {
 async fn writes_forwarded_to_a_dead_leader_settle_long_before_their_deadline() {
     let mut cluster = Cluster::start(3, fast).await;
     let old = cluster.wait_for_leader().await;
-    let survivor = cluster.names.iter().find(|n| **n != old).unwrap().clone();
+    let survivor = cluster.other_than(&old);
     cluster.kill(&old).await;
     // The survivor still believes in the dead leader: these are forwarded into the void.
     let h = cluster.node(&survivor).clone();
@@ -474,12 +469,7 @@ async fn the_leader_sees_an_isolated_follower_turn_unhealthy_then_healthy() {
     use raftline::Health;
     let cluster = Cluster::start(3, fast).await;
     let leader = cluster.wait_for_leader().await;
-    let follower = cluster
-        .names
-        .iter()
-        .find(|n| **n != leader)
-        .unwrap()
-        .clone();
+    let follower = cluster.other_than(&leader);
     let health_of = |peer: &str| {
         cluster
             .node(&leader)

@@ -47,7 +47,7 @@ fn steady_writer(
 async fn a_change_forwarded_right_after_a_leadership_transfer_completes() {
     let cluster = Cluster::start(3, fast).await;
     let old = cluster.wait_for_leader().await;
-    let target = cluster.names.iter().find(|n| **n != old).unwrap().clone();
+    let target = cluster.other_than(&old);
     let gone = cluster
         .names
         .iter()
@@ -81,12 +81,7 @@ async fn removing_the_leader_under_a_steady_writer_completes_and_hands_over() {
     let mut cluster = Cluster::start(5, fast).await;
     for round in 0..2 {
         let leader = cluster.wait_for_leader().await;
-        let writer_node = cluster
-            .names
-            .iter()
-            .find(|n| **n != leader)
-            .unwrap()
-            .clone();
+        let writer_node = cluster.other_than(&leader);
         let stop = Arc::new(AtomicBool::new(false));
         let (acked, writer) = steady_writer(cluster.node(&writer_node).clone(), Arc::clone(&stop));
         common::wait_until(DEADLINE, || {

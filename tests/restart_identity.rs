@@ -56,12 +56,7 @@ async fn a_restarted_follower_answers_each_write_with_its_own_entry() {
     })
     .await;
     let leader = cluster.wait_for_leader().await;
-    let follower = cluster
-        .names
-        .iter()
-        .find(|n| **n != leader)
-        .unwrap()
-        .clone();
+    let follower = cluster.other_than(&leader);
 
     // Each life writes through the follower and is killed with writes in flight, early
     // enough that the entries of its last writes are still being replicated back to it when

@@ -176,6 +176,15 @@ impl Cluster {
         })
     }
 
+    /// A member other than `name` (the first by name).
+    pub fn other_than(&self, name: &str) -> String {
+        self.names
+            .iter()
+            .find(|n| *n != name)
+            .expect("another member")
+            .clone()
+    }
+
     pub async fn wait_for_leader(&self) -> String {
         let live: Vec<String> = self.live().iter().map(|h| h.name().to_string()).collect();
         let live: Vec<&str> = live.iter().map(String::as_str).collect();

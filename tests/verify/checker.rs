@@ -76,7 +76,11 @@ fn step(states: &BTreeSet<Value>, op: &Op) -> Option<BTreeSet<Value>> {
                 }
                 Some(_) => {}
                 None => {
-                    next.insert(if state == *expected { Some(*new) } else { state });
+                    next.insert(if state == *expected {
+                        Some(*new)
+                    } else {
+                        state
+                    });
                     next.insert(state);
                 }
             },
@@ -90,9 +94,14 @@ fn step(states: &BTreeSet<Value>, op: &Op) -> Option<BTreeSet<Value>> {
 pub enum Verdict {
     Linearizable,
     /// No order explains the history; the longest prefix of calls that could be ordered.
-    Violation { key: String, explained: usize },
+    Violation {
+        key: String,
+        explained: usize,
+    },
     /// The search took longer than its budget (no answer).
-    Unknown { key: String },
+    Unknown {
+        key: String,
+    },
 }
 
 /// Checks every key of `history`, starting from absent keys; `budget` bounds the search
@@ -254,12 +263,20 @@ mod tests {
             ),
             (
                 "stale read after an acknowledged write",
-                vec![write(1, 1, Some(2)), write(2, 3, Some(4)), read(Some(1), 5, 6)],
+                vec![
+                    write(1, 1, Some(2)),
+                    write(2, 3, Some(4)),
+                    read(Some(1), 5, 6),
+                ],
                 false,
             ),
             (
                 "concurrent read may see either",
-                vec![write(1, 1, Some(2)), write(2, 3, Some(6)), read(Some(1), 4, 5)],
+                vec![
+                    write(1, 1, Some(2)),
+                    write(2, 3, Some(6)),
+                    read(Some(1), 4, 5),
+                ],
                 true,
             ),
             (
@@ -279,11 +296,7 @@ mod tests {
             ),
             (
                 "unknown write cannot un-happen",
-                vec![
-                    write(1, 1, None),
-                    read(Some(1), 3, 4),
-                    read(None, 5, 6),
-                ],
+                vec![write(1, 1, None), read(Some(1), 3, 4), read(None, 5, 6)],
                 false,
             ),
             (

@@ -5,8 +5,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use rand::{rngs::StdRng, Rng, SeedableRng};
 use raftline::{Consistency, NodeHandle, ReadOptions, WriteOptions};
+use rand::{rngs::StdRng, Rng, SeedableRng};
 
 use super::checker::{Action, Op};
 use super::history::{outcome_of, Acked, Clock, Outcome, Shared};
@@ -68,7 +68,10 @@ pub async fn run(
         } else if roll < 8 {
             let v = value(client, n);
             let action = Action::Write { value: v };
-            match node.set(&key, v.to_le_bytes().to_vec(), write_options).await {
+            match node
+                .set(&key, v.to_le_bytes().to_vec(), write_options)
+                .await
+            {
                 Ok(w) => (action, Outcome::Done, Some(w.index)),
                 Err(e) => (action, outcome_of(&e), None),
             }
@@ -78,7 +81,12 @@ pub async fn run(
             let next = value(client, n);
             let exp_bytes = expected.map(|v| v.to_le_bytes().to_vec());
             match node
-                .cas(&key, exp_bytes, Some(next.to_le_bytes().to_vec()), write_options)
+                .cas(
+                    &key,
+                    exp_bytes,
+                    Some(next.to_le_bytes().to_vec()),
+                    write_options,
+                )
                 .await
             {
                 Ok(w) => {

@@ -67,7 +67,12 @@ pub struct LeaseLogs(Arc<Mutex<HashMap<String, LeaseLog>>>);
 impl LeaseLogs {
     /// The log of `name`, created on first use.
     pub fn of(&self, name: &str) -> LeaseLog {
-        self.0.lock().unwrap().entry(name.to_string()).or_default().clone()
+        self.0
+            .lock()
+            .unwrap()
+            .entry(name.to_string())
+            .or_default()
+            .clone()
     }
 
     /// Each node's lease intervals: from when a lease was published to when it ran out or

@@ -130,7 +130,11 @@ pub async fn run(size: usize, seed: u64, duration: Duration, clients: u64, keys:
 async fn check_members(cluster: &Cluster, history: &History) -> Vec<String> {
     let mut problems = Vec::new();
     cluster.wait_converged().await;
-    let live: Vec<String> = cluster.live().iter().map(|h| h.name().to_string()).collect();
+    let live: Vec<String> = cluster
+        .live()
+        .iter()
+        .map(|h| h.name().to_string())
+        .collect();
     let reference = cluster.state(&live[0]).await;
     for name in &live {
         let at: HashMap<u64, (String, Option<Vec<u8>>)> = cluster
@@ -157,11 +161,37 @@ async fn check_members(cluster: &Cluster, history: &History) -> Vec<String> {
     problems
 }
 
-/// A read that a correct history cannot contain: it returns the value of an acknowledged
-/// write that another acknowledged write replaced before the read began. Returns the
-/// mutated history, or `None` if the history has no such triple.
+/// The longest part of one key's history that has no operation of unknown outcome: its
+/// operations called before the first such one. (A failing search must try every place for
+/// every unknown outcome; on this prefix it is quick.)
+fn definite_prefix(history: &[Op]) -> Vec<Op> {
+    let mut keys: Vec<&str> = history.iter().map(|op| op.key.as_str()).collect();
+    keys.sort();
+    keys.dedup();
+    keys.into_iter()
+        .map(|key| {
+            let first_unknown = history
+                .iter()
+                .filter(|op| op.key == key && op.ret.is_none())
+                .map(|op| op.call)
+                .min()
+                .unwrap_or(u64::MAX);
+            history
+                .iter()
+                .filter(|op| op.key == key && op.call < first_unknown && op.ret.is_some())
+                .cloned()
+                .collect::<Vec<Op>>()
+        })
+        .max_by_key(Vec::len)
+        .unwrap_or_default()
+}
+
+/// A stale read, appended to the definite prefix of one key: it returns the value of an
+/// acknowledged write that a later acknowledged write replaced. `None` if the prefix has no
+/// two acknowledged writes one after the other.
 pub fn inject_stale_read(history: &[Op]) -> Option<Vec<Op>> {
     use checker::Action;
+    let mut history = definite_prefix(history);
     let written = |op: &Op| match op.action {
         Action::Write { value } => Some(value),
         Action::Cas {
@@ -171,67 +201,42 @@ pub fn inject_stale_read(history: &[Op]) -> Option<Vec<Op>> {
         } => Some(next),
         _ => None,
     };
-    for (r, read) in history.iter().enumerate() {
-        if !matches!(read.action, Action::Read { .. }) || read.ret.is_none() {
-            continue;
-        }
-        let done_before = |op: &&Op| op.key == read.key && op.ret.is_some_and(|t| t < read.call);
-        let Some(old) = history.iter().filter(done_before).find_map(|w1| {
-            let v1 = written(w1)?;
-            // A later acknowledged write replaced it before the read began.
-            history
-                .iter()
-                .filter(done_before)
-                .any(|w2| written(w2).is_some() && w2.call > w1.ret.unwrap())
-                .then_some(v1)
-        }) else {
-            continue;
-        };
-        let mut mutated = history.to_vec();
-        mutated[r].action = Action::Read { saw: Some(old) };
-        return Some(mutated);
-    }
-    None
-}
-
-/// An acknowledged write that later reads do not see (a lost write): a fresh value is
-/// written just before a read that no other write overlaps, and the read still returns
-/// what it returned. Returns the mutated history (times doubled to make room), or `None`.
-pub fn inject_lost_write(history: &[Op]) -> Option<Vec<Op>> {
-    use checker::Action;
-    let mut doubled: Vec<Op> = history
-        .iter()
-        .cloned()
-        .map(|mut op| {
-            op.call *= 2;
-            op.ret = op.ret.map(|t| t * 2);
-            op
-        })
-        .collect();
-    let isolated = doubled.iter().position(|read| {
-        matches!(read.action, Action::Read { .. })
-            && read.ret.is_some()
-            && doubled.iter().all(|w| {
-                w.key != read.key
-                    || matches!(w.action, Action::Read { .. })
-                    || matches!(
-                        w.action,
-                        Action::Cas {
-                            outcome: Some((false, _)),
-                            ..
-                        }
-                    )
-                    || w.ret.is_some_and(|t| t < read.call - 2)
-                    || w.call > read.ret.unwrap()
-            })
+    let old = history.iter().find_map(|w1| {
+        let v1 = written(w1)?;
+        let replaced = history
+            .iter()
+            .any(|w2| written(w2).is_some() && w2.call > w1.ret.unwrap());
+        replaced.then_some(v1)
     })?;
-    let read = doubled[isolated].clone();
-    doubled.push(Op {
-        key: read.key.clone(),
-        action: Action::Write { value: u64::MAX },
-        call: read.call - 2,
-        ret: Some(read.call - 1),
+    let end = history.iter().filter_map(|op| op.ret).max()?;
+    history.push(Op {
+        key: history[0].key.clone(),
+        action: Action::Read { saw: Some(old) },
+        call: end + 1,
+        ret: Some(end + 2),
         by: "injected".into(),
     });
-    Some(doubled)
+    Some(history)
+}
+
+/// An acknowledged write that a later read does not see (a lost write), appended to the
+/// definite prefix of one key: a write of a fresh value `a`, then an acknowledged write of
+/// another fresh value, then a read that still returns `a`. No order explains it.
+pub fn inject_lost_write(history: &[Op]) -> Option<Vec<Op>> {
+    use checker::Action;
+    let mut history = definite_prefix(history);
+    let key = history.first()?.key.clone();
+    let end = history.iter().filter_map(|op| op.ret).max()?;
+    let (a, lost) = (u64::MAX - 1, u64::MAX);
+    let op = |action, call| Op {
+        key: key.clone(),
+        action,
+        call,
+        ret: Some(call + 1),
+        by: "injected".into(),
+    };
+    history.push(op(Action::Write { value: a }, end + 1));
+    history.push(op(Action::Write { value: lost }, end + 3));
+    history.push(op(Action::Read { saw: Some(a) }, end + 5));
+    Some(history)
 }

@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use rand::{rngs::StdRng, seq::SliceRandom, Rng, SeedableRng};
 use raftline::{MembershipChange, NodeHandle, Role};
+use rand::{rngs::StdRng, seq::SliceRandom, Rng, SeedableRng};
 
 use crate::common::{Cluster, DEADLINE};
 
@@ -72,6 +72,8 @@ impl Nemesis {
 
     /// Injects faults until `until`, then heals and restarts everything.
     pub async fn run(&mut self, until: Instant) {
+        // A quiet start: the clients' first operations make a fault-free history prefix.
+        self.pause(300, 301).await;
         while Instant::now() < until {
             match self.rng.gen_range(0..6) {
                 0 => self.partition().await,
@@ -107,7 +109,11 @@ impl Nemesis {
 
     async fn isolate_leader(&mut self) {
         let Some(leader) = self.leader() else { return };
-        let others: Vec<String> = self.running().into_iter().filter(|n| *n != leader).collect();
+        let others: Vec<String> = self
+            .running()
+            .into_iter()
+            .filter(|n| *n != leader)
+            .collect();
         let others: Vec<&str> = others.iter().map(String::as_str).collect();
         self.cluster.partition(&[leader.as_str()], &others);
         self.count("isolate leader");
@@ -133,7 +139,13 @@ impl Nemesis {
     async fn transfer(&mut self) {
         let Some(leader) = self.leader() else { return };
         let voters = self.cluster.node(&leader).status().voters;
-        let Some(to) = voters.iter().filter(|v| **v != leader).collect::<Vec<_>>().choose(&mut self.rng).map(|v| v.to_string()) else {
+        let Some(to) = voters
+            .iter()
+            .filter(|v| **v != leader)
+            .collect::<Vec<_>>()
+            .choose(&mut self.rng)
+            .map(|v| v.to_string())
+        else {
             return;
         };
         let _ = self
@@ -154,8 +166,13 @@ impl Nemesis {
             Err(e) if e.to_string().contains(already) => true,
             Err(e) => {
                 assert!(
-                    ["ERR_TIMEOUT", "ERR_CONF_CHANGE_IN_PROGRESS", "ERR_INVALID", "ERR_NO_LEADER"]
-                        .contains(&e.code()),
+                    [
+                        "ERR_TIMEOUT",
+                        "ERR_CONF_CHANGE_IN_PROGRESS",
+                        "ERR_INVALID",
+                        "ERR_NO_LEADER"
+                    ]
+                    .contains(&e.code()),
                     "membership change failed: {e}"
                 );
                 false
@@ -224,7 +241,11 @@ impl Nemesis {
 
     /// Names of the members running now.
     fn running(&self) -> Vec<String> {
-        self.cluster.live().iter().map(|h| h.name().to_string()).collect()
+        self.cluster
+            .live()
+            .iter()
+            .map(|h| h.name().to_string())
+            .collect()
     }
 
     /// The node that leads now, if one does.
