@@ -142,6 +142,7 @@ describe('membership', () => {
       const url = (node, id) => node.members().find((m) => m.id === id)?.url;
       expect(url(leader, 'n4')).toBe(n4.url);
       await waitFor(() => url(c.nodes.find((n) => n !== leader), 'n4') === n4.url, { what: 'followers know the URL' });
+      await waitFor(() => n4.role === 'learner', { what: 'n4 hears it was added' });
       await leader.removeMember('n4');
       // n4 learns its removal from the entry, or (had it missed it) from the leader, which
       // refuses a removed member's traffic with a reason that says so.
