@@ -142,10 +142,22 @@ const rollingRestartStall = () => withDataDir(true, async (dataDir) => {
     let stop = false;
     let last = performance.now();
     let maxGap = 0;
+    // Like a load balancer behind readiness probes (API.md's /ready), the writer uses the
+    // members that know a leader and have applied what they know committed: a member that
+    // is still restarting would make a write wait until it has caught up.
+    const ready = (n) => {
+      if (n.role === 'stopped' || n.leaderId === null) return false;
+      const s = n.status();
+      return s.appliedIndex >= s.commitIndex;
+    };
     const writer = (async () => {
       for (let i = 0; !stop; i++) {
-        const running = c.nodes.filter((n) => n.role !== 'stopped');
-        if (running.length === 0) break; // the cluster is gone (the test failed)
+        const running = c.nodes.filter(ready);
+        if (running.length === 0) {
+          // between elections nobody is ready: yield to timers, never starve the event loop
+          await new Promise((r) => setTimeout(r, 1));
+          continue;
+        }
         try {
           await running[i % running.length].set(`r${i}`, i, { timeoutMs: 1000 });
           const now = performance.now();

@@ -179,7 +179,7 @@ impl<S: LogStore> Driver<S> {
                         Request::ReadIndex { waiter, lease } => self.core.read_index(waiter, lease),
                         Request::Transfer { to, reply } => self.core.transfer_leader(to, reply),
                         Request::Stop { reply } => stop = Some(reply),
-                        Request::Stall(pause) => std::thread::sleep(pause),
+                        Request::Stall(pause) => stall(pause),
                         Request::ChangeMembership { change, waiter } => {
                             self.core.change_membership(change, waiter)
                         }
@@ -243,6 +243,17 @@ impl<S: LogStore> Driver<S> {
         tracing::error!("{error}");
         let _ = self.events.send(vec![Event::Failed(error.to_string())]);
         self.core.fail_all(error);
+    }
+}
+
+/// Blocks this thread for `pause` (a test's stalled disk), letting a multi-threaded runtime
+/// move its other tasks elsewhere meanwhile.
+fn stall(pause: Duration) {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    if Handle::current().runtime_flavor() == RuntimeFlavor::MultiThread {
+        tokio::task::block_in_place(|| std::thread::sleep(pause));
+    } else {
+        std::thread::sleep(pause);
     }
 }
 

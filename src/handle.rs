@@ -192,10 +192,11 @@ impl NodeHandle {
     async fn ask_by<T>(
         &self,
         timeout: Duration,
+        unknown_outcome: bool,
         request: impl FnOnce(Waiter<T>) -> Request,
     ) -> Result<T> {
         let deadline = Deadline::after(timeout);
-        self.ask(timeout + DRIVER_GRACE, true, |reply| {
+        self.ask(timeout + DRIVER_GRACE, unknown_outcome, |reply| {
             request(Waiter { reply, deadline })
         })
         .await
@@ -203,7 +204,7 @@ impl NodeHandle {
 
     /// Replicates `command`; resolves once it is committed and applied on this node.
     pub async fn write(&self, command: Command, options: WriteOptions) -> Result<WriteOutcome> {
-        self.ask_by(options.timeout, |waiter| Request::Propose {
+        self.ask_by(options.timeout, true, |waiter| Request::Propose {
             command,
             forward: options.forward,
             waiter,
@@ -262,7 +263,7 @@ impl NodeHandle {
     /// A linearizable read point: once this resolves, the local state reflects every write
     /// acknowledged before the call.
     pub async fn read_barrier(&self, timeout: Duration) -> Result<u64> {
-        self.ask_by(timeout, |waiter| Request::ReadIndex {
+        self.ask_by(timeout, false, |waiter| Request::ReadIndex {
             waiter,
             lease: false,
         })
@@ -281,7 +282,7 @@ impl NodeHandle {
             Consistency::Local => Ok(()),
             Consistency::Lease | Consistency::Linearizable => {
                 let lease = options.consistency == Consistency::Lease;
-                self.ask_by(options.timeout, |waiter| Request::ReadIndex {
+                self.ask_by(options.timeout, false, |waiter| Request::ReadIndex {
                     waiter,
                     lease,
                 })
@@ -318,7 +319,7 @@ impl NodeHandle {
         change: crate::MembershipChange,
         timeout: Duration,
     ) -> Result<u64> {
-        self.ask_by(timeout, |waiter| Request::ChangeMembership {
+        self.ask_by(timeout, true, |waiter| Request::ChangeMembership {
             change,
             waiter,
         })
