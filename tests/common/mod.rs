@@ -232,9 +232,34 @@ impl Cluster {
         }
     }
 
-    /// Waits until every live node has applied the same entries, and returns them.
+    /// Waits until every live node has applied the same entries, and returns them. A marker
+    /// written through the leader first makes sure the records are complete: events arrive
+    /// in log order, so a record that holds the marker holds everything applied before it.
     pub async fn wait_converged(&self) -> Vec<(u64, u64)> {
         let live: Vec<String> = self.live().iter().map(|h| h.name().to_string()).collect();
+        let leader = self.wait_for_leader().await;
+        let marker = self
+            .node(&leader)
+            .set("__converged", vec![], Default::default())
+            .await
+            .expect("the marker write");
+        let recorded = wait_until(DEADLINE, || {
+            let record = self.record.lock().unwrap();
+            live.iter()
+                .all(|n| {
+                    record
+                        .applied
+                        .get(n)
+                        .is_some_and(|log| log.iter().any(|e| e.index >= marker.index))
+                })
+                .then_some(())
+        })
+        .await;
+        assert!(
+            recorded.is_some(),
+            "every live node reports the marker: {:?}",
+            self.describe()
+        );
         let converged = wait_until(DEADLINE, || {
             let record = self.record.lock().unwrap();
             let logs: Vec<Vec<(u64, u64)>> = live
