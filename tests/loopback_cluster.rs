@@ -90,7 +90,11 @@ async fn writes_from_every_node_apply_in_the_same_order_everywhere() {
         w.await.unwrap();
     }
     let log = cluster.wait_converged().await;
-    assert_eq!(log.len(), 120, "every write applied exactly once");
+    assert_eq!(
+        log.len(),
+        121,
+        "every write applied exactly once, and the marker"
+    );
     let reference = cluster.applied("n1");
     for name in &cluster.names {
         assert_eq!(
@@ -296,7 +300,7 @@ async fn partitioned_leader_steps_down_and_rejoins_as_follower() {
         .await
         .unwrap();
     let log = cluster.wait_converged().await;
-    assert_eq!(log.len(), 12);
+    assert_eq!(log.len(), 13, "the writes and wait_converged's marker");
     assert_eq!(cluster.node(&old).get_local("m9"), Some(vec![9]));
     cluster.stop().await;
 }
