@@ -31,7 +31,12 @@ export interface RaftNodeOptions {
   join?: boolean;
   /** Default 'raftline'; peers of another cluster are refused at the handshake. */
   clusterId?: string;
-  /** Shared secret for peer authentication. Not available in this version: passing it throws. */
+  /**
+   * Shared secret (1-1024 bytes): peers must prove it in the handshake, by a mutual
+   * HMAC-SHA256 challenge-response over fresh nonces; the secret never crosses the wire. A
+   * peer without it (or with another) is refused before raft sees a byte. Every member needs
+   * the same secret. `raftline/testing` draws a random one per cluster unless given.
+   */
   secret?: string;
   /** TLS (wss). Not available in this version: passing it throws. */
   tls?: { cert: string | Buffer; key: string | Buffer; ca?: string | Buffer };

@@ -74,6 +74,20 @@ describe('lifecycle', () => {
     }
   });
 
+  it('test clusters draw a secret of their own, which their members prove to each other', async () => {
+    const a = await createTestCluster({ size: 1 });
+    const b = await createTestCluster({ size: 1, secret: 'given' });
+    try {
+      expect(a.secret).toMatch(/^[0-9a-f]{32}$/);
+      expect(b.secret).toBe('given');
+      await a.waitForLeader();
+      await b.waitForLeader();
+    } finally {
+      await a.close();
+      await b.close();
+    }
+  });
+
   it('a taken port rejects ERR_ADDR_IN_USE and leaves nothing running', async () => {
     const server = net.createServer();
     await new Promise((r) => server.listen(0, '127.0.0.1', r));

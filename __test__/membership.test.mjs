@@ -35,7 +35,7 @@ describe('membership', () => {
       };
       const joiner = async (id) => {
         const peers = Object.fromEntries(members.map((n) => [n.id, n.url]));
-        const node = new RaftNode({ id, join: true, peers, dataDir: path.join(dataDir, id), listen: '127.0.0.1:0', heartbeatMs: 10, electionTimeoutMs: 50 });
+        const node = new RaftNode({ id, join: true, peers, secret: c.secret, dataDir: path.join(dataDir, id), listen: '127.0.0.1:0', heartbeatMs: 10, electionTimeoutMs: 50 });
         await node.start();
         extra.push(node);
         return node;
@@ -136,7 +136,7 @@ describe('membership', () => {
     try {
       const leader = await c.waitForLeader();
       const peers = Object.fromEntries(c.nodes.map((n) => [n.id, n.url]));
-      n4 = new RaftNode({ id: 'n4', join: true, peers, listen: '127.0.0.1:0', heartbeatMs: 10, electionTimeoutMs: 50 });
+      n4 = new RaftNode({ id: 'n4', join: true, peers, secret: c.secret, listen: '127.0.0.1:0', heartbeatMs: 10, electionTimeoutMs: 50 });
       await n4.start();
       await leader.addMember('n4', n4.url, { learner: true });
       const url = (node, id) => node.members().find((m) => m.id === id)?.url;
@@ -168,7 +168,7 @@ describe('membership', () => {
       for (let i = 0; i < 300; i += 30) await Promise.all(Array.from({ length: 30 }, (_, j) => leader.set(`k${i + j}`, i + j)));
       await waitFor(() => leader.status().snapshotIndex > 100, { what: 'compaction' });
       const peers = Object.fromEntries(c.nodes.map((n) => [n.id, n.url]));
-      n4 = new RaftNode({ id: 'n4', join: true, peers, dataDir: path.join(dataDir, 'n4'), listen: '127.0.0.1:0', heartbeatMs: 10, electionTimeoutMs: 50 });
+      n4 = new RaftNode({ id: 'n4', join: true, peers, secret: c.secret, dataDir: path.join(dataDir, 'n4'), listen: '127.0.0.1:0', heartbeatMs: 10, electionTimeoutMs: 50 });
       const installed = new Promise((resolve) => n4.once('snapshot', resolve));
       await n4.start();
       expect(n4.role).not.toBe('leader');

@@ -27,7 +27,9 @@ const cases = [
   ['unknown option (typo)', { ...base, heartbeatMS: 10 }, TypeError, /options\.heartbeatMS is not a RaftNode option/],
   ['dataDir empty', { ...base, dataDir: '' }, TypeError, /options\.dataDir/],
   ['dataDir not a string', { ...base, dataDir: 5 }, TypeError, /options\.dataDir/],
-  ['secret not yet available', { ...base, secret: 's' }, TypeError, /options\.secret/],
+  ['secret not a string', { ...base, secret: 42 }, TypeError, /options\.secret must be a string/],
+  ['secret empty', { ...base, secret: '' }, RangeError, /options\.secret must be 1-1024 bytes/],
+  ['tls not yet available', { ...base, tls: {} }, TypeError, /options\.tls/],
   ['join without peers', { ...base, join: true }, TypeError, /options\.peers must name the members to join/],
   ['join with only itself', { ...base, join: true, peers: { n1: 'ws://127.0.0.1:7001' } }, TypeError, /options\.peers/],
 ];

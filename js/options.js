@@ -11,7 +11,6 @@ const KNOWN = new Set([
 ]);
 // Named in API.md but not built yet: refused clearly instead of silently ignored.
 const NOT_YET = {
-  secret: 'peer authentication',
   tls: 'TLS',
 };
 
@@ -116,11 +115,19 @@ function validateOptions(options, internal = {}) {
     snapshotEvery: o.snapshotEvery,
     appSnapshots: o.snapshotHooks !== undefined,
     join: o.join === undefined ? false : boolean('options.join', o.join),
+    secret: o.secret === undefined ? undefined : secret(o.secret),
   };
   if (native.join && !Object.keys(peers).some((name) => name !== id)) {
     throw new TypeError('options.peers must name the members to join (with their URLs) when options.join is true');
   }
   return { native, electionTimeoutMs, httpUrl: o.httpUrl ?? null, snapshotHooks: o.snapshotHooks ?? null };
+}
+
+function secret(v) {
+  if (typeof v !== 'string') throw new TypeError(`options.secret must be a string, got ${typeName(v)}`);
+  const bytes = Buffer.byteLength(v, 'utf8');
+  if (bytes === 0 || bytes > 1024) throw new RangeError(`options.secret must be 1-1024 bytes, got ${bytes}`);
+  return v;
 }
 
 function key(v, name = 'key') {

@@ -1,6 +1,7 @@
 // raftline/testing: in-process clusters with fault injection.
 import type { RaftNode, RaftNodeOptions } from '../index';
 
+/** `secret` defaults to a random one per cluster. */
 export interface TestClusterOptions extends Omit<RaftNodeOptions, 'id' | 'peers' | 'listen'> {
   /** Number of nodes, named n1..nN. Default 3. */
   size?: number;
@@ -12,6 +13,8 @@ export interface TestClusterOptions extends Omit<RaftNodeOptions, 'id' | 'peers'
 
 export declare class TestCluster {
   readonly nodes: RaftNode[];
+  /** The secret the members prove to each other (random unless given): pass it to joiners. */
+  readonly secret: string;
   node(id: string): RaftNode;
   /** Resolves with the leader once every running node follows it. */
   waitForLeader(opts?: { timeoutMs?: number }): Promise<RaftNode>;

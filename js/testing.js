@@ -21,6 +21,11 @@ class TestCluster {
     this.#optionsOf = optionsOf;
   }
 
+  /** The secret the members prove to each other: give it to nodes that join the cluster. */
+  get secret() {
+    return this.#optionsOf(this.nodes[0].id).secret;
+  }
+
   /** The node named `id`. */
   node(id) {
     const node = this.nodes.find((n) => n.id === id);
@@ -143,6 +148,9 @@ async function createTestCluster(options = {}) {
     if (k in nodeOptions) throw new TypeError(`options.${k} is chosen by the test cluster`);
   }
   const names = Array.from({ length: size }, (_, i) => `n${i + 1}`);
+  // Peers prove a secret of the cluster's own: another test's cluster (or anything else on
+  // the machine) cannot talk to it.
+  if (nodeOptions.secret === undefined) nodeOptions.secret = require('node:crypto').randomBytes(16).toString('hex');
   const peers = Object.fromEntries(names.map((n) => [n, '']));
   // With a dataDir, each node keeps its data in a folder of its own name inside it.
   const optionsOf = (id) => ({

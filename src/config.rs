@@ -46,10 +46,33 @@ pub struct Config {
     /// Start empty and wait to be added to a running cluster (`peers` then only says where
     /// the members are, not who votes).
     pub join: bool,
+    /// Peers must prove this shared secret in the handshake (and this node proves it to
+    /// them); `None` accepts any peer that names a member.
+    pub secret: Option<Secret>,
     /// Verification: every lease this node publishes (or withdraws) is logged here, stamped
     /// when it became visible to readers.
     #[doc(hidden)]
     pub lease_log: Option<LeaseLog>,
+}
+
+/// The cluster's shared secret. Its `Debug` form never shows it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(std::sync::Arc<[u8]>);
+
+impl Secret {
+    pub fn new(secret: impl AsRef<[u8]>) -> Secret {
+        Secret(secret.as_ref().into())
+    }
+
+    pub fn bytes(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
 }
 
 /// A shared log of a node's published leases (verification).
@@ -96,6 +119,7 @@ impl Config {
             wal_segment_bytes: crate::storage::DEFAULT_SEGMENT_BYTES,
             app_snapshots: false,
             join: false,
+            secret: None,
             lease_log: None,
         }
     }
@@ -140,6 +164,11 @@ impl Config {
         }
         if let Some(listen) = &self.listen {
             split_host_port(listen).map_err(|e| invalid("listen", e))?;
+        }
+        if let Some(secret) = &self.secret {
+            if secret.bytes().is_empty() || secret.bytes().len() > 1024 {
+                return Err(invalid("secret", "must be 1-1024 bytes"));
+            }
         }
         Ok(())
     }

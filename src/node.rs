@@ -73,6 +73,7 @@ async fn spawn_node<S: LogStore>(config: Config, store: S) -> Result<Node> {
     let (transport, addr) = Transport::start(
         &config.name,
         &config.cluster_id,
+        config.secret.clone(),
         &listen,
         &config.peers,
         inbound_tx,

@@ -2,8 +2,10 @@
 //!
 //! A connection carries traffic one way, dialer -> listener. The dialer opens with
 //! [`Frame::Hello`]; the listener checks it and answers [`Frame::Welcome`] or closes the socket
-//! with the reason. After that the dialer sends [`Frame::Raft`] frames, each holding many
-//! prost-encoded raft messages.
+//! with the reason. With a shared secret, the listener first answers [`Frame::Challenge`]
+//! (its nonce and its proof of the secret), the dialer checks that proof and answers
+//! [`Frame::Proof`], and only then comes the Welcome. After that the dialer sends
+//! [`Frame::Raft`] frames, each holding many prost-encoded raft messages.
 
 use prost::Message as _;
 use raft::eraftpb::Message;
@@ -11,7 +13,9 @@ use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
 
 /// Version of this protocol; peers must speak the same one.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
+/// Largest handshake field (names, cluster id, nonces, proofs) accepted.
+pub const MAX_HANDSHAKE_FIELD: usize = 256;
 /// Largest WebSocket message accepted; larger ones close the connection before decoding.
 pub const MAX_FRAME_BYTES: usize = 64 << 20;
 /// Raft messages larger than this travel as [`Frame::Chunk`]s of this size.
@@ -30,7 +34,13 @@ pub enum Frame {
         cluster_id: String,
         from: String,
         to: String,
+        /// The dialer's fresh random nonce.
+        nonce: ByteBuf,
     },
+    /// Listener -> dialer, with a secret: the listener's nonce and its proof of the secret.
+    Challenge { nonce: ByteBuf, proof: ByteBuf },
+    /// Dialer -> listener: the dialer's proof of the secret.
+    Proof { proof: ByteBuf },
     /// Listener -> dialer: the handshake passed.
     Welcome { version: u32 },
     /// Dialer -> listener: raft messages, each prost-encoded.
@@ -94,6 +104,14 @@ mod tests {
                 cluster_id: "c".into(),
                 from: "a".into(),
                 to: "b".into(),
+                nonce: ByteBuf::from(vec![7; 32]),
+            },
+            Frame::Challenge {
+                nonce: ByteBuf::from(vec![1; 32]),
+                proof: ByteBuf::from(vec![2; 32]),
+            },
+            Frame::Proof {
+                proof: ByteBuf::from(vec![3; 32]),
             },
             Frame::Welcome { version: 1 },
             Frame::raft(&[m.clone(), m.clone()]),

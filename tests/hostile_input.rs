@@ -39,6 +39,7 @@ fn hello(cluster_id: &str, from: &str, to: &str) -> Vec<u8> {
         cluster_id: cluster_id.into(),
         from: from.into(),
         to: to.into(),
+        nonce: ByteBuf::from(vec![9; 32]),
     }
     .encode()
 }

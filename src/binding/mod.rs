@@ -38,6 +38,8 @@ pub struct NativeOptions {
     /// The JS side keeps a state machine of its own with snapshot hooks.
     pub app_snapshots: Option<bool>,
     pub join: Option<bool>,
+    /// The cluster's shared secret (peers must prove it).
+    pub secret: Option<String>,
 }
 
 /// One operation of a batch.
@@ -112,6 +114,7 @@ impl NativeRaftNode {
         }
         config.app_snapshots = options.app_snapshots.unwrap_or(false);
         config.join = options.join.unwrap_or(false);
+        config.secret = options.secret.map(crate::config::Secret::new);
         config.validate().map_err(engine_error)?;
         logging::init(options.log_level.as_deref().unwrap_or("warn"));
         Ok(NativeRaftNode {

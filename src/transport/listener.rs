@@ -11,6 +11,7 @@ use tokio::task::JoinSet;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 use tokio_tungstenite::WebSocketStream;
 
+use super::auth::{self, Side, Transcript, NONCE_BYTES};
 use super::{close_with_reason, ws_config, Inbound, Shared, HANDSHAKE_TIMEOUT};
 use crate::ids::{raft_id, validate_name};
 use std::sync::atomic::Ordering;
@@ -18,7 +19,8 @@ use std::sync::atomic::Ordering;
 use serde_bytes::ByteBuf;
 
 use crate::wire::{
-    decode_raft_message, Frame, MAX_MESSAGES_PER_FRAME, MAX_MESSAGE_BYTES, PROTOCOL_VERSION,
+    decode_raft_message, Frame, MAX_HANDSHAKE_FIELD, MAX_MESSAGES_PER_FRAME, MAX_MESSAGE_BYTES,
+    PROTOCOL_VERSION,
 };
 
 /// Accepts connections until the task is aborted; connection tasks die with it.
@@ -143,23 +145,30 @@ async fn serve(
     close_with_reason(&mut ws, &reason).await;
 }
 
-/// Reads and checks the dialer's Hello, answers Welcome; returns the dialer's name.
-async fn handshake(shared: &Shared, ws: &mut WebSocketStream<TcpStream>) -> Result<String, String> {
-    let first = tokio::time::timeout(HANDSHAKE_TIMEOUT, ws.next())
+/// The next handshake frame from the dialer, within the handshake time limit.
+async fn next_frame(ws: &mut WebSocketStream<TcpStream>) -> Result<Frame, String> {
+    let next = tokio::time::timeout(HANDSHAKE_TIMEOUT, ws.next())
         .await
         .map_err(|_| "no handshake within the time limit".to_string())?;
-    let bytes = match first {
-        Some(Ok(WsMessage::Binary(bytes))) => bytes,
-        Some(Ok(_)) => return Err("handshake must be a binary frame".into()),
-        Some(Err(e)) => return Err(format!("read failed: {e}")),
-        None => return Err("closed before the handshake".into()),
-    };
+    match next {
+        Some(Ok(WsMessage::Binary(bytes))) => Frame::decode(&bytes),
+        Some(Ok(_)) => Err("handshake must be a binary frame".into()),
+        Some(Err(e)) => Err(format!("read failed: {e}")),
+        None => Err("closed before the handshake".into()),
+    }
+}
+
+/// Reads and checks the dialer's Hello, makes it prove the secret (if the cluster has one,
+/// proving it too), answers Welcome; returns the dialer's name. Refusals never name this
+/// node: the dialer is not authenticated yet.
+async fn handshake(shared: &Shared, ws: &mut WebSocketStream<TcpStream>) -> Result<String, String> {
     let Frame::Hello {
         version,
         cluster_id,
         from,
         to,
-    } = Frame::decode(&bytes)?
+        nonce,
+    } = next_frame(ws).await?
     else {
         return Err("the first frame must be a handshake".into());
     };
@@ -172,11 +181,40 @@ async fn handshake(shared: &Shared, ws: &mut WebSocketStream<TcpStream>) -> Resu
         return Err(format!("wrong cluster id {cluster_id:?}"));
     }
     if to != shared.name {
-        return Err(format!("wrong receiver {to:?}: this is {:?}", shared.name));
+        return Err("wrong receiver".into());
     }
     validate_name(&from).map_err(|e| format!("invalid sender name: {e}"))?;
     if from == shared.name {
         return Err("a node cannot dial itself".into());
+    }
+    if nonce.len() != NONCE_BYTES {
+        return Err("invalid handshake nonce".into());
+    }
+    if cluster_id.len() > MAX_HANDSHAKE_FIELD {
+        return Err("oversized handshake field".into());
+    }
+    if let Some(secret) = &shared.secret {
+        let listener_nonce = auth::nonce();
+        let transcript = Transcript {
+            cluster_id: &shared.cluster_id,
+            dialer: &from,
+            listener: &shared.name,
+            dialer_nonce: &nonce,
+            listener_nonce: &listener_nonce,
+        };
+        let challenge = Frame::Challenge {
+            proof: ByteBuf::from(transcript.prove(secret, Side::Listener)),
+            nonce: ByteBuf::from(listener_nonce.clone()),
+        };
+        ws.send(WsMessage::Binary(challenge.encode().into()))
+            .await
+            .map_err(|e| format!("cannot answer the handshake: {e}"))?;
+        let Frame::Proof { proof } = next_frame(ws).await? else {
+            return Err("authentication failed: expected a proof of the secret".into());
+        };
+        if !transcript.verify(secret, Side::Dialer, &proof) {
+            return Err("authentication failed".into());
+        }
     }
     let welcome = Frame::Welcome {
         version: PROTOCOL_VERSION,

@@ -2,6 +2,7 @@
 //! outbound connection with its own bounded queue and writer task, so that a slow or dead peer
 //! never stalls the driver (Raft tolerates the messages dropped when a queue is full).
 
+mod auth;
 mod fault;
 mod listener;
 mod peer;
@@ -89,6 +90,8 @@ struct Shared {
     stats: TransportStats,
     name: String,
     cluster_id: String,
+    /// Peers must prove it, and this node proves it to them.
+    secret: Option<crate::config::Secret>,
     faults: FaultFilter,
     peers: RwLock<HashMap<u64, PeerLink>>,
     /// What became of sent messages, for the driver.
@@ -133,6 +136,7 @@ impl Transport {
     pub(crate) async fn start(
         name: &str,
         cluster_id: &str,
+        secret: Option<crate::config::Secret>,
         listen: &str,
         peers: &std::collections::BTreeMap<String, String>,
         inbound: mpsc::Sender<Inbound>,
@@ -150,6 +154,7 @@ impl Transport {
         let shared = Arc::new(Shared {
             name: name.to_string(),
             cluster_id: cluster_id.to_string(),
+            secret,
             faults: FaultFilter::default(),
             stats: TransportStats::default(),
             peers: RwLock::new(HashMap::new()),

@@ -17,6 +17,7 @@ use std::sync::atomic::Ordering;
 use prost::Message as _;
 use serde_bytes::ByteBuf;
 
+use super::auth::{self, Side, Transcript};
 use super::TransportStats;
 use crate::ids::raft_id;
 use crate::wire::{Frame, CHUNK_BYTES, MAX_MESSAGES_PER_FRAME, PROTOCOL_VERSION};
@@ -80,31 +81,68 @@ async fn dial(shared: &Shared, peer: &str, url: &str) -> Result<PeerSocket, Stri
             tokio_tungstenite::connect_async_with_config(url, Some(ws_config()), true)
                 .await
                 .map_err(|e| e.to_string())?;
+        let dialer_nonce = auth::nonce();
         let hello = Frame::Hello {
             version: PROTOCOL_VERSION,
             cluster_id: shared.cluster_id.clone(),
             from: shared.name.clone(),
             to: peer.to_string(),
+            nonce: ByteBuf::from(dialer_nonce.clone()),
         };
         ws.send(WsMessage::Binary(hello.encode().into()))
             .await
             .map_err(|e| e.to_string())?;
-        match ws.next().await {
-            Some(Ok(WsMessage::Binary(bytes))) => match Frame::decode(&bytes)? {
-                Frame::Welcome { .. } => Ok(ws),
-                _ => Err("unexpected handshake answer".to_string()),
-            },
-            Some(Ok(WsMessage::Close(Some(close)))) => {
-                tracing::warn!(node = %shared.name, %peer, "peer refused us: {}", close.reason);
-                Err(format!("refused: {}", close.reason))
+        match (answer(shared, peer, &mut ws).await?, &shared.secret) {
+            (Frame::Welcome { .. }, None) => Ok(ws),
+            (Frame::Welcome { .. }, Some(_)) => {
+                Err("the peer did not prove the cluster secret (has it none?)".into())
             }
-            Some(Ok(_)) | None => Err("closed during the handshake".to_string()),
-            Some(Err(e)) => Err(e.to_string()),
+            (Frame::Challenge { .. }, None) => {
+                Err("the peer requires a secret and this node has none".into())
+            }
+            (Frame::Challenge { nonce, proof }, Some(secret)) => {
+                let transcript = Transcript {
+                    cluster_id: &shared.cluster_id,
+                    dialer: &shared.name,
+                    listener: peer,
+                    dialer_nonce: &dialer_nonce,
+                    listener_nonce: &nonce,
+                };
+                if nonce.len() != auth::NONCE_BYTES
+                    || !transcript.verify(secret, Side::Listener, &proof)
+                {
+                    return Err("the peer failed to prove the cluster secret".into());
+                }
+                let mine = Frame::Proof {
+                    proof: ByteBuf::from(transcript.prove(secret, Side::Dialer)),
+                };
+                ws.send(WsMessage::Binary(mine.encode().into()))
+                    .await
+                    .map_err(|e| e.to_string())?;
+                match answer(shared, peer, &mut ws).await? {
+                    Frame::Welcome { .. } => Ok(ws),
+                    _ => Err("unexpected handshake answer".to_string()),
+                }
+            }
+            _ => Err("unexpected handshake answer".to_string()),
         }
     };
     tokio::time::timeout(HANDSHAKE_TIMEOUT, attempt)
         .await
         .map_err(|_| "handshake timed out".to_string())?
+}
+
+/// The listener's next handshake frame, or why there is none.
+async fn answer(shared: &Shared, peer: &str, ws: &mut PeerSocket) -> Result<Frame, String> {
+    match ws.next().await {
+        Some(Ok(WsMessage::Binary(bytes))) => Frame::decode(&bytes),
+        Some(Ok(WsMessage::Close(Some(close)))) => {
+            tracing::warn!(node = %shared.name, %peer, "peer refused us: {}", close.reason);
+            Err(format!("refused: {}", close.reason))
+        }
+        Some(Ok(_)) | None => Err("closed during the handshake".to_string()),
+        Some(Err(e)) => Err(e.to_string()),
+    }
 }
 
 /// The frames that carry `batch`: small messages packed together, each large one (a
