@@ -616,12 +616,7 @@ impl<S: LogStore> Core<S> {
         for waiter in proposals.chain(parked).chain(conf_changes).chain(joint) {
             waiter.send(Err(err.clone()));
         }
-        let reads = std::mem::take(&mut self.reads);
-        for waiter in self
-            .unsent_reads
-            .drain(..)
-            .chain(reads.into_values().flat_map(|r| r.waiters))
-        {
+        for waiter in self.take_reads() {
             waiter.send(Err(err.clone()));
         }
         if let Some(reply) = self.transfer.take() {
@@ -1109,12 +1104,7 @@ impl<S: LogStore> Core<S> {
         for parked in self.parked.drain(..) {
             parked.waiter.send(Err(Error::Removed));
         }
-        let reads = std::mem::take(&mut self.reads);
-        for waiter in self
-            .unsent_reads
-            .drain(..)
-            .chain(reads.into_values().flat_map(|r| r.waiters))
-        {
+        for waiter in self.take_reads() {
             waiter.send(Err(Error::Removed));
         }
         for (_, change) in self.conf_changes.drain() {
@@ -1481,15 +1471,10 @@ impl<S: LogStore> Core<S> {
         }
     }
 
-    /// When the lease held now ends.
-    fn lease_until(&self) -> Option<Instant> {
+    /// When the lease held now ends (the driver wakes then).
+    pub fn lease_until(&self) -> Option<Instant> {
         let leader = self.raw.raft.state == StateRole::Leader;
         self.lease.until(leader, Instant::now())
-    }
-
-    /// When the current lease runs out, while one is held (the driver wakes then).
-    pub fn lease_deadline(&self) -> Option<Instant> {
-        self.lease_until()
     }
 
     /// True while this node leads under a confirmed, unexpired lease.
@@ -1509,6 +1494,14 @@ impl<S: LogStore> Core<S> {
             held,
             term: self.raw.raft.term,
         })
+    }
+
+    /// Every read still waiting, sent or not, taken out (to be answered now).
+    fn take_reads(&mut self) -> Vec<Waiter<u64>> {
+        let reads = std::mem::take(&mut self.reads);
+        let mut waiters = std::mem::take(&mut self.unsent_reads);
+        waiters.extend(reads.into_values().flat_map(|r| r.waiters));
+        waiters
     }
 
     fn complete_reads(&mut self) {

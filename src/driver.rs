@@ -101,7 +101,7 @@ impl<S: LogStore> Driver<S> {
                 }
                 _ = ticker.tick() => Turn::Tick,
                 // Wake at the very instant a lease runs out, not a tick later.
-                _ = lease_expiry(self.core.lease_deadline()) => Turn::LeaseExpired,
+                _ = lease_expiry(self.core.lease_until()) => Turn::LeaseExpired,
             };
             let durable = self.core.is_durable()
                 && tokio::runtime::Handle::current().runtime_flavor()
