@@ -11,7 +11,6 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use raft::eraftpb::{ConfChange, ConfChangeV2, Entry, EntryType, Message, MessageType};
-use raft::raw_node::is_local_msg;
 use raft::{RawNode, ReadState, StateRole, INVALID_ID};
 use tokio::sync::oneshot;
 
@@ -25,6 +24,7 @@ use crate::kv::{ApplyResult, Command, KvStore, SnapshotData};
 use crate::lease::Lease;
 use crate::membership::{MemberInfo, MembershipChange};
 use crate::requests::{RequestIds, Waiter};
+use crate::screen::{screen, Verdict};
 use crate::storage::LogStore;
 
 /// Where a request's answer goes.
@@ -162,6 +162,10 @@ pub struct Core<S: LogStore> {
     was_member: bool,
     /// This node has been removed from the configuration.
     removed: bool,
+    /// Raft ids of every member (voters, learners, either side of a joint configuration),
+    /// and how often they were refreshed.
+    member_ids: Vec<u64>,
+    members_version: u64,
 }
 
 /// A write proposed by this node.
@@ -309,6 +313,8 @@ impl<S: LogStore> Core<S> {
             conf_epoch,
             was_member: false,
             removed: false,
+            member_ids: Vec::new(),
+            members_version: 0,
             lease: Lease::new(
                 (tick * election_ticks as u32).saturating_sub(tick * 2),
                 config.election_timeout,
@@ -409,23 +415,23 @@ impl<S: LogStore> Core<S> {
             .map_err(|e| Error::Invalid(format!("cannot campaign: {e}")))
     }
 
-    /// Steps a message received from the wire. Messages the raft crate would panic on are
-    /// refused with the reason; the caller closes the connection that carried them.
+    /// Steps a message received from the wire, once screened (see [`crate::screen`]): a
+    /// refused message is not stepped, and the caller closes the connection that carried
+    /// it with the reason.
     pub fn step(&mut self, mut msg: Message) -> std::result::Result<(), String> {
-        self.check_inbound(&msg)?;
+        match screen(&self.raw.raft, &mut msg) {
+            Verdict::Step => {}
+            Verdict::Ignore(doubt) => {
+                tracing::debug!(node = %self.name, "message ignored: {doubt}");
+                return Ok(());
+            }
+            Verdict::Refuse(reason) => return Err(reason),
+        }
         if self.raw.raft.state == StateRole::Leader && self.raw.raft.prs().get(msg.from).is_none() {
             // A removed member that missed its removal: closing with this reason tells it.
             return Err(crate::transport::NOT_A_MEMBER.to_string());
         }
         self.health.heard(msg.from, Instant::now());
-        let last = self.raw.raft.raft_log.last_index();
-        if msg.get_msg_type() == MessageType::MsgHeartbeat && msg.commit > last {
-            // The leader believes we hold entries we lost (a torn tail was truncated on
-            // restart). The raft crate would panic; a correct leader would send
-            // min(commit, match): clamp, answer, and let the leader probe back down.
-            tracing::debug!(node = %self.name, commit = msg.commit, last, "heartbeat commit beyond our log; clamped");
-            msg.commit = last;
-        }
         if msg.get_msg_type() == MessageType::MsgPropose && self.raw.raft.state == StateRole::Leader
         {
             self.screen_forwarded_conf_changes(&mut msg);
@@ -1072,6 +1078,16 @@ impl<S: LogStore> Core<S> {
         }
     }
 
+    /// Raft ids of every member, and a counter that changes whenever they may have.
+    pub fn member_ids(&self) -> (u64, &[u64]) {
+        (self.members_version, &self.member_ids)
+    }
+
+    /// The current leader's raft id (0 for none).
+    pub fn leader_id(&self) -> u64 {
+        self.raw.raft.leader_id
+    }
+
     fn conf_state(&self) -> raft::eraftpb::ConfState {
         self.raw.raft.prs().conf().to_conf_state()
     }
@@ -1081,6 +1097,20 @@ impl<S: LogStore> Core<S> {
     /// taking part in raft: while the joint configuration lasts, its vote may be needed.
     fn track_membership(&mut self) {
         let cs = self.conf_state();
+        let mut ids: Vec<u64> = [
+            &cs.voters,
+            &cs.voters_outgoing,
+            &cs.learners,
+            &cs.learners_next,
+        ]
+        .into_iter()
+        .flatten()
+        .copied()
+        .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        self.member_ids = ids;
+        self.members_version += 1;
         let member = [&cs.voters, &cs.learners, &cs.learners_next]
             .iter()
             .any(|ids| ids.contains(&self.id));
@@ -1575,78 +1605,6 @@ impl<S: LogStore> Core<S> {
                     self.send_conf_change(seq);
                 }
             }
-        }
-    }
-
-    /// Refuses messages that could not come from a correct peer, in particular those on
-    /// which the raft crate would panic.
-    fn check_inbound(&self, m: &Message) -> std::result::Result<(), String> {
-        let kind = MessageType::from_i32(m.msg_type)
-            .ok_or_else(|| format!("unknown message type {}", m.msg_type))?;
-        if is_local_msg(kind) {
-            return Err(format!("{kind:?} is local and never travels"));
-        }
-        if m.to != self.id {
-            return Err(format!("addressed to {} instead of this node", m.to));
-        }
-        if m.from == INVALID_ID || m.from == self.id {
-            return Err(format!("impossible sender {}", m.from));
-        }
-        if let Some(e) = m
-            .entries
-            .iter()
-            .find(|e| EntryType::from_i32(e.entry_type).is_none())
-        {
-            return Err(format!("unknown entry type {}", e.entry_type));
-        }
-        let log = &self.raw.raft.raft_log;
-        match kind {
-            MessageType::MsgRequestVote
-            | MessageType::MsgRequestPreVote
-            | MessageType::MsgRequestVoteResponse
-            | MessageType::MsgRequestPreVoteResponse
-                if m.term == 0 =>
-            {
-                Err("vote message without a term".into())
-            }
-            MessageType::MsgPropose if m.entries.is_empty() => Err("empty proposal".into()),
-            MessageType::MsgReadIndex | MessageType::MsgReadIndexResp if m.entries.len() != 1 => {
-                Err("read index message must carry exactly one entry".into())
-            }
-            MessageType::MsgAppend => {
-                for (i, e) in m.entries.iter().enumerate() {
-                    if Some(e.index) != m.index.checked_add(i as u64 + 1) {
-                        return Err("append entries are not contiguous".into());
-                    }
-                }
-                if m.term != 0
-                    && m.term >= self.raw.raft.term
-                    && log.match_term(m.index, m.log_term)
-                {
-                    if let Some(e) = m.entries.iter().find(|e| {
-                        e.index <= log.committed
-                            && log.term(e.index).ok().is_none_or(|t| t != e.term)
-                    }) {
-                        return Err(format!("append rewrites committed entry {}", e.index));
-                    }
-                }
-                Ok(())
-            }
-            MessageType::MsgSnapshot => {
-                let Some(snapshot) = m.snapshot.as_ref() else {
-                    return Err("snapshot message without a snapshot".into());
-                };
-                let meta = snapshot.get_metadata();
-                let conf = meta.get_conf_state();
-                if conf.voters.is_empty()
-                    || conf.voters.iter().any(|v| conf.learners.contains(v))
-                    || meta.index == 0
-                {
-                    return Err("snapshot with an invalid configuration".into());
-                }
-                Ok(())
-            }
-            _ => Ok(()),
         }
     }
 

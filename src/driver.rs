@@ -73,6 +73,8 @@ pub(crate) struct Driver<S: LogStore> {
     pub status: watch::Sender<Status>,
     pub tick: Duration,
     pub lease_log: Option<crate::config::LeaseLog>,
+    /// The membership version last given to the transport.
+    pub members_version: u64,
 }
 
 impl<S: LogStore> Driver<S> {
@@ -222,14 +224,18 @@ impl<S: LogStore> Driver<S> {
                 log.lock().unwrap_or_else(|p| p.into_inner()).push(record);
             }
         }
+        // The transport admits members only, and chunked messages from the leader only.
+        let control = self.transport.control();
+        control.set_leader(self.core.leader_id());
+        let (version, ids) = self.core.member_ids();
+        if version != self.members_version {
+            control.set_members(ids.iter().copied());
+            self.members_version = version;
+        }
         for (peer, url) in self.core.take_peer_updates() {
             // A URL given to the transport (configuration, `set_peer_url`) is newer than one
             // replayed from the log: the log only fills in what is unknown.
-            if let Err(e) = self
-                .transport
-                .control()
-                .set_peer_url_if_unknown(&peer, &url)
-            {
+            if let Err(e) = control.set_peer_url_if_unknown(&peer, &url) {
                 tracing::warn!(%peer, "ignoring a member's address: {e}");
             }
         }

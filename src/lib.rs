@@ -36,6 +36,7 @@ mod log_bridge;
 pub mod membership;
 mod node;
 pub mod requests;
+pub mod screen;
 pub mod storage;
 pub mod transport;
 pub mod wire;

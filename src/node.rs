@@ -69,17 +69,9 @@ async fn spawn_node<S: LogStore>(config: Config, store: S) -> Result<Node> {
 
     let (inbound_tx, inbound_rx) = mpsc::channel(INBOUND_QUEUE);
     let (reports_tx, reports_rx) = mpsc::unbounded_channel();
-    let listen = config.listen_addr();
-    let (transport, addr) = Transport::start(
-        &config.name,
-        &config.cluster_id,
-        config.secret.clone(),
-        &listen,
-        &config.peers,
-        inbound_tx,
-        reports_tx,
-    )
-    .await?;
+    let (transport, addr) = Transport::start(&config, inbound_tx, reports_tx).await?;
+    let (members_version, members) = core.member_ids();
+    transport.control().set_members(members.iter().copied());
     let url = match config.peers.get(&config.name) {
         Some(url) if !url.is_empty() => url.clone(),
         _ => format!("ws://{addr}"),
@@ -111,6 +103,7 @@ async fn spawn_node<S: LogStore>(config: Config, store: S) -> Result<Node> {
         status: status_tx,
         tick: config.ticks().0,
         lease_log: config.lease_log.clone(),
+        members_version,
     };
     let driver = tokio::spawn(driver.run());
     Ok(Node {

@@ -81,6 +81,57 @@ fn printable(text: &str) -> String {
         .collect()
 }
 
+/// Length of the nonces in the handshake.
+pub const NONCE_BYTES: usize = 32;
+
+/// A dialer's Hello that passed [`check_hello`].
+#[derive(Debug)]
+pub struct Hello {
+    /// The name the dialer claims (proven later if the cluster has a secret).
+    pub from: String,
+    pub nonce: ByteBuf,
+}
+
+/// Checks the dialer's first frame at the listener `me` of cluster `cluster_id`. The
+/// reasons never name this node: the dialer is not authenticated yet.
+pub fn check_hello(frame: Frame, cluster_id: &str, me: &str) -> Result<Hello, String> {
+    let Frame::Hello {
+        version,
+        cluster_id: theirs,
+        from,
+        to,
+        nonce,
+    } = frame
+    else {
+        return Err("the first frame must be a handshake".into());
+    };
+    if version != PROTOCOL_VERSION {
+        return Err(format!(
+            "protocol version {version} is not {PROTOCOL_VERSION}"
+        ));
+    }
+    if [theirs.len(), from.len(), to.len()]
+        .iter()
+        .any(|&len| len > MAX_HANDSHAKE_FIELD)
+    {
+        return Err("oversized handshake field".into());
+    }
+    if theirs != cluster_id {
+        return Err(format!("wrong cluster id \"{}\"", printable(&theirs)));
+    }
+    if to != me {
+        return Err("wrong receiver".into());
+    }
+    crate::ids::validate_name(&from).map_err(|e| format!("invalid sender name: {e}"))?;
+    if from == me {
+        return Err("a node cannot dial itself".into());
+    }
+    if nonce.len() != NONCE_BYTES {
+        return Err("invalid handshake nonce".into());
+    }
+    Ok(Hello { from, nonce })
+}
+
 /// Decodes one prost-encoded raft message.
 pub fn decode_raft_message(bytes: &[u8]) -> Result<Message, String> {
     Message::decode(bytes).map_err(|e| format!("malformed raft message: {e}"))

@@ -11,15 +11,19 @@ use tokio::task::JoinSet;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 use tokio_tungstenite::WebSocketStream;
 
-use super::auth::{self, Side, Transcript, NONCE_BYTES};
-use super::{close_with_reason, ws_config, Inbound, Shared, HANDSHAKE_TIMEOUT};
-use crate::ids::{raft_id, validate_name};
+use super::auth::{self, Side, Transcript};
+use super::registry::Claim;
+use super::{
+    close_with_reason, ws_config, ws_handshake_config, Inbound, Shared, HANDSHAKE_TIMEOUT,
+};
+use crate::ids::raft_id;
 use std::sync::atomic::Ordering;
+use tokio_tungstenite::tungstenite::protocol::Role;
 
 use serde_bytes::ByteBuf;
 
 use crate::wire::{
-    decode_raft_message, Frame, MAX_HANDSHAKE_FIELD, MAX_MESSAGES_PER_FRAME, MAX_MESSAGE_BYTES,
+    check_hello, decode_raft_message, Frame, Hello, MAX_MESSAGES_PER_FRAME, MAX_MESSAGE_BYTES,
     PROTOCOL_VERSION,
 };
 
@@ -54,30 +58,37 @@ async fn serve(
     addr: SocketAddr,
     inbound: mpsc::Sender<Inbound>,
 ) {
+    let refused = |reason: &str| {
+        if shared.refusals.should_log(addr.ip()) {
+            tracing::warn!(node = %shared.name, %addr, "refused peer: {reason} (logged once a minute per address)");
+        }
+    };
+    let _admission = match shared.registry.admit(addr.ip()) {
+        Ok(admission) => admission,
+        Err(reason) => return refused(&reason),
+    };
     let ws = tokio::time::timeout(
         HANDSHAKE_TIMEOUT,
-        tokio_tungstenite::accept_async_with_config(tcp, Some(ws_config())),
+        tokio_tungstenite::accept_async_with_config(tcp, Some(ws_handshake_config())),
     )
     .await;
     let mut ws = match ws {
         Ok(Ok(ws)) => ws,
-        Ok(Err(e)) => {
-            tracing::warn!(node = %shared.name, %addr, "closed inbound connection: not a WebSocket upgrade: {e}");
-            return;
-        }
-        Err(_) => {
-            tracing::warn!(node = %shared.name, %addr, "closed inbound connection: upgrade timed out");
-            return;
-        }
+        Ok(Err(e)) => return refused(&format!("not a WebSocket upgrade: {e}")),
+        Err(_) => return refused("upgrade timed out"),
     };
-    let from = match handshake(&shared, &mut ws).await {
-        Ok(from) => from,
+    let (from, claim) = match handshake(&shared, &mut ws).await {
+        Ok(accepted) => accepted,
         Err(reason) => {
-            tracing::warn!(node = %shared.name, %addr, "refused peer: {reason}");
+            refused(&reason);
             close_with_reason(&mut ws, &reason).await;
             return;
         }
     };
+    // The dialer waits for the Welcome before it sends more: nothing is buffered yet, and
+    // from here on frames as large as raft needs are read.
+    let mut ws =
+        WebSocketStream::from_raw_socket(ws.into_inner(), Role::Server, Some(ws_config())).await;
     tracing::debug!(node = %shared.name, peer = %from, %addr, "peer connected");
     let (reject_tx, mut reject_rx) = watch::channel(None::<String>);
     let reject_tx = Arc::new(reject_tx);
@@ -86,14 +97,21 @@ async fn serve(
     let mut partial: Vec<u8> = Vec::new();
     let reason = loop {
         let next = tokio::select! {
-            next = ws.next() => next,
+            next = tokio::time::timeout(shared.idle_timeout, ws.next()) => match next {
+                Ok(next) => next,
+                Err(_) => break format!("idle for {} ms", shared.idle_timeout.as_millis()),
+            },
             _ = reject_rx.changed() => {
                 break reject_rx.borrow().clone().unwrap_or_default();
             }
+            _ = claim.slot.replaced.notified() => break "replaced by a newer connection".into(),
         };
         let bytes = match next {
             Some(Ok(WsMessage::Binary(bytes))) => bytes,
-            Some(Ok(WsMessage::Ping(_) | WsMessage::Pong(_))) => continue,
+            Some(Ok(WsMessage::Ping(_) | WsMessage::Pong(_))) => {
+                claim.heard();
+                continue;
+            }
             Some(Ok(WsMessage::Close(_))) | None => return,
             // The peer went away (stopped, killed, network): not its fault, nothing to answer.
             Some(Err(e)) => {
@@ -104,12 +122,18 @@ async fn serve(
                 break "unexpected non-binary message".to_string()
             }
         };
+        claim.heard();
         shared
             .stats
             .bytes_received
             .fetch_add(bytes.len() as u64, Ordering::Relaxed);
         let messages = match Frame::decode(&bytes) {
             Ok(Frame::Chunk { bytes, last }) => {
+                // Chunks carry snapshots, which only the leader sends: no one else can make
+                // this node buffer a large message.
+                if shared.leader.load(Ordering::Relaxed) != sender_id {
+                    break "chunked messages come only from the leader".to_string();
+                }
                 if partial.len() + bytes.len() > MAX_MESSAGE_BYTES {
                     break format!("chunked message over {MAX_MESSAGE_BYTES} bytes");
                 }
@@ -141,7 +165,9 @@ async fn serve(
             return; // the node is stopping
         }
     };
-    tracing::warn!(node = %shared.name, peer = %from, %addr, "closed connection: {reason}");
+    if shared.refusals.should_log(addr.ip()) {
+        tracing::warn!(node = %shared.name, peer = %from, %addr, "closed connection: {reason} (logged once a minute per address)");
+    }
     close_with_reason(&mut ws, &reason).await;
 }
 
@@ -159,40 +185,15 @@ async fn next_frame(ws: &mut WebSocketStream<TcpStream>) -> Result<Frame, String
 }
 
 /// Reads and checks the dialer's Hello, makes it prove the secret (if the cluster has one,
-/// proving it too), answers Welcome; returns the dialer's name. Refusals never name this
-/// node: the dialer is not authenticated yet.
-async fn handshake(shared: &Shared, ws: &mut WebSocketStream<TcpStream>) -> Result<String, String> {
-    let Frame::Hello {
-        version,
-        cluster_id,
-        from,
-        to,
-        nonce,
-    } = next_frame(ws).await?
-    else {
-        return Err("the first frame must be a handshake".into());
-    };
-    if version != PROTOCOL_VERSION {
-        return Err(format!(
-            "protocol version {version} is not {PROTOCOL_VERSION}"
-        ));
-    }
-    if cluster_id != shared.cluster_id {
-        return Err(format!("wrong cluster id {cluster_id:?}"));
-    }
-    if to != shared.name {
-        return Err("wrong receiver".into());
-    }
-    validate_name(&from).map_err(|e| format!("invalid sender name: {e}"))?;
-    if from == shared.name {
-        return Err("a node cannot dial itself".into());
-    }
-    if nonce.len() != NONCE_BYTES {
-        return Err("invalid handshake nonce".into());
-    }
-    if cluster_id.len() > MAX_HANDSHAKE_FIELD {
-        return Err("oversized handshake field".into());
-    }
+/// proving it too), admits members only, one connection each, and answers Welcome; returns
+/// the dialer's name and its hold on that name. Refusals never name this node: the dialer
+/// is not authenticated yet.
+async fn handshake<'a>(
+    shared: &'a Shared,
+    ws: &mut WebSocketStream<TcpStream>,
+) -> Result<(String, Claim<'a>), String> {
+    let Hello { from, nonce } =
+        check_hello(next_frame(ws).await?, &shared.cluster_id, &shared.name)?;
     if let Some(secret) = &shared.secret {
         let listener_nonce = auth::nonce();
         let transcript = Transcript {
@@ -216,13 +217,19 @@ async fn handshake(shared: &Shared, ws: &mut WebSocketStream<TcpStream>) -> Resu
             return Err("authentication failed".into());
         }
     }
+    // Membership after authentication: only a proven peer learns that it is no member.
+    let id = raft_id(&from);
+    if !shared.registry.is_member(id) {
+        return Err(super::NOT_A_MEMBER.into());
+    }
+    let claim = shared.registry.claim(id)?;
     let welcome = Frame::Welcome {
         version: PROTOCOL_VERSION,
     };
     ws.send(WsMessage::Binary(welcome.encode().into()))
         .await
         .map_err(|e| format!("cannot answer the handshake: {e}"))?;
-    Ok(from)
+    Ok((from, claim))
 }
 
 /// Decodes the messages of a raft frame from the peer whose raft id is `sender_id`.

@@ -6,6 +6,7 @@ mod auth;
 mod fault;
 mod listener;
 mod peer;
+mod registry;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -20,6 +21,7 @@ use tokio::task::JoinSet;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 pub use fault::FaultFilter;
+pub use registry::{MAX_CONNECTIONS, MAX_CONNECTIONS_PER_ADDRESS};
 
 use crate::error::{Error, Result};
 use crate::ids::{raft_id, validate_name};
@@ -29,6 +31,11 @@ use crate::wire::MAX_FRAME_BYTES;
 const PEER_QUEUE_BATCHES: usize = 1024;
 /// Time allowed for the WebSocket upgrade plus our handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+/// An inbound connection that carries nothing for this many election timeouts is closed
+/// (a dialer with nothing to send pings four times as often).
+const IDLE_ELECTIONS: u32 = 40;
+/// Largest WebSocket message accepted before the handshake passed.
+const MAX_HANDSHAKE_FRAME: usize = 4 << 10;
 
 /// Raft messages received from one peer in one frame.
 pub struct Inbound {
@@ -96,6 +103,13 @@ struct Shared {
     secret: Option<crate::config::Secret>,
     faults: FaultFilter,
     peers: RwLock<HashMap<u64, PeerLink>>,
+    /// Inbound connection bounds, admitted names, one live connection per member.
+    registry: registry::Registry,
+    refusals: registry::RefusalLog,
+    /// The leader as the driver last saw it (0: none): only it sends chunked messages.
+    leader: AtomicU64,
+    /// An inbound connection silent this long is closed.
+    idle_timeout: Duration,
     /// What became of sent messages, for the driver.
     reports: mpsc::UnboundedSender<Delivery>,
     /// Every task of the transport; `None` once the transport is shut down or dropped.
@@ -110,6 +124,7 @@ struct PeerLink {
     queue: mpsc::Sender<Vec<Message>>,
 }
 
+/// The WebSocket settings of a connection that carries raft frames to us.
 fn ws_config() -> WebSocketConfig {
     // tungstenite zero-fills `read_buffer_size` bytes before every read; raft frames are
     // mostly small, so a small read buffer saves a 128 KiB memset per frame (large frames
@@ -118,6 +133,14 @@ fn ws_config() -> WebSocketConfig {
         .read_buffer_size(16 << 10)
         .max_message_size(Some(MAX_FRAME_BYTES))
         .max_frame_size(Some(MAX_FRAME_BYTES))
+}
+
+/// The settings while only handshake frames may arrive (and on the dialer's side, which
+/// only ever receives those): an unauthenticated peer cannot make us buffer a large frame.
+fn ws_handshake_config() -> WebSocketConfig {
+    ws_config()
+        .max_message_size(Some(MAX_HANDSHAKE_FRAME))
+        .max_frame_size(Some(MAX_HANDSHAKE_FRAME))
 }
 
 /// The driver's side of the transport.
@@ -132,18 +155,16 @@ pub struct TransportControl {
 }
 
 impl Transport {
-    /// Binds `listen`, starts accepting peers and dials `peers` (name -> URL, may be empty).
-    /// Inbound frames go to `inbound`, delivery reports to `reports`. Returns the bound
-    /// address.
+    /// Binds the configured address, starts accepting peers and dials the configured
+    /// peers. Inbound frames go to `inbound`, delivery reports to `reports`. Returns the
+    /// bound address.
     pub(crate) async fn start(
-        name: &str,
-        cluster_id: &str,
-        secret: Option<crate::config::Secret>,
-        listen: &str,
-        peers: &std::collections::BTreeMap<String, String>,
+        config: &crate::config::Config,
         inbound: mpsc::Sender<Inbound>,
         reports: mpsc::UnboundedSender<Delivery>,
     ) -> Result<(Transport, SocketAddr)> {
+        let listen = &config.listen_addr();
+        let name = config.name.as_str();
         let listener = TcpListener::bind(listen)
             .await
             .map_err(|e| match e.kind() {
@@ -153,13 +174,25 @@ impl Transport {
         let addr = listener
             .local_addr()
             .map_err(|e| Error::Invalid(format!("cannot read the bound address: {e}")))?;
+        if !addr.ip().is_loopback() && config.secret.is_none() {
+            tracing::warn!(
+                node = %name,
+                %addr,
+                "listening beyond this machine without a secret: anyone who reaches this port \
+                 can speak for any member that is not connected (see README, Peer security)"
+            );
+        }
         let shared = Arc::new(Shared {
             name: name.to_string(),
-            cluster_id: cluster_id.to_string(),
-            secret,
+            cluster_id: config.cluster_id.clone(),
+            secret: config.secret.clone(),
             faults: FaultFilter::default(),
             stats: TransportStats::default(),
             peers: RwLock::new(HashMap::new()),
+            registry: registry::Registry::new(config.election_timeout),
+            refusals: registry::RefusalLog::new(),
+            leader: AtomicU64::new(0),
+            idle_timeout: config.election_timeout * IDLE_ELECTIONS,
             reports,
             tasks: Mutex::new(Some(JoinSet::new())),
             runtime: tokio::runtime::Handle::current(),
@@ -168,7 +201,7 @@ impl Transport {
         let control = TransportControl {
             shared: Arc::clone(&shared),
         };
-        for (peer, url) in peers.iter().filter(|(peer, _)| *peer != name) {
+        for (peer, url) in config.peers.iter().filter(|(peer, _)| *peer != name) {
             control.set_peer_url(peer, url)?;
         }
         Ok((Transport { shared }, addr))
@@ -303,6 +336,19 @@ impl TransportControl {
             return Ok(());
         }
         self.set_peer_url(peer, url)
+    }
+
+    /// The names admitted at the handshake: the members of the current configuration (an
+    /// empty one admits any name: a joining node does not know its cluster yet).
+    pub fn set_members(&self, ids: impl IntoIterator<Item = u64>) {
+        self.shared.registry.set_members(ids);
+    }
+
+    /// The current leader (0 for none), from whom alone chunked messages are taken.
+    pub fn set_leader(&self, id: u64) {
+        self.shared
+            .leader
+            .store(id, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// The fault switch of this node.

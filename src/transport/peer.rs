@@ -11,7 +11,7 @@ use raft::eraftpb::Message;
 use tokio::sync::{mpsc, watch};
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 
-use super::{ws_config, Shared, HANDSHAKE_TIMEOUT};
+use super::{ws_handshake_config, Shared, HANDSHAKE_TIMEOUT};
 use std::sync::atomic::Ordering;
 
 use prost::Message as _;
@@ -78,7 +78,7 @@ pub(super) async fn run(
 async fn dial(shared: &Shared, peer: &str, url: &str) -> Result<PeerSocket, String> {
     let attempt = async {
         let (mut ws, _) =
-            tokio_tungstenite::connect_async_with_config(url, Some(ws_config()), true)
+            tokio_tungstenite::connect_async_with_config(url, Some(ws_handshake_config()), true)
                 .await
                 .map_err(|e| e.to_string())?;
         let dialer_nonce = auth::nonce();
@@ -138,6 +138,11 @@ async fn answer(shared: &Shared, peer: &str, ws: &mut PeerSocket) -> Result<Fram
         Some(Ok(WsMessage::Binary(bytes))) => Frame::decode(&bytes),
         Some(Ok(WsMessage::Close(Some(close)))) => {
             tracing::warn!(node = %shared.name, %peer, "peer refused us: {}", close.reason);
+            if close.reason.contains(super::NOT_A_MEMBER) {
+                let _ = shared
+                    .reports
+                    .send(super::Delivery::NotAMember(raft_id(peer)));
+            }
             Err(format!("refused: {}", close.reason))
         }
         Some(Ok(_)) | None => Err("closed during the handshake".to_string()),
@@ -198,6 +203,11 @@ async fn pump(
                 Some(batch) => batch,
                 None => return Ok(()),
             },
+            // Nothing to send for a while: a ping keeps the listener from closing us as idle.
+            _ = tokio::time::sleep(shared.idle_timeout / 4) => {
+                sink.send(WsMessage::Ping(Vec::new().into())).await.map_err(|e| e.to_string())?;
+                continue;
+            }
             // The listener never sends after the handshake: anything here is a close.
             incoming = stream.next() => return Err(match incoming {
                 Some(Ok(WsMessage::Close(Some(close)))) => {

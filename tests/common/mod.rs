@@ -422,3 +422,10 @@ pub fn dir_size(dir: &std::path::Path) -> u64 {
         })
         .unwrap_or(0)
 }
+
+/// A fresh random secret (hex), as test clusters use by default.
+pub fn random_secret() -> String {
+    (0..16)
+        .map(|_| format!("{:02x}", rand::random::<u8>()))
+        .collect()
+}
