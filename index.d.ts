@@ -38,7 +38,13 @@ export interface RaftNodeOptions {
    * the same secret. `raftline/testing` draws a random one per cluster unless given.
    */
   secret?: string;
-  /** TLS (wss). Not available in this version: passing it throws. */
+  /**
+   * TLS on the peer port (wss://; every peer URL must then be wss://): this node's PEM
+   * certificate chain and private key, and the CA that signs every member's certificate.
+   * Both sides present and verify certificates; the dialer also checks that the listener's
+   * certificate names the host it dialled. Without `ca`, members share one self-signed
+   * `cert`. Works together with `secret`.
+   */
   tls?: { cert: string | Buffer; key: string | Buffer; ca?: string | Buffer };
   /** Leader heartbeat interval, default 50. */
   heartbeatMs?: number;
@@ -252,7 +258,11 @@ export declare class RaftNode extends EventEmitter<RaftNodeEvents> {
   readonly id: string;
   readonly role: Role;
   readonly leaderId: string | null;
-  /** Current term. Terms only grow: use it as a fencing token. */
+  /**
+   * Current term. Terms only grow: use it as a fencing token. Terms and indexes are exact
+   * numbers: no node goes beyond Number.MAX_SAFE_INTEGER (peers' messages that would take
+   * it there are refused).
+   */
   readonly term: number;
   /**
    * True only while this node leads AND a quorum confirmed it within the election timeout

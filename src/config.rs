@@ -49,10 +49,25 @@ pub struct Config {
     /// Peers must prove this shared secret in the handshake (and this node proves it to
     /// them); `None` accepts any peer that names a member.
     pub secret: Option<Secret>,
+    /// TLS for the peer port: peers are `wss://` URLs and must present a certificate the
+    /// CA signed. Works together with `secret`.
+    pub tls: Option<TlsFiles>,
     /// Verification: every lease this node publishes (or withdraws) is logged here, stamped
     /// when it became visible to readers.
     #[doc(hidden)]
     pub lease_log: Option<LeaseLog>,
+}
+
+/// PEM material for TLS on the peer port.
+#[derive(Clone, Debug)]
+pub struct TlsFiles {
+    /// This node's certificate chain.
+    pub cert: Vec<u8>,
+    /// Its private key (its `Debug` form never shows it).
+    pub key: Secret,
+    /// The CA that signs every member's certificate; `None`: the members share the
+    /// self-signed `cert`, which is then the CA.
+    pub ca: Option<Vec<u8>>,
 }
 
 /// The cluster's shared secret. Its `Debug` form never shows it.
@@ -120,6 +135,7 @@ impl Config {
             app_snapshots: false,
             join: false,
             secret: None,
+            tls: None,
             lease_log: None,
         }
     }
@@ -169,6 +185,23 @@ impl Config {
             if secret.bytes().is_empty() || secret.bytes().len() > 1024 {
                 return Err(invalid("secret", "must be 1-1024 bytes"));
             }
+        }
+        let scheme = if self.tls.is_some() {
+            "wss://"
+        } else {
+            "ws://"
+        };
+        if let Some((peer, _)) = self
+            .peers
+            .iter()
+            .find(|(_, url)| !url.is_empty() && !url.starts_with(scheme))
+        {
+            let why = if self.tls.is_some() {
+                "with tls, peer URLs are wss://"
+            } else {
+                "a wss:// URL needs tls"
+            };
+            return Err(invalid("peers", format!("{peer}: {why}")));
         }
         Ok(())
     }

@@ -427,6 +427,14 @@ impl<S: LogStore> Core<S> {
             }
             Verdict::Refuse(reason) => return Err(reason),
         }
+        if let Some(snapshot) = msg.snapshot.as_ref() {
+            // Its bytes are this engine's, not the raft crate's: a snapshot that would not
+            // restore must not get as far as replacing the log. (Snapshots are rare: the
+            // second decoding, on restore, costs little.)
+            if msg.get_msg_type() == MessageType::MsgSnapshot {
+                SnapshotData::decode(&snapshot.data)?;
+            }
+        }
         if self.raw.raft.state == StateRole::Leader && self.raw.raft.prs().get(msg.from).is_none() {
             // A removed member that missed its removal: closing with this reason tells it.
             return Err(crate::transport::NOT_A_MEMBER.to_string());
@@ -435,6 +443,9 @@ impl<S: LogStore> Core<S> {
         if msg.get_msg_type() == MessageType::MsgPropose && self.raw.raft.state == StateRole::Leader
         {
             self.screen_forwarded_conf_changes(&mut msg);
+            if msg.entries.is_empty() {
+                return Ok(()); // every change in it waits (the raft crate panics on none)
+            }
         }
         match self.raw.step(msg) {
             Ok(()) => Ok(()),
@@ -1246,9 +1257,12 @@ impl<S: LogStore> Core<S> {
         let verdict = if leader {
             self.screen_conf_change(&change)
         } else {
-            Ok(())
+            Ok(true)
         };
-        let verdict = verdict.and_then(|()| {
+        if matches!(verdict, Ok(false)) {
+            return; // sent again after an election timeout
+        }
+        let verdict = verdict.and_then(|_| {
             match self.raw.propose_conf_change(self.ids.context(seq), change) {
                 // No leader right now, or a leader that drops it: resent on a later tick.
                 Ok(()) | Err(raft::Error::ProposalDropped) => Ok(()),
@@ -1281,27 +1295,37 @@ impl<S: LogStore> Core<S> {
     /// into refusals, which reach the proposer through the log (the raft crate would drop
     /// them silently, and the proposer would wait until its deadline).
     fn screen_forwarded_conf_changes(&mut self, msg: &mut Message) {
-        for entry in msg.entries.iter_mut() {
+        let mut later = Vec::new();
+        for (i, entry) in msg.entries.iter_mut().enumerate() {
             if entry.get_entry_type() == EntryType::EntryNormal {
                 continue;
             }
             let verdict = decode_conf_change(entry)
                 .map_err(Error::Invalid)
                 .and_then(|cc| self.screen_conf_change(&cc));
-            if let Err(e) = verdict {
-                entry.set_entry_type(EntryType::EntryNormal);
-                entry.data = refusal(&e).encode();
+            match verdict {
+                Ok(true) => {}
+                // Dropped: the follower sends it again.
+                Ok(false) => later.push(i),
+                Err(e) => {
+                    entry.set_entry_type(EntryType::EntryNormal);
+                    entry.data = refusal(&e).encode();
+                }
             }
+        }
+        for i in later.into_iter().rev() {
+            msg.entries.remove(i);
         }
     }
 
-    /// On the leader: whether a membership change made by raftline may go ahead now. One
-    /// change at a time, in the epoch it was made for, consistent with the members, and
-    /// leaving a quorum of voters reachable and caught up (etcd's strict reconfiguration).
-    fn screen_conf_change(&self, cc: &ConfChangeV2) -> Result<()> {
+    /// On the leader: whether a membership change made by raftline may go ahead now
+    /// (`Ok(false)`: not yet, send it again later). One change at a time, in the epoch it was
+    /// made for, consistent with the members, and leaving a quorum of voters reachable and
+    /// caught up (etcd's strict reconfiguration).
+    fn screen_conf_change(&self, cc: &ConfChangeV2) -> Result<bool> {
         use raft::eraftpb::ConfChangeType;
         let Some(info) = MemberInfo::decode(&cc.context).filter(|i| i.epoch.is_some()) else {
-            return Ok(()); // not ours (a raft-internal change): the raft crate judges it
+            return Ok(true); // not ours (a raft-internal change): the raft crate judges it
         };
         if !self.conf_state().voters_outgoing.is_empty() || self.conf_entry_pending() {
             return Err(Error::ConfChangeInProgress);
@@ -1359,6 +1383,15 @@ impl<S: LogStore> Core<S> {
             .count();
         let quorum = voters.len() / 2 + 1;
         if live < quorum {
+            // A leader elected moments ago has not heard from every follower yet: that is
+            // not knowledge that they are gone. The change waits to be sent again.
+            if self
+                .health
+                .leading_for(now)
+                .is_some_and(|leading| leading <= recent * 2)
+            {
+                return Ok(false);
+            }
             return Err(Error::Invalid(format!(
                 "changing {} now would leave {live} of {} voters reachable and caught up, short of \
                  a quorum of {quorum}: bring members back first, or add a new member as a learner \
@@ -1367,7 +1400,7 @@ impl<S: LogStore> Core<S> {
                 voters.len()
             )));
         }
-        Ok(())
+        Ok(true)
     }
 
     /// True when the leader's log holds a conf change not applied yet.

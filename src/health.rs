@@ -112,6 +112,11 @@ impl HealthTracker {
         (previous != health).then_some(previous)
     }
 
+    /// How long this node has been leading (None when it is not).
+    pub fn leading_for(&self, now: Instant) -> Option<Duration> {
+        self.since.map(|since| now.saturating_duration_since(since))
+    }
+
     /// Time since `peer` was last heard from.
     pub fn last_contact(&self, peer: u64, now: Instant) -> Option<Duration> {
         self.last_heard

@@ -74,6 +74,7 @@ async fn spawn_node<S: LogStore>(config: Config, store: S) -> Result<Node> {
     transport.control().set_members(members.iter().copied());
     let url = match config.peers.get(&config.name) {
         Some(url) if !url.is_empty() => url.clone(),
+        _ if config.tls.is_some() => format!("wss://{addr}"),
         _ => format!("ws://{addr}"),
     };
     core.set_own_url(&url);

@@ -88,9 +88,14 @@ fn check_form(id: u64, m: &Message) -> Result<MessageType, String> {
     {
         return Err(format!("unknown entry type {}", e.entry_type));
     }
-    // Only forwarded proposals and read requests travel without a term.
-    if m.term == 0 && !matches!(kind, MsgPropose | MsgReadIndex) {
+    // Forwarded proposals and read requests travel without a term (a follower forwards
+    // them on, and the raft crate panics on one that carries a term); all else has one.
+    let forwarded = matches!(kind, MsgPropose | MsgReadIndex);
+    if m.term == 0 && !forwarded {
         return Err(format!("{kind:?} without a term"));
+    }
+    if m.term != 0 && forwarded {
+        return Err(format!("{kind:?} with a term"));
     }
     Ok(kind)
 }
@@ -192,8 +197,36 @@ fn check_leadership<S: Storage>(
     Ok(None)
 }
 
+/// Conf change entries must decode, with known change types and transition: the raft
+/// crate reads those enums with a panic for unknown values.
+fn check_conf_changes(entries: &[raft::eraftpb::Entry]) -> Result<(), String> {
+    use prost::Message as _;
+    use raft::eraftpb::{ConfChange, ConfChangeTransition, ConfChangeType, ConfChangeV2};
+    for e in entries {
+        let known = match e.get_entry_type() {
+            EntryType::EntryNormal => continue,
+            EntryType::EntryConfChange => ConfChange::decode(e.data.as_slice())
+                .is_ok_and(|cc| ConfChangeType::from_i32(cc.change_type).is_some()),
+            EntryType::EntryConfChangeV2 => {
+                ConfChangeV2::decode(e.data.as_slice()).is_ok_and(|cc| {
+                    ConfChangeTransition::from_i32(cc.transition).is_some()
+                        && cc
+                            .changes
+                            .iter()
+                            .all(|c| ConfChangeType::from_i32(c.change_type).is_some())
+                })
+            }
+        };
+        if !known {
+            return Err(format!("malformed conf change in entry {}", e.index));
+        }
+    }
+    Ok(())
+}
+
 fn check_content<S: Storage>(raft: &Raft<S>, kind: MessageType, m: &Message) -> Result<(), String> {
     use MessageType::*;
+    check_conf_changes(&m.entries)?;
     let log = &raft.raft_log;
     match kind {
         MsgPropose if m.entries.is_empty() => Err("empty proposal".into()),
@@ -201,7 +234,15 @@ fn check_content<S: Storage>(raft: &Raft<S>, kind: MessageType, m: &Message) -> 
             Err("read index message must carry exactly one entry".into())
         }
         MsgAppend => {
+            // Only the dummy entry 0 has term 0; the raft crate reads any index beyond its
+            // log as term 0, so such an append would "match" there and leave a gap.
+            if m.index != 0 && m.log_term == 0 {
+                return Err("append after an entry without a term".into());
+            }
             for (i, e) in m.entries.iter().enumerate() {
+                if e.term == 0 {
+                    return Err(format!("append entry {} without a term", e.index));
+                }
                 if Some(e.index) != m.index.checked_add(i as u64 + 1) {
                     return Err("append entries are not contiguous".into());
                 }
@@ -240,6 +281,7 @@ fn check_content<S: Storage>(raft: &Raft<S>, kind: MessageType, m: &Message) -> 
             if conf.voters.is_empty()
                 || conf.voters.iter().any(|v| conf.learners.contains(v))
                 || meta.index == 0
+                || meta.term == 0
                 || meta.term > m.term
             {
                 return Err("snapshot with an invalid configuration".into());
@@ -369,6 +411,14 @@ mod tests {
             m.entries = entries(6, 6, 7);
         });
         refused(&node, future, "impossible term");
+        // The raft crate reads any index beyond its log as term 0: this "matched" at 7 and
+        // appended with a gap (a panic), found by the fuzzer.
+        let beyond = msg(MessageType::MsgAppend, LEADER, 2, |m| {
+            m.index = 7;
+            m.log_term = 0;
+            m.entries = entries(8, 8, 2);
+        });
+        refused(&node, beyond, "without a term");
         let gap = msg(MessageType::MsgAppend, LEADER, 2, |m| {
             m.index = 5;
             m.log_term = 2;
@@ -410,6 +460,11 @@ mod tests {
             m.snapshot = Some(snapshot(vec![1, 2, 3], 3))
         });
         refused(&node, later_term, "invalid configuration");
+        // Term 0 "matches" beyond the log: the raft crate committed there (a panic).
+        let term_zero = msg(MessageType::MsgSnapshot, LEADER, 2, |m| {
+            m.snapshot = Some(snapshot(vec![1, 2, 3], 0))
+        });
+        refused(&node, term_zero, "invalid configuration");
         let mut fine = msg(MessageType::MsgSnapshot, LEADER, 2, |m| {
             m.snapshot = Some(snapshot(vec![1, 2, 3], 2))
         });
@@ -419,7 +474,12 @@ mod tests {
     #[test]
     fn a_follower_doubts_newer_terms_while_its_leader_is_alive() {
         let mut node = follower();
-        let newer = || msg(MessageType::MsgAppend, OTHER, 3, |m| m.index = 5);
+        let newer = || {
+            msg(MessageType::MsgAppend, OTHER, 3, |m| {
+                m.index = 5;
+                m.log_term = 2;
+            })
+        };
         assert!(matches!(
             screen(&node.raft, &mut newer()),
             Verdict::Ignore(_)

@@ -223,6 +223,33 @@ fn cases(s: &Scene) -> Vec<Case> {
             expect: Some("empty proposal"),
         },
         Case {
+            name: "a proposal carrying a term (the raft crate panics forwarding it)",
+            opening: at_follower(),
+            frames: vec![frame(MsgPropose, &|m| {
+                m.term = term;
+                m.entries = vec![Entry::default()];
+            })],
+            expect: Some("with a term"),
+        },
+        Case {
+            name: "a membership change of an unknown type",
+            opening: at_leader(),
+            frames: vec![to_leader(MsgPropose, &|m| {
+                use prost::Message as _;
+                let change = raft::eraftpb::ConfChange {
+                    change_type: 7,
+                    node_id: 5,
+                    ..Default::default()
+                };
+                m.entries = vec![Entry {
+                    entry_type: raft::eraftpb::EntryType::EntryConfChange as i32,
+                    data: change.encode_to_vec(),
+                    ..Default::default()
+                }];
+            })],
+            expect: Some("malformed conf change"),
+        },
+        Case {
             name: "a vote request without a term",
             opening: at_follower(),
             frames: vec![frame(MsgRequestVote, &|_| {})],

@@ -547,3 +547,45 @@ async fn the_leader_sees_an_isolated_follower_turn_unhealthy_then_healthy() {
     );
     cluster.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_connections_stay_open() {
+    // With fast timing a connection silent for 2 s is closed, and a dialer with nothing to
+    // send pings every 500 ms. The pongs once made dialers drop their connection: every
+    // idle link was redialled twice a second.
+    let cluster = Cluster::start(3, fast).await;
+    let first = cluster.wait_for_leader().await;
+    // The first leader dialled both others; once it follows, its link to the other
+    // follower carries nothing.
+    let next = cluster.other_than(&first);
+    cluster
+        .node(&first)
+        .transfer_leadership(Some(&next), DEADLINE)
+        .await
+        .expect("transfer");
+    assert_eq!(cluster.wait_for_leader().await, next);
+    // (connections opened so far, connections open now)
+    let links = |c: &Cluster| -> (u64, u64) {
+        let load = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
+        c.live().iter().fold((0, 0), |(opened, open), h| {
+            let stats = h.transport_stats();
+            (
+                opened + load(&stats.connections_opened),
+                open + load(&stats.connections_open),
+            )
+        })
+    };
+    let before = links(&cluster);
+    assert!(
+        before.1 >= 5,
+        "the old leader's links and the new leader's: {before:?}"
+    );
+    // Idle for four ping periods and past the idle timeout: the time is the test.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(
+        links(&cluster),
+        before,
+        "idle links were closed or redialled"
+    );
+    cluster.stop().await;
+}

@@ -443,3 +443,39 @@ fn a_heartbeat_committing_beyond_the_log_is_clamped_not_fatal() {
         "{case}: the follower still serves"
     );
 }
+
+#[test]
+fn a_snapshot_that_would_not_restore_is_refused_before_it_replaces_the_log() {
+    // Found by the fuzzer: well-formed for the raft crate, undecodable for the state
+    // machine; the follower used to install it, then fail for good on restoring it.
+    let case = "undecodable snapshot";
+    let mut sim = Sim::new(3);
+    sim.cores.get_mut("n1").unwrap().campaign().unwrap();
+    sim.settle(case);
+    let before = sim.cores["n2"].status();
+    let mut m = Message::default();
+    m.set_msg_type(raft::eraftpb::MessageType::MsgSnapshot);
+    m.from = raft_id("n1");
+    m.to = raft_id("n2");
+    m.term = sim.term("n1");
+    let mut snapshot = raft::eraftpb::Snapshot {
+        data: vec![0x24, 1, 2, 3],
+        ..Default::default()
+    };
+    snapshot.mut_metadata().index = before.last_index + 100;
+    snapshot.mut_metadata().term = sim.term("n1");
+    snapshot.mut_metadata().conf_state = Some(raft::eraftpb::ConfState {
+        voters: ["n1", "n2", "n3"].iter().map(|n| raft_id(n)).collect(),
+        ..Default::default()
+    });
+    m.snapshot = Some(snapshot);
+    let refused = sim.cores.get_mut("n2").unwrap().step(m).unwrap_err();
+    assert!(refused.contains("undecodable snapshot"), "{refused}");
+    sim.settle(case);
+    let mut write = sim.propose("n2", "after", "1");
+    sim.settle(case);
+    assert!(
+        matches!(write.try_recv(), Ok(Ok(_))),
+        "{case}: the follower still serves"
+    );
+}

@@ -40,6 +40,10 @@ pub struct NativeOptions {
     pub join: Option<bool>,
     /// The cluster's shared secret (peers must prove it).
     pub secret: Option<String>,
+    /// TLS: this node's certificate chain and key, and the members' CA (PEM).
+    pub tls_cert: Option<Buffer>,
+    pub tls_key: Option<Buffer>,
+    pub tls_ca: Option<Buffer>,
 }
 
 /// One operation of a batch.
@@ -115,6 +119,13 @@ impl NativeRaftNode {
         config.app_snapshots = options.app_snapshots.unwrap_or(false);
         config.join = options.join.unwrap_or(false);
         config.secret = options.secret.map(crate::config::Secret::new);
+        if let (Some(cert), Some(key)) = (options.tls_cert, options.tls_key) {
+            config.tls = Some(crate::config::TlsFiles {
+                cert: cert.to_vec(),
+                key: crate::config::Secret::new(key.as_ref()),
+                ca: options.tls_ca.map(|ca| ca.to_vec()),
+            });
+        }
         config.validate().map_err(engine_error)?;
         logging::init(options.log_level.as_deref().unwrap_or("warn"));
         Ok(NativeRaftNode {

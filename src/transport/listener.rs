@@ -14,7 +14,7 @@ use tokio_tungstenite::WebSocketStream;
 use super::auth::{self, Side, Transcript};
 use super::registry::Claim;
 use super::{
-    close_with_reason, ws_config, ws_handshake_config, Inbound, Shared, HANDSHAKE_TIMEOUT,
+    close_with_reason, ws_config, ws_handshake_config, Inbound, Io, Shared, HANDSHAKE_TIMEOUT,
 };
 use crate::ids::raft_id;
 use std::sync::atomic::Ordering;
@@ -59,22 +59,28 @@ async fn serve(
     inbound: mpsc::Sender<Inbound>,
 ) {
     let refused = |reason: &str| {
-        if shared.refusals.should_log(addr.ip()) {
+        if shared.refusals.should_log(&addr.ip().to_string()) {
             tracing::warn!(node = %shared.name, %addr, "refused peer: {reason} (logged once a minute per address)");
+        } else {
+            tracing::debug!(node = %shared.name, %addr, "refused peer: {reason}");
         }
     };
     let _admission = match shared.registry.admit(addr.ip()) {
         Ok(admission) => admission,
         Err(reason) => return refused(&reason),
     };
-    let ws = tokio::time::timeout(
-        HANDSHAKE_TIMEOUT,
-        tokio_tungstenite::accept_async_with_config(tcp, Some(ws_handshake_config())),
-    )
-    .await;
-    let mut ws = match ws {
+    let upgrade = async {
+        let io: Box<dyn Io> = match &shared.tls {
+            Some(tls) => tls.accept(tcp).await?,
+            None => Box::new(tcp),
+        };
+        tokio_tungstenite::accept_async_with_config(io, Some(ws_handshake_config()))
+            .await
+            .map_err(|e| format!("not a WebSocket upgrade: {e}"))
+    };
+    let mut ws = match tokio::time::timeout(HANDSHAKE_TIMEOUT, upgrade).await {
         Ok(Ok(ws)) => ws,
-        Ok(Err(e)) => return refused(&format!("not a WebSocket upgrade: {e}")),
+        Ok(Err(reason)) => return refused(&reason),
         Err(_) => return refused("upgrade timed out"),
     };
     let (from, claim) = match handshake(&shared, &mut ws).await {
@@ -165,14 +171,19 @@ async fn serve(
             return; // the node is stopping
         }
     };
-    if shared.refusals.should_log(addr.ip()) {
-        tracing::warn!(node = %shared.name, peer = %from, %addr, "closed connection: {reason} (logged once a minute per address)");
+    if shared
+        .refusals
+        .should_log(&format!("{from} at {}", addr.ip()))
+    {
+        tracing::warn!(node = %shared.name, peer = %from, %addr, "closed connection: {reason} (logged once a minute per peer)");
+    } else {
+        tracing::debug!(node = %shared.name, peer = %from, %addr, "closed connection: {reason}");
     }
     close_with_reason(&mut ws, &reason).await;
 }
 
 /// The next handshake frame from the dialer, within the handshake time limit.
-async fn next_frame(ws: &mut WebSocketStream<TcpStream>) -> Result<Frame, String> {
+async fn next_frame(ws: &mut WebSocketStream<Box<dyn Io>>) -> Result<Frame, String> {
     let next = tokio::time::timeout(HANDSHAKE_TIMEOUT, ws.next())
         .await
         .map_err(|_| "no handshake within the time limit".to_string())?;
@@ -190,7 +201,7 @@ async fn next_frame(ws: &mut WebSocketStream<TcpStream>) -> Result<Frame, String
 /// is not authenticated yet.
 async fn handshake<'a>(
     shared: &'a Shared,
-    ws: &mut WebSocketStream<TcpStream>,
+    ws: &mut WebSocketStream<Box<dyn Io>>,
 ) -> Result<(String, Claim<'a>), String> {
     let Hello { from, nonce } =
         check_hello(next_frame(ws).await?, &shared.cluster_id, &shared.name)?;

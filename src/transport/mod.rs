@@ -7,6 +7,7 @@ mod fault;
 mod listener;
 mod peer;
 mod registry;
+mod tls;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -36,6 +37,15 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 const IDLE_ELECTIONS: u32 = 40;
 /// Largest WebSocket message accepted before the handshake passed.
 const MAX_HANDSHAKE_FRAME: usize = 4 << 10;
+
+/// Checks TLS material: the error says what is wrong with it.
+pub fn check_tls(files: &crate::config::TlsFiles) -> std::result::Result<(), String> {
+    tls::Tls::new(files).map(|_| ())
+}
+
+/// A byte stream a WebSocket runs over: TCP, or TLS over TCP.
+pub(crate) trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Io for T {}
 
 /// Raft messages received from one peer in one frame.
 pub struct Inbound {
@@ -92,6 +102,10 @@ pub struct TransportStats {
     pub bytes_received: AtomicU64,
     /// Large raft messages (snapshots) sent in chunks.
     pub chunked_messages: AtomicU64,
+    /// Outbound connections established (a steady cluster stops adding to it).
+    pub connections_opened: AtomicU64,
+    /// Outbound connections open now.
+    pub connections_open: AtomicU64,
 }
 
 /// State shared by the driver side, the control side and the connection tasks.
@@ -101,6 +115,8 @@ struct Shared {
     cluster_id: String,
     /// Peers must prove it, and this node proves it to them.
     secret: Option<crate::config::Secret>,
+    /// TLS on both sides of every connection.
+    tls: Option<tls::Tls>,
     faults: FaultFilter,
     peers: RwLock<HashMap<u64, PeerLink>>,
     /// Inbound connection bounds, admitted names, one live connection per member.
@@ -174,18 +190,24 @@ impl Transport {
         let addr = listener
             .local_addr()
             .map_err(|e| Error::Invalid(format!("cannot read the bound address: {e}")))?;
-        if !addr.ip().is_loopback() && config.secret.is_none() {
+        if !addr.ip().is_loopback() && config.secret.is_none() && config.tls.is_none() {
             tracing::warn!(
                 node = %name,
                 %addr,
-                "listening beyond this machine without a secret: anyone who reaches this port \
-                 can speak for any member that is not connected (see README, Peer security)"
+                "listening beyond this machine without a secret or tls: anyone who reaches \
+                 this port can speak for any member that is not connected (see README, \
+                 Peer security)"
             );
         }
+        let tls = match &config.tls {
+            Some(files) => Some(tls::Tls::new(files).map_err(Error::Invalid)?),
+            None => None,
+        };
         let shared = Arc::new(Shared {
             name: name.to_string(),
             cluster_id: config.cluster_id.clone(),
             secret: config.secret.clone(),
+            tls,
             faults: FaultFilter::default(),
             stats: TransportStats::default(),
             peers: RwLock::new(HashMap::new()),

@@ -22,8 +22,7 @@ use super::TransportStats;
 use crate::ids::raft_id;
 use crate::wire::{Frame, CHUNK_BYTES, MAX_MESSAGES_PER_FRAME, PROTOCOL_VERSION};
 
-type PeerSocket =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+type PeerSocket = tokio_tungstenite::WebSocketStream<Box<dyn super::Io>>;
 
 fn backoff() -> impl Iterator<Item = Duration> {
     ExponentialBuilder::default()
@@ -34,7 +33,9 @@ fn backoff() -> impl Iterator<Item = Duration> {
         .build()
 }
 
-/// Runs until aborted: dial, write, redial.
+/// Runs until aborted: wait for something to send, dial, write, redial. A node dials a peer
+/// only once it has something for it: a joining node, which members refuse until they
+/// have added it, first hears from the leader and then answers.
 pub(super) async fn run(
     shared: Arc<Shared>,
     peer: String,
@@ -43,19 +44,42 @@ pub(super) async fn run(
 ) {
     let mut delays = backoff();
     loop {
+        let first = tokio::select! {
+            batch = queue.recv() => match batch {
+                Some(batch) => batch,
+                None => return,
+            },
+            changed = url.changed() => if changed.is_ok() { continue } else { return },
+        };
         let target = url.borrow_and_update().clone();
-        if !target.is_empty() {
-            match dial(&shared, &peer, &target).await {
-                Ok(ws) => {
-                    delays = backoff();
-                    tracing::debug!(node = %shared.name, %peer, "connected");
-                    if let Err(reason) = pump(ws, &mut queue, &mut url, &shared, &peer).await {
-                        tracing::debug!(node = %shared.name, %peer, "connection lost: {reason}");
+        let outcome = if target.is_empty() {
+            Err("no address known".to_string())
+        } else {
+            dial(&shared, &peer, &target).await
+        };
+        match outcome {
+            Ok(ws) => {
+                delays = backoff();
+                shared
+                    .stats
+                    .connections_opened
+                    .fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(node = %shared.name, %peer, "connected");
+                let stats = &shared.stats;
+                stats.connections_open.fetch_add(1, Ordering::Relaxed);
+                let pumped = pump(ws, first, &mut queue, &mut url, &shared, &peer).await;
+                stats.connections_open.fetch_sub(1, Ordering::Relaxed);
+                match pumped {
+                    // Idle for good, or a new URL: wait for the next message.
+                    Ok(()) => continue,
+                    Err(reason) => {
+                        tracing::debug!(node = %shared.name, %peer, "connection lost: {reason}")
                     }
                 }
-                Err(reason) => {
-                    tracing::debug!(node = %shared.name, %peer, url = %target, "dial failed: {reason}")
-                }
+            }
+            Err(reason) => {
+                super::report_dropped(&shared.reports, raft_id(&peer), &first);
+                tracing::debug!(node = %shared.name, %peer, url = %target, "dial failed: {reason}")
             }
         }
         // Wait before the next dial, discarding stale messages; a new URL dials at once.
@@ -77,8 +101,17 @@ pub(super) async fn run(
 /// Connects and performs the handshake.
 async fn dial(shared: &Shared, peer: &str, url: &str) -> Result<PeerSocket, String> {
     let attempt = async {
+        let (host, port) = crate::config::parse_ws_url(url)?;
+        let tcp = tokio::net::TcpStream::connect((host.trim_matches(['[', ']']), port))
+            .await
+            .map_err(|e| e.to_string())?;
+        let _ = tcp.set_nodelay(true);
+        let io: Box<dyn super::Io> = match &shared.tls {
+            Some(tls) => tls.connect(&host, tcp).await?,
+            None => Box::new(tcp),
+        };
         let (mut ws, _) =
-            tokio_tungstenite::connect_async_with_config(url, Some(ws_handshake_config()), true)
+            tokio_tungstenite::client_async_with_config(url, io, Some(ws_handshake_config()))
                 .await
                 .map_err(|e| e.to_string())?;
         let dialer_nonce = auth::nonce();
@@ -190,6 +223,7 @@ fn frames_for(batch: &[Message], stats: &TransportStats) -> Vec<Vec<u8>> {
 /// until the connection fails or the peer's URL changes.
 async fn pump(
     ws: PeerSocket,
+    first: Vec<Message>,
     queue: &mut mpsc::Receiver<Vec<Message>>,
     url: &mut watch::Receiver<String>,
     shared: &Shared,
@@ -197,29 +231,36 @@ async fn pump(
 ) -> Result<(), String> {
     let stats = &shared.stats;
     let (mut sink, mut stream) = ws.split();
+    let mut first = Some(first);
     loop {
-        let mut batch = tokio::select! {
-            batch = queue.recv() => match batch {
-                Some(batch) => batch,
-                None => return Ok(()),
-            },
+        let mut batch = if let Some(first) = first.take() {
+            first
+        } else {
+            tokio::select! {
+                batch = queue.recv() => match batch {
+                    Some(batch) => batch,
+                    None => return Ok(()),
+                },
             // Nothing to send for a while: a ping keeps the listener from closing us as idle.
             _ = tokio::time::sleep(shared.idle_timeout / 4) => {
                 sink.send(WsMessage::Ping(Vec::new().into())).await.map_err(|e| e.to_string())?;
                 continue;
             }
-            // The listener never sends after the handshake: anything here is a close.
-            incoming = stream.next() => return Err(match incoming {
+            // The listener sends nothing after the handshake but the pongs to our pings:
+            // anything else is a close.
+            incoming = stream.next() => match incoming {
+                Some(Ok(WsMessage::Pong(_) | WsMessage::Ping(_))) => continue,
                 Some(Ok(WsMessage::Close(Some(close)))) => {
                     if close.reason.contains(super::NOT_A_MEMBER) {
                         let _ = shared.reports.send(super::Delivery::NotAMember(raft_id(peer)));
                     }
-                    format!("closed by peer: {}", close.reason)
+                    return Err(format!("closed by peer: {}", close.reason));
                 }
-                Some(Err(e)) => e.to_string(),
-                _ => "closed by peer".to_string(),
-            }),
+                Some(Err(e)) => return Err(e.to_string()),
+                _ => return Err("closed by peer".to_string()),
+            },
             _ = url.changed() => return Ok(()),
+            }
         };
         while batch.len() < MAX_MESSAGES_PER_FRAME {
             match queue.try_recv() {

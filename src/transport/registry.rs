@@ -150,10 +150,11 @@ impl Drop for Admission<'_> {
     }
 }
 
-/// Logs refusals at most once per remote address per minute: a hostile peer retrying in
-/// a loop must not flood the log (the refusals themselves are not limited).
+/// Logs refusals at most once a minute per peer (its name once it has one, else its
+/// address): a hostile peer retrying in a loop must not flood the log (the refusals
+/// themselves are not limited).
 pub(super) struct RefusalLog {
-    last: Mutex<HashMap<IpAddr, Instant>>,
+    last: Mutex<HashMap<String, Instant>>,
 }
 
 const REFUSAL_LOG_EVERY: Duration = Duration::from_secs(60);
@@ -167,8 +168,8 @@ impl RefusalLog {
         }
     }
 
-    /// True when a refusal of `ip` should be logged now.
-    pub fn should_log(&self, ip: IpAddr) -> bool {
+    /// True when a refusal of `peer` should be logged now.
+    pub fn should_log(&self, peer: &str) -> bool {
         let now = Instant::now();
         let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
         if last.len() >= REFUSAL_LOG_ADDRESSES {
@@ -177,10 +178,10 @@ impl RefusalLog {
                 last.clear();
             }
         }
-        match last.get(&ip) {
+        match last.get(peer) {
             Some(at) if now.duration_since(*at) < REFUSAL_LOG_EVERY => false,
             _ => {
-                last.insert(ip, now);
+                last.insert(peer.to_string(), now);
                 true
             }
         }
@@ -227,11 +228,11 @@ mod tests {
     }
 
     #[test]
-    fn refusals_are_logged_once_a_minute_per_address() {
+    fn refusals_are_logged_once_a_minute_per_peer() {
         let log = RefusalLog::new();
-        let ip: IpAddr = "10.0.0.1".parse().unwrap();
-        assert!(log.should_log(ip));
-        assert!(!log.should_log(ip));
-        assert!(log.should_log("10.0.0.2".parse().unwrap()));
+        assert!(log.should_log("10.0.0.1"));
+        assert!(!log.should_log("10.0.0.1"));
+        assert!(log.should_log("10.0.0.2"));
+        assert!(log.should_log("n2 at 10.0.0.1"));
     }
 }

@@ -1,0 +1,24 @@
+//! Any bytes as a WebSocket message of the peer protocol: decoding a frame, the raft
+//! messages inside it, and checking a handshake must end in a value or an error.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use raftline::wire::{check_hello, decode_raft_message, Frame};
+
+fuzz_target!(|data: &[u8]| {
+    let Ok(frame) = Frame::decode(data) else {
+        return;
+    };
+    match &frame {
+        Frame::Raft { messages } => {
+            for bytes in messages {
+                let _ = decode_raft_message(bytes);
+            }
+        }
+        Frame::Chunk { bytes, .. } => {
+            let _ = decode_raft_message(bytes);
+        }
+        _ => {}
+    }
+    let _ = check_hello(frame, "raftline", "n1");
+});
