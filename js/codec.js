@@ -2,10 +2,10 @@
 // Values are stored as canonical MessagePack (object keys sorted), so that byte equality in
 // the engine is deep equality of decoded values (used by cas). Binary comes back as Buffer.
 
-const { Encoder, Decoder } = require('@msgpack/msgpack');
+const { Encoder } = require('@msgpack/msgpack');
+const { decodeMsgpack } = require('./msgpack-decode.js');
 
 const encoder = new Encoder({ sortKeys: true });
-const decoder = new Decoder();
 
 function checkEncodable(value, path) {
   switch (typeof value) {
@@ -35,22 +35,10 @@ function encode(value, what = 'value') {
   return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
 }
 
-function toBuffers(value) {
-  if (value instanceof Uint8Array) {
-    return Buffer.isBuffer(value) ? value : Buffer.from(value.buffer, value.byteOffset, value.byteLength);
-  }
-  if (Array.isArray(value)) {
-    for (let i = 0; i < value.length; i++) value[i] = toBuffers(value[i]);
-  } else if (value !== null && typeof value === 'object') {
-    for (const k of Object.keys(value)) value[k] = toBuffers(value[k]);
-  }
-  return value;
-}
-
 /** Decodes stored bytes; `null`/`undefined` (absent) decode to `undefined`. */
 function decode(bytes) {
   if (bytes === null || bytes === undefined) return undefined;
-  return toBuffers(decoder.decode(bytes));
+  return decodeMsgpack(bytes);
 }
 
 module.exports = { encode, decode };

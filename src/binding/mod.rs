@@ -69,11 +69,6 @@ pub struct NativeEntry {
     pub value: Buffer,
 }
 
-/// The engine allocates per message and per entry from several threads at once; mimalloc's
-/// thread-local heaps keep that off glibc's arena locks (measured: see bench/).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 type EventCallback = ThreadsafeFunction<NativeEventBatch, (), NativeEventBatch, Status, false>;
 
 /// A raft node as the JS layer sees it.
