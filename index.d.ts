@@ -2,12 +2,31 @@
 import { EventEmitter } from 'node:events';
 
 /**
- * A replicated value: anything MessagePack can encode (null, booleans, numbers, strings,
- * arrays, plain objects, Buffer/Uint8Array; binary comes back as Buffer). Objects are typed
- * loosely so that interfaces fit; functions, symbols, bigints and undefined are refused at
- * run time with a TypeError.
+ * A replicated value: null, booleans, numbers, strings, arrays, plain objects, Date and
+ * Buffer/Uint8Array (binary comes back as Buffer): what reads back as it was written. Keys
+ * such as `__proto__` are plain data. Objects are typed loosely so that interfaces fit;
+ * functions do not type-check. At run time anything else (Map, Set, RegExp, Error, Promise,
+ * class instances, bigint, undefined, cyclic values, nesting deeper than 100, strings with
+ * lone surrogates) is refused with a TypeError naming its path, e.g. `value.tags[2]`.
  */
-export type Value = null | boolean | number | string | Buffer | Uint8Array | readonly Value[] | object;
+export type Value =
+  | null
+  | boolean
+  | number
+  | string
+  | Date
+  | Buffer
+  | Uint8Array
+  | readonly Value[]
+  | { readonly [key: string]: Value }
+  | (object & NotAFunction);
+
+/** What sets objects apart from functions in `Value`. */
+export interface NotAFunction {
+  readonly call?: never;
+  readonly apply?: never;
+  readonly bind?: never;
+}
 
 export type LogLevel = 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'off';
 
@@ -98,10 +117,14 @@ export type ErrorCode =
   | 'ERR_CONF_CHANGE_IN_PROGRESS'
   | 'ERR_UNKNOWN_MEMBER'
   | 'ERR_INVALID'
-  /** `update()` gave up after `retries` conflicting writes. */
+  /** `update()` still met conflicting writes when its deadline came. */
   | 'ERR_CONFLICT'
   /** This node was removed from the cluster: writes and reads reject at once. */
-  | 'ERR_REMOVED';
+  | 'ERR_REMOVED'
+  /** A bug in the engine stopped the node (reported by `error`, followed by `stopped`). */
+  | 'ERR_INTERNAL'
+  /** `error` event: an event listener or a runWhileLeader job threw; `cause` is what it threw. */
+  | 'ERR_CALLBACK';
 
 /** Every rejection of a RaftNode method (aborted signals reject with the standard AbortError). */
 export declare class RaftError extends Error {
@@ -180,11 +203,11 @@ export interface RoleChangeEvent {
 export interface ApplyEvent {
   index: number;
   term: number;
-  op: 'set' | 'delete' | 'cas' | 'batch' | 'raw';
+  op: 'set' | 'delete' | 'cas' | 'batch' | 'raw' | 'incr';
   key?: string;
   value?: unknown;
   prev?: unknown;
-  /** cas: whether it matched. */
+  /** cas: whether it matched; incr: whether the value was a number. */
   ok?: boolean;
   ops?: BatchOp[];
   /** raw: the proposed bytes. */
@@ -226,8 +249,14 @@ export interface RaftNodeEvents {
   membershipChange: [event: MembershipChangeEvent];
   /** On the leader: a member's health changed (judged every heartbeat). */
   peerHealth: [event: PeerHealthEvent];
-  /** A snapshot was taken (every `snapshotEvery` entries, with `dataDir`) or installed from the leader. */
+  /** A snapshot was taken (every `snapshotEvery` entries, in memory too) or installed from the leader. */
   snapshot: [event: SnapshotEvent];
+  /**
+   * A background fault: the engine stopped the node (ERR_STORAGE, ERR_INTERNAL; `stopped`
+   * follows), a stored value that does not decode (ERR_INVALID), or a listener of another
+   * event or a `runWhileLeader` job that threw (ERR_CALLBACK, with what it threw as
+   * `cause`). Without a listener: a process warning.
+   */
   error: [error: RaftError];
   stopped: [event: Record<string, never>];
 }
@@ -277,7 +306,10 @@ export declare class RaftNode extends EventEmitter<RaftNodeEvents> {
   /**
    * Runs `job` each time this node becomes leader (confirmed by a quorum) and aborts
    * `ctx.signal` when leadership is lost, the lease runs out (a timer checks it, so a
-   * stalled engine cannot keep a job running) or the node stops. Returns a cancel function.
+   * stalled engine cannot keep a job running) or the node stops. A job that returns or
+   * throws while this node still leads runs again after a backoff (100 ms doubling to 10 s,
+   * jittered; reset by a run of 10 s or more, none in a new term); throws are `error` events (ERR_CALLBACK).
+   * Returns a cancel function.
    */
   runWhileLeader(job: (ctx: LeaderJobContext) => Promise<void> | void, opts?: { signal?: AbortSignal }): () => Promise<void>;
 
@@ -289,8 +321,19 @@ export declare class RaftNode extends EventEmitter<RaftNodeEvents> {
   cas(key: string, expected: Value | undefined, next: Value | undefined, opts?: WriteOptions): Promise<WriteResult & { ok: boolean; current: unknown }>;
   /** All ops in one log entry, applied atomically. */
   batch(ops: BatchOp[], opts?: WriteOptions): Promise<WriteResult>;
-  /** get + cas loop; `fn` runs locally, never replicated. Rejects ERR_CONFLICT after `retries` (default 10) conflicts. */
-  update<T = unknown>(key: string, fn: (prev: T | undefined) => T | Promise<T>, opts?: WriteOptions & { retries?: number }): Promise<WriteResult>;
+  /**
+   * get + cas loop: on a conflict (another write got in between) `fn` runs again on the newer
+   * value, after a jittered backoff (up to 100 ms), until `timeoutMs`: contention alone never
+   * fails it early. Rejects ERR_CONFLICT when the deadline comes while conflicts go on.
+   * `fn` runs locally, never replicated, and may run several times; returning undefined
+   * deletes the key.
+   */
+  update<T = unknown>(key: string, fn: (prev: T | undefined) => T | undefined | Promise<T | undefined>, opts?: WriteOptions): Promise<WriteResult>;
+  /**
+   * Atomic numeric add in one log entry (absent key = 0), no retry: resolves with the new
+   * value. A value that is not a number rejects ERR_INVALID (the entry changes nothing).
+   */
+  incr(key: string, by?: number, opts?: WriteOptions): Promise<WriteResult & { value: number }>;
   get<T = unknown>(key: string, opts?: ReadOptions): Promise<T | undefined>;
   /** Synchronous read of this node's applied state. */
   getLocal<T = unknown>(key: string): T | undefined;

@@ -14,6 +14,8 @@ const CODES = Object.freeze([
   'ERR_INVALID',
   'ERR_CONFLICT',
   'ERR_REMOVED',
+  'ERR_INTERNAL',
+  'ERR_CALLBACK',
 ]);
 
 class RaftError extends Error {
@@ -46,10 +48,16 @@ function fromNative(err) {
   return new RaftError('ERR_INVALID', text, { cause: err });
 }
 
+/** What a user callback (event listener, runWhileLeader job) threw, as an `error` event. */
+function callbackError(thrown, where) {
+  const text = thrown instanceof Error ? thrown.message : String(thrown);
+  return new RaftError('ERR_CALLBACK', `${where} threw: ${text}`, { cause: thrown });
+}
+
 function abortError(signal) {
   const reason = signal && signal.reason;
   if (reason instanceof Error && reason.name === 'AbortError') return reason;
   return new DOMException('The operation was aborted', 'AbortError');
 }
 
-module.exports = { RaftError, fromNative, abortError };
+module.exports = { RaftError, fromNative, abortError, callbackError };

@@ -4,8 +4,16 @@
 // alternate: a new run starts only after the previous one settled. The lease is an instant:
 // a timer re-checks it when it would run out, so a job ends on time even when the engine
 // is too stalled to report the loss.
+//
+// A job that returns or throws while the node still leads is started again, after a backoff
+// (RESTART_MIN_MS doubling to RESTART_MAX_MS, jittered): an empty or failing job never spins
+// the event loop. A new reign (another term) starts at once; a run that lasted at least
+// RESTART_MAX_MS resets the backoff. Throws are reported as `error` events (ERR_CALLBACK).
 
-const { RaftError } = require('./errors.js');
+const { RaftError, callbackError } = require('./errors.js');
+
+const RESTART_MIN_MS = 100;
+const RESTART_MAX_MS = 10_000;
 
 /**
  * @param {import('./node.js').RaftNode} node
@@ -18,6 +26,8 @@ function runWhileLeader(node, job, signal, lease) {
   let controller = null; // of the current run
   let running = null; // promise of the current run
   let expiry = null; // timer at the instant the current lease would end
+  let restart = null; // { term, at, delay }: when a job that ended in this reign may run again
+  let backoff = null; // timer for that instant
 
   const watchExpiry = () => {
     clearTimeout(expiry);
@@ -34,8 +44,17 @@ function runWhileLeader(node, job, signal, lease) {
       const why = cancelled ? 'cancelled' : node.role === 'stopped' ? 'node stopped' : 'leadership lost';
       controller.abort(new RaftError('ERR_NOT_LEADER', `runWhileLeader: ${why}`, { leaderId: node.leaderId }));
     }
-    if (lead && !running) {
+    if (lead && !running && restart && restart.term === node.term && Date.now() < restart.at) {
+      if (!backoff) {
+        backoff = setTimeout(() => {
+          backoff = null;
+          evaluate();
+        }, restart.at - Date.now());
+        backoff.unref();
+      }
+    } else if (lead && !running) {
       const term = node.term;
+      const startedAt = Date.now();
       controller = new AbortController();
       controller.term = term;
       const ctx = { signal: controller.signal, term };
@@ -43,11 +62,16 @@ function runWhileLeader(node, job, signal, lease) {
         try {
           await job(ctx);
         } catch (err) {
-          if (!ctx.signal.aborted) node.reportError(err);
+          if (!ctx.signal.aborted) node.reportError(callbackError(err, 'a runWhileLeader job'));
         }
       })().finally(() => {
         running = null;
         controller = null;
+        // Ended on its own in this reign: wait before the next run.
+        const ranMs = Date.now() - startedAt;
+        const previous = restart && restart.term === term && ranMs < RESTART_MAX_MS ? restart.delay : 0;
+        const delay = previous ? Math.min(RESTART_MAX_MS, previous * 2) : RESTART_MIN_MS;
+        restart = { term, delay, at: Date.now() + delay * (0.5 + Math.random() / 2) };
         if (!cancelled) evaluate();
       });
     }
@@ -57,6 +81,7 @@ function runWhileLeader(node, job, signal, lease) {
   const unsubscribe = lease.subscribe(evaluate);
   const cancel = async () => {
     cancelled = true;
+    clearTimeout(backoff);
     unsubscribe();
     evaluate();
     if (running) await running;

@@ -5,7 +5,7 @@
 
 const { EventEmitter } = require('node:events');
 const { NativeRaftNode } = require('./binding.js');
-const { RaftError, fromNative, abortError } = require('./errors.js');
+const { RaftError, fromNative, abortError, callbackError } = require('./errors.js');
 const { encode, decode } = require('./codec.js');
 const check = require('./options.js');
 const { WatchQueue } = require('./watch.js');
@@ -125,6 +125,7 @@ class RaftNode extends EventEmitter {
       setPeerUrl: (peer, url) => native().setPeerUrl(peer, url),
       blockPeer: (peer) => native().blockPeer(peer),
       stallDriver: (ms) => native().stallDriver(ms),
+      injectFault: (kind) => native().injectFault(kind),
       clearFaults: () => this.#state === 'running' && this.#native.clearFaults(),
       kill: () => {
         if (!this.#stopping) this.#stopping = this.#shutdown(false, 0, true);
@@ -133,17 +134,53 @@ class RaftNode extends EventEmitter {
     };
   }
 
-  /** Emits a background fault; without a listener it becomes a process warning. */
+  /**
+   * Emits a background fault as `error`; without a listener (or when the listener throws) it
+   * becomes a process warning instead of an uncaught exception.
+   */
   reportError(err) {
-    if (this.listenerCount('error') > 0) this.emit('error', err);
-    else process.emitWarning(`raftline node ${this.#id}: ${err && err.message}`);
+    if (this.listenerCount('error') > 0) {
+      try {
+        this.emit('error', err);
+        return;
+      } catch (thrown) {
+        err = thrown;
+      }
+    }
+    process.emitWarning(`raftline node ${this.#id}: ${err && err.message}`, { code: err && err.code });
+  }
+
+  /**
+   * Calls each listener of `event`. One that throws (or rejects) does not cut the others or the
+   * rest of the batch short, and never escapes into the native callback: its error goes to
+   * `error` as ERR_CALLBACK (see reportError).
+   */
+  #deliver(event, payload) {
+    for (const listener of this.rawListeners(event)) {
+      try {
+        const r = listener.call(this, payload);
+        if (r && typeof r.then === 'function') r.then(undefined, (err) => this.reportError(callbackError(err, `a '${event}' listener`)));
+      } catch (err) {
+        this.reportError(callbackError(err, `a '${event}' listener`));
+      }
+    }
+  }
+
+  /** A stored value for an event; bytes that do not decode are reported and passed raw. */
+  #decodeForEvent(bytes, where) {
+    try {
+      return decode(bytes);
+    } catch (err) {
+      this.reportError(new RaftError('ERR_INVALID', `${where}: ${err.message}`, { cause: err }));
+      return Buffer.from(bytes);
+    }
   }
 
   async #shutdown(transfer, timeoutMs, abrupt) {
     // A start in progress finishes first, so that what it started is stopped too.
     if (this.#starting) await this.#starting.catch(() => {});
     if (this.#state === 'stopped') {
-      this.emit('stopped', {});
+      this.#deliver('stopped', {});
       return;
     }
     const live = this.#status();
@@ -168,7 +205,7 @@ class RaftNode extends EventEmitter {
     this.#state = 'stopped';
     this.#notifyLease();
     for (const w of this.#watchers) w.close();
-    this.emit('stopped', {});
+    this.#deliver('stopped', {});
   }
 
   async [Symbol.asyncDispose]() {
@@ -363,8 +400,11 @@ class RaftNode extends EventEmitter {
     check.key(key);
     const exp = expected === undefined ? null : encode(expected, 'expected');
     const nxt = next === undefined ? null : encode(next, 'next');
-    const o = this.#writeOpts(opts);
-    const r = await this.#call((n) => n.cas(key, exp, nxt, o.timeoutMs, o.forward), o.signal);
+    return this.#casBytes(key, exp, nxt, this.#writeOpts(opts));
+  }
+
+  async #casBytes(key, expected, next, o) {
+    const r = await this.#call((n) => n.cas(key, expected, next, o.timeoutMs, o.forward), o.signal);
     return { ...writeResult(r), ok: r.ok, current: decode(r.value) };
   }
 
@@ -384,20 +424,48 @@ class RaftNode extends EventEmitter {
     return writeResult(await this.#call((n) => n.batch(native, o.timeoutMs, o.forward), o.signal));
   }
 
-  /** Read-modify-write through cas, retried on conflict; `fn` runs locally. */
+  /**
+   * Read-modify-write through cas. A conflict (another write got in between) is retried with
+   * jittered backoff until the deadline, so contention alone never fails it early; `fn` runs
+   * locally, never replicated, and may run several times.
+   */
   async update(key, fn, opts) {
     check.key(key);
     if (typeof fn !== 'function') throw new TypeError(`fn must be a function, got ${check.typeName(fn)}`);
-    const o = check.opts(opts);
-    const retries = o.retries === undefined ? 10 : check.integer('opts.retries', o.retries, 0, 1_000_000);
+    const o = this.#writeOpts(opts);
+    const deadline = Date.now() + o.timeoutMs;
+    const remaining = () => Math.max(1, deadline - Date.now());
     let current = await this.get(key, { signal: o.signal, timeoutMs: o.timeoutMs });
-    for (let attempt = 0; attempt <= retries; attempt++) {
+    let currentBytes = current === undefined ? null : encode(current, 'the current value');
+    for (let attempt = 0; ; attempt++) {
       const next = await fn(current);
-      const r = await this.cas(key, current, next, o);
-      if (r.ok) return { index: r.index, term: r.term };
+      const nextBytes = next === undefined ? null : encode(next, 'fn()');
+      const r = await this.#casBytes(key, currentBytes, nextBytes, { ...o, timeoutMs: remaining() });
+      if (r.ok) return writeResult(r);
       current = r.current;
+      currentBytes = current === undefined ? null : encode(current, 'the current value');
+      // Full jitter over a window that doubles per conflict (1 ms up to 100 ms): contenders
+      // spread out instead of colliding again in the next entry.
+      const pause = Math.random() * Math.min(100, 2 ** attempt);
+      if (Date.now() + pause >= deadline) {
+        throw new RaftError('ERR_CONFLICT', `update(${JSON.stringify(key)}): still conflicting after ${attempt + 1} attempts in ${o.timeoutMs} ms`);
+      }
+      await new Promise((resolve) => setTimeout(resolve, pause));
+      if (o.signal && o.signal.aborted) throw abortError(o.signal);
     }
-    throw new RaftError('ERR_CONFLICT', `update(${JSON.stringify(key)}) conflicted ${retries + 1} times`);
+  }
+
+  /** Atomic numeric add in one entry (absent key = 0); resolves with the new value. */
+  async incr(key, by = 1, opts) {
+    check.key(key);
+    if (typeof by !== 'number') throw new TypeError(`by must be a number, got ${check.typeName(by)}`);
+    if (!Number.isFinite(by)) throw new RangeError(`by must be a finite number, got ${by}`);
+    const o = this.#writeOpts(opts);
+    const r = await this.#call((n) => n.incr(key, by, o.timeoutMs, o.forward), o.signal);
+    if (!r.ok) {
+      throw new RaftError('ERR_INVALID', `incr(${JSON.stringify(key)}): the value there is not a number (entry ${r.index} changed nothing)`);
+    }
+    return { ...writeResult(r), value: decode(r.value) };
   }
 
   #readOpts(opts) {
@@ -423,16 +491,14 @@ class RaftNode extends EventEmitter {
 
   async entries(opts) {
     const o = this.#readOpts(opts);
-    const prefix = check.opts(opts).prefix ?? '';
-    if (typeof prefix !== 'string') throw new TypeError(`opts.prefix must be a string, got ${check.typeName(prefix)}`);
+    const prefix = check.prefix(check.opts(opts).prefix);
     const pairs = await this.#call((n) => n.entries(prefix, o.consistency, o.timeoutMs), o.signal);
     return pairs.map((p) => [p.key, decode(p.value)]);
   }
 
   watch(opts) {
     const o = check.opts(opts);
-    const prefix = o.prefix ?? '';
-    if (typeof prefix !== 'string') throw new TypeError(`opts.prefix must be a string, got ${check.typeName(prefix)}`);
+    const prefix = check.prefix(o.prefix);
     const signal = check.signal(o.signal);
     const queue = new WatchQueue(prefix, signal, () => {
       this.#watchers.delete(queue);
@@ -457,7 +523,7 @@ class RaftNode extends EventEmitter {
     for (const e of events) {
       switch (e.kind) {
         case 'leader':
-          this.emit('leaderChange', {
+          this.#deliver('leaderChange', {
             leaderId: e.leaderId ?? null,
             previousLeaderId: e.previousLeaderId ?? null,
             term: e.term,
@@ -465,7 +531,7 @@ class RaftNode extends EventEmitter {
           });
           break;
         case 'role':
-          this.emit('roleChange', { role: e.role, previousRole: e.previousRole, term: e.term });
+          this.#deliver('roleChange', { role: e.role, previousRole: e.previousRole, term: e.term });
           break;
         case 'lease':
           this.#notifyLease();
@@ -476,19 +542,21 @@ class RaftNode extends EventEmitter {
         case 'snapshot':
           // Restored on start or installed from the leader: the app's state machine first.
           if (e.restore !== undefined && e.restore !== null) this.#restoreApp(e.restore);
-          this.emit('snapshot', { index: e.index, term: e.term, bytes: e.bytes });
+          this.#deliver('snapshot', { index: e.index, term: e.term, bytes: e.bytes });
           break;
         case 'membership':
-          this.emit('membershipChange', { members: this.members(), index: e.index });
+          this.#deliver('membershipChange', { members: this.members(), index: e.index });
           break;
         case 'peerHealth':
-          this.emit('peerHealth', { id: e.peer, health: e.health, previousHealth: e.previousHealth });
+          this.#deliver('peerHealth', { id: e.peer, health: e.health, previousHealth: e.previousHealth });
           break;
         case 'snapshotRequest':
           this.#saveApp(e.index);
           break;
         case 'failed':
-          this.reportError(new RaftError('ERR_STORAGE', e.message));
+          // The engine stopped itself: report why, then finish the stop (port, timers, jobs).
+          this.reportError(new RaftError(e.code ?? 'ERR_INTERNAL', e.message));
+          if (!this.#stopping && this.#state === 'running') this.#stopping = this.#shutdown(false, 0, false);
           break;
       }
     }
@@ -503,7 +571,7 @@ class RaftNode extends EventEmitter {
       const buf = Buffer.isBuffer(data) ? data : Buffer.from(data.buffer, data.byteOffset, data.byteLength);
       this.#native.provideSnapshot(index, buf).catch((err) => this.reportError(fromNative(err)));
     } catch (err) {
-      this.reportError(err);
+      this.reportError(callbackError(err, 'snapshotHooks.save()'));
     }
   }
 
@@ -511,7 +579,7 @@ class RaftNode extends EventEmitter {
     try {
       this.#config.snapshotHooks.restore(data);
     } catch (err) {
-      this.reportError(err);
+      this.reportError(callbackError(err, 'snapshotHooks.restore()'));
     }
   }
 
@@ -534,40 +602,43 @@ class RaftNode extends EventEmitter {
             index: entry.index,
             key: c.key,
             op: c.value === undefined || c.value === null ? 'delete' : 'set',
-            value: decode(c.value),
-            prev: decode(c.prev),
+            value: this.#decodeForEvent(c.value, `entry ${entry.index}, key ${JSON.stringify(c.key)}`),
+            prev: this.#decodeForEvent(c.prev, `entry ${entry.index}, key ${JSON.stringify(c.key)} (previous value)`),
           }))
         : [];
-      if (wantApply) this.emit('apply', applyEvent(entry));
+      if (wantApply) this.#deliver('apply', applyEvent(entry, (b, what) => this.#decodeForEvent(b, `entry ${entry.index}${what}`)));
       for (const change of changes) {
-        this.emit('change', change);
+        this.#deliver('change', change);
         for (const w of this.#watchers) w.push(change);
       }
     }
   }
 }
 
-function applyEvent(entry) {
+/** The `apply` event of one entry; `decodeValue(bytes, where)` decodes its values. */
+function applyEvent(entry, decodeValue) {
   const e = { index: entry.index, term: entry.term, op: entry.op };
   const first = entry.changes[0];
   switch (entry.op) {
     case 'set':
     case 'delete':
+    case 'incr':
       e.key = first ? first.key : undefined;
-      if (entry.op === 'set') e.value = decode(first && first.value);
-      e.prev = decode(first && first.prev);
+      if (entry.op !== 'delete') e.value = decodeValue(first && first.value, '');
+      e.prev = decodeValue(first && first.prev, ' (previous value)');
+      if (entry.op === 'incr') e.ok = entry.ok;
       break;
     case 'cas':
       e.key = first ? first.key : undefined;
       e.ok = entry.ok;
       if (first) {
-        e.value = decode(first.value);
-        e.prev = decode(first.prev);
+        e.value = decodeValue(first.value, '');
+        e.prev = decodeValue(first.prev, ' (previous value)');
       }
       break;
     case 'batch':
       e.ops = entry.changes.map((c) =>
-        c.value === undefined || c.value === null ? { op: 'delete', key: c.key } : { op: 'set', key: c.key, value: decode(c.value) },
+        c.value === undefined || c.value === null ? { op: 'delete', key: c.key } : { op: 'set', key: c.key, value: decodeValue(c.value, ` key ${JSON.stringify(c.key)}`) },
       );
       break;
     case 'raw':

@@ -158,8 +158,17 @@ function secret(v) {
 
 function key(v, name = 'key') {
   if (typeof v !== 'string') throw new TypeError(`${name} must be a string, got ${typeName(v)}`);
+  if (!v.isWellFormed()) throw new TypeError(`${name} contains a lone surrogate (not valid UTF-16); it would be stored altered`);
   const bytes = Buffer.byteLength(v, 'utf8');
   if (bytes === 0 || bytes > 4096) throw new RangeError(`${name} must be 1-4096 bytes of UTF-8, got ${bytes}`);
+  return v;
+}
+
+/** A key prefix: any string ('' for all keys), as valid UTF-16. */
+function prefix(v, name = 'opts.prefix') {
+  if (v === undefined) return '';
+  if (typeof v !== 'string') throw new TypeError(`${name} must be a string, got ${typeName(v)}`);
+  if (!v.isWellFormed()) throw new TypeError(`${name} contains a lone surrogate (not valid UTF-16)`);
   return v;
 }
 
@@ -180,4 +189,4 @@ function opts(v, name = 'opts') {
   return v;
 }
 
-module.exports = { validateOptions, key, timeout, signal, opts, integer, boolean, memberName, typeName };
+module.exports = { validateOptions, key, prefix, timeout, signal, opts, integer, boolean, memberName, typeName };

@@ -27,6 +27,11 @@ export declare class TestCluster {
    * in fsync would: test that fencing and `runWhileLeader` end on time. Resolves once begun.
    */
   stall(id: string, ms: number): Promise<void>;
+  /**
+   * Fails the engine of `id` as a broken disk ('storage') or an engine bug ('panic') would:
+   * the node emits `error` (ERR_STORAGE / ERR_INTERNAL), then `stopped`.
+   */
+  fault(id: string, kind: 'storage' | 'panic'): Promise<void>;
   /** Abrupt: no leadership handoff, no flush beyond what Raft persisted. */
   kill(id: string): Promise<void>;
   /**

@@ -98,6 +98,15 @@ class TestCluster {
     await this.node(id)[kInternal].stallDriver(ms);
   }
 
+  /**
+   * Fails the engine of `id` as a broken disk (`'storage'`) or an engine bug (`'panic'`)
+   * would: the node emits `error` (ERR_STORAGE / ERR_INTERNAL), then `stopped`.
+   */
+  async fault(id, kind) {
+    if (kind !== 'storage' && kind !== 'panic') throw new TypeError(`kind must be 'storage' or 'panic', got ${JSON.stringify(kind)}`);
+    await this.node(id)[kInternal].injectFault(kind);
+  }
+
   /** Abrupt stop of `id`: no leadership handoff, no flush beyond what Raft persisted. */
   async kill(id) {
     await this.node(id)[kInternal].kill();

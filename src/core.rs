@@ -419,7 +419,9 @@ impl<S: LogStore> Core<S> {
     /// refused message is not stepped, and the caller closes the connection that carried
     /// it with the reason.
     pub fn step(&mut self, mut msg: Message) -> std::result::Result<(), String> {
-        match screen(&self.raw.raft, &mut msg) {
+        let now = Instant::now();
+        let silent = self.health.silent_for(msg.from, self.election, now);
+        match screen(&self.raw.raft, &mut msg, silent) {
             Verdict::Step => {}
             Verdict::Ignore(doubt) => {
                 tracing::debug!(node = %self.name, "message ignored: {doubt}");
@@ -439,7 +441,11 @@ impl<S: LogStore> Core<S> {
             // A removed member that missed its removal: closing with this reason tells it.
             return Err(crate::transport::NOT_A_MEMBER.to_string());
         }
-        self.health.heard(msg.from, Instant::now());
+        // Only what a peer says in this term shows that it follows this leader: a member
+        // stranded in a newer term must stay silent here (see `screen`'s stranded members).
+        if msg.term == 0 || msg.term == self.raw.raft.term {
+            self.health.heard(msg.from, now);
+        }
         if msg.get_msg_type() == MessageType::MsgPropose && self.raw.raft.state == StateRole::Leader
         {
             self.screen_forwarded_conf_changes(&mut msg);

@@ -52,6 +52,17 @@ pub(crate) enum Request {
     },
     /// Blocks the driver, as a disk stalled in fsync would (tests).
     Stall(Duration),
+    /// Fails the driver's turn as a broken disk or an engine bug would (tests).
+    Fault(InjectedFault),
+}
+
+/// A fault a test injects into the driver.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InjectedFault {
+    /// The store's write fails (`ERR_STORAGE`).
+    Storage,
+    /// The engine panics (`ERR_INTERNAL`).
+    Panic,
 }
 
 /// What one turn of the loop brought.
@@ -130,9 +141,7 @@ impl<S: LogStore> Driver<S> {
                         .map(String::as_str)
                         .or_else(|| panic.downcast_ref::<&str>().copied())
                         .unwrap_or("unknown panic");
-                    self.fail(Error::Invalid(format!(
-                        "internal fault, node stopped: {why}"
-                    )));
+                    self.fail(Error::Internal(format!("node stopped: {why}")));
                     break;
                 }
             }
@@ -182,6 +191,10 @@ impl<S: LogStore> Driver<S> {
                         Request::Transfer { to, reply } => self.core.transfer_leader(to, reply),
                         Request::Stop { reply } => stop = Some(reply),
                         Request::Stall(pause) => stall(pause),
+                        Request::Fault(InjectedFault::Storage) => {
+                            return Err(Error::Storage("injected fault: the write failed".into()))
+                        }
+                        Request::Fault(InjectedFault::Panic) => panic!("injected fault"),
                         Request::ChangeMembership { change, waiter } => {
                             self.core.change_membership(change, waiter)
                         }
@@ -247,7 +260,10 @@ impl<S: LogStore> Driver<S> {
 
     fn fail(&mut self, error: Error) {
         tracing::error!("{error}");
-        let _ = self.events.send(vec![Event::Failed(error.to_string())]);
+        let _ = self.events.send(vec![Event::Failed {
+            code: error.code(),
+            message: error.to_string(),
+        }]);
         self.core.fail_all(error);
     }
 }

@@ -40,6 +40,9 @@ pub enum Error {
     /// This node was removed from the cluster: it serves no more requests.
     #[error("this node was removed from the cluster")]
     Removed,
+    /// A bug in the engine (a panic) stopped the node; its state on disk is as last written.
+    #[error("internal fault: {0}")]
+    Internal(String),
 }
 
 impl Error {
@@ -58,6 +61,7 @@ impl Error {
             Error::UnknownMember(_) => "ERR_UNKNOWN_MEMBER",
             Error::Invalid(_) => "ERR_INVALID",
             Error::Removed => "ERR_REMOVED",
+            Error::Internal(_) => "ERR_INTERNAL",
         }
     }
 

@@ -81,6 +81,7 @@ pub enum Event {
         health: crate::health::Health,
         previous: crate::health::Health,
     },
-    /// A fault stopped the node (storage failure, internal error); the reason.
-    Failed(String),
+    /// A fault stopped the node: the error's stable code (`ERR_STORAGE`, `ERR_INTERNAL`, ...)
+    /// and what happened.
+    Failed { code: &'static str, message: String },
 }

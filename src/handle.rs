@@ -391,6 +391,16 @@ impl NodeHandle {
             .map_err(|_| Error::Stopped)
     }
 
+    /// Fails this node's driver as a broken disk or an engine bug would (tests).
+    #[doc(hidden)]
+    pub async fn inject_fault(&self, fault: crate::driver::InjectedFault) -> Result<()> {
+        self.inner
+            .requests
+            .send(Request::Fault(fault))
+            .await
+            .map_err(|_| Error::Stopped)
+    }
+
     /// The fault switch of this node's transport (tests).
     pub fn faults(&self) -> &FaultFilter {
         self.inner.transport.faults()

@@ -117,6 +117,16 @@ impl HealthTracker {
         self.since.map(|since| now.saturating_duration_since(since))
     }
 
+    /// On a leader: true when `peer` has not been heard from within `window` (counted from
+    /// when this node became leader, at the earliest).
+    pub fn silent_for(&self, peer: u64, window: Duration, now: Instant) -> bool {
+        let Some(since) = self.since else {
+            return false;
+        };
+        let reference = self.last_heard.get(&peer).map_or(since, |&t| t.max(since));
+        now.saturating_duration_since(reference) > window
+    }
+
     /// Time since `peer` was last heard from.
     pub fn last_contact(&self, peer: u64, now: Instant) -> Option<Duration> {
         self.last_heard

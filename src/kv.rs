@@ -76,7 +76,7 @@ impl SnapshotData {
 }
 
 /// A replicated command.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Command {
     /// Write `value` at `key`.
     Set { key: String, value: ByteBuf },
@@ -96,6 +96,10 @@ pub enum Command {
     /// A membership change the leader refused, in the place of its entry: changes nothing,
     /// and tells its proposer why (an error code of API.md and a message).
     Refused { code: String, reason: String },
+    /// Adds `by` to the number at `key` (absent: 0), in JS arithmetic. A value that is not a
+    /// number is left as it is and the command reports `ok: false`. (Last variant: the
+    /// encoding of the earlier ones, already in logs on disk, stays as it was.)
+    Incr { key: String, by: f64 },
 }
 
 /// One operation of a [`Command::Batch`].
@@ -132,6 +136,8 @@ impl Command {
             Command::Set { key, .. } | Command::Delete { key } | Command::Cas { key, .. } => {
                 check(key)
             }
+            Command::Incr { key, by } if by.is_finite() => check(key),
+            Command::Incr { by, .. } => Err(format!("incr needs a finite number, got {by}")),
             Command::Batch { ops } => ops.iter().try_for_each(|op| match op {
                 BatchOp::Set { key, .. } | BatchOp::Delete { key } => check(key),
             }),
@@ -149,6 +155,7 @@ pub enum OpKind {
     Cas,
     Batch,
     Raw,
+    Incr,
 }
 
 /// One key's change: `value: None` means deleted.
@@ -165,9 +172,11 @@ pub struct ApplyResult {
     pub op: OpKind,
     /// Keys changed, in the order they changed.
     pub changes: Vec<KeyChange>,
-    /// For `Cas`: whether it matched. For `Delete`: whether the key existed.
+    /// For `Cas`: whether it matched. For `Delete`: whether the key existed. For `Incr`:
+    /// whether the value was a number.
     pub ok: bool,
-    /// For `Cas`: the value after the command. For `Set`/`Delete`: the previous value.
+    /// For `Cas` and `Incr`: the value after the command. For `Set`/`Delete`: the previous
+    /// value.
     pub value: Option<Vec<u8>>,
     /// For `Raw`: the user's bytes.
     pub data: Option<Vec<u8>>,
@@ -253,6 +262,24 @@ impl KvStore {
                     };
                 }
             }
+            Command::Incr { key, by } => {
+                result.op = OpKind::Incr;
+                let current = match self.map.get(&key) {
+                    None => Some(0.0),
+                    Some(bytes) => crate::kv_number::read(bytes),
+                };
+                match current {
+                    Some(n) => {
+                        let next = crate::kv_number::write(n + by);
+                        result.value = Some(next.clone());
+                        self.put(record, &mut result.changes, key, Some(next));
+                    }
+                    None => {
+                        result.ok = false;
+                        result.value = self.map.get(&key).cloned();
+                    }
+                }
+            }
             Command::Raw(data) => result.data = Some(data.into_vec()),
             Command::Refused { .. } => {}
         }
@@ -320,6 +347,10 @@ mod tests {
                 ],
             },
             Command::Raw(b("raw")),
+            Command::Incr {
+                key: "n".into(),
+                by: -2.5,
+            },
         ];
         for cmd in cmds {
             assert_eq!(Command::decode(&cmd.encode()).unwrap(), cmd);
@@ -437,6 +468,34 @@ mod tests {
             assert_eq!(r.changes.len(), changed, "{case}: changes");
         }
         assert_eq!(kv.range(""), vec![("b".to_string(), b"x".to_vec())]);
+    }
+
+    #[test]
+    fn incr_adds_to_numbers_only() {
+        let mut kv = KvStore::default();
+        let incr = |by: f64| Command::Incr {
+            key: "n".into(),
+            by,
+        };
+        let r = kv.apply(incr(5.0), true);
+        assert!(r.ok);
+        assert_eq!(r.value, Some(vec![0x05]), "absent counts as 0");
+        assert_eq!(r.changes.len(), 1);
+        let r = kv.apply(incr(-7.5), true);
+        assert_eq!(crate::kv_number::read(&r.value.unwrap()), Some(-2.5));
+        kv.apply(
+            Command::Set {
+                key: "n".into(),
+                value: ByteBuf::from(vec![0xa1, b'x']),
+            },
+            false,
+        );
+        let r = kv.apply(incr(1.0), true);
+        assert!(!r.ok, "a string is not a number");
+        assert!(r.changes.is_empty());
+        assert_eq!(kv.get("n").unwrap(), &[0xa1, b'x']);
+        assert!(incr(f64::NAN).validate().is_err());
+        assert!(incr(f64::INFINITY).validate().is_err());
     }
 
     #[test]

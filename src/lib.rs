@@ -31,6 +31,7 @@ mod handle;
 pub mod health;
 pub mod ids;
 pub mod kv;
+mod kv_number;
 mod lease;
 mod log_bridge;
 pub mod membership;

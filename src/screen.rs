@@ -39,7 +39,10 @@ pub enum Verdict {
 
 /// Checks a message from the wire. The message may be adjusted where a correct peer's
 /// message is fine but for a field the raft crate would trust too far.
-pub fn screen<S: Storage>(raft: &Raft<S>, m: &mut Message) -> Verdict {
+///
+/// `silent_sender`: on a leader, the sender has said nothing in this term for an election
+/// timeout (see `check_leadership`).
+pub fn screen<S: Storage>(raft: &Raft<S>, m: &mut Message, silent_sender: bool) -> Verdict {
     let checks = || -> Result<Option<String>, String> {
         let kind = check_form(raft.id, m)?;
         check_numbers(raft, kind, m)?;
@@ -47,7 +50,7 @@ pub fn screen<S: Storage>(raft: &Raft<S>, m: &mut Message) -> Verdict {
         if m.term != 0 && m.term < raft.term {
             return Ok(None);
         }
-        if let Some(doubt) = check_leadership(raft, kind, m)? {
+        if let Some(doubt) = check_leadership(raft, kind, m, silent_sender)? {
             return Ok(Some(doubt));
         }
         check_content(raft, kind, m)?;
@@ -158,6 +161,7 @@ fn check_leadership<S: Storage>(
     raft: &Raft<S>,
     kind: MessageType,
     m: &Message,
+    silent_sender: bool,
 ) -> Result<Option<String>, String> {
     use MessageType::*;
     let leader = raft.leader_id;
@@ -187,7 +191,16 @@ fn check_leadership<S: Storage>(
         let ordinary_vote = matches!(kind, MsgRequestVote | MsgRequestPreVote)
             && m.context.as_slice() != raft::CAMPAIGN_TRANSFER;
         let transfer_vote = kind == MsgRequestVote && raft.state == StateRole::Follower;
-        if !ordinary_vote && !transfer_vote {
+        // A voter can be stranded in a newer term: its pre-vote won while the leader's lease
+        // lapsed (a stalled machine), then its vote lost. It refuses the leader's older term
+        // and answers each heartbeat with its own, which is how raft brings it back: the
+        // leader steps down and a new election includes it. A stranded voter has said
+        // nothing in this term; a voter that answers in time is not stranded.
+        let stranded_voter = raft.state == StateRole::Leader
+            && silent_sender
+            && matches!(kind, MsgAppendResponse | MsgHeartbeatResponse)
+            && voters.contains(m.from);
+        if !ordinary_vote && !transfer_vote && !stranded_voter {
             return Ok(Some(format!(
                 "{kind:?} at term {} while the leader of term {} is alive",
                 m.term, raft.term
@@ -362,7 +375,10 @@ mod tests {
             m.entries = entries(1, 5, 2);
             m.commit = 3;
         });
-        assert_eq!(screen(&node.raft, &mut append.clone()), Verdict::Step);
+        assert_eq!(
+            screen(&node.raft, &mut append.clone(), false),
+            Verdict::Step
+        );
         node.step(append).unwrap();
         persist(&mut node);
         assert_eq!(node.raft.leader_id, LEADER);
@@ -382,7 +398,7 @@ mod tests {
     }
 
     fn refused(node: &RawNode<MemStorage>, mut m: Message, why: &str) {
-        match screen(&node.raft, &mut m) {
+        match screen(&node.raft, &mut m, false) {
             Verdict::Refuse(reason) => assert!(reason.contains(why), "{reason} lacks {why}"),
             other => panic!("expected a refusal for {why}, got {other:?}"),
         }
@@ -431,14 +447,14 @@ mod tests {
     fn a_commit_beyond_the_log_is_clamped_not_trusted() {
         let mut node = follower();
         let mut beat = msg(MessageType::MsgHeartbeat, LEADER, 2, |m| m.commit = 1_000);
-        assert_eq!(screen(&node.raft, &mut beat), Verdict::Step);
+        assert_eq!(screen(&node.raft, &mut beat, false), Verdict::Step);
         assert_eq!(beat.commit, 5, "clamped to the last index");
         node.step(beat).unwrap(); // used to panic in the raft crate
         let mut vote = msg(MessageType::MsgRequestPreVote, OTHER, 3, |m| {
             m.commit = 5;
             m.commit_term = 2;
         });
-        screen(&node.raft, &mut vote);
+        screen(&node.raft, &mut vote, false);
         assert_eq!((vote.commit, vote.commit_term), (0, 0), "no commit by vote");
     }
 
@@ -468,7 +484,7 @@ mod tests {
         let mut fine = msg(MessageType::MsgSnapshot, LEADER, 2, |m| {
             m.snapshot = Some(snapshot(vec![1, 2, 3], 2))
         });
-        assert_eq!(screen(&node.raft, &mut fine), Verdict::Step);
+        assert_eq!(screen(&node.raft, &mut fine, false), Verdict::Step);
     }
 
     #[test]
@@ -481,28 +497,28 @@ mod tests {
             })
         };
         assert!(matches!(
-            screen(&node.raft, &mut newer()),
+            screen(&node.raft, &mut newer(), false),
             Verdict::Ignore(_)
         ));
         let mut timeout_now = msg(MessageType::MsgTimeoutNow, OTHER, 2, |_| {});
         assert!(matches!(
-            screen(&node.raft, &mut timeout_now),
+            screen(&node.raft, &mut timeout_now, false),
             Verdict::Refuse(_)
         ));
         let mut from_leader = msg(MessageType::MsgTimeoutNow, LEADER, 2, |_| {});
-        assert_eq!(screen(&node.raft, &mut from_leader), Verdict::Step);
+        assert_eq!(screen(&node.raft, &mut from_leader, false), Verdict::Step);
         // A transferee's forced vote is normal for a follower.
         let mut forced = msg(MessageType::MsgRequestVote, OTHER, 3, |m| {
             m.index = 5;
             m.log_term = 2;
             m.context = raft::CAMPAIGN_TRANSFER.to_vec();
         });
-        assert_eq!(screen(&node.raft, &mut forced), Verdict::Step);
+        assert_eq!(screen(&node.raft, &mut forced, false), Verdict::Step);
         // Once the leader has been silent for an election timeout, newer terms are heard.
         for _ in 0..node.raft.election_timeout() {
             node.raft.election_elapsed += 1;
         }
-        assert_eq!(screen(&node.raft, &mut newer()), Verdict::Step);
+        assert_eq!(screen(&node.raft, &mut newer(), false), Verdict::Step);
     }
 
     #[test]
@@ -536,22 +552,33 @@ mod tests {
             })
         };
         refused(&node, ack(last + 1), "beyond the leader's last");
-        assert_eq!(screen(&node.raft, &mut ack(last)), Verdict::Step);
+        assert_eq!(screen(&node.raft, &mut ack(last), false), Verdict::Step);
         // A newer term from a peer while leading (not handing over) is doubted.
         let mut newer = msg(MessageType::MsgHeartbeatResponse, OTHER, term + 1, |_| {});
-        assert!(matches!(screen(&node.raft, &mut newer), Verdict::Ignore(_)));
+        assert!(matches!(
+            screen(&node.raft, &mut newer, false),
+            Verdict::Ignore(_)
+        ));
+        // ...unless that voter has said nothing in this term for an election timeout: a
+        // voter stranded in a newer term comes back only through the leader stepping down.
+        assert_eq!(screen(&node.raft, &mut newer, true), Verdict::Step);
+        let mut beat = msg(MessageType::MsgHeartbeat, OTHER, term + 1, |_| {});
+        assert!(matches!(
+            screen(&node.raft, &mut beat, true),
+            Verdict::Ignore(_)
+        ));
         let mut forced = msg(MessageType::MsgRequestVote, OTHER, term + 1, |m| {
             m.index = last;
             m.log_term = term;
             m.context = raft::CAMPAIGN_TRANSFER.to_vec();
         });
         assert!(matches!(
-            screen(&node.raft, &mut forced),
+            screen(&node.raft, &mut forced, false),
             Verdict::Ignore(_)
         ));
         // Handing over to 3, its forced vote is expected.
         node.raft.lead_transferee = Some(OTHER);
-        assert_eq!(screen(&node.raft, &mut forced), Verdict::Step);
+        assert_eq!(screen(&node.raft, &mut forced, false), Verdict::Step);
     }
 
     #[test]

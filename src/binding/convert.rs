@@ -109,9 +109,9 @@ impl From<crate::MemberView> for NativeMember {
 pub struct NativeWriteResult {
     pub index: f64,
     pub term: f64,
-    /// `cas`: matched; `delete`: the key existed.
+    /// `cas`: matched; `delete`: the key existed; `incr`: the value was a number.
     pub ok: bool,
-    /// `cas`: the value after it; `set`/`delete`: the previous value.
+    /// `cas`/`incr`: the value after it; `set`/`delete`: the previous value.
     pub value: Option<Buffer>,
 }
 
@@ -165,6 +165,8 @@ pub struct NativeEvent {
     /// `snapshot`: the application's bytes to restore its state machine from.
     pub restore: Option<Buffer>,
     pub entries: Option<Vec<NativeApplied>>,
+    /// `failed`: the error's code and message.
+    pub code: Option<String>,
     pub message: Option<String>,
 }
 
@@ -181,6 +183,7 @@ fn op_name(op: &OpKind) -> &'static str {
         OpKind::Cas => "cas",
         OpKind::Batch => "batch",
         OpKind::Raw => "raw",
+        OpKind::Incr => "incr",
     }
 }
 
@@ -200,6 +203,7 @@ fn blank(kind: &str) -> NativeEvent {
         health: None,
         previous_health: None,
         entries: None,
+        code: None,
         message: None,
     }
 }
@@ -287,7 +291,8 @@ pub fn to_events(batch: Vec<Event>) -> NativeEventBatch {
                 index: Some(index as f64),
                 ..blank("snapshotRequest")
             },
-            Event::Failed(message) => NativeEvent {
+            Event::Failed { code, message } => NativeEvent {
+                code: Some(code.to_string()),
                 message: Some(message),
                 ..blank("failed")
             },

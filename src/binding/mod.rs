@@ -273,6 +273,19 @@ impl NativeRaftNode {
         .await
     }
 
+    /// Atomic numeric add; `ok: false` when the value is not a number.
+    #[napi]
+    pub async fn incr(
+        &self,
+        key: String,
+        by: f64,
+        timeout_ms: u32,
+        forward: bool,
+    ) -> Result<NativeWriteResult> {
+        self.write(Command::Incr { key, by }, timeout_ms, forward)
+            .await
+    }
+
     #[napi]
     pub async fn batch(
         &self,
@@ -454,6 +467,24 @@ impl NativeRaftNode {
     pub async fn stall_driver(&self, ms: u32) -> Result<()> {
         self.handle()?
             .stall_driver(Duration::from_millis(u64::from(ms)))
+            .await
+            .map_err(engine_error)
+    }
+
+    /// Fails the driver: `storage` (a write fails) or `panic` (an engine bug) (tests).
+    #[napi]
+    pub async fn inject_fault(&self, kind: String) -> Result<()> {
+        let fault = match kind.as_str() {
+            "storage" => crate::driver::InjectedFault::Storage,
+            "panic" => crate::driver::InjectedFault::Panic,
+            other => {
+                return Err(engine_error(EngineError::Invalid(format!(
+                    "unknown fault {other:?}"
+                ))))
+            }
+        };
+        self.handle()?
+            .inject_fault(fault)
             .await
             .map_err(engine_error)
     }

@@ -16,7 +16,6 @@ use std::path::{Path, PathBuf};
 use prost::Message as _;
 use raft::eraftpb::{ConfState, Entry, HardState, Snapshot, SnapshotMetadata};
 use raft::storage::MemStorage;
-use raft::Storage;
 
 use super::wal::{list_segments, replay_segment, storage_error, sync_dir, Segment, Wal};
 use super::LogStore;
@@ -437,27 +436,9 @@ impl LogStore for DiskStorage {
         data: Vec<u8>,
         keep_entries: u64,
     ) -> Result<Option<u64>> {
-        let term = self
-            .mem
-            .term(index)
-            .map_err(|e| Error::Storage(format!("no term for index {index}: {e}")))?;
-        let snapshot = Snapshot {
-            data,
-            metadata: Some(SnapshotMetadata {
-                conf_state: Some(conf_state),
-                index,
-                term,
-            }),
-        };
+        let snapshot = super::snapshot_at(&self.mem, index, conf_state, data)?;
         self.save_snapshot(&snapshot)?;
-        // Keep a tail of entries so that slightly lagging followers catch up without a snapshot.
-        let compact_to = index.saturating_sub(keep_entries);
-        if compact_to > self.mem.first_index().unwrap_or(1) {
-            self.mem
-                .wl()
-                .compact(compact_to)
-                .map_err(|e| Error::Storage(format!("cannot compact the log: {e}")))?;
-        }
+        let compact_to = super::compact(&self.mem, index, keep_entries)?;
         if self.open_max > 0 && self.open_max <= compact_to {
             self.rotate()?;
         }

@@ -164,8 +164,43 @@ fn mirror(mem: &MemStorage, entries: &[Entry], hard_state: Option<&HardState>) -
     Ok(())
 }
 
-/// The in-memory log: the raft crate's `MemStorage` plus the newest snapshot installed from
-/// a leader (in memory the log is never compacted, so it never takes one of its own).
+/// A snapshot of the state machine at applied `index` (its term read from the log).
+fn snapshot_at(
+    mem: &MemStorage,
+    index: u64,
+    conf_state: ConfState,
+    data: Vec<u8>,
+) -> Result<Snapshot> {
+    use raft::Storage as _;
+    let term = mem
+        .term(index)
+        .map_err(|e| Error::Storage(format!("no term for index {index}: {e}")))?;
+    Ok(Snapshot {
+        data,
+        metadata: Some(raft::eraftpb::SnapshotMetadata {
+            conf_state: Some(conf_state),
+            index,
+            term,
+        }),
+    })
+}
+
+/// Drops the entries a snapshot at `index` covers, but for a tail of `keep_entries` so that
+/// slightly lagging followers catch up without a snapshot. Returns the first index kept.
+fn compact(mem: &MemStorage, index: u64, keep_entries: u64) -> Result<u64> {
+    use raft::Storage as _;
+    let compact_to = index.saturating_sub(keep_entries);
+    if compact_to > mem.first_index().unwrap_or(1) {
+        mem.wl()
+            .compact(compact_to)
+            .map_err(|e| Error::Storage(format!("cannot compact the log: {e}")))?;
+    }
+    Ok(compact_to)
+}
+
+/// The in-memory log: the raft crate's `MemStorage` plus the newest snapshot (taken here or
+/// installed from a leader). Like a durable log it is compacted behind each snapshot, so that
+/// memory is bounded by the state, not by the history of writes.
 pub struct MemLog {
     mem: MemStorage,
     snapshot: Snapshot,
@@ -210,9 +245,16 @@ impl LogStore for MemLog {
         Ok(())
     }
 
-    /// In memory the log is the only copy of the state: it is never compacted.
-    fn create_snapshot(&mut self, _: u64, _: ConfState, _: Vec<u8>, _: u64) -> Result<Option<u64>> {
-        Ok(None)
+    fn create_snapshot(
+        &mut self,
+        index: u64,
+        conf_state: ConfState,
+        data: Vec<u8>,
+        keep_entries: u64,
+    ) -> Result<Option<u64>> {
+        self.snapshot = snapshot_at(&self.mem, index, conf_state, data)?;
+        compact(&self.mem, index, keep_entries)?;
+        Ok(Some(self.snapshot.data.len() as u64))
     }
 
     fn newest_snapshot(&self) -> Option<&Snapshot> {

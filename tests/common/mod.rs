@@ -359,7 +359,9 @@ fn spawn_recorder(name: String, node: &mut Node, record: Arc<Mutex<Record>>) {
                         }
                         record.leaders.insert(term, name.clone());
                     }
-                    Event::Failed(why) => record.failures.push(format!("{name}: {why}")),
+                    Event::Failed { message, .. } => {
+                        record.failures.push(format!("{name}: {message}"))
+                    }
                     Event::Snapshot { index, .. } => record.snapshots.push((name.clone(), index)),
                     Event::PeerHealth { peer, health, .. } => {
                         record.health.push((name.clone(), peer, health))
