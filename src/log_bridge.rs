@@ -3,8 +3,11 @@
 
 use slog::{o, Drain, Level, OwnedKVList, Record};
 
-/// A `slog` drain that re-emits each record as a `tracing` event with target `raft`.
-struct TracingDrain;
+/// A `slog` drain that re-emits each record as a `tracing` event with target `raft`, naming
+/// the member (the raft crate's own context only has its numeric id).
+struct TracingDrain {
+    node: String,
+}
 
 impl Drain for TracingDrain {
     type Ok = ();
@@ -12,11 +15,12 @@ impl Drain for TracingDrain {
 
     fn log(&self, record: &Record<'_>, _values: &OwnedKVList) -> Result<(), slog::Never> {
         let msg = record.msg();
+        let node = self.node.as_str();
         match record.level() {
-            Level::Critical | Level::Error => tracing::error!(target: "raft", "{msg}"),
-            Level::Warning => tracing::warn!(target: "raft", "{msg}"),
-            Level::Info => tracing::debug!(target: "raft", "{msg}"),
-            Level::Debug | Level::Trace => tracing::trace!(target: "raft", "{msg}"),
+            Level::Critical | Level::Error => tracing::error!(target: "raft", node, "{msg}"),
+            Level::Warning => tracing::warn!(target: "raft", node, "{msg}"),
+            Level::Info => tracing::debug!(target: "raft", node, "{msg}"),
+            Level::Debug | Level::Trace => tracing::trace!(target: "raft", node, "{msg}"),
         }
         Ok(())
     }
@@ -24,5 +28,10 @@ impl Drain for TracingDrain {
 
 /// The logger handed to the raft crate for the node `name`.
 pub fn raft_logger(name: &str) -> slog::Logger {
-    slog::Logger::root(TracingDrain, o!("node" => name.to_string()))
+    slog::Logger::root(
+        TracingDrain {
+            node: name.to_string(),
+        },
+        o!(),
+    )
 }

@@ -29,14 +29,21 @@ pub fn init(level: &str) {
         if let Ok(env) = EnvFilter::try_from_default_env() {
             let _ = tracing_subscriber::fmt()
                 .with_env_filter(env)
+                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
                 .with_writer(std::io::stderr)
                 .try_init();
             return Mutex::new((LevelFilter::TRACE, None));
         }
         let (filter, handle) = reload::Layer::new(wanted);
+        // Colours only for a person at a terminal: log collectors get plain text.
+        let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
         let _ = tracing_subscriber::registry()
             .with(filter)
-            .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_ansi(ansi)
+                    .with_writer(std::io::stderr),
+            )
             .try_init();
         Mutex::new((wanted, Some(handle)))
     });
