@@ -582,10 +582,14 @@ async fn idle_connections_stay_open() {
     );
     // Idle for four ping periods and past the idle timeout: the time is the test.
     tokio::time::sleep(Duration::from_millis(2500)).await;
+    // A link never used before may be dialled meanwhile (dialers are lazy); none may be
+    // closed, or closed and dialled again.
+    let after = links(&cluster);
     assert_eq!(
-        links(&cluster),
-        before,
-        "idle links were closed or redialled"
+        after.0 - after.1,
+        before.0 - before.1,
+        "idle links were closed or redialled: {before:?} -> {after:?}"
     );
+    assert!(after.1 >= before.1, "{before:?} -> {after:?}");
     cluster.stop().await;
 }
