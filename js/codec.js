@@ -10,6 +10,7 @@
 const { Encoder } = require('@msgpack/msgpack');
 const { decodeMsgpack } = require('./msgpack-decode.js');
 const { RaftError } = require('./errors.js');
+const { wellFormed } = require('./options.js');
 
 // The encoder's own nesting limit: deeper values are refused here, with a path.
 const MAX_DEPTH = 100;
@@ -32,17 +33,11 @@ function step(key) {
   return /^[A-Za-z_$][\w$]*$/.test(key) ? `.${key}` : `[${JSON.stringify(key)}]`;
 }
 
-function checkString(s, path, what) {
-  if (!s.isWellFormed()) {
-    throw new TypeError(`${path}${what} contains a lone surrogate (not valid UTF-16); it would be stored altered`);
-  }
-}
-
 /** Throws a TypeError naming the first part of `value` that would not read back as written. */
 function checkEncodable(value, path, ancestors) {
   switch (typeof value) {
     case 'string':
-      return checkString(value, path, '');
+      return wellFormed(value, path);
     case 'boolean':
     case 'number':
       return;
@@ -60,7 +55,7 @@ function checkEncodable(value, path, ancestors) {
     for (let i = 0; i < value.length; i++) checkEncodable(value[i], `${path}[${i}]`, ancestors);
   } else if (isPlainObject(value)) {
     for (const key of Object.keys(value)) {
-      checkString(key, `${path}${step(key)}`, ' (its key)');
+      wellFormed(key, `${path}${step(key)} (its key)`);
       checkEncodable(value[key], `${path}${step(key)}`, ancestors);
     }
   } else {

@@ -400,11 +400,8 @@ class RaftNode extends EventEmitter {
     check.key(key);
     const exp = expected === undefined ? null : encode(expected, 'expected');
     const nxt = next === undefined ? null : encode(next, 'next');
-    return this.#casBytes(key, exp, nxt, this.#writeOpts(opts));
-  }
-
-  async #casBytes(key, expected, next, o) {
-    const r = await this.#call((n) => n.cas(key, expected, next, o.timeoutMs, o.forward), o.signal);
+    const o = this.#writeOpts(opts);
+    const r = await this.#call((n) => n.cas(key, exp, nxt, o.timeoutMs, o.forward), o.signal);
     return { ...writeResult(r), ok: r.ok, current: decode(r.value) };
   }
 
@@ -435,15 +432,14 @@ class RaftNode extends EventEmitter {
     const o = this.#writeOpts(opts);
     const deadline = Date.now() + o.timeoutMs;
     const remaining = () => Math.max(1, deadline - Date.now());
-    let current = await this.get(key, { signal: o.signal, timeoutMs: o.timeoutMs });
-    let currentBytes = current === undefined ? null : encode(current, 'the current value');
+    // The loop compares the stored bytes themselves: `fn` gets them decoded, never re-encoded.
+    let current = (await this.#call((n) => n.get(key, 'linearizable', o.timeoutMs), o.signal)) ?? null;
     for (let attempt = 0; ; attempt++) {
-      const next = await fn(current);
+      const next = await fn(decode(current));
       const nextBytes = next === undefined ? null : encode(next, 'fn()');
-      const r = await this.#casBytes(key, currentBytes, nextBytes, { ...o, timeoutMs: remaining() });
+      const r = await this.#call((n) => n.cas(key, current, nextBytes, remaining(), o.forward), o.signal);
       if (r.ok) return writeResult(r);
-      current = r.current;
-      currentBytes = current === undefined ? null : encode(current, 'the current value');
+      current = r.value ?? null;
       // Full jitter over a window that doubles per conflict (1 ms up to 100 ms): contenders
       // spread out instead of colliding again in the next entry.
       const pause = Math.random() * Math.min(100, 2 ** attempt);

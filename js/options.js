@@ -156,9 +156,14 @@ function secret(v) {
   return v;
 }
 
+/** Strings reach the engine as UTF-8: a lone surrogate would arrive altered. */
+function wellFormed(v, name) {
+  if (!v.isWellFormed()) throw new TypeError(`${name} contains a lone surrogate (not valid UTF-16); it would reach the engine altered`);
+}
+
 function key(v, name = 'key') {
   if (typeof v !== 'string') throw new TypeError(`${name} must be a string, got ${typeName(v)}`);
-  if (!v.isWellFormed()) throw new TypeError(`${name} contains a lone surrogate (not valid UTF-16); it would be stored altered`);
+  wellFormed(v, name);
   const bytes = Buffer.byteLength(v, 'utf8');
   if (bytes === 0 || bytes > 4096) throw new RangeError(`${name} must be 1-4096 bytes of UTF-8, got ${bytes}`);
   return v;
@@ -168,7 +173,7 @@ function key(v, name = 'key') {
 function prefix(v, name = 'opts.prefix') {
   if (v === undefined) return '';
   if (typeof v !== 'string') throw new TypeError(`${name} must be a string, got ${typeName(v)}`);
-  if (!v.isWellFormed()) throw new TypeError(`${name} contains a lone surrogate (not valid UTF-16)`);
+  wellFormed(v, name);
   return v;
 }
 
@@ -189,4 +194,4 @@ function opts(v, name = 'opts') {
   return v;
 }
 
-module.exports = { validateOptions, key, prefix, timeout, signal, opts, integer, boolean, memberName, typeName };
+module.exports = { validateOptions, key, prefix, wellFormed, timeout, signal, opts, integer, boolean, memberName, typeName };

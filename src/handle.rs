@@ -353,14 +353,19 @@ impl NodeHandle {
             .await;
     }
 
+    /// Queues a request that the driver needs no answer to.
+    async fn tell(&self, request: Request) -> Result<()> {
+        self.inner
+            .requests
+            .send(request)
+            .await
+            .map_err(|_| Error::Stopped)
+    }
+
     /// With app snapshots: hands over the application's state machine bytes for the
     /// snapshot point `index` of an [`crate::Event::SnapshotRequest`].
     pub async fn provide_app_snapshot(&self, index: u64, data: Vec<u8>) -> Result<()> {
-        self.inner
-            .requests
-            .send(Request::AppSnapshot { index, data })
-            .await
-            .map_err(|_| Error::Stopped)
+        self.tell(Request::AppSnapshot { index, data }).await
     }
 
     /// Turns `Event::Applied` on (the default) or off. Off, the node skips copying each
@@ -384,21 +389,13 @@ impl NodeHandle {
     /// Blocks this node's driver for `pause`, as a disk stalled in fsync would (tests).
     #[doc(hidden)]
     pub async fn stall_driver(&self, pause: Duration) -> Result<()> {
-        self.inner
-            .requests
-            .send(Request::Stall(pause))
-            .await
-            .map_err(|_| Error::Stopped)
+        self.tell(Request::Stall(pause)).await
     }
 
     /// Fails this node's driver as a broken disk or an engine bug would (tests).
     #[doc(hidden)]
     pub async fn inject_fault(&self, fault: crate::driver::InjectedFault) -> Result<()> {
-        self.inner
-            .requests
-            .send(Request::Fault(fault))
-            .await
-            .map_err(|_| Error::Stopped)
+        self.tell(Request::Fault(fault)).await
     }
 
     /// The fault switch of this node's transport (tests).

@@ -26,17 +26,17 @@ fn parse(level: &str) -> LevelFilter {
 pub fn init(level: &str) {
     let wanted = parse(level);
     let state = LEVEL.get_or_init(|| {
+        // Colours only for a person at a terminal: log collectors get plain text.
+        let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
         if let Ok(env) = EnvFilter::try_from_default_env() {
             let _ = tracing_subscriber::fmt()
                 .with_env_filter(env)
-                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+                .with_ansi(ansi)
                 .with_writer(std::io::stderr)
                 .try_init();
             return Mutex::new((LevelFilter::TRACE, None));
         }
         let (filter, handle) = reload::Layer::new(wanted);
-        // Colours only for a person at a terminal: log collectors get plain text.
-        let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
         let _ = tracing_subscriber::registry()
             .with(filter)
             .with(
