@@ -28,6 +28,23 @@ export interface NotAFunction {
   readonly bind?: never;
 }
 
+/** The logger methods raftline calls (pino's signature: fields first, then the message). */
+export interface Logger {
+  error(fields: LogFields, message: string): unknown;
+  warn(fields: LogFields, message: string): unknown;
+  info(fields: LogFields, message: string): unknown;
+  debug(fields: LogFields, message: string): unknown;
+  trace?(fields: LogFields, message: string): unknown;
+}
+
+/** The structured part of a log line: the member, the engine module, and the event's fields. */
+export interface LogFields {
+  node: string;
+  /** e.g. `raftline::transport::peer`, or `raft` for the consensus algorithm itself. */
+  target: string;
+  [field: string]: string;
+}
+
 export type LogLevel = 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'off';
 
 export interface RaftNodeOptions {
@@ -81,8 +98,15 @@ export interface RaftNodeOptions {
   snapshotEvery?: number;
   /** Default 1 MiB; larger proposals reject with ERR_TOO_LARGE. */
   maxProposalBytes?: number;
-  /** Engine log level, process-wide (the most verbose node wins), default 'warn'. */
+  /** This node's engine log level, default 'warn'. Other nodes in the process keep theirs. */
   logLevel?: LogLevel;
+  /**
+   * Where this node's engine log lines go instead of stderr (at `logLevel` and above), e.g. a
+   * pino logger: each line is `logger[level]({ node, target, ...fields }, message)`; trace
+   * lines go to `logger.trace` if it exists, else `logger.debug`. A method that throws is
+   * reported as an `error` event (ERR_CALLBACK).
+   */
+  logger?: Logger;
   /** This service's HTTP base URL, advertised to the cluster. */
   httpUrl?: string;
   /**

@@ -89,7 +89,8 @@ class RaftNode extends EventEmitter {
     try {
       this.#native = new NativeRaftNode(this.#config.native);
       this.#syncWantApplied();
-      const { address, url } = await this.#native.start((batch) => this.#onEvents(batch.events));
+      const onLog = this.#config.logger === null ? undefined : (line) => this.#log(line);
+      const { address, url } = await this.#native.start((batch) => this.#onEvents(batch.events), onLog);
       this.#address = address;
       this.#url = url;
       // stop() called meanwhile waits for this and then stops what started.
@@ -163,6 +164,20 @@ class RaftNode extends EventEmitter {
       } catch (err) {
         this.reportError(callbackError(err, `a '${event}' listener`));
       }
+    }
+  }
+
+  /**
+   * One engine log line to `options.logger`, pino style: `logger.warn({ node, target, ...fields },
+   * message)`. Trace lines go to `logger.trace` when it exists, else to `logger.debug`.
+   */
+  #log(line) {
+    const logger = this.#config.logger;
+    const method = line.level === 'trace' && typeof logger.trace !== 'function' ? 'debug' : line.level;
+    try {
+      logger[method]({ node: this.#id, target: line.target, ...line.fields }, line.message);
+    } catch (err) {
+      this.reportError(callbackError(err, `logger.${method}()`));
     }
   }
 

@@ -7,7 +7,7 @@ const LOG_LEVELS = ['error', 'warn', 'info', 'debug', 'trace', 'off'];
 const KNOWN = new Set([
   'id', 'peers', 'listen', 'dataDir', 'join', 'clusterId', 'secret', 'tls', 'heartbeatMs',
   'electionTimeoutMs', 'preVote', 'checkQuorum', 'snapshotEvery', 'maxProposalBytes',
-  'logLevel', 'httpUrl', 'snapshotHooks',
+  'logLevel', 'logger', 'httpUrl', 'snapshotHooks',
 ]);
 // Named in API.md but not built yet: refused clearly instead of silently ignored.
 const NOT_YET = {};
@@ -85,6 +85,14 @@ function validateOptions(options, internal = {}) {
   if (o.logLevel !== undefined && !LOG_LEVELS.includes(o.logLevel)) {
     throw new TypeError(`options.logLevel must be one of ${LOG_LEVELS.join(', ')}, got ${JSON.stringify(o.logLevel)}`);
   }
+  if (o.logger !== undefined) {
+    if (o.logger === null || typeof o.logger !== 'object' && typeof o.logger !== 'function') {
+      throw new TypeError(`options.logger must be an object with error, warn, info and debug methods, got ${typeName(o.logger)}`);
+    }
+    for (const method of ['error', 'warn', 'info', 'debug']) {
+      if (typeof o.logger[method] !== 'function') throw new TypeError(`options.logger.${method} must be a function, got ${typeName(o.logger[method])}`);
+    }
+  }
   if (o.httpUrl !== undefined && (typeof o.httpUrl !== 'string' || !/^https?:\/\/\S+$/.test(o.httpUrl))) {
     throw new TypeError(`options.httpUrl must be an http:// or https:// URL, got ${JSON.stringify(o.httpUrl)}`);
   }
@@ -125,7 +133,7 @@ function validateOptions(options, internal = {}) {
   if (native.join && !Object.keys(peers).some((name) => name !== id)) {
     throw new TypeError('options.peers must name the members to join (with their URLs) when options.join is true');
   }
-  return { native, electionTimeoutMs, httpUrl: o.httpUrl ?? null, snapshotHooks: o.snapshotHooks ?? null };
+  return { native, electionTimeoutMs, httpUrl: o.httpUrl ?? null, snapshotHooks: o.snapshotHooks ?? null, logger: o.logger ?? null };
 }
 
 function pem(name, v) {

@@ -52,6 +52,10 @@ pub struct Config {
     /// TLS for the peer port: peers are `wss://` URLs and must present a certificate the
     /// CA signed. Works together with `secret`.
     pub tls: Option<TlsFiles>,
+    /// How much this node logs (`tracing` levels; other nodes in the process may differ).
+    pub log_level: tracing::level_filters::LevelFilter,
+    /// Where this node's log lines go; `None`: plain lines on stderr.
+    pub log_sink: Option<crate::logging::LogSink>,
     /// Verification: every lease this node publishes (or withdraws) is logged here, stamped
     /// when it became visible to readers.
     #[doc(hidden)]
@@ -136,6 +140,8 @@ impl Config {
             join: false,
             secret: None,
             tls: None,
+            log_level: tracing::level_filters::LevelFilter::WARN,
+            log_sink: None,
             lease_log: None,
         }
     }

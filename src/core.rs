@@ -228,7 +228,7 @@ impl<S: LogStore> Core<S> {
         raft_config
             .validate()
             .map_err(|e| Error::Invalid(format!("raft configuration: {e}")))?;
-        let logger = crate::log_bridge::raft_logger(&config.name);
+        let logger = crate::log_bridge::raft_logger();
         // The state machine starts from the newest snapshot; raft re-applies what follows.
         let mut initial_events = Vec::new();
         let mut known_members = Vec::new();
@@ -429,7 +429,7 @@ impl<S: LogStore> Core<S> {
         match screen(&self.raw.raft, &mut msg, silent) {
             Verdict::Step => {}
             Verdict::Ignore(doubt) => {
-                tracing::debug!(node = %self.name, "message ignored: {doubt}");
+                tracing::debug!("message ignored: {doubt}");
                 return Ok(());
             }
             Verdict::Refuse(reason) => return Err(reason),
@@ -462,7 +462,7 @@ impl<S: LogStore> Core<S> {
             Ok(()) => Ok(()),
             // Stale responses from removed peers and the like: harmless, not hostile.
             Err(e) => {
-                tracing::trace!(node = %self.name, "message ignored: {e}");
+                tracing::trace!("message ignored: {e}");
                 Ok(())
             }
         }
@@ -949,7 +949,7 @@ impl<S: LogStore> Core<S> {
                         Ok(command) => command,
                         Err(e) => {
                             // Same bytes on every member: skipping is deterministic.
-                            tracing::warn!(node = %self.name, index, "skipping undecodable entry: {e}");
+                            tracing::warn!(index, "skipping undecodable entry: {e}");
                             continue;
                         }
                     };
@@ -1015,7 +1015,7 @@ impl<S: LogStore> Core<S> {
         let change = match decode_conf_change(entry) {
             Ok(cc) => cc,
             Err(e) => {
-                tracing::warn!(node = %self.name, "undecodable conf change: {e}");
+                tracing::warn!("undecodable conf change: {e}");
                 return;
             }
         };
@@ -1069,7 +1069,7 @@ impl<S: LogStore> Core<S> {
                 }
             }
             Err(e) => {
-                tracing::warn!(node = %self.name, "conf change refused: {e}");
+                tracing::warn!("conf change refused: {e}");
                 if let Some(change) = ours {
                     let error = Error::Invalid(format!("membership change refused: {e}"));
                     change.waiter.send(Err(error));
@@ -1151,7 +1151,7 @@ impl<S: LogStore> Core<S> {
         if self.removed {
             return;
         }
-        tracing::info!(node = %self.name, "removed from the cluster");
+        tracing::info!("removed from the cluster");
         self.removed = true;
         for parked in self.parked.drain(..) {
             parked.waiter.send(Err(Error::Removed));

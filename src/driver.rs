@@ -172,7 +172,7 @@ impl<S: LogStore> Driver<S> {
                 for frame in frames {
                     for message in frame.messages {
                         if let Err(reason) = self.core.step(message) {
-                            tracing::warn!(node = %self.core.name(), peer = %frame.from, "refused a raft message: {reason}");
+                            tracing::warn!(peer = %frame.from, "refused a raft message: {reason}");
                             frame.reject.send_replace(Some(reason));
                             break;
                         }
@@ -249,7 +249,7 @@ impl<S: LogStore> Driver<S> {
             // A URL given to the transport (configuration, `set_peer_url`) is newer than one
             // replayed from the log: the log only fills in what is unknown.
             if let Err(e) = control.set_peer_url_if_unknown(&peer, &url) {
-                tracing::warn!(node = %self.core.name(), %peer, "ignoring a member's address: {e}");
+                tracing::warn!(%peer, "ignoring a member's address: {e}");
             }
         }
         if !events.is_empty() {
@@ -259,7 +259,7 @@ impl<S: LogStore> Driver<S> {
     }
 
     fn fail(&mut self, error: Error) {
-        tracing::error!(node = %self.core.name(), "{error}");
+        tracing::error!("{error}");
         let _ = self.events.send(vec![Event::Failed {
             code: error.code(),
             message: error.to_string(),

@@ -34,6 +34,7 @@ pub mod kv;
 mod kv_number;
 mod lease;
 mod log_bridge;
+pub mod logging;
 pub mod membership;
 mod node;
 pub mod requests;

@@ -1,37 +1,52 @@
-//! Routes the raft crate's `slog` records into `tracing`, so that one subscriber (and the
-//! node's log level) governs every log line of the engine.
+//! Routes the raft crate's `slog` records into `tracing`, so that the node's level and sink
+//! (see [`crate::logging`]) govern every log line of the engine.
 
-use slog::{o, Drain, Level, OwnedKVList, Record};
+use slog::{o, Drain, Level, OwnedKVList, Record, KV};
 
-/// A `slog` drain that re-emits each record as a `tracing` event with target `raft`, naming
-/// the member (the raft crate's own context only has its numeric id).
-struct TracingDrain {
-    node: String,
-}
+/// A `slog` drain that re-emits each record as a `tracing` event with target `raft`. The
+/// raft crate logs from the driver task, so the event belongs to that node.
+struct TracingDrain;
 
 impl Drain for TracingDrain {
     type Ok = ();
     type Err = slog::Never;
 
     fn log(&self, record: &Record<'_>, _values: &OwnedKVList) -> Result<(), slog::Never> {
-        let msg = record.msg();
-        let node = self.node.as_str();
+        let wanted = match record.level() {
+            Level::Critical | Level::Error => tracing::Level::ERROR,
+            Level::Warning => tracing::Level::WARN,
+            Level::Info => tracing::Level::DEBUG,
+            Level::Debug | Level::Trace => tracing::Level::TRACE,
+        };
+        if wanted > tracing::level_filters::LevelFilter::current() {
+            return Ok(()); // no node in the process wants it: skip formatting the pairs
+        }
+        // The record's key-value pairs (`term`, `to`, ...) follow the message.
+        let mut pairs = Pairs(String::new());
+        let _ = record.kv().serialize(record, &mut pairs);
+        let msg = format_args!("{}{}", record.msg(), pairs.0);
         match record.level() {
-            Level::Critical | Level::Error => tracing::error!(target: "raft", node, "{msg}"),
-            Level::Warning => tracing::warn!(target: "raft", node, "{msg}"),
-            Level::Info => tracing::debug!(target: "raft", node, "{msg}"),
-            Level::Debug | Level::Trace => tracing::trace!(target: "raft", node, "{msg}"),
+            Level::Critical | Level::Error => tracing::error!(target: "raft", "{msg}"),
+            Level::Warning => tracing::warn!(target: "raft", "{msg}"),
+            Level::Info => tracing::debug!(target: "raft", "{msg}"),
+            Level::Debug | Level::Trace => tracing::trace!(target: "raft", "{msg}"),
         }
         Ok(())
     }
 }
 
-/// The logger handed to the raft crate for the node `name`.
-pub fn raft_logger(name: &str) -> slog::Logger {
-    slog::Logger::root(
-        TracingDrain {
-            node: name.to_string(),
-        },
-        o!(),
-    )
+/// `slog` key-value pairs as ` key=value` text.
+struct Pairs(String);
+
+impl slog::Serializer for Pairs {
+    fn emit_arguments(&mut self, key: slog::Key, value: &std::fmt::Arguments<'_>) -> slog::Result {
+        use std::fmt::Write;
+        let _ = write!(self.0, " {key}={value}");
+        Ok(())
+    }
+}
+
+/// The logger handed to the raft crate.
+pub fn raft_logger() -> slog::Logger {
+    slog::Logger::root(TracingDrain, o!())
 }

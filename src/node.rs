@@ -13,6 +13,7 @@ use crate::error::Result;
 use crate::events::Event;
 use crate::handle::{HandleState, NodeHandle};
 use crate::kv::KvStore;
+use crate::logging::{self, NodeLog};
 use crate::storage::{bootstrap_log, mem_storage, DiskStorage, LogStore};
 use crate::transport::Transport;
 
@@ -35,6 +36,12 @@ pub struct Node {
 /// tokio runtime. Fails with `AddrInUse`, `Invalid` or `Storage`, leaving nothing running.
 pub async fn start(config: Config) -> Result<Node> {
     config.validate()?;
+    // Every task of the node logs as this node (its level, its sink).
+    let log = NodeLog::new(&config.name, config.log_level, config.log_sink.clone());
+    logging::within(Some(log), start_logged(config)).await
+}
+
+async fn start_logged(config: Config) -> Result<Node> {
     // A new cluster starts from a snapshot of its initial voters; a joining node starts
     // empty and receives the configuration from the leader.
     let bootstrap = (!config.join).then(|| {
@@ -52,8 +59,9 @@ pub async fn start(config: Config) -> Result<Node> {
         Some(dir) => {
             // Recovery reads the whole log: keep it off the async workers.
             let segment_bytes = config.wal_segment_bytes;
+            let log = logging::current();
             let store = tokio::task::spawn_blocking(move || {
-                DiskStorage::open(&dir, bootstrap, segment_bytes)
+                logging::within_sync(log, || DiskStorage::open(&dir, bootstrap, segment_bytes))
             })
             .await
             .map_err(|e| Error::Storage(format!("recovery failed: {e}")))??;
@@ -106,7 +114,7 @@ async fn spawn_node<S: LogStore>(config: Config, store: S) -> Result<Node> {
         lease_log: config.lease_log.clone(),
         members_version,
     };
-    let driver = tokio::spawn(driver.run());
+    let driver = tokio::spawn(logging::inherit(driver.run()));
     Ok(Node {
         handle,
         events: Some(events_rx),

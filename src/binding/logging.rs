@@ -1,57 +1,58 @@
-//! Engine logs to stderr through `tracing`. The subscriber is process-wide: the most verbose
-//! `logLevel` of any node in the process applies (`RUST_LOG`, when set, overrides it).
+//! A node's `logLevel` and `logger` as the engine takes them. Routing is the engine's
+//! ([`crate::logging`]); this module only parses the level and turns a JS logger into a sink.
 
-use std::sync::{Mutex, OnceLock};
+use std::collections::HashMap;
 
-use tracing_subscriber::filter::LevelFilter;
-use tracing_subscriber::prelude::*;
-use tracing_subscriber::{reload, EnvFilter, Registry};
+use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
+use napi::Status;
+use napi_derive::napi;
+use tracing::level_filters::LevelFilter;
 
-type Handle = reload::Handle<LevelFilter, Registry>;
+use crate::logging::{LogLine, LogSink};
 
-static LEVEL: OnceLock<Mutex<(LevelFilter, Option<Handle>)>> = OnceLock::new();
+/// One log line for a JS `logger`.
+#[napi(object)]
+pub struct NativeLogLine {
+    /// `error`, `warn`, `info`, `debug` or `trace`.
+    pub level: String,
+    pub target: String,
+    pub message: String,
+    pub fields: HashMap<String, String>,
+}
 
-fn parse(level: &str) -> LevelFilter {
-    match level {
-        "off" => LevelFilter::OFF,
-        "error" => LevelFilter::ERROR,
-        "info" => LevelFilter::INFO,
-        "debug" => LevelFilter::DEBUG,
-        "trace" => LevelFilter::TRACE,
+/// Lines beyond this many waiting for the JS thread are dropped: a busy event loop must not
+/// make the engine wait or grow memory because of its logs.
+const LOG_QUEUE: usize = 1024;
+
+/// The JS side of a `logger`: weak, so that it never keeps the process alive.
+pub type LogCallback =
+    ThreadsafeFunction<NativeLogLine, (), NativeLogLine, Status, false, true, LOG_QUEUE>;
+
+/// `logLevel` as the engine filters (the JS layer has validated it).
+pub fn level(name: Option<&str>) -> LevelFilter {
+    match name {
+        Some("off") => LevelFilter::OFF,
+        Some("error") => LevelFilter::ERROR,
+        Some("info") => LevelFilter::INFO,
+        Some("debug") => LevelFilter::DEBUG,
+        Some("trace") => LevelFilter::TRACE,
         _ => LevelFilter::WARN,
     }
 }
 
-/// Installs the subscriber on first use, or raises its level.
-pub fn init(level: &str) {
-    let wanted = parse(level);
-    let state = LEVEL.get_or_init(|| {
-        // Colours only for a person at a terminal: log collectors get plain text.
-        let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-        if let Ok(env) = EnvFilter::try_from_default_env() {
-            let _ = tracing_subscriber::fmt()
-                .with_env_filter(env)
-                .with_ansi(ansi)
-                .with_writer(std::io::stderr)
-                .try_init();
-            return Mutex::new((LevelFilter::TRACE, None));
-        }
-        let (filter, handle) = reload::Layer::new(wanted);
-        let _ = tracing_subscriber::registry()
-            .with(filter)
-            .with(
-                tracing_subscriber::fmt::layer()
-                    .with_ansi(ansi)
-                    .with_writer(std::io::stderr),
-            )
-            .try_init();
-        Mutex::new((wanted, Some(handle)))
-    });
-    let mut state = state.lock().unwrap_or_else(|p| p.into_inner());
-    if wanted > state.0 {
-        state.0 = wanted;
-        if let Some(handle) = &state.1 {
-            let _ = handle.reload(wanted);
-        }
-    }
+/// A sink that hands every line to the JS `logger`, without waiting.
+pub fn js_sink(callback: LogCallback) -> LogSink {
+    LogSink::new(move |line: &LogLine<'_>| {
+        let native = NativeLogLine {
+            level: line.level.as_str().to_ascii_lowercase(),
+            target: line.target.to_string(),
+            message: line.message.to_string(),
+            fields: line
+                .fields
+                .iter()
+                .map(|(name, value)| (name.to_string(), value.clone()))
+                .collect(),
+        };
+        callback.call(native, ThreadsafeFunctionCallMode::NonBlocking);
+    })
 }

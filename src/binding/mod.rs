@@ -121,8 +121,9 @@ impl NativeRaftNode {
                 ca: options.tls_ca.map(|ca| ca.to_vec()),
             });
         }
+        config.log_level = logging::level(options.log_level.as_deref());
         config.validate().map_err(engine_error)?;
-        logging::init(options.log_level.as_deref().unwrap_or("warn"));
+        crate::logging::install();
         Ok(NativeRaftNode {
             config,
             node: Mutex::new(None),
@@ -131,10 +132,15 @@ impl NativeRaftNode {
         })
     }
 
-    /// Binds, connects and starts ticking; `on_events` receives every event batch in order.
-    /// The callback is released when the node stops, so a stopped node keeps nothing alive.
+    /// Binds, connects and starts ticking; `on_events` receives every event batch in order,
+    /// `on_log` (when given) every log line instead of stderr. The callbacks are released
+    /// when the node stops, so a stopped node keeps nothing alive.
     #[napi]
-    pub async fn start(&self, on_events: EventCallback) -> Result<NativeAddress> {
+    pub async fn start(
+        &self,
+        on_events: EventCallback,
+        on_log: Option<logging::LogCallback>,
+    ) -> Result<NativeAddress> {
         if self
             .handle
             .lock()
@@ -145,9 +151,9 @@ impl NativeRaftNode {
                 "the node was started already".into(),
             )));
         }
-        let mut node = crate::start(self.config.clone())
-            .await
-            .map_err(engine_error)?;
+        let mut config = self.config.clone();
+        config.log_sink = on_log.map(logging::js_sink);
+        let mut node = crate::start(config).await.map_err(engine_error)?;
         let handle = node.handle();
         let mut events = node.take_events().expect("a new node has its events");
         handle.set_applied_events(self.want_applied.load(Ordering::Relaxed));

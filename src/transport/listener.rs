@@ -39,10 +39,15 @@ pub(super) async fn run(
             accepted = listener.accept() => match accepted {
                 Ok((tcp, addr)) => {
                     let _ = tcp.set_nodelay(true);
-                    connections.spawn(serve(Arc::clone(&shared), tcp, addr, inbound.clone()));
+                    connections.spawn(crate::logging::inherit(serve(
+                        Arc::clone(&shared),
+                        tcp,
+                        addr,
+                        inbound.clone(),
+                    )));
                 }
                 Err(e) => {
-                    tracing::warn!(node = %shared.name, "accept failed: {e}");
+                    tracing::warn!("accept failed: {e}");
                     tokio::time::sleep(std::time::Duration::from_millis(50)).await;
                 }
             },
@@ -60,9 +65,9 @@ async fn serve(
 ) {
     let refused = |reason: &str| {
         if shared.refusals.should_log(&addr.ip().to_string()) {
-            tracing::warn!(node = %shared.name, %addr, "refused peer: {reason} (logged once a minute per address)");
+            tracing::warn!(%addr, "refused peer: {reason} (logged once a minute per address)");
         } else {
-            tracing::debug!(node = %shared.name, %addr, "refused peer: {reason}");
+            tracing::debug!(%addr, "refused peer: {reason}");
         }
     };
     let _admission = match shared.registry.admit(addr.ip()) {
@@ -95,7 +100,7 @@ async fn serve(
     // from here on frames as large as raft needs are read.
     let mut ws =
         WebSocketStream::from_raw_socket(ws.into_inner(), Role::Server, Some(ws_config())).await;
-    tracing::debug!(node = %shared.name, peer = %from, %addr, "peer connected");
+    tracing::debug!(peer = %from, %addr, "peer connected");
     let (reject_tx, mut reject_rx) = watch::channel(None::<String>);
     let reject_tx = Arc::new(reject_tx);
     let sender_id = raft_id(&from);
@@ -121,7 +126,7 @@ async fn serve(
             Some(Ok(WsMessage::Close(_))) | None => return,
             // The peer went away (stopped, killed, network): not its fault, nothing to answer.
             Some(Err(e)) => {
-                tracing::debug!(node = %shared.name, peer = %from, %addr, "connection lost: {e}");
+                tracing::debug!(peer = %from, %addr, "connection lost: {e}");
                 return;
             }
             Some(Ok(WsMessage::Text(_) | WsMessage::Frame(_))) => {
@@ -175,9 +180,9 @@ async fn serve(
         .refusals
         .should_log(&format!("{from} at {}", addr.ip()))
     {
-        tracing::warn!(node = %shared.name, peer = %from, %addr, "closed connection: {reason} (logged once a minute per peer)");
+        tracing::warn!(peer = %from, %addr, "closed connection: {reason} (logged once a minute per peer)");
     } else {
-        tracing::debug!(node = %shared.name, peer = %from, %addr, "closed connection: {reason}");
+        tracing::debug!(peer = %from, %addr, "closed connection: {reason}");
     }
     close_with_reason(&mut ws, &reason).await;
 }

@@ -131,6 +131,8 @@ struct Shared {
     /// Every task of the transport; `None` once the transport is shut down or dropped.
     tasks: Mutex<Option<JoinSet<()>>>,
     runtime: tokio::runtime::Handle,
+    /// The node's log: transport tasks may be spawned from any thread (a handle's call).
+    log: Option<Arc<crate::logging::NodeLog>>,
 }
 
 /// The driver's way to one peer.
@@ -192,7 +194,6 @@ impl Transport {
             .map_err(|e| Error::Invalid(format!("cannot read the bound address: {e}")))?;
         if !addr.ip().is_loopback() && config.secret.is_none() && config.tls.is_none() {
             tracing::warn!(
-                node = %name,
                 %addr,
                 "listening beyond this machine without a secret or tls: anyone who reaches \
                  this port can speak for any member that is not connected (see README, \
@@ -218,6 +219,7 @@ impl Transport {
             reports,
             tasks: Mutex::new(Some(JoinSet::new())),
             runtime: tokio::runtime::Handle::current(),
+            log: crate::logging::current(),
         });
         shared.spawn(listener::run(Arc::clone(&shared), listener, inbound));
         let control = TransportControl {
@@ -246,7 +248,7 @@ impl Transport {
         let peers = self.shared.peers.read().unwrap_or_else(|p| p.into_inner());
         for (to, mut batch) in per_peer {
             let Some(link) = peers.get(&to) else {
-                tracing::trace!(node = %self.shared.name, to, "no address for peer; dropped");
+                tracing::trace!(to, "no address for peer; dropped");
                 report_dropped(&self.shared.reports, to, &batch);
                 continue;
             };
@@ -266,7 +268,7 @@ impl Transport {
                 }
             }
             if let Err(e) = link.queue.try_send(batch) {
-                tracing::debug!(node = %self.shared.name, peer = %link.name, "peer queue full; dropped");
+                tracing::debug!(peer = %link.name, "peer queue full; dropped");
                 report_dropped(&self.shared.reports, to, &e.into_inner());
             }
         }
@@ -297,7 +299,10 @@ impl Shared {
             .unwrap_or_else(|p| p.into_inner())
             .as_mut()
         {
-            tasks.spawn_on(task, &self.runtime);
+            tasks.spawn_on(
+                crate::logging::within(self.log.clone(), task),
+                &self.runtime,
+            );
         }
     }
 

@@ -64,7 +64,7 @@ pub(super) async fn run(
                     .stats
                     .connections_opened
                     .fetch_add(1, Ordering::Relaxed);
-                tracing::debug!(node = %shared.name, %peer, "connected");
+                tracing::debug!(%peer, "connected");
                 let stats = &shared.stats;
                 stats.connections_open.fetch_add(1, Ordering::Relaxed);
                 let pumped = pump(ws, first, &mut queue, &mut url, &shared, &peer).await;
@@ -73,13 +73,13 @@ pub(super) async fn run(
                     // Idle for good, or a new URL: wait for the next message.
                     Ok(()) => continue,
                     Err(reason) => {
-                        tracing::debug!(node = %shared.name, %peer, "connection lost: {reason}")
+                        tracing::debug!(%peer, "connection lost: {reason}")
                     }
                 }
             }
             Err(reason) => {
                 super::report_dropped(&shared.reports, raft_id(&peer), &first);
-                tracing::debug!(node = %shared.name, %peer, url = %target, "dial failed: {reason}")
+                tracing::debug!(%peer, url = %target, "dial failed: {reason}")
             }
         }
         // Wait before the next dial, discarding stale messages; a new URL dials at once.
@@ -170,7 +170,7 @@ async fn answer(shared: &Shared, peer: &str, ws: &mut PeerSocket) -> Result<Fram
     match ws.next().await {
         Some(Ok(WsMessage::Binary(bytes))) => Frame::decode(&bytes),
         Some(Ok(WsMessage::Close(Some(close)))) => {
-            tracing::warn!(node = %shared.name, %peer, "peer refused us: {}", close.reason);
+            tracing::warn!(%peer, "peer refused us: {}", close.reason);
             if close.reason.contains(super::NOT_A_MEMBER) {
                 let _ = shared
                     .reports

@@ -59,13 +59,9 @@ pub struct Cluster {
     pub record: Arc<Mutex<Record>>,
 }
 
+/// Each node logs at its `log_level` (warn unless a test says otherwise) to stderr.
 pub fn init_tracing() {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
-        )
-        .with_test_writer()
-        .try_init();
+    raftline::logging::install();
 }
 
 /// Heartbeat 10 ms, election 50 ms.

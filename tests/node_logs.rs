@@ -1,0 +1,69 @@
+//! Every node of a process logs at its own level to its own sink, and every line names the
+//! node it came from (the raft crate's lines included).
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+
+use common::{fast, Cluster};
+use raftline::logging::{LogLine, LogSink};
+use raftline::WriteOptions;
+use tracing::level_filters::LevelFilter;
+use tracing::Level;
+
+/// (level, node, target, message) of each line a sink received.
+type Lines = Arc<Mutex<Vec<(Level, String, String, String)>>>;
+
+fn capture(lines: &Lines) -> LogSink {
+    let lines = Arc::clone(lines);
+    LogSink::new(move |line: &LogLine<'_>| {
+        lines.lock().unwrap().push((
+            line.level,
+            line.node.to_string(),
+            line.target.to_string(),
+            line.message.to_string(),
+        ))
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_node_logs_at_its_own_level_to_its_own_sink() {
+    common::init_tracing();
+    let sinks: Vec<Lines> = (0..3).map(|_| Lines::default()).collect();
+    let levels = [LevelFilter::DEBUG, LevelFilter::ERROR, LevelFilter::OFF];
+    let cluster = Cluster::start(3, |config| {
+        let i = config.name[1..].parse::<usize>().unwrap() - 1;
+        fast(config);
+        config.log_level = levels[i];
+        config.log_sink = Some(capture(&sinks[i]));
+    })
+    .await;
+    let leader = cluster.wait_for_leader().await;
+    cluster
+        .node(&leader)
+        .set("k", b"v".to_vec(), WriteOptions::default())
+        .await
+        .expect("write");
+    cluster.wait_converged().await;
+
+    let debug = sinks[0].lock().unwrap().clone();
+    // n1 at debug: its connections and the raft crate's role changes.
+    assert!(
+        debug.iter().any(|(level, ..)| *level == Level::DEBUG),
+        "{debug:?}"
+    );
+    assert!(
+        debug.iter().any(|(_, _, target, _)| target == "raft"),
+        "{debug:?}"
+    );
+    assert!(debug.iter().all(|(level, ..)| *level <= Level::DEBUG));
+    assert!(debug.iter().all(|(_, node, ..)| node == "n1"), "{debug:?}");
+    // n2 at error and n3 off: the same events happened there, and nothing came through.
+    let error = sinks[1].lock().unwrap().clone();
+    assert!(
+        error.iter().all(|(level, ..)| *level == Level::ERROR),
+        "{error:?}"
+    );
+    assert!(sinks[2].lock().unwrap().is_empty());
+    cluster.stop().await;
+}
