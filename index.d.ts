@@ -107,7 +107,12 @@ export interface RaftNodeOptions {
    * reported as an `error` event (ERR_CALLBACK).
    */
   logger?: Logger;
-  /** This service's HTTP base URL, advertised to the cluster. */
+  /**
+   * This service's HTTP base URL (`http://` or `https://`, at most 256 printable ASCII
+   * characters), told to every member this node connects to: followers find the leader's in
+   * `status().leaderHttpUrl` (`raftline/express`'s `leaderOnly` forwards there). With a
+   * `secret` it is covered by the handshake's proof.
+   */
   httpUrl?: string;
   /**
    * For `propose` users with a state machine of their own, next to the built-in key-value
@@ -196,6 +201,8 @@ export interface Member {
   health: Health;
   matchIndex: number | null;
   lastContactMs: number | null;
+  /** Its `httpUrl`, as it advertised to this node (null: not known here). */
+  httpUrl: string | null;
 }
 
 export interface NodeStatus {
@@ -203,6 +210,8 @@ export interface NodeStatus {
   role: Role;
   term: number;
   leaderId: string | null;
+  /** The leader's `httpUrl`, once the leader has connected to this node. */
+  leaderHttpUrl: string | null;
   commitIndex: number;
   appliedIndex: number;
   lastIndex: number;
@@ -396,4 +405,40 @@ export declare class RaftNode extends EventEmitter<RaftNodeEvents> {
    * `lastContactMs`. Elsewhere 'unknown' / null.
    */
   members(): Member[];
+  /**
+   * This node's figures in the Prometheus text format (0.0.4), every sample labelled
+   * `node="<id>"`: raftline_term, raftline_is_leader, raftline_leader_changes_total,
+   * raftline_elections_total, raftline_proposals_total, raftline_proposals_failed_total,
+   * raftline_commit_index, raftline_applied_index, raftline_last_index,
+   * raftline_snapshot_index, raftline_proposal_duration_seconds (histogram),
+   * raftline_peer_health{peer} (leader only: 1 healthy, 0.5 degraded, 0 unhealthy),
+   * raftline_bytes_sent_total, raftline_bytes_received_total. Counters keep their values
+   * after `stop()`.
+   */
+  metrics(): string;
+  /** The same figures as a plain object, e.g. for OpenTelemetry observable instruments. */
+  metricsJson(): MetricsJson;
+}
+
+export interface MetricsJson {
+  node: string;
+  role: Role;
+  term: number;
+  isLeader: boolean;
+  leaderId: string | null;
+  commitIndex: number;
+  appliedIndex: number;
+  lastIndex: number;
+  snapshotIndex: number;
+  leaderChanges: number;
+  elections: number;
+  /** Writes proposed through this node (forwarded ones count on the leader that ran them). */
+  proposals: number;
+  /** Of those, the ones that failed or whose outcome is unknown (timeouts). */
+  proposalsFailed: number;
+  /** Cumulative buckets: `count` proposals took at most `le` seconds. */
+  proposalDuration: { buckets: Array<{ le: number; count: number }>; count: number; sumSeconds: number };
+  bytesSent: number;
+  bytesReceived: number;
+  peers: Array<{ id: string; health: Health; matchIndex: number | null; lastContactMs: number | null }>;
 }

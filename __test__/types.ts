@@ -2,6 +2,8 @@
 // reject misspelt events and fields.
 import { RaftNode, RaftError, type LeaderChangeEvent, type WriteResult } from 'raftline';
 import { createTestCluster } from 'raftline/testing';
+import { leaderOnly, raftRouter, errorHandler } from 'raftline/express';
+import express from 'express';
 
 export async function typed(): Promise<void> {
   const node = new RaftNode({ id: 'n1', peers: { n1: 'ws://127.0.0.1:7001' }, heartbeatMs: 10 });
@@ -52,4 +54,20 @@ export async function typed(): Promise<void> {
   cluster.heal();
   await cluster.close();
   void [w, existed, ok, n];
+
+  const app = express();
+  app.use(raftRouter(node));
+  app.post('/w', leaderOnly(node, { mode: 'redirect', retryAfterSeconds: 2 }), (_req, res) => res.end());
+  app.use(errorHandler());
+  // @ts-expect-error not a mode
+  leaderOnly(node, { mode: 'proxy' });
+  const text: string = node.metrics();
+  const m = node.metricsJson();
+  const sum: number = m.proposalDuration.sumSeconds + m.peers.length;
+  const leaderHttp: string | null = node.status().leaderHttpUrl;
+  const logged = new RaftNode({
+    id: 'n2',
+    logger: { error: () => {}, warn: () => {}, info: () => {}, debug: (fields, message) => fields.node + message },
+  });
+  void [text, sum, leaderHttp, logged];
 }

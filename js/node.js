@@ -10,6 +10,7 @@ const { encode, decode } = require('./codec.js');
 const check = require('./options.js');
 const { WatchQueue } = require('./watch.js');
 const { runWhileLeader } = require('./leadership.js');
+const { metricsJson, prometheusText } = require('./metrics.js');
 
 // Test clusters build nodes whose peer URLs are learnt after start (ephemeral ports).
 const kInternal = Symbol('raftline.internal');
@@ -260,12 +261,23 @@ class RaftNode extends EventEmitter {
       role: this.role,
       term: s.term,
       leaderId: s.leaderId ?? null,
+      leaderHttpUrl: s.leaderHttpUrl ?? null,
       commitIndex: s.commitIndex,
       appliedIndex: s.appliedIndex,
       lastIndex: s.lastIndex,
       snapshotIndex: s.snapshotIndex,
       members: this.members(),
     };
+  }
+
+  /** This node's figures as a plain object (for OpenTelemetry or any JSON consumer). */
+  metricsJson() {
+    return metricsJson({ status: this.status(), members: this.members(), counters: this.#native?.metrics() ?? null });
+  }
+
+  /** This node's figures in the Prometheus text format (for a `/metrics` endpoint). */
+  metrics() {
+    return prometheusText(this.metricsJson());
   }
 
   members() {
@@ -279,10 +291,12 @@ class RaftNode extends EventEmitter {
         health: m.health,
         matchIndex: m.matchIndex ?? null,
         lastContactMs: m.lastContactMs === undefined || m.lastContactMs === null ? null : Math.round(m.lastContactMs),
+        httpUrl: m.httpUrl ?? null,
       }));
     }
     const s = this.#status();
-    const member = (id, voter) => ({ id, url: url(id), voter, health: 'unknown', matchIndex: null, lastContactMs: null });
+    const httpUrl = (id) => (id === this.#id ? this.#config.httpUrl : null);
+    const member = (id, voter) => ({ id, url: url(id), voter, health: 'unknown', matchIndex: null, lastContactMs: null, httpUrl: httpUrl(id) });
     return [...s.voters.map((id) => member(id, true)), ...s.learners.map((id) => member(id, false))];
   }
 

@@ -93,8 +93,8 @@ function validateOptions(options, internal = {}) {
       if (typeof o.logger[method] !== 'function') throw new TypeError(`options.logger.${method} must be a function, got ${typeName(o.logger[method])}`);
     }
   }
-  if (o.httpUrl !== undefined && (typeof o.httpUrl !== 'string' || !/^https?:\/\/\S+$/.test(o.httpUrl))) {
-    throw new TypeError(`options.httpUrl must be an http:// or https:// URL, got ${JSON.stringify(o.httpUrl)}`);
+  if (o.httpUrl !== undefined && (typeof o.httpUrl !== 'string' || !/^https?:\/\/[\x21-\x7e]+$/.test(o.httpUrl) || o.httpUrl.length > 256)) {
+    throw new TypeError(`options.httpUrl must be an http:// or https:// URL of at most 256 printable ASCII characters, got ${JSON.stringify(o.httpUrl)}`);
   }
   if (o.snapshotEvery !== undefined) integer('options.snapshotEvery', o.snapshotEvery, 1, Number.MAX_SAFE_INTEGER);
   if (o.snapshotHooks !== undefined) {
@@ -117,6 +117,7 @@ function validateOptions(options, internal = {}) {
     checkQuorum: o.checkQuorum === undefined ? true : boolean('options.checkQuorum', o.checkQuorum),
     maxProposalBytes: o.maxProposalBytes === undefined ? 1 << 20 : integer('options.maxProposalBytes', o.maxProposalBytes, 1, 32 << 20),
     logLevel: o.logLevel ?? 'warn',
+    httpUrl: o.httpUrl,
     dataDir: o.dataDir === undefined ? undefined : require('node:path').resolve(o.dataDir),
     snapshotEvery: o.snapshotEvery,
     appSnapshots: o.snapshotHooks !== undefined,

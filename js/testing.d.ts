@@ -2,7 +2,9 @@
 import type { RaftNode, RaftNodeOptions } from '../index';
 
 /** `secret` defaults to a random one per cluster. */
-export interface TestClusterOptions extends Omit<RaftNodeOptions, 'id' | 'peers' | 'listen'> {
+export interface TestClusterOptions extends Omit<RaftNodeOptions, 'id' | 'peers' | 'listen' | 'httpUrl'> {
+  /** Each node's `httpUrl`: one for all, or a function of the node's id. */
+  httpUrl?: string | ((id: string) => string);
   /** Number of nodes, named n1..nN. Default 3. */
   size?: number;
   /** 'fast' = heartbeat 10 ms, election 50 ms (default); 'default' = the RaftNode defaults. */

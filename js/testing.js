@@ -168,6 +168,8 @@ async function createTestCluster(options = {}) {
     id,
     peers,
     listen: '127.0.0.1:0',
+    // Each member serves HTTP somewhere of its own: httpUrl may be a function of the id.
+    ...(typeof nodeOptions.httpUrl === 'function' ? { httpUrl: nodeOptions.httpUrl(id) } : {}),
     ...(dataDir === undefined ? {} : { dataDir: require('node:path').join(dataDir, id) }),
   });
   const nodes = names.map((id) => new RaftNode(optionsOf(id), kInternal));

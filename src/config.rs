@@ -52,6 +52,9 @@ pub struct Config {
     /// TLS for the peer port: peers are `wss://` URLs and must present a certificate the
     /// CA signed. Works together with `secret`.
     pub tls: Option<TlsFiles>,
+    /// Where this node's application serves HTTP, advertised to the members (a follower can
+    /// then send clients to the leader).
+    pub http_url: Option<String>,
     /// How much this node logs (`tracing` levels; other nodes in the process may differ).
     pub log_level: tracing::level_filters::LevelFilter,
     /// Where this node's log lines go; `None`: plain lines on stderr.
@@ -140,6 +143,7 @@ impl Config {
             join: false,
             secret: None,
             tls: None,
+            http_url: None,
             log_level: tracing::level_filters::LevelFilter::WARN,
             log_sink: None,
             lease_log: None,
@@ -153,6 +157,14 @@ impl Config {
             validate_name(name).map_err(|e| invalid(&format!("peers[{name:?}]"), e))?;
             if !url.is_empty() {
                 parse_ws_url(url).map_err(|e| invalid(&format!("peers[{name:?}]"), e))?;
+            }
+        }
+        if let Some(url) = &self.http_url {
+            if !crate::wire::valid_http_url(url) {
+                return Err(invalid(
+                    "http_url",
+                    "must be an http:// or https:// URL of at most 256 printable characters",
+                ));
             }
         }
         if self.cluster_id.is_empty() || self.cluster_id.len() > 256 {

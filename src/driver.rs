@@ -86,6 +86,8 @@ pub(crate) struct Driver<S: LogStore> {
     pub lease_log: Option<crate::config::LeaseLog>,
     /// The membership version last given to the transport.
     pub members_version: u64,
+    /// Elections and leader changes are counted from the events.
+    pub metrics: std::sync::Arc<crate::metrics::NodeMetrics>,
 }
 
 impl<S: LogStore> Driver<S> {
@@ -93,7 +95,7 @@ impl<S: LogStore> Driver<S> {
     pub async fn run(mut self) {
         let initial = self.core.take_initial_events();
         if !initial.is_empty() {
-            let _ = self.events.send(initial);
+            self.publish(initial);
         }
         let mut ticker = tokio::time::interval(self.tick);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -201,7 +203,7 @@ impl<S: LogStore> Driver<S> {
                         Request::AppSnapshot { index, data } => {
                             let events = self.core.provide_app_snapshot(index, data)?;
                             if !events.is_empty() {
-                                let _ = self.events.send(events);
+                                self.publish(events);
                             }
                         }
                     }
@@ -253,14 +255,20 @@ impl<S: LogStore> Driver<S> {
             }
         }
         if !events.is_empty() {
-            let _ = self.events.send(events);
+            self.publish(events);
         }
         Ok(stop)
     }
 
+    /// Hands one Ready's events to the application (one delivery per batch).
+    fn publish(&self, events: Vec<Event>) {
+        self.metrics.observe_events(&events);
+        let _ = self.events.send(events);
+    }
+
     fn fail(&mut self, error: Error) {
         tracing::error!("{error}");
-        let _ = self.events.send(vec![Event::Failed {
+        self.publish(vec![Event::Failed {
             code: error.code(),
             message: error.to_string(),
         }]);

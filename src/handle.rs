@@ -80,8 +80,11 @@ pub(crate) struct HandleState {
     pub transport: TransportControl,
     pub addr: SocketAddr,
     pub url: String,
+    /// This node's own advertised HTTP URL.
+    pub http_url: Option<String>,
     pub applied_events: Arc<std::sync::atomic::AtomicBool>,
     pub members: Arc<RwLock<Vec<crate::health::MemberView>>>,
+    pub metrics: Arc<crate::metrics::NodeMetrics>,
 }
 
 /// A cloneable handle to a running node.
@@ -110,6 +113,16 @@ impl NodeHandle {
     /// The URL peers should use for this node.
     pub fn url(&self) -> &str {
         &self.inner.url
+    }
+
+    /// Where `member`'s application serves HTTP: this node's own `http_url`, or what the
+    /// member advertised when it last connected here (a leader connects to every member).
+    pub fn http_url_of(&self, member: &str) -> Option<String> {
+        if member == self.inner.name {
+            self.inner.http_url.clone()
+        } else {
+            self.inner.transport.http_url(member)
+        }
     }
 
     /// Members as this node sees them: health, match index and last contact are known on
@@ -204,12 +217,29 @@ impl NodeHandle {
 
     /// Replicates `command`; resolves once it is committed and applied on this node.
     pub async fn write(&self, command: Command, options: WriteOptions) -> Result<WriteOutcome> {
-        self.ask_by(options.timeout, true, |waiter| Request::Propose {
-            command,
-            forward: options.forward,
-            waiter,
-        })
-        .await
+        let started = std::time::Instant::now();
+        let outcome = self
+            .ask_by(options.timeout, true, |waiter| Request::Propose {
+                command,
+                forward: options.forward,
+                waiter,
+            })
+            .await;
+        let metrics = &self.inner.metrics;
+        metrics.observe_proposal(started.elapsed(), outcome.is_ok());
+        outcome
+    }
+
+    /// The node's counters, and the transport's bytes sent and received.
+    pub fn metrics(&self) -> (crate::metrics::MetricsSnapshot, u64, u64) {
+        let stats = self.inner.transport.stats();
+        (
+            self.inner.metrics.snapshot(),
+            stats.bytes_sent.load(std::sync::atomic::Ordering::Relaxed),
+            stats
+                .bytes_received
+                .load(std::sync::atomic::Ordering::Relaxed),
+        )
     }
 
     /// Sets `key` to `value`.

@@ -36,6 +36,7 @@ mod lease;
 mod log_bridge;
 pub mod logging;
 pub mod membership;
+pub mod metrics;
 mod node;
 pub mod requests;
 pub mod screen;

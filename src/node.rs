@@ -91,6 +91,7 @@ async fn spawn_node<S: LogStore>(config: Config, store: S) -> Result<Node> {
     let (status_tx, status_rx) = watch::channel(core.status());
     let applied_events = core.applied_events();
     let members = core.members_view();
+    let metrics = Arc::new(crate::metrics::NodeMetrics::default());
     let handle = NodeHandle::new(HandleState {
         name: config.name.clone(),
         requests: requests_tx,
@@ -99,8 +100,10 @@ async fn spawn_node<S: LogStore>(config: Config, store: S) -> Result<Node> {
         transport: transport.control(),
         addr,
         url,
+        http_url: config.http_url.clone(),
         applied_events,
         members,
+        metrics: Arc::clone(&metrics),
     });
     let driver = Driver {
         core,
@@ -113,6 +116,7 @@ async fn spawn_node<S: LogStore>(config: Config, store: S) -> Result<Node> {
         tick: config.ticks().0,
         lease_log: config.lease_log.clone(),
         members_version,
+        metrics,
     };
     let driver = tokio::spawn(logging::inherit(driver.run()));
     Ok(Node {

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
 
 /// Version of this protocol; peers must speak the same one.
-pub const PROTOCOL_VERSION: u32 = 2;
+pub const PROTOCOL_VERSION: u32 = 3;
 /// Largest handshake field (names, cluster id, nonces, proofs) accepted.
 pub const MAX_HANDSHAKE_FIELD: usize = 256;
 /// Largest WebSocket message accepted; larger ones close the connection before decoding.
@@ -36,6 +36,9 @@ pub enum Frame {
         to: String,
         /// The dialer's fresh random nonce.
         nonce: ByteBuf,
+        /// Where the dialer's application serves HTTP (`""`: not advertised), for clients
+        /// that a follower sends to the leader.
+        http_url: String,
     },
     /// Listener -> dialer, with a secret: the listener's nonce and its proof of the secret.
     Challenge { nonce: ByteBuf, proof: ByteBuf },
@@ -90,6 +93,8 @@ pub struct Hello {
     /// The name the dialer claims (proven later if the cluster has a secret).
     pub from: String,
     pub nonce: ByteBuf,
+    /// Its application's HTTP URL, checked by [`valid_http_url`]; empty if none.
+    pub http_url: String,
 }
 
 /// Checks the dialer's first frame at the listener `me` of cluster `cluster_id`. The
@@ -101,6 +106,7 @@ pub fn check_hello(frame: Frame, cluster_id: &str, me: &str) -> Result<Hello, St
         from,
         to,
         nonce,
+        http_url,
     } = frame
     else {
         return Err("the first frame must be a handshake".into());
@@ -110,7 +116,7 @@ pub fn check_hello(frame: Frame, cluster_id: &str, me: &str) -> Result<Hello, St
             "protocol version {version} is not {PROTOCOL_VERSION}"
         ));
     }
-    if [theirs.len(), from.len(), to.len()]
+    if [theirs.len(), from.len(), to.len(), http_url.len()]
         .iter()
         .any(|&len| len > MAX_HANDSHAKE_FIELD)
     {
@@ -129,7 +135,24 @@ pub fn check_hello(frame: Frame, cluster_id: &str, me: &str) -> Result<Hello, St
     if nonce.len() != NONCE_BYTES {
         return Err("invalid handshake nonce".into());
     }
-    Ok(Hello { from, nonce })
+    if !http_url.is_empty() && !valid_http_url(&http_url) {
+        return Err("invalid http url".into());
+    }
+    Ok(Hello {
+        from,
+        nonce,
+        http_url,
+    })
+}
+
+/// An `http://` or `https://` URL of printable ASCII without spaces, at most
+/// [`MAX_HANDSHAKE_FIELD`] bytes: safe to hand to clients in a `Location` header.
+pub fn valid_http_url(url: &str) -> bool {
+    let rest = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"));
+    url.len() <= MAX_HANDSHAKE_FIELD
+        && rest.is_some_and(|rest| !rest.is_empty() && rest.bytes().all(|b| b.is_ascii_graphic()))
 }
 
 /// Decodes one prost-encoded raft message.
@@ -156,6 +179,7 @@ mod tests {
                 from: "a".into(),
                 to: "b".into(),
                 nonce: ByteBuf::from(vec![7; 32]),
+                http_url: "http://a:8080".into(),
             },
             Frame::Challenge {
                 nonce: ByteBuf::from(vec![1; 32]),

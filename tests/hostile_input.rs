@@ -99,6 +99,7 @@ fn hello_frame(cluster_id: &str, from: &str, to: &str) -> Vec<u8> {
         from: from.into(),
         to: to.into(),
         nonce: ByteBuf::from(vec![9; 32]),
+        http_url: String::new(),
     }
     .encode()
 }

@@ -29,6 +29,7 @@ fn hello(from: &str, to: &str) -> Ws {
         from: from.into(),
         to: to.into(),
         nonce: ByteBuf::from(vec![5; 32]),
+        http_url: String::new(),
     };
     Ws::Binary(hello.encode().into())
 }

@@ -57,6 +57,8 @@ pub struct NativeStatus {
     pub snapshot_index: f64,
     pub voters: Vec<String>,
     pub learners: Vec<String>,
+    /// Where the leader serves HTTP, as it advertised (null: no leader, or none advertised).
+    pub leader_http_url: Option<String>,
 }
 
 impl From<EngineStatus> for NativeStatus {
@@ -76,6 +78,7 @@ impl From<EngineStatus> for NativeStatus {
             snapshot_index: s.snapshot_index as f64,
             voters: s.voters.to_vec(),
             learners: s.learners.to_vec(),
+            leader_http_url: None,
         }
     }
 }
@@ -90,6 +93,8 @@ pub struct NativeMember {
     pub health: String,
     pub match_index: Option<f64>,
     pub last_contact_ms: Option<f64>,
+    /// Where its application serves HTTP, as it advertised to this node.
+    pub http_url: Option<String>,
 }
 
 impl From<crate::MemberView> for NativeMember {
@@ -101,6 +106,7 @@ impl From<crate::MemberView> for NativeMember {
             health: m.health.as_str().to_string(),
             match_index: m.match_index.map(|i| i as f64),
             last_contact_ms: m.last_contact.map(|d| d.as_secs_f64() * 1000.0),
+            http_url: None,
         }
     }
 }
@@ -141,6 +147,37 @@ pub struct NativeApplied {
     pub ok: bool,
     pub changes: Vec<NativeChange>,
     pub data: Option<Buffer>,
+}
+
+/// A node's counters (see `crate::metrics`); the JS layer renders them.
+#[napi(object)]
+pub struct NativeMetrics {
+    pub proposals: f64,
+    pub proposals_failed: f64,
+    pub elections: f64,
+    pub leader_changes: f64,
+    pub bytes_sent: f64,
+    pub bytes_received: f64,
+    /// Upper bounds in seconds; the cumulative counts have one more entry (`+Inf`).
+    pub proposal_bucket_bounds: Vec<f64>,
+    pub proposal_buckets: Vec<f64>,
+    pub proposal_seconds_sum: f64,
+}
+
+impl NativeMetrics {
+    pub fn new((m, sent, received): (crate::metrics::MetricsSnapshot, u64, u64)) -> Self {
+        NativeMetrics {
+            proposals: m.proposals as f64,
+            proposals_failed: m.proposals_failed as f64,
+            elections: m.elections as f64,
+            leader_changes: m.leader_changes as f64,
+            bytes_sent: sent as f64,
+            bytes_received: received as f64,
+            proposal_bucket_bounds: crate::metrics::PROPOSAL_BUCKETS.to_vec(),
+            proposal_buckets: m.proposal_buckets.iter().map(|&c| c as f64).collect(),
+            proposal_seconds_sum: m.proposal_seconds_sum,
+        }
+    }
 }
 
 /// One engine event; `kind` says which fields are set.

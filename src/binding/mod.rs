@@ -33,6 +33,7 @@ pub struct NativeOptions {
     pub check_quorum: Option<bool>,
     pub max_proposal_bytes: Option<u32>,
     pub log_level: Option<String>,
+    pub http_url: Option<String>,
     pub data_dir: Option<String>,
     pub snapshot_every: Option<f64>,
     /// The JS side keeps a state machine of its own with snapshot hooks.
@@ -121,6 +122,7 @@ impl NativeRaftNode {
                 ca: options.tls_ca.map(|ca| ca.to_vec()),
             });
         }
+        config.http_url = options.http_url;
         config.log_level = logging::level(options.log_level.as_deref());
         config.validate().map_err(engine_error)?;
         crate::logging::install();
@@ -183,11 +185,17 @@ impl NativeRaftNode {
     /// Members as this node sees them (health is known on the leader).
     #[napi]
     pub fn members(&self) -> Result<Vec<convert::NativeMember>> {
-        Ok(self
-            .handle()?
+        let handle = self.handle()?;
+        Ok(handle
             .members()
             .into_iter()
-            .map(Into::into)
+            .map(|m| {
+                let http_url = handle.http_url_of(&m.name);
+                convert::NativeMember {
+                    http_url,
+                    ..m.into()
+                }
+            })
             .collect())
     }
 
@@ -205,6 +213,17 @@ impl NativeRaftNode {
         }
     }
 
+    /// The node's counters (null before `start`); they keep their values after `stop`.
+    #[napi]
+    pub fn metrics(&self) -> Option<convert::NativeMetrics> {
+        let handle = self
+            .handle
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        handle.map(|h| convert::NativeMetrics::new(h.metrics()))
+    }
+
     /// The node's status (all fields of API.md's `status()` but `members`).
     #[napi]
     pub fn status(&self) -> Option<NativeStatus> {
@@ -213,7 +232,11 @@ impl NativeRaftNode {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone();
-        handle.map(|h| NativeStatus::from(h.status()))
+        handle.map(|h| {
+            let mut status = NativeStatus::from(h.status());
+            status.leader_http_url = status.leader_id.as_deref().and_then(|l| h.http_url_of(l));
+            status
+        })
     }
 
     /// Replicates `command`; the result once it is applied on this node.

@@ -25,6 +25,8 @@ pub struct Transcript<'a> {
     pub listener: &'a str,
     pub dialer_nonce: &'a [u8],
     pub listener_nonce: &'a [u8],
+    /// The HTTP URL the dialer advertises: a man in the middle cannot swap it.
+    pub dialer_http_url: &'a str,
 }
 
 impl Transcript<'_> {
@@ -43,6 +45,7 @@ impl Transcript<'_> {
             self.listener.as_bytes(),
             self.dialer_nonce,
             self.listener_nonce,
+            self.dialer_http_url.as_bytes(),
         ] {
             mac.update(&(field.len() as u64).to_be_bytes());
             mac.update(field);
@@ -80,6 +83,7 @@ mod tests {
             listener: "n2",
             dialer_nonce: &a,
             listener_nonce: &b,
+            dialer_http_url: "http://n1:8080",
         };
         let proof = t.prove(&secret, Side::Dialer);
         assert!(t.verify(&secret, Side::Dialer, &proof));
@@ -95,6 +99,14 @@ mod tests {
         assert!(
             !replay.verify(&secret, Side::Dialer, &proof),
             "another nonce"
+        );
+        let swapped = Transcript {
+            dialer_http_url: "http://evil:80",
+            ..t
+        };
+        assert!(
+            !swapped.verify(&secret, Side::Dialer, &proof),
+            "another advertised url"
         );
         assert!(
             !t.verify(&secret, Side::Dialer, &proof[..16]),

@@ -208,8 +208,11 @@ async fn handshake<'a>(
     shared: &'a Shared,
     ws: &mut WebSocketStream<Box<dyn Io>>,
 ) -> Result<(String, Claim<'a>), String> {
-    let Hello { from, nonce } =
-        check_hello(next_frame(ws).await?, &shared.cluster_id, &shared.name)?;
+    let Hello {
+        from,
+        nonce,
+        http_url,
+    } = check_hello(next_frame(ws).await?, &shared.cluster_id, &shared.name)?;
     if let Some(secret) = &shared.secret {
         let listener_nonce = auth::nonce();
         let transcript = Transcript {
@@ -218,6 +221,7 @@ async fn handshake<'a>(
             listener: &shared.name,
             dialer_nonce: &nonce,
             listener_nonce: &listener_nonce,
+            dialer_http_url: &http_url,
         };
         let challenge = Frame::Challenge {
             proof: ByteBuf::from(transcript.prove(secret, Side::Listener)),
@@ -245,6 +249,7 @@ async fn handshake<'a>(
     ws.send(WsMessage::Binary(welcome.encode().into()))
         .await
         .map_err(|e| format!("cannot answer the handshake: {e}"))?;
+    shared.learn_http_url(&from, http_url);
     Ok((from, claim))
 }
 

@@ -131,6 +131,10 @@ struct Shared {
     /// Every task of the transport; `None` once the transport is shut down or dropped.
     tasks: Mutex<Option<JoinSet<()>>>,
     runtime: tokio::runtime::Handle,
+    /// Where this node's application serves HTTP (`""`: not advertised), told to every peer.
+    http_url: String,
+    /// The HTTP URLs members advertised in their handshakes with this node.
+    http_urls: RwLock<HashMap<String, String>>,
     /// The node's log: transport tasks may be spawned from any thread (a handle's call).
     log: Option<Arc<crate::logging::NodeLog>>,
 }
@@ -220,6 +224,8 @@ impl Transport {
             tasks: Mutex::new(Some(JoinSet::new())),
             runtime: tokio::runtime::Handle::current(),
             log: crate::logging::current(),
+            http_url: config.http_url.clone().unwrap_or_default(),
+            http_urls: RwLock::new(HashMap::new()),
         });
         shared.spawn(listener::run(Arc::clone(&shared), listener, inbound));
         let control = TransportControl {
@@ -291,6 +297,16 @@ impl Drop for Transport {
 }
 
 impl Shared {
+    /// Remembers the HTTP URL a member advertised (or that it advertises none).
+    fn learn_http_url(&self, member: &str, url: String) {
+        let mut urls = self.http_urls.write().unwrap_or_else(|p| p.into_inner());
+        if url.is_empty() {
+            urls.remove(member);
+        } else {
+            urls.insert(member.to_string(), url);
+        }
+    }
+
     /// Spawns a transport task, unless the transport is already down.
     fn spawn(&self, task: impl std::future::Future<Output = ()> + Send + 'static) {
         if let Some(tasks) = self
@@ -384,6 +400,16 @@ impl TransportControl {
     }
 
     /// Traffic counters.
+    /// The HTTP URL `member` advertised in its last handshake with this node, if any.
+    pub fn http_url(&self, member: &str) -> Option<String> {
+        self.shared
+            .http_urls
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(member)
+            .cloned()
+    }
+
     pub fn stats(&self) -> &TransportStats {
         &self.shared.stats
     }

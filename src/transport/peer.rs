@@ -121,6 +121,7 @@ async fn dial(shared: &Shared, peer: &str, url: &str) -> Result<PeerSocket, Stri
             from: shared.name.clone(),
             to: peer.to_string(),
             nonce: ByteBuf::from(dialer_nonce.clone()),
+            http_url: shared.http_url.clone(),
         };
         ws.send(WsMessage::Binary(hello.encode().into()))
             .await
@@ -140,6 +141,7 @@ async fn dial(shared: &Shared, peer: &str, url: &str) -> Result<PeerSocket, Stri
                     listener: peer,
                     dialer_nonce: &dialer_nonce,
                     listener_nonce: &nonce,
+                    dialer_http_url: &shared.http_url,
                 };
                 if nonce.len() != auth::NONCE_BYTES
                     || !transcript.verify(secret, Side::Listener, &proof)

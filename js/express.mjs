@@ -1,0 +1,4 @@
+import express from './express.js';
+
+export const { leaderOnly, raftRouter, errorHandler } = express;
+export default express;
