@@ -66,8 +66,10 @@ function leaderOnly(node, opts) {
   requireNode(node);
   const o = options(opts);
   return function raftlineLeaderOnly(req, res, next) {
-    if (node.isLeader) return next();
-    const { leaderId, leaderHttpUrl } = node.status();
+    // The role, not the lease: a write needs a leader, not a confirmed lease, and a leader
+    // whose lease is still being confirmed must not forward to itself.
+    const { role, leaderId, leaderHttpUrl } = node.status();
+    if (role === 'leader' || leaderId === node.id) return next();
     const refuse = (message) => {
       const code = leaderId ? 'ERR_NOT_LEADER' : 'ERR_NO_LEADER';
       sendError(res, new RaftError(code, message, leaderId ? { leaderId } : undefined), o.retryAfterSeconds);

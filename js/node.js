@@ -4,7 +4,7 @@
 // Consensus, reads and leases all live in the engine.
 
 const { EventEmitter } = require('node:events');
-const { NativeRaftNode } = require('./binding.js');
+const { NativeRaftNode } = require('./native.js');
 const { RaftError, fromNative, abortError, callbackError } = require('./errors.js');
 const { encode, decode } = require('./codec.js');
 const check = require('./options.js');
