@@ -38,7 +38,7 @@ beforeAll(() => {
   fs.symlinkSync(process.execPath, path.join(bin, 'node'));
   const npmCli = fs.realpathSync(run('sh', ['-c', 'command -v npm']).trim());
   fs.symlinkSync(npmCli, path.join(bin, 'npm'));
-  env = { ...process.env, PATH: bin, npm_config_cache: path.join(work, 'npm-cache') };
+  env = { ...process.env, PATH: bin };
   delete env.PROTOC;
   // The binary package gets the local build (CI publishes the glibc 2.17 one instead).
   const platformDir = path.join(work, id);
@@ -46,7 +46,7 @@ beforeAll(() => {
   fs.copyFileSync(path.join(root, 'js', `raftline.${id}.node`), path.join(platformDir, `raftline.${id}.node`));
   const packed = [];
   for (const dir of [root, platformDir]) {
-    const out = JSON.parse(run('npm', ['pack', '--json', '--pack-destination', work], { cwd: dir, env: { ...process.env, npm_config_cache: env.npm_config_cache } }));
+    const out = JSON.parse(run('npm', ['pack', '--json', '--pack-destination', work], { cwd: dir }));
     packed.push(out[0]);
   }
   fs.mkdirSync(app);
