@@ -3,34 +3,19 @@
 // of leaderOnly, the probes and the error mapping against an in-process cluster.
 import { describe, it, expect, afterAll } from 'vitest';
 import { spawn } from 'node:child_process';
-import net from 'node:net';
 import { fileURLToPath } from 'node:url';
 import express from 'express';
 import parsePrometheus from 'parse-prometheus-text-format';
 import { RaftError } from '../js/index.js';
 import { createTestCluster } from '../js/testing.js';
 import { leaderOnly, raftRouter, errorHandler } from '../js/express.js';
+import { freePorts, waitFor } from './helpers.mjs';
 
 const service = fileURLToPath(new URL('../examples/express-service.mjs', import.meta.url));
 
-function freePorts(n) {
-  return Promise.all(Array.from({ length: n }, () => new Promise((resolve) => {
-    const s = net.createServer().listen(0, '127.0.0.1', () => {
-      const { port } = s.address();
-      s.close(() => resolve(port));
-    });
-  })));
-}
 
-async function until(what, check, timeoutMs = 15_000) {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await check().catch(() => undefined);
-    if (value) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
+/** Like waitFor, and a check that throws (a server not up yet) counts as not yet. */
+const until = (what, check, timeoutMs = 15_000) => waitFor(() => check().catch(() => undefined), { timeoutMs, what });
 
 const post = (url, body) => fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
 
@@ -66,7 +51,7 @@ describe('the 3-process Express service', () => {
     expect(values).toEqual([1, 2, 3]);
     for (const url of http) await until(`counter 3 at ${url}`, async () => (await (await fetch(`${url}/counter`)).json()).value === 3);
 
-    // Metrics parse as Prometheus text, with the names API.md lists; one replica leads.
+    // Metrics parse as Prometheus text, with the names docs/API.md lists; one replica leads.
     const families = [];
     for (const url of http) {
       const res = await fetch(`${url}/metrics`);

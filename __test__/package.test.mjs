@@ -6,11 +6,11 @@
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import { execFileSync, spawn } from 'node:child_process';
 import fs from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { platformId } from '../js/native.js';
+import { freePorts } from './helpers.mjs';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const id = platformId();
@@ -19,14 +19,6 @@ const app = path.join(work, 'app');
 const bin = path.join(work, 'bin');
 let env;
 
-function freePorts(n) {
-  return Promise.all(Array.from({ length: n }, () => new Promise((resolve) => {
-    const s = net.createServer().listen(0, '127.0.0.1', () => {
-      const { port } = s.address();
-      s.close(() => resolve(port));
-    });
-  })));
-}
 
 function run(cmd, args, opts = {}) {
   return execFileSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], ...opts });

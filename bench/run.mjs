@@ -142,7 +142,7 @@ const rollingRestartStall = () => withDataDir(true, async (dataDir) => {
     let stop = false;
     let last = performance.now();
     let maxGap = 0;
-    // Like a load balancer behind readiness probes (API.md's /ready), the writer uses the
+    // Like a load balancer behind readiness probes (docs/API.md's /ready), the writer uses the
     // members that know a leader and have applied what they know committed: a member that
     // is still restarting would make a write wait until it has caught up.
     const ready = (n) => {

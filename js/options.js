@@ -9,7 +9,7 @@ const KNOWN = new Set([
   'electionTimeoutMs', 'preVote', 'checkQuorum', 'snapshotEvery', 'maxProposalBytes',
   'logLevel', 'logger', 'httpUrl', 'snapshotHooks',
 ]);
-// Named in API.md but not built yet: refused clearly instead of silently ignored.
+// Named in docs/API.md but not built yet: refused clearly instead of silently ignored.
 const NOT_YET = {};
 
 function typeName(v) {

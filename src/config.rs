@@ -124,7 +124,7 @@ pub const DEFAULT_CLUSTER_ID: &str = "raftline";
 const MIN_ELECTION_TICKS: u32 = 10;
 
 impl Config {
-    /// A configuration with the defaults of API.md.
+    /// A configuration with the defaults of docs/API.md.
     pub fn new(name: impl Into<String>) -> Self {
         Config {
             name: name.into(),

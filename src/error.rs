@@ -1,6 +1,6 @@
-//! Engine errors, each with the stable code that API.md gives it.
+//! Engine errors, each with the stable code that docs/API.md gives it.
 
-/// Why an engine operation failed. [`Error::code`] is the stable `err.code` of API.md.
+/// Why an engine operation failed. [`Error::code`] is the stable `err.code` of docs/API.md.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Error {
     /// The operation needs the leader; `leader` is the one this node follows, if known.
@@ -46,7 +46,7 @@ pub enum Error {
 }
 
 impl Error {
-    /// The stable error code of API.md.
+    /// The stable error code of docs/API.md.
     pub fn code(&self) -> &'static str {
         match self {
             Error::NotLeader { .. } => "ERR_NOT_LEADER",

@@ -14,7 +14,7 @@ pub enum Role {
 }
 
 impl Role {
-    /// The name API.md uses.
+    /// The name docs/API.md uses.
     pub fn as_str(self) -> &'static str {
         match self {
             Role::Follower => "follower",

@@ -20,7 +20,7 @@ pub enum Health {
 }
 
 impl Health {
-    /// The name API.md uses.
+    /// The name docs/API.md uses.
     pub fn as_str(self) -> &'static str {
         match self {
             Health::Healthy => "healthy",

@@ -94,7 +94,7 @@ pub enum Command {
     /// Opaque bytes for a state machine of the user's own; the KV state is untouched.
     Raw(ByteBuf),
     /// A membership change the leader refused, in the place of its entry: changes nothing,
-    /// and tells its proposer why (an error code of API.md and a message).
+    /// and tells its proposer why (an error code of docs/API.md and a message).
     Refused { code: String, reason: String },
     /// Adds `by` to the number at `key` (absent: 0), in JS arithmetic. A value that is not a
     /// number is left as it is and the command reports `ok: false`. (Last variant: the

@@ -166,6 +166,33 @@ mod tests {
     use raft::eraftpb::MessageType;
 
     #[test]
+    fn a_hello_advertises_only_a_plain_http_url() {
+        let hello = |http_url: &str| Frame::Hello {
+            version: PROTOCOL_VERSION,
+            cluster_id: "c".into(),
+            from: "a".into(),
+            to: "b".into(),
+            nonce: ByteBuf::from(vec![7; NONCE_BYTES]),
+            http_url: http_url.into(),
+        };
+        for good in ["", "http://a:8080", "https://a.example/api"] {
+            let checked = check_hello(hello(good), "c", "b").expect(good);
+            assert_eq!(checked.http_url, good);
+        }
+        let long = format!("http://{}", "a".repeat(MAX_HANDSHAKE_FIELD));
+        for bad in [
+            "ftp://a",
+            "http://",
+            "http://a b",
+            "http://a\r\nX-Evil: 1",
+            "javascript:x",
+            &long,
+        ] {
+            assert!(check_hello(hello(bad), "c", "b").is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
     fn frames_round_trip() {
         let mut m = Message::default();
         m.set_msg_type(MessageType::MsgHeartbeat);

@@ -1,5 +1,5 @@
 //! The N-API binding: a thin shell that converts arguments, maps errors to the `ERR_*` codes
-//! of API.md, and delivers each batch of engine events with one threadsafe-function call.
+//! of docs/API.md, and delivers each batch of engine events with one threadsafe-function call.
 //! It holds no Raft logic; `js/` wraps it in the public `RaftNode`.
 
 mod convert;
@@ -224,7 +224,7 @@ impl NativeRaftNode {
         handle.map(|h| convert::NativeMetrics::new(h.metrics()))
     }
 
-    /// The node's status (all fields of API.md's `status()` but `members`).
+    /// The node's status (all fields of docs/API.md's `status()` but `members`).
     #[napi]
     pub fn status(&self) -> Option<NativeStatus> {
         let handle = self
