@@ -3,7 +3,7 @@
 // protoc, no shell): nothing builds at install time, require and import work, the types
 // compile under every moduleResolution, the Express example serves, and a platform without
 // a binary gets an error that names it.
-import { describe, it, expect, beforeAll, afterAll } from 'vitest';
+import { describe, it, expect, beforeAll, afterAll, onTestFinished } from 'vitest';
 import { execFileSync, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -108,6 +108,8 @@ describe('the packed package', () => {
     });
     let out = '';
     proc.stdout.on('data', (d) => (out += d));
+    const exited = new Promise((resolve) => proc.on('exit', resolve));
+    onTestFinished(() => proc.exitCode === null && proc.kill('SIGKILL'));
     const deadline = Date.now() + 20_000;
     while (!/http on/.test(out) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
     const base = `http://127.0.0.1:${httpPort}`;
@@ -115,7 +117,7 @@ describe('the packed package', () => {
     const incr = await fetch(`${base}/counter/incr`, { method: 'POST' });
     expect(await incr.json()).toMatchObject({ value: 1, by: 'solo' });
     proc.kill('SIGTERM');
-    const code = await new Promise((resolve) => proc.on('exit', resolve));
+    const code = await exited;
     expect(out).toMatch(/\[solo\] http on/);
     expect(code).toBe(0);
   }, 30_000);
