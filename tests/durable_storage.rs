@@ -355,8 +355,10 @@ async fn a_snapshot_lost_on_the_way_is_sent_again_without_an_election() {
         "the follower catches up by a resent snapshot: {:?}",
         cluster.describe()
     );
+    // The catch-up needed no election. (The leader's role is not asserted: the three nodes
+    // share two runtime threads here, and on a loaded machine a check-quorum step-down can
+    // follow the snapshot's install; a fresh-clone CI run saw one, in the same term.)
     assert_eq!(lead.status().term, term, "without an election");
-    assert_eq!(lead.status().role, Role::Leader);
     assert_eq!(cluster.state(&lagging).await, cluster.state(&leader).await);
     cluster.stop().await;
 }
