@@ -47,15 +47,16 @@ function requireNode(node) {
   }
 }
 
+/** `Retry-After` of the 503 answers, in seconds (default 1). */
+function retryAfter(o) {
+  return o.retryAfterSeconds === undefined ? 1 : check.integer('opts.retryAfterSeconds', o.retryAfterSeconds, 0, 3600);
+}
+
 function options(opts) {
   const o = check.opts(opts);
   const mode = o.mode ?? 'forward';
   if (!MODES.includes(mode)) throw new TypeError(`opts.mode must be one of ${MODES.join(', ')}, got ${JSON.stringify(mode)}`);
-  return {
-    mode,
-    retryAfterSeconds: o.retryAfterSeconds === undefined ? 1 : check.integer('opts.retryAfterSeconds', o.retryAfterSeconds, 0, 3600),
-    timeoutMs: check.timeout(o.timeoutMs, 'opts.timeoutMs', 10_000),
-  };
+  return { mode, retryAfterSeconds: retryAfter(o), timeoutMs: check.timeout(o.timeoutMs, 'opts.timeoutMs', 10_000) };
 }
 
 /**
@@ -107,7 +108,6 @@ function forward(req, res, target, from, o, refuse) {
   if (forwardedFor) headers['x-forwarded-for'] = req.headers['x-forwarded-for'] ? `${req.headers['x-forwarded-for']}, ${forwardedFor}` : forwardedFor;
   const body = parsedBody(req);
   if (body !== undefined) {
-    delete headers['content-length'];
     headers['content-length'] = String(body.length);
     if (req.body !== undefined && typeof req.body === 'object' && !Buffer.isBuffer(req.body)) headers['content-type'] = 'application/json';
   }
@@ -170,8 +170,7 @@ function json(res, status, body) {
  * `{ error: { code, message } }`. Other errors pass on to the next handler.
  */
 function errorHandler(opts) {
-  const o = check.opts(opts);
-  const retryAfterSeconds = o.retryAfterSeconds === undefined ? 1 : check.integer('opts.retryAfterSeconds', o.retryAfterSeconds, 0, 3600);
+  const retryAfterSeconds = retryAfter(check.opts(opts));
   return function raftlineErrorHandler(err, req, res, next) {
     if (!(err instanceof RaftError) || res.headersSent) return next(err);
     sendError(res, err, retryAfterSeconds);

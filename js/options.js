@@ -9,8 +9,6 @@ const KNOWN = new Set([
   'electionTimeoutMs', 'preVote', 'checkQuorum', 'snapshotEvery', 'maxProposalBytes',
   'logLevel', 'logger', 'httpUrl', 'snapshotHooks',
 ]);
-// Named in docs/API.md but not built yet: refused clearly instead of silently ignored.
-const NOT_YET = {};
 
 function typeName(v) {
   return v === null ? 'null' : Array.isArray(v) ? 'array' : typeof v;
@@ -54,9 +52,6 @@ function validateOptions(options, internal = {}) {
   }
   for (const key of Object.keys(options)) {
     if (!KNOWN.has(key)) throw new TypeError(`options.${key} is not a RaftNode option`);
-    if (key in NOT_YET && options[key] !== undefined) {
-      throw new TypeError(`options.${key}: ${NOT_YET[key]} is not available in this version of raftline`);
-    }
   }
   const o = options;
   const id = memberName('options.id', o.id);

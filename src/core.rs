@@ -339,11 +339,6 @@ impl<S: LogStore> Core<S> {
         self.id
     }
 
-    /// This member's name.
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
     /// The name of a raft id, as far as this node knows it.
     pub fn name_of(&self, id: u64) -> Option<String> {
         (id != INVALID_ID).then(|| {

@@ -225,21 +225,15 @@ impl NodeHandle {
                 waiter,
             })
             .await;
-        let metrics = &self.inner.metrics;
-        metrics.observe_proposal(started.elapsed(), outcome.is_ok());
+        self.inner
+            .metrics
+            .observe_proposal(started.elapsed(), outcome.is_ok());
         outcome
     }
 
-    /// The node's counters, and the transport's bytes sent and received.
-    pub fn metrics(&self) -> (crate::metrics::MetricsSnapshot, u64, u64) {
-        let stats = self.inner.transport.stats();
-        (
-            self.inner.metrics.snapshot(),
-            stats.bytes_sent.load(std::sync::atomic::Ordering::Relaxed),
-            stats
-                .bytes_received
-                .load(std::sync::atomic::Ordering::Relaxed),
-        )
+    /// The node's counters, with the bytes its transport sent and received.
+    pub fn metrics(&self) -> crate::metrics::MetricsSnapshot {
+        self.inner.metrics.snapshot(self.inner.transport.stats())
     }
 
     /// Sets `key` to `value`.

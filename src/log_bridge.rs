@@ -25,11 +25,11 @@ impl Drain for TracingDrain {
         let mut pairs = Pairs(String::new());
         let _ = record.kv().serialize(record, &mut pairs);
         let msg = format_args!("{}{}", record.msg(), pairs.0);
-        match record.level() {
-            Level::Critical | Level::Error => tracing::error!(target: "raft", "{msg}"),
-            Level::Warning => tracing::warn!(target: "raft", "{msg}"),
-            Level::Info => tracing::debug!(target: "raft", "{msg}"),
-            Level::Debug | Level::Trace => tracing::trace!(target: "raft", "{msg}"),
+        match wanted {
+            tracing::Level::ERROR => tracing::error!(target: "raft", "{msg}"),
+            tracing::Level::WARN => tracing::warn!(target: "raft", "{msg}"),
+            tracing::Level::DEBUG => tracing::debug!(target: "raft", "{msg}"),
+            _ => tracing::trace!(target: "raft", "{msg}"),
         }
         Ok(())
     }

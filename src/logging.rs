@@ -46,16 +46,19 @@ impl LogSink {
 
     /// Plain text lines on stderr (what log collectors expect: no colour codes).
     pub fn stderr() -> LogSink {
-        LogSink::new(|line| {
-            use std::io::Write;
-            let text = format_line(line, SystemTime::now());
-            let _ = std::io::stderr().lock().write_all(text.as_bytes());
-        })
+        LogSink::new(write_stderr)
     }
 
     fn write(&self, line: &LogLine<'_>) {
         (self.0)(line)
     }
+}
+
+/// Writes one plain line to stderr.
+fn write_stderr(line: &LogLine<'_>) {
+    use std::io::Write;
+    let text = format_line(line, SystemTime::now());
+    let _ = std::io::stderr().lock().write_all(text.as_bytes());
 }
 
 impl std::fmt::Debug for LogSink {
@@ -198,7 +201,7 @@ impl Subscriber for Router {
         };
         match &log {
             Some(log) => log.sink.write(&line),
-            None => LogSink::stderr().write(&line),
+            None => write_stderr(&line),
         }
     }
 
@@ -221,15 +224,16 @@ struct Fields {
 
 impl Visit for Fields {
     fn record_str(&mut self, field: &Field, value: &str) {
-        if field.name() == "message" {
-            self.message = value.to_string();
-        } else {
-            self.others.push((field.name(), value.to_string()));
-        }
+        self.put(field, value.to_string());
     }
 
     fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
-        let text = format!("{value:?}");
+        self.put(field, format!("{value:?}"));
+    }
+}
+
+impl Fields {
+    fn put(&mut self, field: &Field, text: String) {
         if field.name() == "message" {
             self.message = text;
         } else {

@@ -1,11 +1,13 @@
 //! A node's counters for monitoring: proposals and their latency (counted where they enter,
-//! on the handle), elections and leader changes (counted from the events the driver emits).
-//! Everything is an atomic: reading a snapshot never waits on the driver.
+//! on the handle), elections and leader changes (counted from the events the driver emits),
+//! bytes (from the transport's counters). Everything is an atomic: reading a snapshot never
+//! waits on the driver.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use crate::events::{Event, Role};
+use crate::transport::TransportStats;
 
 /// Upper bounds (seconds) of the proposal latency histogram's buckets; `+Inf` follows.
 pub const PROPOSAL_BUCKETS: [f64; 14] = [
@@ -34,6 +36,9 @@ pub struct MetricsSnapshot {
     /// Cumulative counts per bound of [`PROPOSAL_BUCKETS`], then the total (`+Inf`).
     pub proposal_buckets: Vec<u64>,
     pub proposal_seconds_sum: f64,
+    /// Bytes sent to and received from peers.
+    pub bytes_sent: u64,
+    pub bytes_received: u64,
 }
 
 impl NodeMetrics {
@@ -71,7 +76,8 @@ impl NodeMetrics {
         }
     }
 
-    pub fn snapshot(&self) -> MetricsSnapshot {
+    /// The counters now, with the bytes of `transport`.
+    pub fn snapshot(&self, transport: &TransportStats) -> MetricsSnapshot {
         let mut total = 0;
         let proposal_buckets = self
             .buckets
@@ -88,6 +94,8 @@ impl NodeMetrics {
             leader_changes: self.leader_changes.load(Ordering::Relaxed),
             proposal_buckets,
             proposal_seconds_sum: self.duration_micros.load(Ordering::Relaxed) as f64 / 1e6,
+            bytes_sent: transport.bytes_sent.load(Ordering::Relaxed),
+            bytes_received: transport.bytes_received.load(Ordering::Relaxed),
         }
     }
 }
@@ -102,7 +110,7 @@ mod tests {
         m.observe_proposal(Duration::from_micros(300), true);
         m.observe_proposal(Duration::from_millis(3), true);
         m.observe_proposal(Duration::from_secs(30), false);
-        let s = m.snapshot();
+        let s = m.snapshot(&TransportStats::default());
         assert_eq!((s.proposals, s.proposals_failed), (3, 1));
         assert_eq!(s.proposal_buckets.len(), PROPOSAL_BUCKETS.len() + 1);
         assert_eq!(s.proposal_buckets[0], 1); // <= 0.5 ms

@@ -165,14 +165,14 @@ pub struct NativeMetrics {
 }
 
 impl NativeMetrics {
-    pub fn new((m, sent, received): (crate::metrics::MetricsSnapshot, u64, u64)) -> Self {
+    pub fn new(m: crate::metrics::MetricsSnapshot) -> Self {
         NativeMetrics {
             proposals: m.proposals as f64,
             proposals_failed: m.proposals_failed as f64,
             elections: m.elections as f64,
             leader_changes: m.leader_changes as f64,
-            bytes_sent: sent as f64,
-            bytes_received: received as f64,
+            bytes_sent: m.bytes_sent as f64,
+            bytes_received: m.bytes_received as f64,
             proposal_bucket_bounds: crate::metrics::PROPOSAL_BUCKETS.to_vec(),
             proposal_buckets: m.proposal_buckets.iter().map(|&c| c as f64).collect(),
             proposal_seconds_sum: m.proposal_seconds_sum,

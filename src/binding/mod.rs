@@ -143,12 +143,7 @@ impl NativeRaftNode {
         on_events: EventCallback,
         on_log: Option<logging::LogCallback>,
     ) -> Result<NativeAddress> {
-        if self
-            .handle
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .is_some()
-        {
+        if self.started().is_some() {
             return Err(engine_error(EngineError::Invalid(
                 "the node was started already".into(),
             )));
@@ -174,11 +169,16 @@ impl NativeRaftNode {
         Ok(address)
     }
 
-    fn handle(&self) -> Result<NodeHandle> {
+    /// The started node's handle (it stays after `stop`), or None before `start`.
+    fn started(&self) -> Option<NodeHandle> {
         self.handle
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
+    }
+
+    fn handle(&self) -> Result<NodeHandle> {
+        self.started()
             .ok_or_else(|| engine_error(EngineError::Stopped))
     }
 
@@ -203,12 +203,7 @@ impl NativeRaftNode {
     #[napi]
     pub fn set_want_applied(&self, want: bool) {
         self.want_applied.store(want, Ordering::Relaxed);
-        if let Some(handle) = self
-            .handle
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .as_ref()
-        {
+        if let Some(handle) = self.started() {
             handle.set_applied_events(want);
         }
     }
@@ -216,23 +211,14 @@ impl NativeRaftNode {
     /// The node's counters (null before `start`); they keep their values after `stop`.
     #[napi]
     pub fn metrics(&self) -> Option<convert::NativeMetrics> {
-        let handle = self
-            .handle
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
-        handle.map(|h| convert::NativeMetrics::new(h.metrics()))
+        self.started()
+            .map(|h| convert::NativeMetrics::new(h.metrics()))
     }
 
     /// The node's status (all fields of docs/API.md's `status()` but `members`).
     #[napi]
     pub fn status(&self) -> Option<NativeStatus> {
-        let handle = self
-            .handle
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
-        handle.map(|h| {
+        self.started().map(|h| {
             let mut status = NativeStatus::from(h.status());
             status.leader_http_url = status.leader_id.as_deref().and_then(|l| h.http_url_of(l));
             status

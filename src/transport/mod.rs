@@ -399,7 +399,6 @@ impl TransportControl {
         &self.shared.faults
     }
 
-    /// Traffic counters.
     /// The HTTP URL `member` advertised in its last handshake with this node, if any.
     pub fn http_url(&self, member: &str) -> Option<String> {
         self.shared
@@ -410,6 +409,7 @@ impl TransportControl {
             .cloned()
     }
 
+    /// Traffic counters.
     pub fn stats(&self) -> &TransportStats {
         &self.shared.stats
     }

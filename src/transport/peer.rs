@@ -60,12 +60,9 @@ pub(super) async fn run(
         match outcome {
             Ok(ws) => {
                 delays = backoff();
-                shared
-                    .stats
-                    .connections_opened
-                    .fetch_add(1, Ordering::Relaxed);
                 tracing::debug!(%peer, "connected");
                 let stats = &shared.stats;
+                stats.connections_opened.fetch_add(1, Ordering::Relaxed);
                 stats.connections_open.fetch_add(1, Ordering::Relaxed);
                 let pumped = pump(ws, first, &mut queue, &mut url, &shared, &peer).await;
                 stats.connections_open.fetch_sub(1, Ordering::Relaxed);
@@ -243,25 +240,25 @@ async fn pump(
                     Some(batch) => batch,
                     None => return Ok(()),
                 },
-            // Nothing to send for a while: a ping keeps the listener from closing us as idle.
-            _ = tokio::time::sleep(shared.idle_timeout / 4) => {
-                sink.send(WsMessage::Ping(Vec::new().into())).await.map_err(|e| e.to_string())?;
-                continue;
-            }
-            // The listener sends nothing after the handshake but the pongs to our pings:
-            // anything else is a close.
-            incoming = stream.next() => match incoming {
-                Some(Ok(WsMessage::Pong(_) | WsMessage::Ping(_))) => continue,
-                Some(Ok(WsMessage::Close(Some(close)))) => {
-                    if close.reason.contains(super::NOT_A_MEMBER) {
-                        let _ = shared.reports.send(super::Delivery::NotAMember(raft_id(peer)));
-                    }
-                    return Err(format!("closed by peer: {}", close.reason));
+                // Nothing to send for a while: a ping keeps the listener from closing us as idle.
+                _ = tokio::time::sleep(shared.idle_timeout / 4) => {
+                    sink.send(WsMessage::Ping(Vec::new().into())).await.map_err(|e| e.to_string())?;
+                    continue;
                 }
-                Some(Err(e)) => return Err(e.to_string()),
-                _ => return Err("closed by peer".to_string()),
-            },
-            _ = url.changed() => return Ok(()),
+                // The listener sends nothing after the handshake but the pongs to our pings:
+                // anything else is a close.
+                incoming = stream.next() => match incoming {
+                    Some(Ok(WsMessage::Pong(_) | WsMessage::Ping(_))) => continue,
+                    Some(Ok(WsMessage::Close(Some(close)))) => {
+                        if close.reason.contains(super::NOT_A_MEMBER) {
+                            let _ = shared.reports.send(super::Delivery::NotAMember(raft_id(peer)));
+                        }
+                        return Err(format!("closed by peer: {}", close.reason));
+                    }
+                    Some(Err(e)) => return Err(e.to_string()),
+                    _ => return Err("closed by peer".to_string()),
+                },
+                _ = url.changed() => return Ok(()),
             }
         };
         while batch.len() < MAX_MESSAGES_PER_FRAME {
