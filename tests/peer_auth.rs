@@ -126,11 +126,7 @@ async fn members_with_the_secret_form_a_cluster_and_impostors_never_get_a_welcom
     fast(&mut intruder);
     intruder.listen = Some("127.0.0.1:0".into());
     intruder.secret = Some(Secret::new("a guess"));
-    intruder.peers = cluster
-        .live()
-        .iter()
-        .map(|h| (h.name().to_string(), h.url().to_string()))
-        .collect();
+    intruder.peers = cluster.live_urls();
     intruder.peers.insert("n9".into(), String::new());
     let node = raftline::start(intruder).await.expect("starts");
     let odd = node.handle();

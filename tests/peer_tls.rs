@@ -138,11 +138,7 @@ async fn tls_and_a_secret_work_together_and_a_stranger_node_cannot_join_in() {
         key: Secret::new(fixture("stranger-key.pem")),
         ca: Some(fixture("stranger-ca.pem")),
     });
-    stranger.peers = cluster
-        .live()
-        .iter()
-        .map(|h| (h.name().to_string(), h.url().to_string()))
-        .collect();
+    stranger.peers = cluster.live_urls();
     stranger.peers.insert("n9".into(), String::new());
     let node = raftline::start(stranger).await.expect("starts");
     lead.set("after", b"2".to_vec(), WriteOptions::default())

@@ -117,11 +117,7 @@ impl Cluster {
         let mut config = Config::new(name);
         config.listen = Some("127.0.0.1:0".into());
         config.join = true;
-        config.peers = self
-            .live()
-            .iter()
-            .map(|h| (h.name().to_string(), h.url().to_string()))
-            .collect();
+        config.peers = self.live_urls();
         tune(&mut config);
         self.names.push(name.to_string());
         self.configs.insert(name.to_string(), config);
@@ -144,6 +140,14 @@ impl Cluster {
             .iter()
             .filter(|n| self.nodes.contains_key(*n))
             .map(|n| &self.handles[n])
+            .collect()
+    }
+
+    /// Name -> URL of the nodes still running: the `peers` of a node from outside.
+    pub fn live_urls(&self) -> std::collections::BTreeMap<String, String> {
+        self.live()
+            .iter()
+            .map(|h| (h.name().to_string(), h.url().to_string()))
             .collect()
     }
 
