@@ -153,7 +153,18 @@ export type ErrorCode =
   /** A bug in the engine stopped the node (reported by `error`, followed by `stopped`). */
   | 'ERR_INTERNAL'
   /** `error` event: an event listener or a runWhileLeader job threw; `cause` is what it threw. */
-  | 'ERR_CALLBACK';
+  | 'ERR_CALLBACK'
+  /**
+   * Too many requests wait on this node already; nothing was done, retry later. A node holds
+   * at most 65,536 writes in flight (waiting for a leader or for their entry), at most 256 MiB
+   * of writes waiting for a leader, and at most 65,536 requests queued to its engine.
+   */
+  | 'ERR_OVERLOADED'
+  /**
+   * A `watch()` whose consumer fell `maxBuffered` changes behind ended with this error; its
+   * `lastIndex` is the last log index whose changes it received in full.
+   */
+  | 'ERR_WATCH_OVERFLOW';
 
 /** Every rejection of a RaftNode method (aborted signals reject with the standard AbortError). */
 export declare class RaftError extends Error {
@@ -161,6 +172,8 @@ export declare class RaftError extends Error {
   readonly code: ErrorCode;
   /** With ERR_NOT_LEADER: the leader this node follows, if known. */
   readonly leaderId?: string | null;
+  /** With ERR_WATCH_OVERFLOW: the last index whose changes the watch delivered in full. */
+  readonly lastIndex?: number;
   static readonly codes: readonly ErrorCode[];
 }
 
@@ -174,7 +187,8 @@ export interface WriteResult {
  * Options of every write. A write that timed out (ERR_TIMEOUT) or was aborted may still
  * commit later: its outcome is unknown. With no leader known (after start, during an
  * election) a write waits for one; ERR_NO_LEADER when `timeoutMs` ran out with none known
- * (nothing was proposed). A removed node rejects at once with ERR_REMOVED.
+ * (nothing was proposed). A removed node rejects at once with ERR_REMOVED. Past the node's bounds
+ * on writes in flight a write rejects at once with ERR_OVERLOADED (nothing was done).
  */
 export interface WriteOptions {
   signal?: AbortSignal;
@@ -372,8 +386,13 @@ export declare class RaftNode extends EventEmitter<RaftNodeEvents> {
   getLocal<T = unknown>(key: string): T | undefined;
   /** Sorted by key. */
   entries(opts?: ReadOptions & { prefix?: string }): Promise<Array<[string, unknown]>>;
-  /** Every applied change from now on, in log order. Ends when the node stops; rejects with AbortError on abort. */
-  watch(opts?: { prefix?: string; signal?: AbortSignal }): AsyncIterableIterator<ChangeEvent>;
+  /**
+   * Every applied change from now on, in log order. Ends when the node stops; rejects with
+   * AbortError on abort. Changes wait for the consumer up to `maxBuffered` (default 10,000):
+   * one that falls further behind gets ERR_WATCH_OVERFLOW (with `lastIndex`) from `next()`
+   * and the iteration ends; nothing is skipped silently.
+   */
+  watch(opts?: { prefix?: string; signal?: AbortSignal; maxBuffered?: number }): AsyncIterableIterator<ChangeEvent>;
   /** A raw command for a state machine of your own: it reaches you through `apply` with op 'raw'. */
   propose(data: Buffer | Uint8Array, opts?: WriteOptions): Promise<WriteResult>;
 
@@ -412,7 +431,8 @@ export declare class RaftNode extends EventEmitter<RaftNodeEvents> {
    * raftline_commit_index, raftline_applied_index, raftline_last_index,
    * raftline_snapshot_index, raftline_proposal_duration_seconds (histogram),
    * raftline_peer_health{peer} (leader only: 1 healthy, 0.5 degraded, 0 unhealthy),
-   * raftline_bytes_sent_total, raftline_bytes_received_total. Counters keep their values
+   * raftline_bytes_sent_total, raftline_bytes_received_total,
+   * raftline_proposals_overloaded_total, raftline_frames_refused_total. Counters keep their values
    * after `stop()`.
    */
   metrics(): string;
@@ -440,5 +460,9 @@ export interface MetricsJson {
   proposalDuration: { buckets: Array<{ le: number; count: number }>; count: number; sumSeconds: number };
   bytesSent: number;
   bytesReceived: number;
+  /** Writes through this node refused at once with ERR_OVERLOADED. */
+  proposalsOverloaded: number;
+  /** Peer frames refused for their size or number of messages (each closed its connection). */
+  framesRefused: number;
   peers: Array<{ id: string; health: Health; matchIndex: number | null; lastContactMs: number | null }>;
 }

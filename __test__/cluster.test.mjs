@@ -64,6 +64,19 @@ describe('writes and reads', () => {
     expect(await leader.set('k', 3, { forward: false })).toMatchObject({ term: leader.term });
   });
 
+  // Before: a follower sent a proposal over 1 MiB in chunks, which only the leader may send,
+  // and the write timed out.
+  it('a 2 MiB write through a follower commits when maxProposalBytes allows it', async () => {
+    const c = await cluster({ size: 3, maxProposalBytes: 4 << 20 });
+    const leader = await c.waitForLeader();
+    const follower = c.nodes.find((n) => n !== leader);
+    const value = Buffer.alloc(2 << 20, 7);
+    const { index } = await follower.set('big', value);
+    expect(index).toBeGreaterThan(0);
+    expect((await leader.get('big')).equals(value)).toBe(true);
+    await expect(follower.set('too-big', Buffer.alloc(4 << 20))).rejects.toMatchObject({ code: 'ERR_TOO_LARGE' });
+  });
+
   it('a linearizable read on a follower sees a write acknowledged just before elsewhere', async () => {
     const c = await cluster({ size: 3 });
     const leader = await c.waitForLeader();
@@ -247,6 +260,36 @@ describe('watch', () => {
     expect(watched[3].prev).toBe(1);
     const indexes = watched.map((w) => w.index);
     expect([...indexes].sort((a, b) => a - b)).toEqual(indexes);
+  });
+
+  // Before: a watch whose consumer stopped reading buffered every change without bound.
+  it('a consumer that falls maxBuffered changes behind gets ERR_WATCH_OVERFLOW with the index to resume from', async () => {
+    const c = await cluster({ size: 1 });
+    const node = await c.waitForLeader();
+    const it = node.watch({ prefix: 'o/', maxBuffered: 50 });
+    let delivered = 0;
+    node.on('change', (ch) => {
+      if (ch.key.startsWith('o/')) delivered++;
+    });
+    await node.set('o/first', 0);
+    const first = await it.next();
+    expect(first.value).toMatchObject({ key: 'o/first', op: 'set' });
+    // Now it reads nothing while 80 more changes arrive: 50 wait, the 51st overflows.
+    const results = [];
+    for (let i = 0; i < 80; i++) results.push(await node.set(`o/${i}`, i));
+    // Watchers get each change where 'change' listeners do.
+    await waitFor(() => delivered === 81, { what: 'every change delivered' });
+    const err = await it.next().then(
+      () => null,
+      (e) => e,
+    );
+    expect(err).toMatchObject({ name: 'RaftError', code: 'ERR_WATCH_OVERFLOW', lastIndex: first.value.index });
+    expect(await it.next()).toEqual({ value: undefined, done: true });
+    // Resuming after lastIndex misses nothing: every change since is still in the state.
+    const missed = results.filter((r) => r.index > err.lastIndex);
+    expect(missed.length).toBe(80);
+    expect(() => node.watch({ maxBuffered: 0 })).toThrow(RangeError);
+    expect(() => node.watch({ maxBuffered: 'x' })).toThrow(/opts.maxBuffered/);
   });
 
   it('ends when the node stops', async () => {

@@ -128,4 +128,35 @@ describe('snapshot hooks for propose users', () => {
     expect(second.sum).toBe(expected);
     await node.stop();
   });
+
+  // Before: after one throw of save(), the node never snapshotted again (snapshotIndex 0 with
+  // lastIndex far past snapshotEvery).
+  it('a save() that throws is asked again at the next snapshot point', async () => {
+    const dataDir = tempDir();
+    const machine = counterMachine();
+    const { save } = machine.hooks;
+    const asked = [];
+    let throws = 1;
+    const hooks = {
+      ...machine.hooks,
+      save() {
+        asked.push(node.status().appliedIndex);
+        if (throws-- > 0) throw new Error('the disk of the app is full');
+        return save();
+      },
+    };
+    const node = new RaftNode({ id: 'app', dataDir, listen: '127.0.0.1:0', heartbeatMs: 10, electionTimeoutMs: 50, snapshotEvery: 50, snapshotHooks: hooks });
+    const errors = [];
+    node.on('error', (err) => errors.push(err));
+    machine.attach(node);
+    await node.start();
+    await node.waitForLeader();
+    for (let i = 1; i <= 120; i++) await node.propose(increment(i));
+    await waitFor(() => node.status().snapshotIndex > 0, { what: 'a snapshot after the throw' });
+    expect(asked.length).toBeGreaterThanOrEqual(2);
+    expect(errors.map((e) => e.code)).toEqual(['ERR_CALLBACK']);
+    expect(errors[0].cause.message).toBe('the disk of the app is full');
+    expect(node.status().snapshotIndex).toBeGreaterThan(asked[0]);
+    await node.stop();
+  });
 });

@@ -16,6 +16,8 @@ const CODES = Object.freeze([
   'ERR_REMOVED',
   'ERR_INTERNAL',
   'ERR_CALLBACK',
+  'ERR_OVERLOADED',
+  'ERR_WATCH_OVERFLOW',
 ]);
 
 class RaftError extends Error {

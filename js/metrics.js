@@ -11,6 +11,7 @@ const HEALTH_VALUE = { healthy: 1, degraded: 0.5, unhealthy: 0 };
 function metricsJson({ status, members, counters }) {
   const c = counters ?? {
     proposals: 0, proposalsFailed: 0, elections: 0, leaderChanges: 0, bytesSent: 0, bytesReceived: 0,
+    proposalsOverloaded: 0, framesRefused: 0,
     proposalBucketBounds: [], proposalBuckets: [0], proposalSecondsSum: 0,
   };
   const buckets = c.proposalBucketBounds.map((le, i) => ({ le, count: c.proposalBuckets[i] }));
@@ -28,6 +29,7 @@ function metricsJson({ status, members, counters }) {
     elections: c.elections,
     proposals: c.proposals,
     proposalsFailed: c.proposalsFailed,
+    proposalsOverloaded: c.proposalsOverloaded,
     proposalDuration: {
       buckets,
       count: c.proposalBuckets[c.proposalBuckets.length - 1],
@@ -35,6 +37,7 @@ function metricsJson({ status, members, counters }) {
     },
     bytesSent: c.bytesSent,
     bytesReceived: c.bytesReceived,
+    framesRefused: c.framesRefused,
     // Health is known on the leader only: elsewhere every peer is 'unknown'.
     peers: members.filter((m) => m.id !== status.id).map((m) => ({
       id: m.id,
@@ -84,6 +87,8 @@ function prometheusText(m) {
     m.peers.filter((p) => p.health in HEALTH_VALUE).map((p) => ['', `${node},peer="${label(p.id)}"`, HEALTH_VALUE[p.health]]));
   one('raftline_bytes_sent_total', 'counter', 'Bytes this node sent to its peers.', m.bytesSent);
   one('raftline_bytes_received_total', 'counter', 'Bytes this node received from its peers.', m.bytesReceived);
+  one('raftline_proposals_overloaded_total', 'counter', 'Writes through this node refused at once for overload (ERR_OVERLOADED).', m.proposalsOverloaded);
+  one('raftline_frames_refused_total', 'counter', 'Peer frames this node refused for their size or number of messages (each closed its connection).', m.framesRefused);
   return out.join('\n') + '\n';
 }
 

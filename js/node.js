@@ -525,10 +525,16 @@ class RaftNode extends EventEmitter {
     const o = check.opts(opts);
     const prefix = check.prefix(o.prefix);
     const signal = check.signal(o.signal);
-    const queue = new WatchQueue(prefix, signal, () => {
-      this.#watchers.delete(queue);
-      this.#syncWantApplied();
-    });
+    const maxBuffered = o.maxBuffered === undefined ? undefined : check.integer('opts.maxBuffered', o.maxBuffered, 1, 2 ** 31 - 1);
+    const queue = new WatchQueue(
+      prefix,
+      signal,
+      () => {
+        this.#watchers.delete(queue);
+        this.#syncWantApplied();
+      },
+      maxBuffered,
+    );
     if (this.#state === 'stopped') queue.close();
     else this.#watchers.add(queue);
     this.#syncWantApplied();

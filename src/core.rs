@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use raft::eraftpb::{ConfChange, ConfChangeV2, Entry, EntryType, Message, MessageType};
+use raft::eraftpb::{ConfChange, ConfChangeV2, Entry, EntryType, Message, MessageType, Snapshot};
 use raft::{RawNode, ReadState, StateRole, INVALID_ID};
 use tokio::sync::oneshot;
 
@@ -25,6 +25,7 @@ use crate::lease::Lease;
 use crate::membership::{MemberInfo, MembershipChange};
 use crate::requests::{RequestIds, Waiter};
 use crate::screen::{screen, Verdict};
+use crate::snapshots::{SnapshotJob, SnapshotPoint};
 use crate::storage::LogStore;
 
 /// Where a request's answer goes.
@@ -113,6 +114,11 @@ pub struct Core<S: LogStore> {
     proposals: HashMap<u64, Proposal>,
     /// Writes waiting for a leader to be known (never proposed yet).
     parked: Vec<Parked>,
+    /// The bytes of the entries in `parked`.
+    parked_bytes: usize,
+    /// A write was refused for overload since the queues last had room (one warning each
+    /// time they fill).
+    overloaded: bool,
     /// This node's membership changes awaiting their entry, by sequence number.
     conf_changes: HashMap<u64, PendingConf>,
     unsent_reads: Vec<Waiter<u64>>,
@@ -132,7 +138,11 @@ pub struct Core<S: LogStore> {
     app_snapshots: bool,
     /// With app snapshots: the state captured at a snapshot point, waiting for the
     /// application's bytes.
-    pending_snapshot: Option<PendingSnapshot>,
+    pending_snapshot: Option<SnapshotPoint>,
+    /// A snapshot of this node's state to encode and write, waiting for the driver.
+    snapshot_job: Option<SnapshotJob>,
+    /// The driver runs a snapshot job (one at a time).
+    snapshot_running: bool,
     /// Events to deliver before anything else (a snapshot restored on start).
     initial_events: Vec<Event>,
     /// Events raised between Readys (peer health on a tick), delivered with the next batch.
@@ -168,6 +178,20 @@ pub struct Core<S: LogStore> {
     members_version: u64,
 }
 
+/// Entries in one append message, in bytes (but for a single larger entry).
+const MAX_APPEND_BYTES: u64 = 1 << 20;
+/// Append messages in flight to one follower: with [`MAX_APPEND_BYTES`], a follower far
+/// behind is sent up to 256 MiB before it acknowledges (the transport carries it in frames of
+/// about 4 MiB, the follower takes 8 MiB a turn).
+const MAX_INFLIGHT_APPENDS: usize = 256;
+
+/// Most writes a node holds at once, waiting for a leader or for their entry to apply:
+/// past it a write fails at once with `ERR_OVERLOADED` (docs/API.md).
+pub const MAX_PENDING_WRITES: usize = 65_536;
+/// Most bytes of entries a node holds for writes that wait for a leader; past it a write
+/// fails at once with `ERR_OVERLOADED`.
+pub const MAX_PARKED_BYTES: usize = 256 << 20;
+
 /// A write proposed by this node.
 struct Proposal {
     /// The term in which it was proposed.
@@ -192,16 +216,6 @@ struct PendingConf {
     waiter: Waiter<WriteOutcome>,
 }
 
-/// A snapshot point waiting for the application's state machine bytes.
-struct PendingSnapshot {
-    index: u64,
-    term: u64,
-    conf_state: raft::eraftpb::ConfState,
-    kv: KvStore,
-    members: Vec<(String, String)>,
-    conf_epoch: u64,
-}
-
 /// Moves the entries applied so far into the event list, keeping log order around
 /// snapshot events.
 fn flush_applied(applied: &mut Vec<AppliedEntry>, events: &mut Vec<Event>) {
@@ -221,8 +235,8 @@ impl<S: LogStore> Core<S> {
             election_tick: election_ticks,
             pre_vote: config.pre_vote,
             check_quorum: config.check_quorum,
-            max_size_per_msg: 1 << 20,
-            max_inflight_msgs: 256,
+            max_size_per_msg: MAX_APPEND_BYTES,
+            max_inflight_msgs: MAX_INFLIGHT_APPENDS,
             ..Default::default()
         };
         raft_config
@@ -286,6 +300,8 @@ impl<S: LogStore> Core<S> {
             ids: RequestIds::new(id),
             proposals: HashMap::new(),
             parked: Vec::new(),
+            parked_bytes: 0,
+            overloaded: false,
             conf_changes: HashMap::new(),
             unsent_reads: Vec::new(),
             reads: BTreeMap::new(),
@@ -299,6 +315,8 @@ impl<S: LogStore> Core<S> {
             snapshot_index,
             app_snapshots: config.app_snapshots,
             pending_snapshot: None,
+            snapshot_job: None,
+            snapshot_running: false,
             initial_events,
             deferred: Vec::new(),
             health: HealthTracker::default(),
@@ -373,6 +391,7 @@ impl<S: LogStore> Core<S> {
     /// leader, a timeout (outcome unknown) for what was proposed.
     fn expire(&mut self, now: Instant) {
         for parked in self.parked.extract_if(.., |p| p.waiter.is_over(now)) {
+            self.parked_bytes -= parked.data.len();
             let error = parked.waiter.deadline.expired(false);
             parked.waiter.send(Err(error));
         }
@@ -489,8 +508,12 @@ impl<S: LogStore> Core<S> {
     /// Proposes a command; the waiter gets the outcome once this node applies it. With no
     /// leader known, the write waits for one until its deadline.
     pub fn propose(&mut self, command: Command, forward: bool, waiter: Waiter<WriteOutcome>) {
-        match self.encode_proposal(&command, forward) {
+        match self
+            .encode_proposal(&command, forward)
+            .and_then(|data| self.admit(data))
+        {
             Ok(data) => {
+                self.parked_bytes += data.len();
                 self.parked.push(Parked {
                     data,
                     forward,
@@ -522,6 +545,42 @@ impl<S: LogStore> Core<S> {
         Ok(data)
     }
 
+    /// Refuses a write past the bounds of what this node holds for writes in flight (it
+    /// would otherwise queue without limit while no leader is known or the log is slow).
+    fn admit(&mut self, data: Vec<u8>) -> Result<Vec<u8>> {
+        let pending = self.parked.len() + self.proposals.len();
+        let over = if pending >= MAX_PENDING_WRITES {
+            Some(format!(
+                "{pending} writes are in flight on this node (the limit is {MAX_PENDING_WRITES})"
+            ))
+        } else if self.parked_bytes + data.len() > MAX_PARKED_BYTES {
+            Some(format!(
+                "{} writes of {} bytes wait for a leader on this node (the limit is {MAX_PARKED_BYTES} bytes)",
+                self.parked.len(),
+                self.parked_bytes
+            ))
+        } else {
+            None
+        };
+        match over {
+            None => {
+                self.overloaded = false;
+                Ok(data)
+            }
+            Some(why) => {
+                if !std::mem::replace(&mut self.overloaded, true) {
+                    tracing::warn!(
+                        pending,
+                        parked = self.parked.len(),
+                        parked_bytes = self.parked_bytes,
+                        "refusing writes: {why}"
+                    );
+                }
+                Err(Error::Overloaded(why))
+            }
+        }
+    }
+
     /// Proposes the parked writes once the raft crate would take them: a leader is known
     /// and no leadership transfer is pending (it drops proposals meanwhile).
     fn propose_parked(&mut self) {
@@ -531,6 +590,7 @@ impl<S: LogStore> Core<S> {
         if self.parked.is_empty() || leader == INVALID_ID || transferring {
             return;
         }
+        self.parked_bytes = 0;
         for parked in std::mem::take(&mut self.parked) {
             if !parked.forward && leader != self.id {
                 let error = self.not_leader();
@@ -633,6 +693,7 @@ impl<S: LogStore> Core<S> {
     /// Fails every pending request with `err` (on stop).
     pub fn fail_all(&mut self, err: Error) {
         let proposals = self.proposals.drain().map(|(_, p)| p.waiter);
+        self.parked_bytes = 0;
         let parked = self.parked.drain(..).map(|p| p.waiter);
         let conf_changes = self.conf_changes.drain().map(|(_, c)| c.waiter);
         let joint = self.joint_waiters.drain(..).map(|(_, _, w)| w);
@@ -806,81 +867,97 @@ impl<S: LogStore> Core<S> {
         Ok(())
     }
 
-    /// Every `snapshot_every` applied entries, snapshots the state machine and lets the
-    /// store compact the log.
+    /// Every `snapshot_every` applied entries, captures the state machine for a snapshot:
+    /// a [`SnapshotJob`] that the driver runs off its thread (then [`Core::finish_snapshot`]),
+    /// or, with app snapshots, a request for the application's bytes first. A forced
+    /// snapshot (a member was added behind the compacted log) is taken at once.
     fn maybe_snapshot(
         &mut self,
         applied: &mut Vec<AppliedEntry>,
         events: &mut Vec<Event>,
     ) -> Result<()> {
         let index = self.raw.raft.raft_log.applied;
-        if !self.force_snapshot && index < self.last_snapshot + self.snapshot_every {
+        let due = index >= self.last_snapshot + self.snapshot_every;
+        let busy = self.snapshot_running || self.snapshot_job.is_some();
+        if !self.force_snapshot && (!due || busy) {
             return Ok(());
         }
-        self.force_snapshot = false;
-        let conf_state = self.raw.raft.prs().conf().to_conf_state();
-        let term = self.raw.raft.raft_log.term(index).unwrap_or(0);
+        let forced = std::mem::take(&mut self.force_snapshot);
+        let point = SnapshotPoint {
+            index,
+            term: self.raw.raft.raft_log.term(index).unwrap_or(0),
+            conf_state: self.raw.raft.prs().conf().to_conf_state(),
+            kv: self.kv.read().unwrap_or_else(|p| p.into_inner()).clone(),
+            members: self.member_urls(),
+            conf_epoch: self.conf_epoch,
+        };
         self.last_snapshot = index;
         flush_applied(applied, events);
         if self.app_snapshots {
             // The application's state machine is at `index` right after this batch's
-            // applied entries: capture ours and ask it for its bytes there.
-            if self.pending_snapshot.is_none() {
-                let kv = self.kv.read().unwrap_or_else(|p| p.into_inner()).clone();
-                self.pending_snapshot = Some(PendingSnapshot {
+            // applied entries: ask it for its bytes there. A request still unanswered (its
+            // hook threw, or it never answered) gives way to this one: the application is
+            // asked again at every snapshot point until it answers (a late answer to the old
+            // one is then ignored as stale).
+            if let Some(unanswered) = &self.pending_snapshot {
+                tracing::warn!(
+                    unanswered = unanswered.index,
                     index,
-                    term,
-                    conf_state,
-                    kv,
-                    members: self.member_urls(),
-                    conf_epoch: self.conf_epoch,
-                });
-                events.push(Event::SnapshotRequest { index });
+                    "the application gave no snapshot for index {}; asking again at {index}",
+                    unanswered.index
+                );
             }
+            self.pending_snapshot = Some(point);
+            events.push(Event::SnapshotRequest { index });
             return Ok(());
         }
-        let members = self.member_urls();
-        let data = SnapshotData::encode_parts(
-            &self.kv.read().unwrap_or_else(|p| p.into_inner()),
-            None,
-            &members,
-            self.conf_epoch,
-        );
-        self.write_snapshot(index, term, conf_state, data, events)
+        let job = SnapshotJob::new(point, None, self.raw.store().snapshot_sink());
+        if forced {
+            let snapshot = job.run()?;
+            self.adopt_snapshot(snapshot, events)?;
+        } else {
+            self.snapshot_job = Some(job);
+        }
+        Ok(())
     }
 
     /// The application's bytes for the snapshot point `index`.
-    pub fn provide_app_snapshot(&mut self, index: u64, app: Vec<u8>) -> Result<Vec<Event>> {
-        let mut events = Vec::new();
+    pub fn provide_app_snapshot(&mut self, index: u64, app: Vec<u8>) {
         match self.pending_snapshot.take() {
             Some(point) if point.index == index => {
-                let data = SnapshotData::encode_parts(
-                    &point.kv,
-                    Some(&app),
-                    &point.members,
-                    point.conf_epoch,
-                );
-                self.write_snapshot(point.index, point.term, point.conf_state, data, &mut events)?
+                let sink = self.raw.store().snapshot_sink();
+                self.snapshot_job = Some(SnapshotJob::new(point, Some(app), sink));
             }
             other => self.pending_snapshot = other, // stale or unknown: ignore
         }
+    }
+
+    /// The snapshot job to run now, if one waits and none is running: the driver runs it
+    /// off its thread and hands the result to [`Core::finish_snapshot`].
+    pub fn take_snapshot_job(&mut self) -> Option<SnapshotJob> {
+        if self.snapshot_running {
+            return None;
+        }
+        let job = self.snapshot_job.take()?;
+        self.snapshot_running = true;
+        Some(job)
+    }
+
+    /// The outcome of the job last taken: the store adopts the snapshot and compacts the
+    /// log. A failure to write it is a storage failure: the node must stop.
+    pub fn finish_snapshot(&mut self, outcome: Result<Snapshot>) -> Result<Vec<Event>> {
+        self.snapshot_running = false;
+        let mut events = Vec::new();
+        self.adopt_snapshot(outcome?, &mut events)?;
         Ok(events)
     }
 
-    fn write_snapshot(
-        &mut self,
-        index: u64,
-        term: u64,
-        conf_state: raft::eraftpb::ConfState,
-        data: Vec<u8>,
-        events: &mut Vec<Event>,
-    ) -> Result<()> {
+    fn adopt_snapshot(&mut self, snapshot: Snapshot, events: &mut Vec<Event>) -> Result<()> {
         let keep = crate::config::SNAPSHOT_KEEP_ENTRIES.min(self.snapshot_every);
-        if let Some(bytes) = self
-            .raw
-            .mut_store()
-            .create_snapshot(index, conf_state, data, keep)?
-        {
+        let meta = snapshot.get_metadata();
+        let (index, term) = (meta.index, meta.term);
+        let bytes = snapshot.data.len() as u64;
+        if self.raw.mut_store().adopt_snapshot(snapshot, keep)? {
             self.snapshot_index = index;
             events.push(Event::Snapshot {
                 index,

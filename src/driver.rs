@@ -20,8 +20,14 @@ use crate::requests::Waiter;
 use crate::storage::LogStore;
 use crate::transport::{Delivery, Inbound, Transport};
 
+/// A turn that takes inbound frames of this many bytes is a long one (see `run_turn`).
+const LONG_TURN_BYTES: usize = 1 << 20;
 /// Most requests or inbound frames taken in one turn.
 const MAX_PER_TURN: usize = 1024;
+/// Inbound frames are taken in one turn up to about this many bytes: a follower catching up
+/// receives appends far faster than it can persist and apply them, and one turn that took
+/// them all would keep its ticks (and, in one process, other nodes) waiting for seconds.
+const MAX_INBOUND_BYTES_PER_TURN: usize = 8 << 20;
 
 /// What a handle asks of the driver.
 pub(crate) enum Request {
@@ -72,13 +78,15 @@ enum Turn {
     Reports(Vec<Delivery>),
     Tick,
     LeaseExpired,
+    /// A snapshot job ended.
+    Snapshot(crate::Result<raft::eraftpb::Snapshot>),
 }
 
 pub(crate) struct Driver<S: LogStore> {
     pub core: Core<S>,
     pub transport: Transport,
     pub requests: mpsc::Receiver<Request>,
-    pub inbound: mpsc::Receiver<Inbound>,
+    pub inbound: crate::transport::InboundReceivers,
     pub reports: mpsc::UnboundedReceiver<Delivery>,
     pub events: mpsc::UnboundedSender<Vec<Event>>,
     pub status: watch::Sender<Status>,
@@ -88,6 +96,43 @@ pub(crate) struct Driver<S: LogStore> {
     pub members_version: u64,
     /// Elections and leader changes are counted from the events.
     pub metrics: std::sync::Arc<crate::metrics::NodeMetrics>,
+    /// Snapshot jobs run off the driver's thread; their outcomes come back here.
+    pub snapshots: SnapshotRunner,
+}
+
+/// Runs the core's snapshot jobs on the blocking pool, one at a time.
+pub(crate) struct SnapshotRunner {
+    done_tx: mpsc::UnboundedSender<crate::Result<raft::eraftpb::Snapshot>>,
+    done: mpsc::UnboundedReceiver<crate::Result<raft::eraftpb::Snapshot>>,
+    running: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl SnapshotRunner {
+    pub(crate) fn new() -> SnapshotRunner {
+        let (done_tx, done) = mpsc::unbounded_channel();
+        SnapshotRunner {
+            done_tx,
+            done,
+            running: None,
+        }
+    }
+
+    /// Starts `job` on the blocking pool, in this node's log context.
+    fn start(&mut self, job: crate::snapshots::SnapshotJob) {
+        let done = self.done_tx.clone();
+        let log = crate::logging::current();
+        self.running = Some(tokio::task::spawn_blocking(move || {
+            let outcome = crate::logging::within_sync(log, || job.run());
+            let _ = done.send(outcome);
+        }));
+    }
+
+    /// Waits for a job under way (a stopping node leaves no writer behind in its directory).
+    async fn finish(&mut self) {
+        if let Some(running) = self.running.take() {
+            let _ = running.await;
+        }
+    }
 }
 
 impl<S: LogStore> Driver<S> {
@@ -100,55 +145,53 @@ impl<S: LogStore> Driver<S> {
         let mut ticker = tokio::time::interval(self.tick);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut stop_reply = None;
-        loop {
-            let turn = tokio::select! {
+        'run: loop {
+            // Usually one turn; a burst of bulk frames is preceded by a turn of its own for
+            // the light frames waiting meanwhile, so that their answers (heartbeat and vote
+            // responses) leave before the bulk is persisted and applied.
+            let mut turns = Vec::with_capacity(2);
+            tokio::select! {
                 request = self.requests.recv() => match request {
-                    Some(first) => Turn::Requests(drain(first, &mut self.requests)),
+                    Some(first) => turns.push(Turn::Requests(drain(first, &mut self.requests))),
                     None => break,
                 },
-                Some(first) = self.inbound.recv() => Turn::Frames(drain(first, &mut self.inbound)),
+                Some(first) = self.inbound.light.recv() => {
+                    turns.push(Turn::Frames(drain(first, &mut self.inbound.light)));
+                }
+                Some(first) = self.inbound.bulk.recv() => {
+                    if let Ok(light) = self.inbound.light.try_recv() {
+                        turns.push(Turn::Frames(drain(light, &mut self.inbound.light)));
+                    }
+                    turns.push(Turn::Frames(drain_frames(first, &mut self.inbound.bulk)));
+                }
                 Some(first) = self.reports.recv() => {
                     let mut reports = vec![first];
                     while let Ok(more) = self.reports.try_recv() {
                         reports.push(more);
                     }
-                    Turn::Reports(reports)
+                    turns.push(Turn::Reports(reports));
                 }
-                _ = ticker.tick() => Turn::Tick,
+                Some(outcome) = self.snapshots.done.recv() => turns.push(Turn::Snapshot(outcome)),
+                _ = ticker.tick() => turns.push(Turn::Tick),
                 // Wake at the very instant a lease runs out, not a tick later.
-                _ = lease_expiry(self.core.lease_until()) => Turn::LeaseExpired,
+                _ = lease_expiry(self.core.lease_until()) => turns.push(Turn::LeaseExpired),
             };
-            let durable = self.core.is_durable()
-                && tokio::runtime::Handle::current().runtime_flavor()
-                    == tokio::runtime::RuntimeFlavor::MultiThread;
-            let outcome = if durable {
-                // fsync blocks: let the runtime move other tasks off this thread meanwhile.
-                tokio::task::block_in_place(|| catch_unwind(AssertUnwindSafe(|| self.turn(turn))))
-            } else {
-                catch_unwind(AssertUnwindSafe(|| self.turn(turn)))
-            };
-            match outcome {
-                Ok(Ok(None)) => {}
-                Ok(Ok(Some(reply))) => {
-                    stop_reply = Some(reply);
-                    break;
-                }
-                Ok(Err(e)) => {
-                    self.fail(e);
-                    break;
-                }
-                Err(panic) => {
-                    let why = panic
-                        .downcast_ref::<String>()
-                        .map(String::as_str)
-                        .or_else(|| panic.downcast_ref::<&str>().copied())
-                        .unwrap_or("unknown panic");
-                    self.fail(Error::Internal(format!("node stopped: {why}")));
-                    break;
+            for turn in turns {
+                match self.run_turn(turn) {
+                    Ok(None) => {}
+                    Ok(Some(reply)) => {
+                        stop_reply = Some(reply);
+                        break 'run;
+                    }
+                    Err(e) => {
+                        self.fail(e);
+                        break 'run;
+                    }
                 }
             }
         }
         self.core.fail_all(Error::Stopped);
+        self.snapshots.finish().await;
         let stopped = self.status.borrow().clone().stopped();
         self.transport.shutdown().await;
         // A stopped (or killed) leader's lease is not withdrawn from the log: no other node
@@ -159,12 +202,44 @@ impl<S: LogStore> Driver<S> {
         }
     }
 
+    /// Runs one turn, catching a panic of the engine as an internal fault.
+    fn run_turn(&mut self, turn: Turn) -> Result<Option<oneshot::Sender<()>>, Error> {
+        // A long turn (fsync, or megabytes of entries to persist and apply) lets the runtime
+        // move the other tasks of its thread elsewhere meanwhile: they may be other nodes'
+        // drivers and their heartbeats.
+        let long = self.core.is_durable()
+            || matches!(&turn, Turn::Frames(frames)
+                if frames.iter().map(|f| f.bytes).sum::<usize>() >= LONG_TURN_BYTES);
+        let multi_thread = tokio::runtime::Handle::current().runtime_flavor()
+            == tokio::runtime::RuntimeFlavor::MultiThread;
+        let outcome = if long && multi_thread {
+            tokio::task::block_in_place(|| catch_unwind(AssertUnwindSafe(|| self.turn(turn))))
+        } else {
+            catch_unwind(AssertUnwindSafe(|| self.turn(turn)))
+        };
+        outcome.unwrap_or_else(|panic| {
+            let why = panic
+                .downcast_ref::<String>()
+                .map(String::as_str)
+                .or_else(|| panic.downcast_ref::<&str>().copied())
+                .unwrap_or("unknown panic");
+            Err(Error::Internal(format!("node stopped: {why}")))
+        })
+    }
+
     /// Feeds one turn to the core and handles the Ready. Returns a stop reply to stop.
     fn turn(&mut self, turn: Turn) -> Result<Option<oneshot::Sender<()>>, Error> {
         let mut stop = None;
         match turn {
             Turn::Tick => self.core.tick(),
             Turn::LeaseExpired => {}
+            Turn::Snapshot(outcome) => {
+                self.snapshots.running = None;
+                let events = self.core.finish_snapshot(outcome)?;
+                if !events.is_empty() {
+                    self.publish(events);
+                }
+            }
             Turn::Reports(reports) => {
                 for report in reports {
                     self.core.report_delivery(report);
@@ -201,10 +276,7 @@ impl<S: LogStore> Driver<S> {
                             self.core.change_membership(change, waiter)
                         }
                         Request::AppSnapshot { index, data } => {
-                            let events = self.core.provide_app_snapshot(index, data)?;
-                            if !events.is_empty() {
-                                self.publish(events);
-                            }
+                            self.core.provide_app_snapshot(index, data)
                         }
                     }
                 }
@@ -257,6 +329,9 @@ impl<S: LogStore> Driver<S> {
         if !events.is_empty() {
             self.publish(events);
         }
+        if let Some(job) = self.core.take_snapshot_job() {
+            self.snapshots.start(job);
+        }
         Ok(stop)
     }
 
@@ -305,4 +380,21 @@ fn drain<T>(first: T, rx: &mut mpsc::Receiver<T>) -> Vec<T> {
         }
     }
     items
+}
+
+/// The first frame and whatever else is already queued, up to [`MAX_PER_TURN`] frames and
+/// [`MAX_INBOUND_BYTES_PER_TURN`] bytes.
+fn drain_frames(first: Inbound, rx: &mut mpsc::Receiver<Inbound>) -> Vec<Inbound> {
+    let mut bytes = first.bytes;
+    let mut frames = vec![first];
+    while frames.len() < MAX_PER_TURN && bytes < MAX_INBOUND_BYTES_PER_TURN {
+        match rx.try_recv() {
+            Ok(frame) => {
+                bytes += frame.bytes;
+                frames.push(frame);
+            }
+            Err(_) => break,
+        }
+    }
+    frames
 }

@@ -40,6 +40,10 @@ pub enum Error {
     /// This node was removed from the cluster: it serves no more requests.
     #[error("this node was removed from the cluster")]
     Removed,
+    /// Too many requests wait on this node already (`what` says which queue and its bound);
+    /// nothing was done: retry later.
+    #[error("overloaded: {0}")]
+    Overloaded(String),
     /// A bug in the engine (a panic) stopped the node; its state on disk is as last written.
     #[error("internal fault: {0}")]
     Internal(String),
@@ -61,6 +65,7 @@ impl Error {
             Error::UnknownMember(_) => "ERR_UNKNOWN_MEMBER",
             Error::Invalid(_) => "ERR_INVALID",
             Error::Removed => "ERR_REMOVED",
+            Error::Overloaded(_) => "ERR_OVERLOADED",
             Error::Internal(_) => "ERR_INTERNAL",
         }
     }

@@ -189,12 +189,18 @@ impl NodeHandle {
         request: impl FnOnce(oneshot::Sender<Result<T>>) -> Request,
     ) -> Result<T> {
         let (tx, rx) = oneshot::channel();
+        // Never waits for room: a full queue refuses at once (nothing was done).
+        self.inner
+            .requests
+            .try_send(request(tx))
+            .map_err(|e| match e {
+                mpsc::error::TrySendError::Full(_) => Error::Overloaded(format!(
+                    "the driver's request queue is full ({} requests)",
+                    self.inner.requests.max_capacity()
+                )),
+                mpsc::error::TrySendError::Closed(_) => Error::Stopped,
+            })?;
         let answer = with_timeout(timeout, unknown_outcome, async {
-            self.inner
-                .requests
-                .send(request(tx))
-                .await
-                .map_err(|_| Error::Stopped)?;
             rx.await.unwrap_or(Err(Error::Stopped))
         });
         answer.await
@@ -227,7 +233,7 @@ impl NodeHandle {
             .await;
         self.inner
             .metrics
-            .observe_proposal(started.elapsed(), outcome.is_ok());
+            .observe_proposal(started.elapsed(), outcome.as_ref().map(|_| ()));
         outcome
     }
 
@@ -318,7 +324,7 @@ impl NodeHandle {
 
     /// The value at `key` in this node's applied state.
     pub fn get_local(&self, key: &str) -> Option<Vec<u8>> {
-        self.read_kv(|kv| kv.get(key).cloned())
+        self.read_kv(|kv| kv.get(key).map(<[u8]>::to_vec))
     }
 
     /// Pairs whose key starts with `prefix`, sorted by key.

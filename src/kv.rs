@@ -7,6 +7,7 @@
 
 use std::collections::BTreeMap;
 
+use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
 
@@ -46,7 +47,7 @@ impl SnapshotData {
         let pairs: Vec<(&str, &serde_bytes::Bytes)> = kv
             .map
             .iter()
-            .map(|(k, v)| (k.as_str(), serde_bytes::Bytes::new(v)))
+            .map(|(k, v)| (k.as_str(), serde_bytes::Bytes::new(v.as_ref())))
             .collect();
         let app = app.map(serde_bytes::Bytes::new);
         rmp_serde::to_vec(&(pairs, app, members, conf_epoch)).expect("the state always encodes")
@@ -65,7 +66,10 @@ impl SnapshotData {
         );
         let (pairs, app, members, conf_epoch): Parts =
             rmp_serde::from_slice(bytes).map_err(|e| format!("undecodable snapshot: {e}"))?;
-        let map = pairs.into_iter().map(|(k, v)| (k, v.into_vec())).collect();
+        let map = pairs
+            .into_iter()
+            .map(|(k, v)| (k, Bytes::from(v.into_vec())))
+            .collect();
         Ok(SnapshotData {
             kv: KvStore { map },
             app: app.map(ByteBuf::into_vec),
@@ -182,16 +186,18 @@ pub struct ApplyResult {
     pub data: Option<Vec<u8>>,
 }
 
-/// The key-value state.
+/// The key-value state. Values are shared buffers: a copy of the state (for a snapshot,
+/// encoded off the driver's thread) costs the keys and a reference count per value, not
+/// the values' bytes.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct KvStore {
-    map: BTreeMap<String, Vec<u8>>,
+    map: BTreeMap<String, Bytes>,
 }
 
 impl KvStore {
     /// The value at `key`.
-    pub fn get(&self, key: &str) -> Option<&Vec<u8>> {
-        self.map.get(key)
+    pub fn get(&self, key: &str) -> Option<&[u8]> {
+        self.map.get(key).map(Bytes::as_ref)
     }
 
     /// All pairs whose key starts with `prefix`, sorted by key.
@@ -199,7 +205,7 @@ impl KvStore {
         self.map
             .range(prefix.to_string()..)
             .take_while(|(k, _)| k.starts_with(prefix))
-            .map(|(k, v)| (k.clone(), v.clone()))
+            .map(|(k, v)| (k.clone(), v.to_vec()))
             .collect()
     }
 
@@ -241,7 +247,7 @@ impl KvStore {
                 next,
             } => {
                 result.op = OpKind::Cas;
-                let current = self.map.get(&key).map(Vec::as_slice);
+                let current = self.map.get(&key).map(Bytes::as_ref);
                 result.ok = current == expected.as_deref().map(|v| v.as_slice());
                 if result.ok {
                     let next = next.map(ByteBuf::into_vec);
@@ -276,7 +282,7 @@ impl KvStore {
                     }
                     None => {
                         result.ok = false;
-                        result.value = self.map.get(&key).cloned();
+                        result.value = self.map.get(&key).map(|v| v.to_vec());
                     }
                 }
             }
@@ -296,15 +302,17 @@ impl KvStore {
         value: Option<Vec<u8>>,
     ) -> Option<Vec<u8>> {
         if !record {
-            return match value {
-                Some(v) => self.map.insert(key, v),
+            let prev = match value {
+                Some(v) => self.map.insert(key, Bytes::from(v)),
                 None => self.map.remove(&key),
             };
+            return prev.map(Vec::from);
         }
         let prev = match &value {
-            Some(v) => self.map.insert(key.clone(), v.clone()),
+            Some(v) => self.map.insert(key.clone(), Bytes::from(v.clone())),
             None => self.map.remove(&key),
-        };
+        }
+        .map(Vec::from);
         if value.is_some() || prev.is_some() {
             changes.push(KeyChange {
                 key,

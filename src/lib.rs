@@ -40,6 +40,7 @@ pub mod metrics;
 mod node;
 pub mod requests;
 pub mod screen;
+pub mod snapshots;
 pub mod storage;
 pub mod transport;
 pub mod wire;

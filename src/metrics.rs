@@ -21,6 +21,8 @@ pub struct NodeMetrics {
     proposals_failed: AtomicU64,
     elections: AtomicU64,
     leader_changes: AtomicU64,
+    /// Proposals refused at once for overload (`ERR_OVERLOADED`).
+    overloaded: AtomicU64,
     /// Proposals that took at most each bucket's bound (not cumulative here), then `+Inf`.
     buckets: [AtomicU64; PROPOSAL_BUCKETS.len() + 1],
     duration_micros: AtomicU64,
@@ -39,11 +41,19 @@ pub struct MetricsSnapshot {
     /// Bytes sent to and received from peers.
     pub bytes_sent: u64,
     pub bytes_received: u64,
+    /// Proposals refused at once for overload.
+    pub proposals_overloaded: u64,
+    /// Inbound frames refused for their size or number of messages.
+    pub frames_refused: u64,
 }
 
 impl NodeMetrics {
     /// A proposal through this node ended after `elapsed`, committed or not.
-    pub fn observe_proposal(&self, elapsed: Duration, ok: bool) {
+    pub fn observe_proposal(&self, elapsed: Duration, outcome: Result<(), &crate::Error>) {
+        if let Err(crate::Error::Overloaded(_)) = outcome {
+            self.overloaded.fetch_add(1, Ordering::Relaxed);
+        }
+        let ok = outcome.is_ok();
         self.proposals.fetch_add(1, Ordering::Relaxed);
         if !ok {
             self.proposals_failed.fetch_add(1, Ordering::Relaxed);
@@ -96,6 +106,8 @@ impl NodeMetrics {
             proposal_seconds_sum: self.duration_micros.load(Ordering::Relaxed) as f64 / 1e6,
             bytes_sent: transport.bytes_sent.load(Ordering::Relaxed),
             bytes_received: transport.bytes_received.load(Ordering::Relaxed),
+            proposals_overloaded: self.overloaded.load(Ordering::Relaxed),
+            frames_refused: transport.frames_refused.load(Ordering::Relaxed),
         }
     }
 }
@@ -107,9 +119,9 @@ mod tests {
     #[test]
     fn the_histogram_is_cumulative_and_ends_with_the_total() {
         let m = NodeMetrics::default();
-        m.observe_proposal(Duration::from_micros(300), true);
-        m.observe_proposal(Duration::from_millis(3), true);
-        m.observe_proposal(Duration::from_secs(30), false);
+        m.observe_proposal(Duration::from_micros(300), Ok(()));
+        m.observe_proposal(Duration::from_millis(3), Ok(()));
+        m.observe_proposal(Duration::from_secs(30), Err(&crate::Error::NoLeader));
         let s = m.snapshot(&TransportStats::default());
         assert_eq!((s.proposals, s.proposals_failed), (3, 1));
         assert_eq!(s.proposal_buckets.len(), PROPOSAL_BUCKETS.len() + 1);

@@ -17,9 +17,10 @@ use crate::logging::{self, NodeLog};
 use crate::storage::{bootstrap_log, mem_storage, DiskStorage, LogStore};
 use crate::transport::Transport;
 
-/// Requests queued to the driver before callers wait.
-const REQUEST_QUEUE: usize = 4096;
-/// Inbound frames queued to the driver before connections wait.
+/// Requests (writes, reads, membership changes) queued to the driver; past it a request
+/// fails at once with `ERR_OVERLOADED` (a burst is taken 1,024 a turn).
+const REQUEST_QUEUE: usize = 65_536;
+/// Inbound frames queued to the driver (in each of its two queues) before connections wait.
 const INBOUND_QUEUE: usize = 1024;
 
 /// The receiving end of a node's events: one `Vec` per Ready, in order.
@@ -75,7 +76,7 @@ async fn spawn_node<S: LogStore>(config: Config, store: S) -> Result<Node> {
     let kv = Arc::new(RwLock::new(KvStore::default()));
     let mut core = Core::new(&config, store, Arc::clone(&kv))?;
 
-    let (inbound_tx, inbound_rx) = mpsc::channel(INBOUND_QUEUE);
+    let (inbound_tx, inbound_rx) = crate::transport::InboundQueues::new(INBOUND_QUEUE);
     let (reports_tx, reports_rx) = mpsc::unbounded_channel();
     let (transport, addr) = Transport::start(&config, inbound_tx, reports_tx).await?;
     let (members_version, members) = core.member_ids();
@@ -117,6 +118,7 @@ async fn spawn_node<S: LogStore>(config: Config, store: S) -> Result<Node> {
         lease_log: config.lease_log.clone(),
         members_version,
         metrics,
+        snapshots: crate::driver::SnapshotRunner::new(),
     };
     let driver = tokio::spawn(logging::inherit(driver.run()));
     Ok(Node {

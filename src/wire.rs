@@ -16,14 +16,28 @@ use serde_bytes::ByteBuf;
 pub const PROTOCOL_VERSION: u32 = 3;
 /// Largest handshake field (names, cluster id, nonces, proofs) accepted.
 pub const MAX_HANDSHAKE_FIELD: usize = 256;
-/// Largest WebSocket message accepted; larger ones close the connection before decoding.
+/// Largest WebSocket message a listener accepts; larger ones close the connection before
+/// decoding. Writers stay below it: see [`FRAME_TARGET_BYTES`] and [`MAX_WHOLE_MESSAGE_BYTES`].
 pub const MAX_FRAME_BYTES: usize = 64 << 20;
-/// Raft messages larger than this travel as [`Frame::Chunk`]s of this size.
-pub const CHUNK_BYTES: usize = 1 << 20;
+/// A writer packs small raft messages into one frame up to about this size (a follower
+/// catching up receives many appends of up to 1 MiB each: they go in frames of this size, not
+/// in one frame as large as its backlog).
+pub const FRAME_TARGET_BYTES: usize = 4 << 20;
+/// Room a frame needs beyond the raft messages it carries (the frame's own envelope).
+pub const FRAME_OVERHEAD_BYTES: usize = 1 << 20;
+/// Largest raft message that travels whole, alone in its frame. Every proposal and every
+/// append fits (entries are at most `max_proposal_bytes`, at most half of
+/// [`MAX_FRAME_BYTES`]), so only snapshots can be larger: they travel in [`Frame::Chunk`]s.
+pub const MAX_WHOLE_MESSAGE_BYTES: usize = MAX_FRAME_BYTES - FRAME_OVERHEAD_BYTES;
+/// Size of the pieces of a message larger than [`MAX_WHOLE_MESSAGE_BYTES`].
+pub const CHUNK_BYTES: usize = FRAME_TARGET_BYTES;
 /// Largest raft message (a snapshot) accepted in chunks.
 pub const MAX_MESSAGE_BYTES: usize = 1 << 30;
-/// Most raft messages packed into one frame.
+/// Most raft messages in one frame: a listener refuses a frame with more, and a writer
+/// never packs more.
 pub const MAX_MESSAGES_PER_FRAME: usize = 4096;
+/// What MessagePack adds to each message in a [`Frame::Raft`] (a `bin 32` header).
+const PER_MESSAGE_OVERHEAD: usize = 5;
 
 /// One WebSocket message of the peer protocol.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -73,6 +87,77 @@ impl Frame {
                 .map(|m| ByteBuf::from(m.encode_to_vec()))
                 .collect(),
         }
+    }
+}
+
+/// The encoded frames that carry `batch` in order, made one at a time as they are taken
+/// (a writer sends the first frame of a large batch before it encodes the next: encoding a
+/// backlog of hundreds of megabytes first kept a follower waiting for a second): small
+/// messages packed together, up to [`FRAME_TARGET_BYTES`] and [`MAX_MESSAGES_PER_FRAME`] a
+/// frame; a message larger than the target alone in its frame; one larger than
+/// [`MAX_WHOLE_MESSAGE_BYTES`] (a snapshot) cut into [`Frame::Chunk`]s. No frame exceeds
+/// [`MAX_FRAME_BYTES`].
+pub struct Frames<'a> {
+    batch: &'a [Message],
+    /// The next message of `batch` to pack.
+    next: usize,
+    /// Chunks of an oversized message not taken yet.
+    chunks: std::collections::VecDeque<Vec<u8>>,
+    /// Messages sent in chunks so far.
+    pub chunked: u64,
+}
+
+impl<'a> Frames<'a> {
+    pub fn new(batch: &'a [Message]) -> Frames<'a> {
+        Frames {
+            batch,
+            next: 0,
+            chunks: std::collections::VecDeque::new(),
+            chunked: 0,
+        }
+    }
+}
+
+impl Iterator for Frames<'_> {
+    type Item = Vec<u8>;
+
+    fn next(&mut self) -> Option<Vec<u8>> {
+        if let Some(chunk) = self.chunks.pop_front() {
+            return Some(chunk);
+        }
+        let mut packed: Vec<ByteBuf> = Vec::new();
+        let mut packed_bytes = 0;
+        while let Some(message) = self.batch.get(self.next) {
+            let size = message.encoded_len();
+            if size > MAX_WHOLE_MESSAGE_BYTES {
+                if !packed.is_empty() {
+                    break; // the packed messages first; the chunks on the next call
+                }
+                self.next += 1;
+                self.chunked += 1;
+                let bytes = message.encode_to_vec();
+                let pieces = bytes.chunks(CHUNK_BYTES);
+                let count = pieces.len();
+                for (i, piece) in pieces.enumerate() {
+                    let chunk = Frame::Chunk {
+                        bytes: ByteBuf::from(piece.to_vec()),
+                        last: i + 1 == count,
+                    };
+                    self.chunks.push_back(chunk.encode());
+                }
+                return self.chunks.pop_front();
+            }
+            let cost = size + PER_MESSAGE_OVERHEAD;
+            let full =
+                packed_bytes + cost > FRAME_TARGET_BYTES || packed.len() == MAX_MESSAGES_PER_FRAME;
+            if !packed.is_empty() && full {
+                break;
+            }
+            packed_bytes += cost;
+            packed.push(ByteBuf::from(message.encode_to_vec()));
+            self.next += 1;
+        }
+        (!packed.is_empty()).then(|| Frame::Raft { messages: packed }.encode())
     }
 }
 
@@ -225,6 +310,90 @@ mod tests {
             unreachable!()
         };
         assert_eq!(decode_raft_message(&messages[0]).unwrap(), m);
+    }
+
+    fn append_of(bytes: usize) -> Message {
+        let mut m = Message::default();
+        m.set_msg_type(MessageType::MsgAppend);
+        m.to = 2;
+        m.from = 1;
+        m.entries = vec![raft::eraftpb::Entry {
+            data: vec![7; bytes],
+            ..Default::default()
+        }];
+        m
+    }
+
+    /// Every frame a writer produces is one a listener accepts, whatever the batch: the
+    /// writer once packed a whole backlog (121 MB of appends) or 10,001 parked proposals into
+    /// one frame, which the listener refused again and again.
+    #[test]
+    fn frames_stay_within_what_a_listener_accepts() {
+        let cases: Vec<(&str, Vec<Message>)> = vec![
+            (
+                "a backlog of 1 MiB appends",
+                (0..130).map(|_| append_of(1 << 20)).collect(),
+            ),
+            (
+                "10,001 small messages",
+                (0..10_001).map(|_| append_of(10)).collect(),
+            ),
+            (
+                "a proposal of the largest size",
+                vec![append_of(MAX_FRAME_BYTES / 2)],
+            ),
+            (
+                "small, large, small",
+                vec![append_of(10), append_of(MAX_FRAME_BYTES / 2), append_of(10)],
+            ),
+            (
+                "one message past the whole limit",
+                vec![append_of(MAX_WHOLE_MESSAGE_BYTES)],
+            ),
+        ];
+        for (case, batch) in cases {
+            let mut frames = Frames::new(&batch);
+            let all: Vec<Vec<u8>> = frames.by_ref().collect();
+            let chunked = frames.chunked as usize;
+            let frames = all;
+            let mut decoded = Vec::new();
+            let mut partial = Vec::new();
+            for frame in &frames {
+                assert!(
+                    frame.len() <= MAX_FRAME_BYTES,
+                    "{case}: a frame of {} bytes",
+                    frame.len()
+                );
+                match Frame::decode(frame).unwrap() {
+                    Frame::Raft { messages } => {
+                        assert!(messages.len() <= MAX_MESSAGES_PER_FRAME, "{case}");
+                        for m in messages {
+                            decoded.push(decode_raft_message(&m).unwrap());
+                        }
+                    }
+                    Frame::Chunk { bytes, last } => {
+                        partial.extend_from_slice(&bytes);
+                        if last {
+                            decoded
+                                .push(decode_raft_message(&std::mem::take(&mut partial)).unwrap());
+                        }
+                    }
+                    other => panic!("{case}: {other:?}"),
+                }
+            }
+            assert_eq!(
+                decoded, batch,
+                "{case}: the messages arrive whole and in order"
+            );
+            let expect_chunked = batch
+                .iter()
+                .filter(|m| m.encoded_len() > MAX_WHOLE_MESSAGE_BYTES)
+                .count();
+            assert_eq!(
+                chunked, expect_chunked,
+                "{case}: only oversized messages are chunked"
+            );
+        }
     }
 
     #[test]

@@ -237,7 +237,7 @@ async fn a_torn_tail_is_repaired_and_corruption_is_refused() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_snapshot_larger_than_a_chunk_travels_in_chunks() {
+async fn a_snapshot_larger_than_a_frame_travels_in_chunks() {
     let dir = TempDir::new("chunks");
     let mut cluster = Cluster::start(3, |c| {
         durable(&dir)(c);
@@ -247,20 +247,28 @@ async fn a_snapshot_larger_than_a_chunk_travels_in_chunks() {
     let leader = cluster.wait_for_leader().await;
     let lagging = cluster.other_than(&leader);
     cluster.kill(&lagging).await;
-    // About 4 MiB of state: the snapshot is cut into 1 MiB chunks.
-    for i in 0..64u32 {
-        let value = vec![i as u8; 64 << 10];
+    // About 90 MiB of state: more than one frame may carry whole, so the snapshot is cut
+    // into chunks.
+    for i in 0..90u32 {
+        let value = vec![i as u8; (1 << 20) - 64];
         cluster
             .node(&leader)
             .set(&format!("big{i}"), value, opts())
             .await
             .unwrap();
     }
+    // Snapshots are written in the background: wait for one that holds over 63 MiB.
+    let lead = cluster.node(&leader).clone();
+    wait_until(DEADLINE, || {
+        (lead.status().snapshot_index >= 80).then_some(())
+    })
+    .await
+    .expect("the leader snapshotted");
     cluster.launch(&lagging).await.unwrap();
-    let caught_up = wait_until(DEADLINE, || cluster.node(&lagging).get_local("big63")).await;
+    let caught_up = wait_until(DEADLINE, || cluster.node(&lagging).get_local("big89")).await;
     assert_eq!(
         caught_up.map(|v| v.len()),
-        Some(64 << 10),
+        Some((1 << 20) - 64),
         "the follower caught up"
     );
     let chunked = cluster

@@ -14,7 +14,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use prost::Message as _;
-use raft::eraftpb::{ConfState, Entry, HardState, Snapshot, SnapshotMetadata};
+use raft::eraftpb::{Entry, HardState, Snapshot, SnapshotMetadata};
 use raft::storage::MemStorage;
 
 use super::wal::{list_segments, replay_segment, storage_error, sync_dir, Segment, Wal};
@@ -26,6 +26,9 @@ const HAS_ENTRIES: u8 = 4;
 /// The log before this record was replaced by a snapshot received from the leader.
 const SNAPSHOT_INSTALLED: u8 = 8;
 const SNAPSHOT_MAGIC: &[u8; 8] = b"RLSNAP01";
+/// A Ready's entries are written in records of about this size (a record holds at least one
+/// entry, and entries are at most 32 MiB): far below what recovery accepts.
+const RECORD_TARGET_BYTES: usize = 64 << 20;
 
 /// One log record, as written and replayed.
 #[derive(Default)]
@@ -211,6 +214,48 @@ impl DiskStorage {
         Ok(())
     }
 
+    /// Writes `entries` and then `hard_state` as records of at most [`RECORD_TARGET_BYTES`]
+    /// (but for a single larger entry), and makes them durable with one fsync: one Ready of
+    /// any size is one durable write, and never a record that recovery would refuse. The
+    /// hard state travels in the last record: should the process die between records,
+    /// recovery finds a prefix of the new entries and the old hard state, as if the Ready
+    /// had been cut short (nothing of it was acknowledged: the fsync had not returned), and
+    /// never a commit index beyond the entries it has.
+    fn write_entries(&mut self, entries: &[Entry], hard_state: Option<&HardState>) -> Result<()> {
+        let mut start = 0;
+        loop {
+            let mut end = start;
+            let mut bytes = 0;
+            while end < entries.len() {
+                let size = entries[end].encoded_len() + 4;
+                if end > start && bytes + size > RECORD_TARGET_BYTES {
+                    break;
+                }
+                bytes += size;
+                end += 1;
+            }
+            let last = end == entries.len();
+            let record = Record {
+                hard_state: if last { hard_state.cloned() } else { None },
+                entries: entries[start..end].to_vec(),
+                ..Record::default()
+            };
+            self.wal.append(&record.encode())?;
+            if last {
+                break;
+            }
+            start = end;
+        }
+        self.wal.sync()?;
+        if let Some(last) = entries.last() {
+            self.open_max = last.index;
+        }
+        if self.wal.is_full() {
+            self.rotate()?;
+        }
+        Ok(())
+    }
+
     /// Starts a new segment that opens with the current hard state, so that older segments
     /// are never needed for it.
     fn rotate(&mut self) -> Result<()> {
@@ -237,6 +282,7 @@ impl DiskStorage {
     fn save_snapshot(&mut self, snapshot: &Snapshot) -> Result<()> {
         write_snapshot_file(&self.snap_dir, snapshot)?;
         self.snapshot = snapshot.clone();
+        remove_snapshot_files_but(&self.snap_dir, &snapshot_file_name(snapshot));
         Ok(())
     }
 }
@@ -260,11 +306,32 @@ fn lock_dir(dir: &Path) -> Result<File> {
     }
 }
 
-/// Writes `snapshot` to a temporary file, fsyncs, renames, fsyncs the directory, and
-/// removes older snapshot files.
-fn write_snapshot_file(snap_dir: &Path, snapshot: &Snapshot) -> Result<()> {
+/// The file name of `snapshot` (ordered by index, then term).
+fn snapshot_file_name(snapshot: &Snapshot) -> String {
     let meta = snapshot.get_metadata();
-    let name = format!("{:020}-{:020}.snap", meta.index, meta.term);
+    format!("{:020}-{:020}.snap", meta.index, meta.term)
+}
+
+/// Removes every snapshot file of `snap_dir` but `keep`. Files being written (`.tmp`) are
+/// left alone: a snapshot of this node's own may be under way on another thread.
+fn remove_snapshot_files_but(snap_dir: &Path, keep: &str) {
+    let Ok(entries) = fs::read_dir(snap_dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.ends_with(".snap") && name != keep {
+            let _ = fs::remove_file(entry.path());
+        }
+    }
+}
+
+/// Writes `snapshot` to a temporary file, fsyncs, renames, and fsyncs the directory. Older
+/// snapshot files stay until the store adopts this one.
+pub(super) fn write_snapshot_file(snap_dir: &Path, snapshot: &Snapshot) -> Result<()> {
+    let meta = snapshot.get_metadata();
+    let name = snapshot_file_name(snapshot);
     let path = snap_dir.join(&name);
     let tmp = snap_dir.join(format!("{name}.tmp"));
     let mut body = Vec::with_capacity(snapshot.data.len() + 64);
@@ -280,16 +347,7 @@ fn write_snapshot_file(snap_dir: &Path, snapshot: &Snapshot) -> Result<()> {
     };
     write().map_err(|e| storage_error("cannot write snapshot", &tmp, e))?;
     fs::rename(&tmp, &path).map_err(|e| storage_error("cannot rename snapshot", &tmp, e))?;
-    sync_dir(snap_dir)?;
-    for entry in fs::read_dir(snap_dir).map_err(|e| storage_error("cannot list", snap_dir, e))? {
-        let other = entry
-            .map_err(|e| storage_error("cannot list", snap_dir, e))?
-            .path();
-        if other != path {
-            let _ = fs::remove_file(&other);
-        }
-    }
-    Ok(())
+    sync_dir(snap_dir)
 }
 
 /// Replays the log after snapshot index `snap_index`, noting each segment's highest index.
@@ -416,11 +474,7 @@ impl LogStore for DiskStorage {
         if entries.is_empty() && hard_state.is_none() {
             return Ok(());
         }
-        self.write(&Record {
-            hard_state: hard_state.cloned(),
-            entries: entries.to_vec(),
-            ..Record::default()
-        })?;
+        self.write_entries(entries, hard_state)?;
         super::mirror(&self.mem, entries, hard_state)
     }
 
@@ -429,21 +483,28 @@ impl LogStore for DiskStorage {
         Ok(())
     }
 
-    fn create_snapshot(
-        &mut self,
-        index: u64,
-        conf_state: ConfState,
-        data: Vec<u8>,
-        keep_entries: u64,
-    ) -> Result<Option<u64>> {
-        let snapshot = super::snapshot_at(&self.mem, index, conf_state, data)?;
-        self.save_snapshot(&snapshot)?;
+    fn snapshot_sink(&self) -> super::SnapshotSink {
+        super::SnapshotSink::Dir(self.snap_dir.clone())
+    }
+
+    fn adopt_snapshot(&mut self, snapshot: Snapshot, keep_entries: u64) -> Result<bool> {
+        let name = snapshot_file_name(&snapshot);
+        if !super::is_newer(&snapshot, &self.snapshot) {
+            // One from the leader replaced the log meanwhile: this one is obsolete.
+            if name != snapshot_file_name(&self.snapshot) {
+                let _ = fs::remove_file(self.snap_dir.join(&name));
+            }
+            return Ok(false);
+        }
+        let index = snapshot.get_metadata().index;
+        self.snapshot = snapshot;
+        remove_snapshot_files_but(&self.snap_dir, &name);
         let compact_to = super::compact(&self.mem, index, keep_entries)?;
         if self.open_max > 0 && self.open_max <= compact_to {
             self.rotate()?;
         }
         self.remove_segments_through(compact_to.saturating_sub(1))?;
-        Ok(Some(snapshot.data.len() as u64))
+        Ok(true)
     }
 
     fn newest_snapshot(&self) -> Option<&Snapshot> {

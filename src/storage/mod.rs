@@ -22,7 +22,7 @@ macro_rules! mirrored_storage {
                 max_size: impl Into<Option<u64>>,
                 context: raft::GetEntriesContext,
             ) -> raft::Result<Vec<raft::eraftpb::Entry>> {
-                self.mem.entries(low, high, max_size, context)
+                $crate::storage::entries_within(&self.mem, low, high, max_size.into(), context)
             }
 
             fn term(&self, idx: u64) -> raft::Result<u64> {
@@ -59,10 +59,13 @@ macro_rules! mirrored_storage {
 mod disk;
 mod wal;
 
+#[cfg(test)]
+mod tests;
+
 pub use disk::DiskStorage;
 pub use wal::DEFAULT_SEGMENT_BYTES;
 
-use raft::eraftpb::{ConfState, Entry, HardState, Snapshot};
+use raft::eraftpb::{Entry, HardState, Snapshot};
 use raft::storage::MemStorage;
 
 use crate::error::{Error, Result};
@@ -82,16 +85,16 @@ pub trait LogStore: raft::Storage + Send + 'static {
     /// index is learnt again from the leader).
     fn set_commit(&mut self, commit: u64) -> Result<()>;
 
-    /// Stores a snapshot of the state machine at applied `index` and compacts the log before
-    /// it, keeping `keep_entries` for slightly lagging followers. Returns the snapshot's size,
-    /// or `None` where the store does not take snapshots.
-    fn create_snapshot(
-        &mut self,
-        index: u64,
-        conf_state: ConfState,
-        data: Vec<u8>,
-        keep_entries: u64,
-    ) -> Result<Option<u64>>;
+    /// Where snapshots of this node's own state are made durable, off the driver's thread
+    /// (see [`crate::snapshots`]).
+    fn snapshot_sink(&self) -> SnapshotSink;
+
+    /// Takes `snapshot`, of the state machine at its applied index and made durable by
+    /// [`LogStore::snapshot_sink`], as the newest, and compacts the log before it but for
+    /// `keep_entries` (for slightly lagging followers). A snapshot no newer than the one
+    /// held (one from the leader was installed meanwhile) is dropped: returns whether it
+    /// was taken.
+    fn adopt_snapshot(&mut self, snapshot: Snapshot, keep_entries: u64) -> Result<bool>;
 
     /// The newest snapshot, to restore the state machine from on start.
     fn newest_snapshot(&self) -> Option<&Snapshot>;
@@ -150,6 +153,66 @@ pub fn bootstrap_log(members: &[(String, String)]) -> (Vec<Entry>, HardState) {
 /// What a fresh store starts with: the bootstrap log, or nothing for a node that joins.
 pub type Bootstrap = Option<(Vec<Entry>, HardState)>;
 
+/// The entries `[low, high)` of `mem`, as many as fit in `max_size` bytes (at least one), as
+/// the raft crate's `Storage::entries` promises. The raft crate's `MemStorage` copies the
+/// whole range before it cuts it to size: a leader replicating to a follower far behind
+/// copied the follower's whole backlog for every 1 MiB append it sent (quadratic: with 256
+/// MiB behind, one turn of the leader's driver took seconds and its quorum lapsed). Here the
+/// range is read in doubling steps, so at most about twice what is returned is copied.
+fn entries_within(
+    mem: &MemStorage,
+    low: u64,
+    high: u64,
+    max_size: Option<u64>,
+    context: raft::GetEntriesContext,
+) -> raft::Result<Vec<Entry>> {
+    use prost::Message as _;
+    use raft::Storage as _;
+    let Some(max) = max_size.filter(|&max| max != u64::MAX) else {
+        return mem.entries(low, high, None, context);
+    };
+    let mut entries = Vec::new();
+    let mut size = 0u64;
+    let (mut next, mut step) = (low, 1u64);
+    while next < high {
+        let end = next.saturating_add(step).min(high);
+        for entry in mem.entries(next, end, None, raft::GetEntriesContext::empty(false))? {
+            size += entry.encoded_len() as u64;
+            if !entries.is_empty() && size > max {
+                return Ok(entries);
+            }
+            entries.push(entry);
+        }
+        next = end;
+        step = step.saturating_mul(2);
+    }
+    Ok(entries)
+}
+
+/// Where a store's own snapshots are made durable.
+#[derive(Debug, Clone)]
+pub enum SnapshotSink {
+    /// Kept in memory only: nothing to write.
+    Memory,
+    /// A file in this directory (written aside, fsynced, renamed, directory fsynced).
+    Dir(std::path::PathBuf),
+}
+
+impl SnapshotSink {
+    /// Makes `snapshot` durable; a slow call (fsync), made off the driver's thread.
+    pub fn write(&self, snapshot: &Snapshot) -> Result<()> {
+        match self {
+            SnapshotSink::Memory => Ok(()),
+            SnapshotSink::Dir(dir) => disk::write_snapshot_file(dir, snapshot),
+        }
+    }
+}
+
+/// True when `snapshot` is newer than `held`.
+fn is_newer(snapshot: &Snapshot, held: &Snapshot) -> bool {
+    snapshot.get_metadata().index > held.get_metadata().index
+}
+
 /// Appends `entries` and records `hard_state` in the in-memory copy of the log (the raft
 /// crate reads from it; durable stores write the disk first).
 fn mirror(mem: &MemStorage, entries: &[Entry], hard_state: Option<&HardState>) -> Result<()> {
@@ -162,27 +225,6 @@ fn mirror(mem: &MemStorage, entries: &[Entry], hard_state: Option<&HardState>) -
         core.set_hardstate(hs.clone());
     }
     Ok(())
-}
-
-/// A snapshot of the state machine at applied `index` (its term read from the log).
-fn snapshot_at(
-    mem: &MemStorage,
-    index: u64,
-    conf_state: ConfState,
-    data: Vec<u8>,
-) -> Result<Snapshot> {
-    use raft::Storage as _;
-    let term = mem
-        .term(index)
-        .map_err(|e| Error::Storage(format!("no term for index {index}: {e}")))?;
-    Ok(Snapshot {
-        data,
-        metadata: Some(raft::eraftpb::SnapshotMetadata {
-            conf_state: Some(conf_state),
-            index,
-            term,
-        }),
-    })
 }
 
 /// Drops the entries a snapshot at `index` covers, but for a tail of `keep_entries` so that
@@ -245,16 +287,18 @@ impl LogStore for MemLog {
         Ok(())
     }
 
-    fn create_snapshot(
-        &mut self,
-        index: u64,
-        conf_state: ConfState,
-        data: Vec<u8>,
-        keep_entries: u64,
-    ) -> Result<Option<u64>> {
-        self.snapshot = snapshot_at(&self.mem, index, conf_state, data)?;
+    fn snapshot_sink(&self) -> SnapshotSink {
+        SnapshotSink::Memory
+    }
+
+    fn adopt_snapshot(&mut self, snapshot: Snapshot, keep_entries: u64) -> Result<bool> {
+        if !is_newer(&snapshot, &self.snapshot) {
+            return Ok(false);
+        }
+        let index = snapshot.get_metadata().index;
+        self.snapshot = snapshot;
         compact(&self.mem, index, keep_entries)?;
-        Ok(Some(self.snapshot.data.len() as u64))
+        Ok(true)
     }
 
     fn newest_snapshot(&self) -> Option<&Snapshot> {

@@ -16,8 +16,8 @@ use crate::error::{Error, Result};
 /// By default a segment is closed and a new one started past this size.
 pub const DEFAULT_SEGMENT_BYTES: u64 = 64 << 20;
 const HEADER: usize = 8;
-/// Largest record accepted on recovery (a larger length field is corruption).
-const MAX_RECORD: usize = 1 << 30;
+/// Largest record written, and accepted on recovery (a larger length field is corruption).
+pub const MAX_RECORD: usize = 1 << 30;
 
 /// Test-only emulation of power loss: writes stay in process memory until `sync`, so a
 /// killed process loses exactly what was not yet fsynced (a plain kill keeps the page cache).
@@ -186,6 +186,19 @@ impl Wal {
 
     /// Appends one record and makes it durable (write + fsync): the group commit point.
     pub fn append_sync(&mut self, payload: &[u8]) -> Result<()> {
+        self.append(payload)?;
+        self.sync()
+    }
+
+    /// Appends one record without waiting for the disk: durable at the next [`Wal::sync`].
+    /// A payload over [`MAX_RECORD`] is refused, as recovery would refuse it.
+    pub fn append(&mut self, payload: &[u8]) -> Result<()> {
+        if payload.len() > MAX_RECORD {
+            return Err(Error::Storage(format!(
+                "a log record of {} bytes is over the {MAX_RECORD} byte limit",
+                payload.len()
+            )));
+        }
         let mut record = Vec::with_capacity(HEADER + payload.len());
         record.extend_from_slice(&(payload.len() as u32).to_le_bytes());
         record.extend_from_slice(&crc32fast::hash(payload).to_le_bytes());
@@ -200,10 +213,11 @@ impl Wal {
                 .map_err(|e| storage_error("cannot write", &path, e))?,
         }
         self.len += record.len() as u64;
-        self.sync()
+        Ok(())
     }
 
-    fn sync(&mut self) -> Result<()> {
+    /// Makes every appended record durable.
+    pub fn sync(&mut self) -> Result<()> {
         let path = segment_path(&self.dir, self.seq);
         if let Some(pending) = &mut self.pending {
             self.file

@@ -6,17 +6,20 @@ use std::sync::Arc;
 
 use futures_util::{SinkExt, StreamExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 use tokio::task::JoinSet;
+use tokio_tungstenite::tungstenite::error::{CapacityError, Error as WsError};
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 use tokio_tungstenite::WebSocketStream;
 
 use super::auth::{self, Side, Transcript};
 use super::registry::Claim;
 use super::{
-    close_with_reason, ws_config, ws_handshake_config, Inbound, Io, Shared, HANDSHAKE_TIMEOUT,
+    close_with_reason, ws_config, ws_handshake_config, Inbound, InboundQueues, Io, Shared,
+    HANDSHAKE_TIMEOUT,
 };
 use crate::ids::raft_id;
+use raft::eraftpb::MessageType;
 use std::sync::atomic::Ordering;
 use tokio_tungstenite::tungstenite::protocol::Role;
 
@@ -28,11 +31,7 @@ use crate::wire::{
 };
 
 /// Accepts connections until the task is aborted; connection tasks die with it.
-pub(super) async fn run(
-    shared: Arc<Shared>,
-    listener: TcpListener,
-    inbound: mpsc::Sender<Inbound>,
-) {
+pub(super) async fn run(shared: Arc<Shared>, listener: TcpListener, inbound: InboundQueues) {
     let mut connections = JoinSet::new();
     loop {
         tokio::select! {
@@ -57,12 +56,7 @@ pub(super) async fn run(
 }
 
 /// Serves one inbound connection: handshake, then raft frames until it closes.
-async fn serve(
-    shared: Arc<Shared>,
-    tcp: TcpStream,
-    addr: SocketAddr,
-    inbound: mpsc::Sender<Inbound>,
-) {
+async fn serve(shared: Arc<Shared>, tcp: TcpStream, addr: SocketAddr, inbound: InboundQueues) {
     let refused = |reason: &str| {
         if shared.refusals.should_log(&addr.ip().to_string()) {
             tracing::warn!(%addr, "refused peer: {reason} (logged once a minute per address)");
@@ -106,6 +100,8 @@ async fn serve(
     let sender_id = raft_id(&from);
     // A large message arriving in chunks.
     let mut partial: Vec<u8> = Vec::new();
+    // The peer has sent on this connection what only a leader sends (heartbeats, appends).
+    let mut acts_as_leader = false;
     let reason = loop {
         let next = tokio::select! {
             next = tokio::time::timeout(shared.idle_timeout, ws.next()) => match next {
@@ -124,6 +120,20 @@ async fn serve(
                 continue;
             }
             Some(Ok(WsMessage::Close(_))) | None => return,
+            // A frame over the limit: a writer of this version never sends one, so this is a
+            // peer of another version or a hostile one. Operators must see it (a follower
+            // whose frames are refused never catches up).
+            Some(Err(WsError::Capacity(CapacityError::MessageTooLong { size, max_size }))) => {
+                shared.stats.frames_refused.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(
+                    peer = %from,
+                    %addr,
+                    size,
+                    max_size,
+                    "refused a frame of {size} bytes (the limit is {max_size}); closing the connection"
+                );
+                break format!("frame of {size} bytes over the {max_size} byte limit");
+            }
             // The peer went away (stopped, killed, network): not its fault, nothing to answer.
             Some(Err(e)) => {
                 tracing::debug!(peer = %from, %addr, "connection lost: {e}");
@@ -138,11 +148,15 @@ async fn serve(
             .stats
             .bytes_received
             .fetch_add(bytes.len() as u64, Ordering::Relaxed);
+        let mut size = bytes.len();
         let messages = match Frame::decode(&bytes) {
             Ok(Frame::Chunk { bytes, last }) => {
                 // Chunks carry snapshots, which only the leader sends: no one else can make
-                // this node buffer a large message.
-                if shared.leader.load(Ordering::Relaxed) != sender_id {
+                // this node buffer a large message. A leader's snapshot may follow its first
+                // heartbeat on the connection before the driver has stepped that heartbeat
+                // (a restarted follower refused every snapshot so): what the peer sent as
+                // leader counts too, and the driver refuses a peer that only claims to lead.
+                if shared.leader.load(Ordering::Relaxed) != sender_id && !acts_as_leader {
                     break "chunked messages come only from the leader".to_string();
                 }
                 if partial.len() + bytes.len() > MAX_MESSAGE_BYTES {
@@ -152,13 +166,32 @@ async fn serve(
                 if !last {
                     continue;
                 }
+                size = partial.len();
                 match decode_from(&std::mem::take(&mut partial), sender_id) {
                     Ok(message) => vec![message],
                     Err(reason) => break reason,
                 }
             }
+            Ok(Frame::Raft { messages }) if messages.len() > MAX_MESSAGES_PER_FRAME => {
+                shared.stats.frames_refused.fetch_add(1, Ordering::Relaxed);
+                let count = messages.len();
+                tracing::warn!(
+                    peer = %from,
+                    %addr,
+                    count,
+                    "refused a frame of {count} messages (the limit is {MAX_MESSAGES_PER_FRAME}); closing the connection"
+                );
+                break format!("{count} messages in one frame");
+            }
             Ok(Frame::Raft { messages }) => match decode_raft_frame(messages, sender_id) {
-                Ok(messages) => messages,
+                Ok(messages) => {
+                    // (The raw type: `get_msg_type` panics on a value no variant has.)
+                    acts_as_leader |= messages.iter().any(|m| {
+                        m.msg_type == MessageType::MsgHeartbeat as i32
+                            || m.msg_type == MessageType::MsgAppend as i32
+                    });
+                    messages
+                }
                 Err(reason) => break reason,
             },
             Ok(_) => break "expected a raft frame".to_string(),
@@ -170,6 +203,7 @@ async fn serve(
         let frame = Inbound {
             from: from.clone(),
             messages,
+            bytes: size,
             reject: Arc::clone(&reject_tx),
         };
         if inbound.send(frame).await.is_err() {
@@ -184,6 +218,8 @@ async fn serve(
     } else {
         tracing::debug!(peer = %from, %addr, "closed connection: {reason}");
     }
+    // The member may connect again while this connection drains its close.
+    drop(claim);
     close_with_reason(&mut ws, &reason).await;
 }
 
@@ -258,9 +294,6 @@ fn decode_raft_frame(
     messages: Vec<ByteBuf>,
     sender_id: u64,
 ) -> Result<Vec<raft::eraftpb::Message>, String> {
-    if messages.len() > MAX_MESSAGES_PER_FRAME {
-        return Err(format!("{} messages in one frame", messages.len()));
-    }
     messages
         .iter()
         .map(|bytes| decode_from(bytes, sender_id))

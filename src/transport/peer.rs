@@ -14,13 +14,11 @@ use tokio_tungstenite::tungstenite::Message as WsMessage;
 use super::{ws_handshake_config, Shared, HANDSHAKE_TIMEOUT};
 use std::sync::atomic::Ordering;
 
-use prost::Message as _;
 use serde_bytes::ByteBuf;
 
 use super::auth::{self, Side, Transcript};
-use super::TransportStats;
 use crate::ids::raft_id;
-use crate::wire::{Frame, CHUNK_BYTES, MAX_MESSAGES_PER_FRAME, PROTOCOL_VERSION};
+use crate::wire::{Frame, MAX_MESSAGES_PER_FRAME, PROTOCOL_VERSION};
 
 type PeerSocket = tokio_tungstenite::WebSocketStream<Box<dyn super::Io>>;
 
@@ -33,6 +31,54 @@ fn backoff() -> impl Iterator<Item = Duration> {
         .build()
 }
 
+/// The two queues of one peer's messages (see [`super::PeerLink`]).
+pub(super) struct Queues {
+    light: mpsc::Receiver<Vec<Message>>,
+    bulk: mpsc::Receiver<Vec<Message>>,
+}
+
+impl Queues {
+    pub(super) fn new(
+        light: mpsc::Receiver<Vec<Message>>,
+        bulk: mpsc::Receiver<Vec<Message>>,
+    ) -> Queues {
+        Queues { light, bulk }
+    }
+
+    /// The next batch, light ones first; `None` once the transport dropped the queues.
+    async fn recv(&mut self) -> Option<Vec<Message>> {
+        tokio::select! {
+            biased;
+            Some(batch) = self.light.recv() => Some(batch),
+            Some(batch) = self.bulk.recv() => Some(batch),
+            else => None,
+        }
+    }
+
+    /// What else waits in the queue `like` came from, appended to it, up to a frame's count.
+    fn take_more_like(&mut self, batch: &mut Vec<Message>) {
+        let light = !batch.iter().any(super::is_bulk);
+        let queue = if light {
+            &mut self.light
+        } else {
+            &mut self.bulk
+        };
+        while batch.len() < MAX_MESSAGES_PER_FRAME {
+            match queue.try_recv() {
+                Ok(mut more) => batch.append(&mut more),
+                Err(_) => break,
+            }
+        }
+    }
+
+    /// Light messages waiting now, if any.
+    fn waiting_light(&mut self) -> Option<Vec<Message>> {
+        let mut batch = self.light.try_recv().ok()?;
+        self.take_more_like(&mut batch);
+        Some(batch)
+    }
+}
+
 /// Runs until aborted: wait for something to send, dial, write, redial. A node dials a peer
 /// only once it has something for it: a joining node, which members refuse until they
 /// have added it, first hears from the leader and then answers.
@@ -40,12 +86,12 @@ pub(super) async fn run(
     shared: Arc<Shared>,
     peer: String,
     mut url: watch::Receiver<String>,
-    mut queue: mpsc::Receiver<Vec<Message>>,
+    mut queues: Queues,
 ) {
     let mut delays = backoff();
     loop {
         let first = tokio::select! {
-            batch = queue.recv() => match batch {
+            batch = queues.recv() => match batch {
                 Some(batch) => batch,
                 None => return,
             },
@@ -64,7 +110,7 @@ pub(super) async fn run(
                 let stats = &shared.stats;
                 stats.connections_opened.fetch_add(1, Ordering::Relaxed);
                 stats.connections_open.fetch_add(1, Ordering::Relaxed);
-                let pumped = pump(ws, first, &mut queue, &mut url, &shared, &peer).await;
+                let pumped = pump(ws, first, &mut queues, &mut url, &shared, &peer).await;
                 stats.connections_open.fetch_sub(1, Ordering::Relaxed);
                 match pumped {
                     // Idle for good, or a new URL: wait for the next message.
@@ -86,7 +132,7 @@ pub(super) async fn run(
             tokio::select! {
                 _ = &mut pause => break,
                 changed = url.changed() => if changed.is_ok() { break } else { return },
-                batch = queue.recv() => match batch {
+                batch = queues.recv() => match batch {
                     Some(batch) => super::report_dropped(&shared.reports, raft_id(&peer), &batch),
                     None => return,
                 },
@@ -182,53 +228,17 @@ async fn answer(shared: &Shared, peer: &str, ws: &mut PeerSocket) -> Result<Fram
     }
 }
 
-/// The frames that carry `batch`: small messages packed together, each large one (a
-/// snapshot) cut into chunks, in order.
-fn frames_for(batch: &[Message], stats: &TransportStats) -> Vec<Vec<u8>> {
-    let mut frames = Vec::new();
-    let mut small = Vec::new();
-    for message in batch {
-        let bytes = message.encode_to_vec();
-        if bytes.len() <= CHUNK_BYTES {
-            small.push(ByteBuf::from(bytes));
-            continue;
-        }
-        if !small.is_empty() {
-            frames.push(
-                Frame::Raft {
-                    messages: std::mem::take(&mut small),
-                }
-                .encode(),
-            );
-        }
-        stats.chunked_messages.fetch_add(1, Ordering::Relaxed);
-        let pieces = bytes.chunks(CHUNK_BYTES);
-        let count = pieces.len();
-        for (i, piece) in pieces.enumerate() {
-            let chunk = Frame::Chunk {
-                bytes: ByteBuf::from(piece.to_vec()),
-                last: i + 1 == count,
-            };
-            frames.push(chunk.encode());
-        }
-    }
-    if !small.is_empty() {
-        frames.push(Frame::Raft { messages: small }.encode());
-    }
-    frames
-}
-
 /// Writes queued batches, packing whatever is waiting into as few frames as possible,
-/// until the connection fails or the peer's URL changes.
+/// until the connection fails or the peer's URL changes. Light messages go first, also
+/// between the frames of a large bulk batch.
 async fn pump(
     ws: PeerSocket,
     first: Vec<Message>,
-    queue: &mut mpsc::Receiver<Vec<Message>>,
+    queues: &mut Queues,
     url: &mut watch::Receiver<String>,
     shared: &Shared,
     peer: &str,
 ) -> Result<(), String> {
-    let stats = &shared.stats;
     let (mut sink, mut stream) = ws.split();
     let mut first = Some(first);
     loop {
@@ -236,7 +246,7 @@ async fn pump(
             first
         } else {
             tokio::select! {
-                batch = queue.recv() => match batch {
+                batch = queues.recv() => match batch {
                     Some(batch) => batch,
                     None => return Ok(()),
                 },
@@ -261,21 +271,43 @@ async fn pump(
                 _ = url.changed() => return Ok(()),
             }
         };
-        while batch.len() < MAX_MESSAGES_PER_FRAME {
-            match queue.try_recv() {
-                Ok(mut more) => batch.append(&mut more),
-                Err(_) => break,
+        queues.take_more_like(&mut batch);
+        let mut frames = crate::wire::Frames::new(&batch);
+        for frame in frames.by_ref() {
+            write_frame(&mut sink, frame, shared, &batch).await?;
+            // Encoding a frame of megabytes takes a while: let the drivers sharing this
+            // thread tick between frames, and let heartbeats overtake the rest of the batch.
+            tokio::task::yield_now().await;
+            while let Some(light) = queues.waiting_light() {
+                for frame in crate::wire::Frames::new(&light) {
+                    write_frame(&mut sink, frame, shared, &light).await?;
+                }
             }
         }
+        let stats = &shared.stats;
+        stats
+            .chunked_messages
+            .fetch_add(frames.chunked, Ordering::Relaxed);
         let to = batch.first().map_or(0, |m| m.to);
-        for frame in frames_for(&batch, stats) {
-            let len = frame.len() as u64;
-            if let Err(e) = sink.send(WsMessage::Binary(frame.into())).await {
-                super::report_dropped(&shared.reports, to, &batch);
-                return Err(e.to_string());
-            }
-            stats.bytes_sent.fetch_add(len, Ordering::Relaxed);
-        }
         super::report_snapshots(&shared.reports, to, &batch, true);
     }
+}
+
+type PeerSink = futures_util::stream::SplitSink<PeerSocket, WsMessage>;
+
+/// Writes one frame of `batch`; on failure the whole batch is reported dropped.
+async fn write_frame(
+    sink: &mut PeerSink,
+    frame: Vec<u8>,
+    shared: &Shared,
+    batch: &[Message],
+) -> Result<(), String> {
+    let len = frame.len() as u64;
+    if let Err(e) = sink.send(WsMessage::Binary(frame.into())).await {
+        let to = batch.first().map_or(0, |m| m.to);
+        super::report_dropped(&shared.reports, to, batch);
+        return Err(e.to_string());
+    }
+    shared.stats.bytes_sent.fetch_add(len, Ordering::Relaxed);
+    Ok(())
 }
