@@ -38,6 +38,26 @@ fn value_filling(key: &str, bytes: usize) -> Vec<u8> {
     vec![0x5a; len]
 }
 
+/// Writes `count` copies of `value` through `node` under `prefix/i`, eight in flight.
+async fn write_eight_at_a_time(
+    node: &raftline::NodeHandle,
+    prefix: &str,
+    count: usize,
+    value: Vec<u8>,
+) {
+    let mut writes = tokio::task::JoinSet::new();
+    for i in 0..count {
+        let (node, value, key) = (node.clone(), value.clone(), format!("{prefix}/{i}"));
+        writes.spawn(async move { node.set(&key, value, within(DEADLINE)).await });
+        if writes.len() >= 8 {
+            writes.join_next().await.unwrap().unwrap().expect("write");
+        }
+    }
+    while let Some(done) = writes.join_next().await {
+        done.unwrap().expect("write");
+    }
+}
+
 /// Before: appends to a follower far behind were packed into frames of ~121 MB, over the
 /// listener's 64 MiB limit; each was refused, the connection redialled, one probe got
 /// through, and catching up took 70-90 s while the healthy pair lost its leader.
@@ -59,18 +79,7 @@ async fn a_follower_120_mib_behind_catches_up_by_log_with_no_frame_refused() {
 
     // Phase 2: 120 MiB of writes (1 MiB values, 8 in flight) that it misses.
     let lead = cluster.node(&leader).clone();
-    let value = vec![0xa5u8; (1 << 20) - 64];
-    let mut writes = tokio::task::JoinSet::new();
-    for i in 0..120 {
-        let (lead, value) = (lead.clone(), value.clone());
-        writes.spawn(async move { lead.set(&format!("big/{i}"), value, within(DEADLINE)).await });
-        if writes.len() >= 8 {
-            writes.join_next().await.unwrap().unwrap().expect("write");
-        }
-    }
-    while let Some(done) = writes.join_next().await {
-        done.unwrap().expect("write");
-    }
+    write_eight_at_a_time(&lead, "big", 120, vec![0xa5u8; (1 << 20) - 64]).await;
     let target = lead.status().commit_index;
     let term = lead.status().term;
     let lagging_applied = cluster.node(&lagging).status().applied_index;
@@ -404,21 +413,7 @@ async fn a_200_mb_state_snapshots_without_an_election() {
     }
     assert_eq!(leader, "n1");
     let lead = cluster.node(&leader).clone();
-    let value = vec![0x3cu8; 1_000_000];
-    let mut writes = tokio::task::JoinSet::new();
-    for i in 0..200 {
-        let (lead, value) = (lead.clone(), value.clone());
-        writes.spawn(async move {
-            lead.set(&format!("state/{i}"), value, within(DEADLINE))
-                .await
-        });
-        if writes.len() >= 8 {
-            writes.join_next().await.unwrap().unwrap().expect("write");
-        }
-    }
-    while let Some(done) = writes.join_next().await {
-        done.unwrap().expect("write");
-    }
+    write_eight_at_a_time(&lead, "state", 200, vec![0x3cu8; 1_000_000]).await;
     let term = lead.status().term;
     for name in &cluster.names {
         assert_eq!(
