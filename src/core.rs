@@ -179,11 +179,13 @@ pub struct Core<S: LogStore> {
 }
 
 /// Entries in one append message, in bytes (but for a single larger entry).
-const MAX_APPEND_BYTES: u64 = 1 << 20;
-/// Append messages in flight to one follower: with [`MAX_APPEND_BYTES`], a follower far
-/// behind is sent up to 256 MiB before it acknowledges (the transport carries it in frames of
-/// about 4 MiB, the follower takes 8 MiB a turn).
-const MAX_INFLIGHT_APPENDS: usize = 256;
+const MAX_APPEND_BYTES: u64 = 512 << 10;
+/// Append messages in flight to one follower. With [`MAX_APPEND_BYTES`], a leader sends a
+/// follower far behind at most 32 MiB before it acknowledges: the turn that copies them out
+/// of the log stays short (with 1 MiB and 256, it was the whole backlog of a follower 120 MiB
+/// behind, in one turn, and the other follower missed heartbeats). Small entries still go
+/// thousands to a message.
+const MAX_INFLIGHT_APPENDS: usize = 64;
 
 /// Most writes a node holds at once, waiting for a leader or for their entry to apply:
 /// past it a write fails at once with `ERR_OVERLOADED` (docs/API.md).

@@ -22,6 +22,8 @@ use crate::transport::{Delivery, Inbound, Transport};
 
 /// A turn that takes inbound frames of this many bytes is a long one (see `run_turn`).
 const LONG_TURN_BYTES: usize = 1 << 20;
+/// A turn that took this long marks the driver busy: its next turn counts as a long one.
+const LONG_TURN: Duration = Duration::from_millis(2);
 /// Most requests or inbound frames taken in one turn.
 const MAX_PER_TURN: usize = 1024;
 /// Inbound frames are taken in one turn up to about this many bytes: a follower catching up
@@ -98,6 +100,8 @@ pub(crate) struct Driver<S: LogStore> {
     pub metrics: std::sync::Arc<crate::metrics::NodeMetrics>,
     /// Snapshot jobs run off the driver's thread; their outcomes come back here.
     pub snapshots: SnapshotRunner,
+    /// The last turn was a long one (see `run_turn`).
+    pub busy: bool,
 }
 
 /// Runs the core's snapshot jobs on the blocking pool, one at a time.
@@ -204,19 +208,24 @@ impl<S: LogStore> Driver<S> {
 
     /// Runs one turn, catching a panic of the engine as an internal fault.
     fn run_turn(&mut self, turn: Turn) -> Result<Option<oneshot::Sender<()>>, Error> {
-        // A long turn (fsync, or megabytes of entries to persist and apply) lets the runtime
-        // move the other tasks of its thread elsewhere meanwhile: they may be other nodes'
-        // drivers and their heartbeats.
+        // A long turn (fsync, megabytes of entries to persist and apply, or a leader's burst
+        // of appends to a follower far behind) lets the runtime move the other tasks of its
+        // thread elsewhere meanwhile: they may be other nodes' drivers and their heartbeats.
+        // What a turn will cost is known for some (durable, bulk frames); for the rest, a
+        // driver whose last turn was long is taken to be busy.
         let long = self.core.is_durable()
+            || self.busy
             || matches!(&turn, Turn::Frames(frames)
                 if frames.iter().map(|f| f.bytes).sum::<usize>() >= LONG_TURN_BYTES);
         let multi_thread = tokio::runtime::Handle::current().runtime_flavor()
             == tokio::runtime::RuntimeFlavor::MultiThread;
+        let started = std::time::Instant::now();
         let outcome = if long && multi_thread {
             tokio::task::block_in_place(|| catch_unwind(AssertUnwindSafe(|| self.turn(turn))))
         } else {
             catch_unwind(AssertUnwindSafe(|| self.turn(turn)))
         };
+        self.busy = started.elapsed() >= LONG_TURN;
         outcome.unwrap_or_else(|panic| {
             let why = panic
                 .downcast_ref::<String>()

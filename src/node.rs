@@ -119,6 +119,7 @@ async fn spawn_node<S: LogStore>(config: Config, store: S) -> Result<Node> {
         members_version,
         metrics,
         snapshots: crate::driver::SnapshotRunner::new(),
+        busy: false,
     };
     let driver = tokio::spawn(logging::inherit(driver.run()));
     Ok(Node {
