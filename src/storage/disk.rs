@@ -44,32 +44,35 @@ fn put_message(out: &mut Vec<u8>, m: &impl prost::Message) {
 }
 
 impl Record {
-    fn encode(&self) -> Vec<u8> {
+    /// The bytes of a record holding `hard_state` (when given), `entries` and the
+    /// snapshot-installed marker: encoded from borrowed parts, so that a Ready's entries are
+    /// not copied before they are written.
+    fn encode(
+        hard_state: Option<&HardState>,
+        entries: &[Entry],
+        snapshot_installed: bool,
+    ) -> Vec<u8> {
         let mut flags = 0;
-        flags |= if self.hard_state.is_some() {
+        flags |= if hard_state.is_some() {
             HAS_HARD_STATE
         } else {
             0
         };
-        flags |= if self.entries.is_empty() {
-            0
-        } else {
-            HAS_ENTRIES
-        };
-        flags |= if self.snapshot_installed {
+        flags |= if entries.is_empty() { 0 } else { HAS_ENTRIES };
+        flags |= if snapshot_installed {
             SNAPSHOT_INSTALLED
         } else {
             0
         };
-        let size: usize = self.entries.iter().map(|e| e.encoded_len() + 4).sum();
+        let size: usize = entries.iter().map(|e| e.encoded_len() + 4).sum();
         let mut out = Vec::with_capacity(16 + size);
         out.push(flags);
-        if let Some(hs) = &self.hard_state {
+        if let Some(hs) = hard_state {
             put_message(&mut out, hs);
         }
-        if !self.entries.is_empty() {
-            out.extend_from_slice(&(self.entries.len() as u32).to_le_bytes());
-            for e in &self.entries {
+        if !entries.is_empty() {
+            out.extend_from_slice(&(entries.len() as u32).to_le_bytes());
+            for e in entries {
                 put_message(&mut out, e);
             }
         }
@@ -203,17 +206,6 @@ impl DiskStorage {
         Ok(storage)
     }
 
-    fn write(&mut self, record: &Record) -> Result<()> {
-        self.wal.append_sync(&record.encode())?;
-        if let Some(last) = record.entries.last() {
-            self.open_max = last.index;
-        }
-        if self.wal.is_full() {
-            self.rotate()?;
-        }
-        Ok(())
-    }
-
     /// Writes `entries` and then `hard_state` as records of at most [`RECORD_TARGET_BYTES`]
     /// (but for a single larger entry), and makes them durable with one fsync: one Ready of
     /// any size is one durable write, and never a record that recovery would refuse. The
@@ -235,12 +227,9 @@ impl DiskStorage {
                 end += 1;
             }
             let last = end == entries.len();
-            let record = Record {
-                hard_state: if last { hard_state.cloned() } else { None },
-                entries: entries[start..end].to_vec(),
-                ..Record::default()
-            };
-            self.wal.append(&record.encode())?;
+            let hard_state = if last { hard_state } else { None };
+            self.wal
+                .append(&Record::encode(hard_state, &entries[start..end], false))?;
             if last {
                 break;
             }
@@ -261,11 +250,9 @@ impl DiskStorage {
     fn rotate(&mut self) -> Result<()> {
         let closed = self.wal.rotate()?;
         self.closed.push((closed, self.open_max));
-        let record = Record {
-            hard_state: Some(self.mem.rl().hard_state().clone()),
-            ..Record::default()
-        };
-        self.wal.append_sync(&record.encode())
+        let hard_state = self.mem.rl().hard_state().clone();
+        self.wal
+            .append_sync(&Record::encode(Some(&hard_state), &[], false))
     }
 
     /// Removes closed segments whose entries all lie at or before `index`.
@@ -457,11 +444,8 @@ impl LogStore for DiskStorage {
             // Received from the leader: it replaces the whole log.
             self.save_snapshot(snapshot)?;
             let hard_state = self.mem.rl().hard_state().clone();
-            self.write(&Record {
-                snapshot_installed: true,
-                hard_state: Some(hard_state),
-                ..Record::default()
-            })?;
+            self.wal
+                .append_sync(&Record::encode(Some(&hard_state), &[], true))?;
             self.mem
                 .wl()
                 .apply_snapshot(snapshot.clone())

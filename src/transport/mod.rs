@@ -97,17 +97,15 @@ impl InboundQueues {
     pub(crate) async fn send(&self, mut frame: Inbound) -> std::result::Result<(), ()> {
         let (bulk, light): (Vec<Message>, Vec<Message>) =
             frame.messages.drain(..).partition(is_bulk);
-        for (queue, messages) in [(&self.light, light), (&self.bulk, bulk)] {
+        // The frame's size is the bulk part's: it bounds the bulk taken in one turn.
+        let lanes = [(&self.light, light, 0), (&self.bulk, bulk, frame.bytes)];
+        for (queue, messages, bytes) in lanes {
             if messages.is_empty() {
                 continue;
             }
             let part = Inbound {
                 from: frame.from.clone(),
-                bytes: if messages.iter().any(is_bulk) {
-                    frame.bytes
-                } else {
-                    0
-                },
+                bytes,
                 messages,
                 reject: Arc::clone(&frame.reject),
             };
