@@ -187,6 +187,10 @@ const MAX_APPEND_BYTES: u64 = 512 << 10;
 /// thousands to a message.
 const MAX_INFLIGHT_APPENDS: usize = 64;
 
+/// A follower heard from within this many election timeouts is active: the leader keeps the
+/// entries it still needs when compacting (see `Core::entries_to_keep`).
+const ACTIVE_ELECTIONS: u32 = 10;
+
 /// Most writes a node holds at once, waiting for a leader or for their entry to apply:
 /// past it a write fails at once with `ERR_OVERLOADED` (docs/API.md).
 pub const MAX_PENDING_WRITES: usize = 65_536;
@@ -854,6 +858,11 @@ impl<S: LogStore> Core<S> {
         let meta = snapshot.get_metadata();
         self.last_snapshot = meta.index;
         self.snapshot_index = meta.index;
+        // The writes in flight from here may be in the snapshot: none of their entries will
+        // be applied here to answer them. Say so now rather than at their deadlines.
+        for (_, Proposal { waiter, .. }) in std::mem::take(&mut self.proposals) {
+            waiter.send(Err(Error::CaughtUpBySnapshot { index: meta.index }));
+        }
         // A snapshot point captured before the install is obsolete.
         self.pending_snapshot = None;
         self.members = self.member_names();
@@ -955,9 +964,9 @@ impl<S: LogStore> Core<S> {
     }
 
     fn adopt_snapshot(&mut self, snapshot: Snapshot, events: &mut Vec<Event>) -> Result<()> {
-        let keep = crate::config::SNAPSHOT_KEEP_ENTRIES.min(self.snapshot_every);
         let meta = snapshot.get_metadata();
         let (index, term) = (meta.index, meta.term);
+        let keep = self.entries_to_keep(index);
         let bytes = snapshot.data.len() as u64;
         if self.raw.mut_store().adopt_snapshot(snapshot, keep)? {
             self.snapshot_index = index;
@@ -969,6 +978,35 @@ impl<S: LogStore> Core<S> {
             });
         }
         Ok(())
+    }
+
+    /// How many entries before a snapshot at `index` the log keeps. A leader keeps what its
+    /// slowest active follower (heard within [`ACTIVE_ELECTIONS`] election timeouts) still
+    /// needs, up to twice `snapshot_every` entries: a follower that is replicating, only
+    /// behind, catches up from the log. Compacting past it sent such a follower the whole
+    /// state instead, and the writes it had forwarded were answered by no entry it applied
+    /// (they reached it inside the snapshot).
+    fn entries_to_keep(&self, index: u64) -> u64 {
+        let keep = crate::config::SNAPSHOT_KEEP_ENTRIES.min(self.snapshot_every);
+        let raft = &self.raw.raft;
+        if raft.state != StateRole::Leader {
+            return keep;
+        }
+        let now = Instant::now();
+        let window = self.election * ACTIVE_ELECTIONS;
+        let slowest = raft
+            .prs()
+            .iter()
+            .filter(|&(&id, _)| id != self.id && !self.health.silent_for(id, window, now))
+            .map(|(_, progress)| progress.matched)
+            .min();
+        match slowest {
+            // The follower's next append needs the term of its last entry: keep that too.
+            Some(matched) if matched < index => {
+                (index - matched).clamp(keep, keep.max(2 * self.snapshot_every))
+            }
+            _ => keep,
+        }
     }
 
     /// Events to deliver before any other (taken once).

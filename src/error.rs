@@ -16,6 +16,11 @@ pub enum Error {
     /// most likely it was dropped with the old leader, but its outcome is unknown.
     #[error("leadership changed after the write was proposed in term {term}; it was probably dropped, but may still commit")]
     LeaderChanged { term: u64 },
+    /// This node caught up by installing the leader's snapshot at `index` while the write
+    /// was in flight: the write may be inside it (no entry of it will be applied here), or
+    /// may have been dropped. Its outcome is unknown.
+    #[error("this node caught up by installing a snapshot at index {index} while the write was in flight; the write may be in it or may have been dropped")]
+    CaughtUpBySnapshot { index: u64 },
     /// The node is stopped or stopping.
     #[error("the node is stopped")]
     Stopped,
@@ -56,7 +61,9 @@ impl Error {
             Error::NotLeader { .. } => "ERR_NOT_LEADER",
             Error::NoLeader => "ERR_NO_LEADER",
             // Same contract as a timeout: the outcome of the write is unknown.
-            Error::Timeout { .. } | Error::LeaderChanged { .. } => "ERR_TIMEOUT",
+            Error::Timeout { .. }
+            | Error::LeaderChanged { .. }
+            | Error::CaughtUpBySnapshot { .. } => "ERR_TIMEOUT",
             Error::Stopped => "ERR_STOPPED",
             Error::TooLarge { .. } => "ERR_TOO_LARGE",
             Error::Storage(_) => "ERR_STORAGE",
