@@ -6,6 +6,11 @@
 //! (its nonce and its proof of the secret), the dialer checks that proof and answers
 //! [`Frame::Proof`], and only then comes the Welcome. After that the dialer sends
 //! [`Frame::Raft`] frames, each holding many prost-encoded raft messages.
+//!
+//! With a secret, the Welcome and every frame after it travel sealed under the connection's
+//! session keys (`transport::seal`): the frame's MessagePack bytes, encrypted, then a 16-byte
+//! tag. A listener that closes a proven dialer's connection first sends a sealed
+//! [`Frame::Refused`] with the reason.
 
 use prost::Message as _;
 use raft::eraftpb::Message;
@@ -13,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
 
 /// Version of this protocol; peers must speak the same one.
-pub const PROTOCOL_VERSION: u32 = 3;
+pub const PROTOCOL_VERSION: u32 = 4;
 /// Largest handshake field (names, cluster id, nonces, proofs) accepted.
 pub const MAX_HANDSHAKE_FIELD: usize = 256;
 /// Largest WebSocket message a listener accepts; larger ones close the connection before
@@ -65,6 +70,10 @@ pub enum Frame {
     /// Dialer -> listener: a piece of one large raft message (a snapshot); the pieces of a
     /// message follow each other on the connection, `last` marks the final one.
     Chunk { bytes: ByteBuf, last: bool },
+    /// Listener -> dialer, sealed, before it closes a connection whose dialer proved the
+    /// secret: why. (A close frame is not authenticated: a dialer with a secret acts on
+    /// this one only.)
+    Refused { reason: String },
 }
 
 impl Frame {

@@ -30,16 +30,10 @@ pub struct Transcript<'a> {
 }
 
 impl Transcript<'_> {
-    fn mac(&self, secret: &Secret, side: Side) -> Hmac<Sha256> {
-        let mut mac =
-            Hmac::<Sha256>::new_from_slice(secret.bytes()).expect("HMAC takes keys of any size");
-        let role: &[u8] = match side {
-            Side::Dialer => b"raftline dialer",
-            Side::Listener => b"raftline listener",
-        };
-        // Each field length-prefixed: no two transcripts share an encoding.
+    /// The transcript's fields, each length-prefixed so that no two transcripts share an
+    /// encoding.
+    pub fn encode_into(&self, out: &mut Vec<u8>) {
         for field in [
-            role,
             self.cluster_id.as_bytes(),
             self.dialer.as_bytes(),
             self.listener.as_bytes(),
@@ -47,9 +41,23 @@ impl Transcript<'_> {
             self.listener_nonce,
             self.dialer_http_url.as_bytes(),
         ] {
-            mac.update(&(field.len() as u64).to_be_bytes());
-            mac.update(field);
+            out.extend_from_slice(&(field.len() as u64).to_be_bytes());
+            out.extend_from_slice(field);
         }
+    }
+
+    fn mac(&self, secret: &Secret, side: Side) -> Hmac<Sha256> {
+        let mut mac =
+            Hmac::<Sha256>::new_from_slice(secret.bytes()).expect("HMAC takes keys of any size");
+        let role: &[u8] = match side {
+            Side::Dialer => b"raftline dialer",
+            Side::Listener => b"raftline listener",
+        };
+        let mut encoded = Vec::with_capacity(256);
+        encoded.extend_from_slice(&(role.len() as u64).to_be_bytes());
+        encoded.extend_from_slice(role);
+        self.encode_into(&mut encoded);
+        mac.update(&encoded);
         mac
     }
 

@@ -14,6 +14,7 @@ use tokio_tungstenite::WebSocketStream;
 
 use super::auth::{self, Side, Transcript};
 use super::registry::Claim;
+use super::seal::{Sealer, SessionKeys};
 use super::{
     close_with_reason, ws_config, ws_handshake_config, Inbound, InboundQueues, Io, Shared,
     HANDSHAKE_TIMEOUT,
@@ -77,19 +78,29 @@ async fn serve(shared: Arc<Shared>, tcp: TcpStream, addr: SocketAddr, inbound: I
             .await
             .map_err(|e| format!("not a WebSocket upgrade: {e}"))
     };
-    let mut ws = match tokio::time::timeout(HANDSHAKE_TIMEOUT, upgrade).await {
+    // One time budget for the upgrade and the handshake: a connection that has not proven
+    // itself within it gives its slot back.
+    let deadline = tokio::time::Instant::now() + HANDSHAKE_TIMEOUT;
+    let mut ws = match tokio::time::timeout_at(deadline, upgrade).await {
         Ok(Ok(ws)) => ws,
         Ok(Err(reason)) => return refused(&reason),
         Err(_) => return refused("upgrade timed out"),
     };
-    let (from, claim) = match handshake(&shared, &mut ws).await {
-        Ok(accepted) => accepted,
-        Err(reason) => {
-            refused(&reason);
-            close_with_reason(&mut ws, &reason).await;
-            return;
-        }
-    };
+    let (from, claim, mut keys) =
+        match tokio::time::timeout_at(deadline, handshake(&shared, &mut ws)).await {
+            Ok(Ok(accepted)) => accepted,
+            Ok(Err(Refusal { reason, mut seal })) => {
+                refused(&reason);
+                refuse(&mut ws, &reason, seal.as_mut()).await;
+                return;
+            }
+            Err(_) => {
+                let reason = "no handshake within the time limit";
+                refused(reason);
+                refuse(&mut ws, reason, None).await;
+                return;
+            }
+        };
     // The dialer waits for the Welcome before it sends more: nothing is buffered yet, and
     // from here on frames as large as raft needs are read.
     let mut ws =
@@ -114,7 +125,16 @@ async fn serve(shared: Arc<Shared>, tcp: TcpStream, addr: SocketAddr, inbound: I
             _ = claim.slot.replaced.notified() => break "replaced by a newer connection".into(),
         };
         let bytes = match next {
-            Some(Ok(WsMessage::Binary(bytes))) => bytes,
+            Some(Ok(WsMessage::Binary(bytes))) => match &mut keys {
+                Some(keys) => match keys.dialer.open(bytes.into()) {
+                    Ok(plain) => bytes::Bytes::from(plain),
+                    Err(reason) => {
+                        shared.stats.frames_refused.fetch_add(1, Ordering::Relaxed);
+                        break reason;
+                    }
+                },
+                None => bytes,
+            },
             Some(Ok(WsMessage::Ping(_) | WsMessage::Pong(_))) => {
                 claim.heard();
                 continue;
@@ -220,15 +240,60 @@ async fn serve(shared: Arc<Shared>, tcp: TcpStream, addr: SocketAddr, inbound: I
     }
     // The member may connect again while this connection drains its close.
     drop(claim);
-    close_with_reason(&mut ws, &reason).await;
+    refuse(&mut ws, &reason, keys.as_mut().map(|k| &mut k.listener)).await;
 }
 
-/// The next handshake frame from the dialer, within the handshake time limit.
+/// Why the handshake refused a dialer, and (once the dialer proved the secret) the seal its
+/// refusal travels under: a dialer believes only a sealed refusal that it is no member.
+struct Refusal {
+    reason: String,
+    seal: Option<Sealer>,
+}
+
+impl From<String> for Refusal {
+    fn from(reason: String) -> Refusal {
+        Refusal { reason, seal: None }
+    }
+}
+
+/// Closes with `reason` as the peer may read it: without numbers (terms, indexes and ids
+/// stay in this node's log). Under a seal, a sealed [`Frame::Refused`] goes first: the close
+/// frame itself is not authenticated.
+async fn refuse(ws: &mut WebSocketStream<Box<dyn Io>>, reason: &str, seal: Option<&mut Sealer>) {
+    let reason = for_peer(reason);
+    if let Some(seal) = seal {
+        let refused = Frame::Refused {
+            reason: reason.clone(),
+        };
+        let _ = ws
+            .send(WsMessage::Binary(seal.seal(refused.encode()).into()))
+            .await;
+    }
+    close_with_reason(ws, &reason).await;
+}
+
+/// `reason` with every run of digits replaced by `#`: the peer learns what it did wrong,
+/// not this node's term, its leader or its log.
+fn for_peer(reason: &str) -> String {
+    let mut out = String::with_capacity(reason.len());
+    let mut in_number = false;
+    for c in reason.chars() {
+        if c.is_ascii_digit() {
+            if !in_number {
+                out.push('#');
+            }
+            in_number = true;
+        } else {
+            out.push(c);
+            in_number = false;
+        }
+    }
+    out
+}
+
+/// The next handshake frame from the dialer (the caller bounds the time).
 async fn next_frame(ws: &mut WebSocketStream<Box<dyn Io>>) -> Result<Frame, String> {
-    let next = tokio::time::timeout(HANDSHAKE_TIMEOUT, ws.next())
-        .await
-        .map_err(|_| "no handshake within the time limit".to_string())?;
-    match next {
+    match ws.next().await {
         Some(Ok(WsMessage::Binary(bytes))) => Frame::decode(&bytes),
         Some(Ok(_)) => Err("handshake must be a binary frame".into()),
         Some(Err(e)) => Err(format!("read failed: {e}")),
@@ -238,17 +303,19 @@ async fn next_frame(ws: &mut WebSocketStream<Box<dyn Io>>) -> Result<Frame, Stri
 
 /// Reads and checks the dialer's Hello, makes it prove the secret (if the cluster has one,
 /// proving it too), admits members only, one connection each, and answers Welcome; returns
-/// the dialer's name and its hold on that name. Refusals never name this node: the dialer
-/// is not authenticated yet.
+/// the dialer's name, its hold on that name and, with a secret, the connection's keys (the
+/// Welcome and every later frame are sealed). Refusals before the proof never name this
+/// node: the dialer is not authenticated yet.
 async fn handshake<'a>(
     shared: &'a Shared,
     ws: &mut WebSocketStream<Box<dyn Io>>,
-) -> Result<(String, Claim<'a>), String> {
+) -> Result<(String, Claim<'a>, Option<SessionKeys>), Refusal> {
     let Hello {
         from,
         nonce,
         http_url,
     } = check_hello(next_frame(ws).await?, &shared.cluster_id, &shared.name)?;
+    let mut keys = None;
     if let Some(secret) = &shared.secret {
         let listener_nonce = auth::nonce();
         let transcript = Transcript {
@@ -267,26 +334,41 @@ async fn handshake<'a>(
             .await
             .map_err(|e| format!("cannot answer the handshake: {e}"))?;
         let Frame::Proof { proof } = next_frame(ws).await? else {
-            return Err("authentication failed: expected a proof of the secret".into());
+            return Err("authentication failed: expected a proof of the secret"
+                .to_string()
+                .into());
         };
         if !transcript.verify(secret, Side::Dialer, &proof) {
-            return Err("authentication failed".into());
+            return Err("authentication failed".to_string().into());
         }
+        keys = Some(SessionKeys::derive(secret, &transcript));
     }
     // Membership after authentication: only a proven peer learns that it is no member.
+    let refusal = |reason: String, keys: Option<SessionKeys>| Refusal {
+        reason,
+        seal: keys.map(|k| k.listener),
+    };
     let id = raft_id(&from);
     if !shared.registry.is_member(id) {
-        return Err(super::NOT_A_MEMBER.into());
+        return Err(refusal(super::NOT_A_MEMBER.into(), keys));
     }
-    let claim = shared.registry.claim(id)?;
+    let claim = match shared.registry.claim(id) {
+        Ok(claim) => claim,
+        Err(reason) => return Err(refusal(reason, keys)),
+    };
     let welcome = Frame::Welcome {
         version: PROTOCOL_VERSION,
+    }
+    .encode();
+    let welcome = match &mut keys {
+        Some(keys) => keys.listener.seal(welcome),
+        None => welcome,
     };
-    ws.send(WsMessage::Binary(welcome.encode().into()))
+    ws.send(WsMessage::Binary(welcome.into()))
         .await
         .map_err(|e| format!("cannot answer the handshake: {e}"))?;
     shared.learn_http_url(&from, http_url);
-    Ok((from, claim))
+    Ok((from, claim, keys))
 }
 
 /// Decodes the messages of a raft frame from the peer whose raft id is `sender_id`.

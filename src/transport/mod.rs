@@ -7,6 +7,7 @@ mod fault;
 mod listener;
 mod peer;
 mod registry;
+mod seal;
 mod tls;
 
 use std::collections::HashMap;
@@ -176,8 +177,8 @@ pub struct TransportStats {
     pub connections_opened: AtomicU64,
     /// Outbound connections open now.
     pub connections_open: AtomicU64,
-    /// Inbound frames refused for their size or their number of messages (each closed its
-    /// connection).
+    /// Inbound frames refused for their size, their number of messages or (with a secret)
+    /// failed authentication: forged, replayed, reordered or cut (each closed its connection).
     pub frames_refused: AtomicU64,
 }
 

@@ -17,6 +17,7 @@ use std::sync::atomic::Ordering;
 use serde_bytes::ByteBuf;
 
 use super::auth::{self, Side, Transcript};
+use super::seal::{Sealer, SessionKeys};
 use crate::ids::raft_id;
 use crate::wire::{Frame, MAX_MESSAGES_PER_FRAME, PROTOCOL_VERSION};
 
@@ -89,13 +90,18 @@ pub(super) async fn run(
     mut queues: Queues,
 ) {
     let mut delays = backoff();
+    let mut held = Held::default();
     loop {
-        let first = tokio::select! {
-            batch = queues.recv() => match batch {
-                Some(batch) => batch,
-                None => return,
-            },
-            changed = url.changed() => if changed.is_ok() { continue } else { return },
+        let first = if !held.messages.is_empty() {
+            held.take()
+        } else {
+            tokio::select! {
+                batch = queues.recv() => match batch {
+                    Some(batch) => batch,
+                    None => return,
+                },
+                changed = url.changed() => if changed.is_ok() { continue } else { return },
+            }
         };
         let target = url.borrow_and_update().clone();
         let outcome = if target.is_empty() {
@@ -104,13 +110,13 @@ pub(super) async fn run(
             dial(&shared, &peer, &target).await
         };
         match outcome {
-            Ok(ws) => {
+            Ok(link) => {
                 delays = backoff();
                 tracing::debug!(%peer, "connected");
                 let stats = &shared.stats;
                 stats.connections_opened.fetch_add(1, Ordering::Relaxed);
                 stats.connections_open.fetch_add(1, Ordering::Relaxed);
-                let pumped = pump(ws, first, &mut queues, &mut url, &shared, &peer).await;
+                let pumped = pump(link, first, &mut queues, &mut url, &shared, &peer).await;
                 stats.connections_open.fetch_sub(1, Ordering::Relaxed);
                 match pumped {
                     // Idle for good, or a new URL: wait for the next message.
@@ -121,11 +127,12 @@ pub(super) async fn run(
                 }
             }
             Err(reason) => {
-                super::report_dropped(&shared.reports, raft_id(&peer), &first);
+                held.keep(first, &shared, &peer);
                 tracing::debug!(%peer, url = %target, "dial failed: {reason}")
             }
         }
-        // Wait before the next dial, discarding stale messages; a new URL dials at once.
+        // Wait before the next dial, discarding stale messages but for forwarded requests;
+        // a new URL dials at once.
         let pause = tokio::time::sleep(delays.next().unwrap_or(Duration::from_secs(2)));
         tokio::pin!(pause);
         loop {
@@ -133,7 +140,7 @@ pub(super) async fn run(
                 _ = &mut pause => break,
                 changed = url.changed() => if changed.is_ok() { break } else { return },
                 batch = queues.recv() => match batch {
-                    Some(batch) => super::report_dropped(&shared.reports, raft_id(&peer), &batch),
+                    Some(batch) => held.keep(batch, &shared, &peer),
                     None => return,
                 },
             }
@@ -141,8 +148,56 @@ pub(super) async fn run(
     }
 }
 
+/// Most bytes of forwarded requests held for a peer while it cannot be reached.
+const MAX_HELD_BYTES: usize = 64 << 20;
+
+/// Forwarded writes and reads that never left this node while its peer could not be reached:
+/// they go out on the next connection. The raft crate never sends a proposal again, so a
+/// forwarded write dropped here waited for its whole deadline, though a dial a moment later
+/// would have carried it (the rest, raft sends again by itself). Never written, so never
+/// delivered twice.
+#[derive(Default)]
+struct Held {
+    messages: Vec<Message>,
+    bytes: usize,
+}
+
+impl Held {
+    /// Keeps the forwarded requests of `batch` (within [`MAX_HELD_BYTES`]) and reports the
+    /// rest dropped.
+    fn keep(&mut self, batch: Vec<Message>, shared: &Shared, peer: &str) {
+        use prost::Message as _;
+        use raft::eraftpb::MessageType::{MsgPropose, MsgReadIndex};
+        let mut dropped = Vec::new();
+        for m in batch {
+            let forwarded = m.msg_type == MsgPropose as i32 || m.msg_type == MsgReadIndex as i32;
+            let size = m.encoded_len();
+            if forwarded && self.bytes + size <= MAX_HELD_BYTES {
+                self.bytes += size;
+                self.messages.push(m);
+            } else {
+                dropped.push(m);
+            }
+        }
+        if !dropped.is_empty() {
+            super::report_dropped(&shared.reports, raft_id(peer), &dropped);
+        }
+    }
+
+    fn take(&mut self) -> Vec<Message> {
+        self.bytes = 0;
+        std::mem::take(&mut self.messages)
+    }
+}
+
+/// A connection past its handshake, with its keys when the cluster has a secret.
+struct Link {
+    ws: PeerSocket,
+    keys: Option<SessionKeys>,
+}
+
 /// Connects and performs the handshake.
-async fn dial(shared: &Shared, peer: &str, url: &str) -> Result<PeerSocket, String> {
+async fn dial(shared: &Shared, peer: &str, url: &str) -> Result<Link, String> {
     let attempt = async {
         let (host, port) = crate::config::parse_ws_url(url)?;
         let tcp = tokio::net::TcpStream::connect((host.trim_matches(['[', ']']), port))
@@ -169,8 +224,8 @@ async fn dial(shared: &Shared, peer: &str, url: &str) -> Result<PeerSocket, Stri
         ws.send(WsMessage::Binary(hello.encode().into()))
             .await
             .map_err(|e| e.to_string())?;
-        match (answer(shared, peer, &mut ws).await?, &shared.secret) {
-            (Frame::Welcome { .. }, None) => Ok(ws),
+        match (answer(shared, peer, &mut ws, None).await?, &shared.secret) {
+            (Frame::Welcome { .. }, None) => Ok(Link { ws, keys: None }),
             (Frame::Welcome { .. }, Some(_)) => {
                 Err("the peer did not prove the cluster secret (has it none?)".into())
             }
@@ -197,8 +252,13 @@ async fn dial(shared: &Shared, peer: &str, url: &str) -> Result<PeerSocket, Stri
                 ws.send(WsMessage::Binary(mine.encode().into()))
                     .await
                     .map_err(|e| e.to_string())?;
-                match answer(shared, peer, &mut ws).await? {
-                    Frame::Welcome { .. } => Ok(ws),
+                // From here on the listener seals what it sends.
+                let mut keys = SessionKeys::derive(secret, &transcript);
+                match answer(shared, peer, &mut ws, Some(&mut keys.listener)).await? {
+                    Frame::Welcome { .. } => Ok(Link {
+                        ws,
+                        keys: Some(keys),
+                    }),
                     _ => Err("unexpected handshake answer".to_string()),
                 }
             }
@@ -210,21 +270,49 @@ async fn dial(shared: &Shared, peer: &str, url: &str) -> Result<PeerSocket, Stri
         .map_err(|_| "handshake timed out".to_string())?
 }
 
-/// The listener's next handshake frame, or why there is none.
-async fn answer(shared: &Shared, peer: &str, ws: &mut PeerSocket) -> Result<Frame, String> {
-    match ws.next().await {
-        Some(Ok(WsMessage::Binary(bytes))) => Frame::decode(&bytes),
-        Some(Ok(WsMessage::Close(Some(close)))) => {
-            tracing::warn!(%peer, "peer refused us: {}", close.reason);
-            if close.reason.contains(super::NOT_A_MEMBER) {
-                let _ = shared
-                    .reports
-                    .send(super::Delivery::NotAMember(raft_id(peer)));
-            }
-            Err(format!("refused: {}", close.reason))
+/// The listener's next handshake frame, or why there is none. `seal`: the listener proved
+/// the secret, and seals what it sends from here on.
+async fn answer(
+    shared: &Shared,
+    peer: &str,
+    ws: &mut PeerSocket,
+    seal: Option<&mut Sealer>,
+) -> Result<Frame, String> {
+    let frame = match (ws.next().await, seal) {
+        (Some(Ok(WsMessage::Binary(bytes))), None) => Frame::decode(&bytes)?,
+        (Some(Ok(WsMessage::Binary(bytes))), Some(seal)) => {
+            Frame::decode(&seal.open(bytes.into())?)?
         }
-        Some(Ok(_)) | None => Err("closed during the handshake".to_string()),
-        Some(Err(e)) => Err(e.to_string()),
+        (Some(Ok(WsMessage::Close(Some(close)))), _) => {
+            tracing::warn!(%peer, "peer refused us: {}", close.reason);
+            // Without a secret, nothing is authenticated anyway; with one, only a sealed
+            // refusal counts (an on-path relay forged this close in place of a Challenge,
+            // and the member believed it was removed).
+            if shared.secret.is_none() {
+                report_refusal(shared, peer, &close.reason);
+            }
+            return Err(format!("refused: {}", close.reason));
+        }
+        (Some(Ok(_)) | None, _) => return Err("closed during the handshake".to_string()),
+        (Some(Err(e)), _) => return Err(e.to_string()),
+    };
+    match frame {
+        Frame::Refused { reason } => {
+            tracing::warn!(%peer, "peer refused us: {reason}");
+            report_refusal(shared, peer, &reason);
+            Err(format!("refused: {reason}"))
+        }
+        frame => Ok(frame),
+    }
+}
+
+/// Acts on a peer's reason for refusing us (one we may believe): told that we are no
+/// member, the driver learns it (a leader's word means this node was removed).
+fn report_refusal(shared: &Shared, peer: &str, reason: &str) {
+    if reason.contains(super::NOT_A_MEMBER) {
+        let _ = shared
+            .reports
+            .send(super::Delivery::NotAMember(raft_id(peer)));
     }
 }
 
@@ -232,14 +320,19 @@ async fn answer(shared: &Shared, peer: &str, ws: &mut PeerSocket) -> Result<Fram
 /// until the connection fails or the peer's URL changes. Light messages go first, also
 /// between the frames of a large bulk batch.
 async fn pump(
-    ws: PeerSocket,
+    link: Link,
     first: Vec<Message>,
     queues: &mut Queues,
     url: &mut watch::Receiver<String>,
     shared: &Shared,
     peer: &str,
 ) -> Result<(), String> {
-    let (mut sink, mut stream) = ws.split();
+    let (sink, mut stream) = link.ws.split();
+    let (seal, mut open) = match link.keys {
+        Some(SessionKeys { dialer, listener }) => (Some(dialer), Some(listener)),
+        None => (None, None),
+    };
+    let mut writer = Writer { sink, seal };
     let mut first = Some(first);
     loop {
         let mut batch = if let Some(first) = first.take() {
@@ -252,16 +345,31 @@ async fn pump(
                 },
                 // Nothing to send for a while: a ping keeps the listener from closing us as idle.
                 _ = tokio::time::sleep(shared.idle_timeout / 4) => {
-                    sink.send(WsMessage::Ping(Vec::new().into())).await.map_err(|e| e.to_string())?;
+                    writer.sink.send(WsMessage::Ping(Vec::new().into())).await.map_err(|e| e.to_string())?;
                     continue;
                 }
-                // The listener sends nothing after the handshake but the pongs to our pings:
-                // anything else is a close.
+                // The listener sends nothing after the handshake but the pongs to our pings
+                // and, before it closes, why.
                 incoming = stream.next() => match incoming {
                     Some(Ok(WsMessage::Pong(_) | WsMessage::Ping(_))) => continue,
+                    Some(Ok(WsMessage::Binary(bytes))) => {
+                        let reason = match open.as_mut() {
+                            Some(open) => match open.open(bytes.into()).and_then(|b| Frame::decode(&b)) {
+                                Ok(Frame::Refused { reason }) => {
+                                    report_refusal(shared, peer, &reason);
+                                    reason
+                                }
+                                Ok(_) => "an unexpected frame".to_string(),
+                                Err(e) => e,
+                            },
+                            None => "an unexpected frame".to_string(),
+                        };
+                        return Err(format!("closed by peer: {reason}"));
+                    }
                     Some(Ok(WsMessage::Close(Some(close)))) => {
-                        if close.reason.contains(super::NOT_A_MEMBER) {
-                            let _ = shared.reports.send(super::Delivery::NotAMember(raft_id(peer)));
+                        // With a secret, the sealed refusal before it is what counts.
+                        if open.is_none() {
+                            report_refusal(shared, peer, &close.reason);
                         }
                         return Err(format!("closed by peer: {}", close.reason));
                     }
@@ -274,13 +382,13 @@ async fn pump(
         queues.take_more_like(&mut batch);
         let mut frames = crate::wire::Frames::new(&batch);
         for frame in frames.by_ref() {
-            write_frame(&mut sink, frame, shared, &batch).await?;
+            writer.write(frame, shared, &batch).await?;
             // Encoding a frame of megabytes takes a while: let the drivers sharing this
             // thread tick between frames, and let heartbeats overtake the rest of the batch.
             tokio::task::yield_now().await;
             while let Some(light) = queues.waiting_light() {
                 for frame in crate::wire::Frames::new(&light) {
-                    write_frame(&mut sink, frame, shared, &light).await?;
+                    writer.write(frame, shared, &light).await?;
                 }
             }
         }
@@ -293,21 +401,31 @@ async fn pump(
     }
 }
 
-type PeerSink = futures_util::stream::SplitSink<PeerSocket, WsMessage>;
+/// The sending half of a connection: frames go out sealed when the cluster has a secret.
+struct Writer {
+    sink: futures_util::stream::SplitSink<PeerSocket, WsMessage>,
+    seal: Option<Sealer>,
+}
 
-/// Writes one frame of `batch`; on failure the whole batch is reported dropped.
-async fn write_frame(
-    sink: &mut PeerSink,
-    frame: Vec<u8>,
-    shared: &Shared,
-    batch: &[Message],
-) -> Result<(), String> {
-    let len = frame.len() as u64;
-    if let Err(e) = sink.send(WsMessage::Binary(frame.into())).await {
-        let to = batch.first().map_or(0, |m| m.to);
-        super::report_dropped(&shared.reports, to, batch);
-        return Err(e.to_string());
+impl Writer {
+    /// Writes one frame of `batch`; on failure the whole batch is reported dropped.
+    async fn write(
+        &mut self,
+        frame: Vec<u8>,
+        shared: &Shared,
+        batch: &[Message],
+    ) -> Result<(), String> {
+        let frame = match &mut self.seal {
+            Some(seal) => seal.seal(frame),
+            None => frame,
+        };
+        let len = frame.len() as u64;
+        if let Err(e) = self.sink.send(WsMessage::Binary(frame.into())).await {
+            let to = batch.first().map_or(0, |m| m.to);
+            super::report_dropped(&shared.reports, to, batch);
+            return Err(e.to_string());
+        }
+        shared.stats.bytes_sent.fetch_add(len, Ordering::Relaxed);
+        Ok(())
     }
-    shared.stats.bytes_sent.fetch_add(len, Ordering::Relaxed);
-    Ok(())
 }
