@@ -68,12 +68,21 @@ export interface RaftNodeOptions {
   /** Default 'raftline'; peers of another cluster are refused at the handshake. */
   clusterId?: string;
   /**
-   * Shared secret (1-1024 bytes): peers must prove it in the handshake, by a mutual
-   * HMAC-SHA256 challenge-response over fresh nonces; the secret never crosses the wire. A
-   * peer without it (or with another) is refused before raft sees a byte. Every member needs
-   * the same secret. `raftline/testing` draws a random one per cluster unless given.
+   * Shared secret (16-1024 bytes, else RangeError; generate one with `openssl rand -hex 32`):
+   * peers must prove it in the handshake, by a mutual HMAC-SHA256 challenge-response over
+   * fresh nonces; the secret never crosses the wire. A peer without it (or with another) is
+   * refused before raft sees a byte, and every frame after the handshake is encrypted and
+   * authenticated (ChaCha20-Poly1305 under keys derived from the secret and the handshake):
+   * a frame injected, replayed or reordered on the path closes the connection. Every member
+   * needs the same secret. `raftline/testing` draws a random one per cluster unless given.
    */
   secret?: string;
+  /**
+   * Default false. A node whose `listen` address or own peer URL is not loopback refuses to
+   * start (ERR_INVALID) without a `secret` or `tls`, unless `insecure: true` says the peer
+   * network is trusted (anyone who reaches the port can then speak for a member).
+   */
+  insecure?: boolean;
   /**
    * TLS on the peer port (wss://; every peer URL must then be wss://): this node's PEM
    * certificate chain and private key, and the CA that signs every member's certificate.

@@ -30,7 +30,7 @@ describe('the 3-process Express service', () => {
     const peers = ids.map((id, i) => `${id}=ws://127.0.0.1:${ports[3 + i]}`).join(',');
     const exits = ids.map((id, i) => {
       const proc = spawn(process.execPath, [service], {
-        env: { ...process.env, ID: id, HTTP_PORT: String(ports[i]), RAFT_PORT: String(ports[3 + i]), PEERS: peers, LISTEN_HOST: '127.0.0.1', RAFT_SECRET: 'test-secret' },
+        env: { ...process.env, ID: id, HTTP_PORT: String(ports[i]), RAFT_PORT: String(ports[3 + i]), PEERS: peers, LISTEN_HOST: '127.0.0.1', RAFT_SECRET: 'test-secret-of-16-bytes' },
         stdio: ['ignore', 'ignore', 'inherit'],
       });
       procs.push(proc);

@@ -76,10 +76,10 @@ describe('lifecycle', () => {
 
   it('test clusters draw a secret of their own, which their members prove to each other', async () => {
     const a = await createTestCluster({ size: 1 });
-    const b = await createTestCluster({ size: 1, secret: 'given' });
+    const b = await createTestCluster({ size: 1, secret: 'given-secret-16b' });
     try {
       expect(a.secret).toMatch(/^[0-9a-f]{32}$/);
-      expect(b.secret).toBe('given');
+      expect(b.secret).toBe('given-secret-16b');
       await a.waitForLeader();
       await b.waitForLeader();
     } finally {

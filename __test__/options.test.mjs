@@ -28,7 +28,9 @@ const cases = [
   ['dataDir empty', { ...base, dataDir: '' }, TypeError, /options\.dataDir/],
   ['dataDir not a string', { ...base, dataDir: 5 }, TypeError, /options\.dataDir/],
   ['secret not a string', { ...base, secret: 42 }, TypeError, /options\.secret must be a string/],
-  ['secret empty', { ...base, secret: '' }, RangeError, /options\.secret must be 1-1024 bytes/],
+  ['secret empty', { ...base, secret: '' }, RangeError, /options\.secret must be 16-1024 bytes/],
+  ['secret of 15 bytes', { ...base, secret: 'changeme-789012' }, RangeError, /options\.secret must be 16-1024 bytes, got 15 \(generate one: openssl rand -hex 32\)/],
+  ['insecure not boolean', { ...base, insecure: 'yes' }, TypeError, /options\.insecure must be a boolean/],
   ['tls without its certificate', { ...base, tls: {} }, TypeError, /options\.tls\.cert/],
   ['join without peers', { ...base, join: true }, TypeError, /options\.peers must name the members to join/],
   ['join with only itself', { ...base, join: true, peers: { n1: 'ws://127.0.0.1:7001' } }, TypeError, /options\.peers/],
@@ -38,6 +40,26 @@ describe('options', () => {
   it.each(cases)('%s', (_case, options, errorType, message) => {
     expect(() => new RaftNode(options)).toThrow(errorType);
     expect(() => new RaftNode(options)).toThrow(message);
+  });
+
+  // Before: a node listened on every interface without a secret, with only a warning.
+  it('beyond loopback, start() refuses without a secret, tls or insecure: true, and loopback works', async () => {
+    const open = new RaftNode({ id: 'n1', listen: '0.0.0.0:0', logLevel: 'off' });
+    const err = await open.start().catch((e) => e);
+    expect(err.code).toBe('ERR_INVALID');
+    for (const named of ['secret', 'tls', 'insecure: true', 'openssl rand -hex 32', '0.0.0.0:0']) expect(err.message).toContain(named);
+    expect(open.address).toBeNull();
+    const routable = new RaftNode({ id: 'n1', peers: { n1: 'ws://db-0.svc:7001' }, listen: '127.0.0.1:0', logLevel: 'off' });
+    expect((await routable.start().catch((e) => e)).message).toContain('ws://db-0.svc:7001');
+    for (const extra of [{ secret: 'a-secret-of-16-b' }, { insecure: true }]) {
+      const node = new RaftNode({ id: 'n1', listen: '0.0.0.0:0', logLevel: 'off', ...extra });
+      await node.start();
+      expect(node.address).toMatch(/:[1-9]\d*$/);
+      await node.stop();
+    }
+    const loopback = new RaftNode({ id: 'n1', logLevel: 'off' });
+    await loopback.start();
+    await loopback.stop();
   });
 
   it('valid options construct without starting anything', () => {

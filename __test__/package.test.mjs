@@ -103,7 +103,7 @@ describe('the packed package', () => {
     const [httpPort, raftPort] = await freePorts(2);
     const proc = spawn('node', ['service.mjs'], {
       cwd: app,
-      env: { ...env, ID: 'solo', PEERS: `solo=ws://127.0.0.1:${raftPort}`, HTTP_PORT: String(httpPort), RAFT_PORT: String(raftPort), LISTEN_HOST: '127.0.0.1', RAFT_SECRET: 'x' },
+      env: { ...env, ID: 'solo', PEERS: `solo=ws://127.0.0.1:${raftPort}`, HTTP_PORT: String(httpPort), RAFT_PORT: String(raftPort), LISTEN_HOST: '127.0.0.1', RAFT_SECRET: 'a-secret-of-16-bytes' },
       stdio: ['ignore', 'pipe', 'inherit'],
     });
     let out = '';

@@ -2,9 +2,10 @@
 // replica accepts (followers forward writes to the leader), with health, readiness, status and
 // Prometheus metrics. Run three of them, or the StatefulSet in examples/kubernetes/.
 //
+//   export RAFT_SECRET=$(openssl rand -hex 32)   # once: every replica proves the same one
 //   ID=api-0 HTTP_PORT=8080 RAFT_PORT=7000 \
 //   PEERS=api-0=ws://127.0.0.1:7000,api-1=ws://127.0.0.1:7001,api-2=ws://127.0.0.1:7002 \
-//   RAFT_SECRET=change-me node examples/express-service.mjs
+//   node examples/express-service.mjs
 //
 // On Kubernetes the id is the pod's name (POD_NAME) and the peers are the StatefulSet's stable
 // DNS names (REPLICAS, SERVICE, NAMESPACE); they are resolved again on every reconnect, so a

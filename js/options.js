@@ -7,7 +7,7 @@ const LOG_LEVELS = ['error', 'warn', 'info', 'debug', 'trace', 'off'];
 const KNOWN = new Set([
   'id', 'peers', 'listen', 'dataDir', 'join', 'clusterId', 'secret', 'tls', 'heartbeatMs',
   'electionTimeoutMs', 'preVote', 'checkQuorum', 'snapshotEvery', 'maxProposalBytes',
-  'logLevel', 'logger', 'httpUrl', 'snapshotHooks',
+  'logLevel', 'logger', 'httpUrl', 'snapshotHooks', 'insecure',
 ]);
 
 function typeName(v) {
@@ -118,6 +118,7 @@ function validateOptions(options, internal = {}) {
     appSnapshots: o.snapshotHooks !== undefined,
     join: o.join === undefined ? false : boolean('options.join', o.join),
     secret: o.secret === undefined ? undefined : secret(o.secret),
+    insecure: o.insecure === undefined ? false : boolean('options.insecure', o.insecure),
     ...(o.tls === undefined ? {} : tls(o.tls)),
   };
   const scheme = o.tls === undefined ? 'ws://' : 'wss://';
@@ -156,7 +157,9 @@ function tls(v) {
 function secret(v) {
   if (typeof v !== 'string') throw new TypeError(`options.secret must be a string, got ${typeName(v)}`);
   const bytes = Buffer.byteLength(v, 'utf8');
-  if (bytes === 0 || bytes > 1024) throw new RangeError(`options.secret must be 1-1024 bytes, got ${bytes}`);
+  if (bytes < 16 || bytes > 1024) {
+    throw new RangeError(`options.secret must be 16-1024 bytes, got ${bytes} (generate one: openssl rand -hex 32)`);
+  }
   return v;
 }
 

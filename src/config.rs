@@ -52,6 +52,9 @@ pub struct Config {
     /// TLS for the peer port: peers are `wss://` URLs and must present a certificate the
     /// CA signed. Works together with `secret`.
     pub tls: Option<TlsFiles>,
+    /// The peer network is trusted: a node that listens beyond loopback may run without a
+    /// `secret` or `tls` (otherwise it refuses to start).
+    pub insecure: bool,
     /// Where this node's application serves HTTP, advertised to the members (a follower can
     /// then send clients to the leader).
     pub http_url: Option<String>,
@@ -117,6 +120,12 @@ pub const DEFAULT_MAX_PROPOSAL_BYTES: usize = 1 << 20;
 pub const DEFAULT_SNAPSHOT_EVERY: u64 = 10_000;
 /// Entries kept after a snapshot, so that slightly lagging followers catch up from the log.
 pub const SNAPSHOT_KEEP_ENTRIES: u64 = 1_000;
+/// Shortest cluster secret: a shorter one falls to an offline guess from one Challenge.
+pub const MIN_SECRET_BYTES: usize = 16;
+/// Longest cluster secret.
+pub const MAX_SECRET_BYTES: usize = 1024;
+/// How the errors about secrets say to make one.
+const GENERATE_SECRET: &str = "openssl rand -hex 32";
 /// Default cluster id.
 pub const DEFAULT_CLUSTER_ID: &str = "raftline";
 /// Election timeouts are measured in at least this many ticks, so that the random part of
@@ -143,6 +152,7 @@ impl Config {
             join: false,
             secret: None,
             tls: None,
+            insecure: false,
             http_url: None,
             log_level: tracing::level_filters::LevelFilter::WARN,
             log_sink: None,
@@ -200,8 +210,26 @@ impl Config {
             split_host_port(listen).map_err(|e| invalid("listen", e))?;
         }
         if let Some(secret) = &self.secret {
-            if secret.bytes().is_empty() || secret.bytes().len() > 1024 {
-                return Err(invalid("secret", "must be 1-1024 bytes"));
+            let len = secret.bytes().len();
+            if !(MIN_SECRET_BYTES..=MAX_SECRET_BYTES).contains(&len) {
+                return Err(invalid(
+                    "secret",
+                    format!(
+                        "must be {MIN_SECRET_BYTES}-{MAX_SECRET_BYTES} bytes, got {len} (generate one: {GENERATE_SECRET})"
+                    ),
+                ));
+            }
+        }
+        if self.secret.is_none() && self.tls.is_none() && !self.insecure {
+            if let Some(beyond) = self.reachable_beyond_loopback() {
+                return Err(invalid(
+                    "secret",
+                    format!(
+                        "{beyond} is beyond loopback, and without a secret anyone who reaches the \
+                         peer port can speak for a member: give a secret (generate one: \
+                         {GENERATE_SECRET}), tls, or insecure: true if the network is trusted"
+                    ),
+                ));
             }
         }
         let scheme = if self.tls.is_some() {
@@ -222,6 +250,22 @@ impl Config {
             return Err(invalid("peers", format!("{peer}: {why}")));
         }
         Ok(())
+    }
+
+    /// What makes this node reachable from other machines, if anything: the address it
+    /// binds or the peer URL it gives itself.
+    fn reachable_beyond_loopback(&self) -> Option<String> {
+        let listen = self.listen_addr();
+        if let Ok((host, _)) = split_host_port(&listen) {
+            if !is_loopback(&host) {
+                return Some(format!("the listen address {listen}"));
+            }
+        }
+        let own = self.peers.get(&self.name).filter(|url| !url.is_empty())?;
+        match parse_ws_url(own) {
+            Ok((host, _)) if is_loopback(&host) => None,
+            _ => Some(format!("this node's peer URL {own}")),
+        }
     }
 
     /// The address to bind.
@@ -254,7 +298,7 @@ fn invalid(field: &str, why: impl std::fmt::Display) -> Error {
 }
 
 fn is_loopback(host: &str) -> bool {
-    host == "localhost" || host.starts_with("127.") || host == "[::1]"
+    host == "localhost" || host.starts_with("127.") || host == "[::1]" || host == "::1"
 }
 
 /// Splits `ws://host:port[/path]` into host and port.
@@ -335,6 +379,81 @@ mod tests {
             assert_eq!(err.code(), "ERR_INVALID", "{case}");
         }
         Config::new("n1").validate().expect("defaults are valid");
+    }
+
+    /// Before: a node listened on every interface without a secret with only a warning, and
+    /// `secret: "x"` was accepted (a weak secret falls to an offline guess from one
+    /// Challenge).
+    #[test]
+    fn beyond_loopback_a_node_needs_a_secret_tls_or_insecure() {
+        let strong = || Secret::new("0123456789abcdef");
+        type Case = (&'static str, fn(&mut Config), Option<&'static str>);
+        let cases: &[Case] = &[
+            ("loopback by default", |_| {}, None),
+            (
+                "every interface",
+                |c| c.listen = Some("0.0.0.0:7001".into()),
+                Some("the listen address 0.0.0.0:7001 is beyond loopback"),
+            ),
+            (
+                "a routable own URL",
+                |c| {
+                    c.peers.insert("n1".into(), "ws://db-0.svc:7001".into());
+                    c.listen = Some("127.0.0.1:7001".into());
+                },
+                Some("this node's peer URL ws://db-0.svc:7001 is beyond loopback"),
+            ),
+            (
+                "localhost and ::1",
+                |c| {
+                    c.peers.insert("n1".into(), "ws://localhost:7001".into());
+                    c.listen = Some("[::1]:7001".into());
+                },
+                None,
+            ),
+            (
+                "with a secret",
+                |c| {
+                    c.listen = Some("0.0.0.0:7001".into());
+                    c.secret = Some(Secret::new("0123456789abcdef"));
+                },
+                None,
+            ),
+            (
+                "insecure by choice",
+                |c| {
+                    c.listen = Some("0.0.0.0:7001".into());
+                    c.insecure = true;
+                },
+                None,
+            ),
+            (
+                "a secret of 15 bytes",
+                |c| c.secret = Some(Secret::new("0123456789abcde")),
+                Some("must be 16-1024 bytes, got 15 (generate one: openssl rand -hex 32)"),
+            ),
+        ];
+        for (case, mutate, refused) in cases {
+            let mut config = Config::new("n1");
+            mutate(&mut config);
+            match (config.validate(), refused) {
+                (Ok(()), None) => {}
+                (Err(e), Some(why)) => {
+                    let text = e.to_string();
+                    assert!(text.contains(why), "{case}: {text}");
+                    assert_eq!(e.code(), "ERR_INVALID");
+                    if why.contains("beyond") {
+                        for named in ["secret", "tls", "insecure: true", "openssl rand"] {
+                            assert!(text.contains(named), "{case}: names {named}: {text}");
+                        }
+                    }
+                }
+                (outcome, _) => panic!("{case}: {outcome:?}"),
+            }
+        }
+        let mut config = Config::new("n1");
+        config.secret = Some(strong());
+        config.validate().expect("16 bytes will do");
     }
 
     #[test]

@@ -473,7 +473,7 @@ impl<S: LogStore> Core<S> {
         }
         if msg.get_msg_type() == MessageType::MsgPropose && self.raw.raft.state == StateRole::Leader
         {
-            self.screen_forwarded_conf_changes(&mut msg);
+            self.screen_forwarded_proposals(&mut msg);
             if msg.entries.is_empty() {
                 return Ok(()); // every change in it waits (the raft crate panics on none)
             }
@@ -791,6 +791,18 @@ impl<S: LogStore> Core<S> {
     /// Handles whatever is ready: sends through `send`, persists, applies, answers requests.
     /// Returns the events of this turn. A storage failure is returned: the node must stop.
     pub fn handle_ready(&mut self, send: &mut dyn FnMut(Vec<Message>)) -> Result<Vec<Event>> {
+        // A request this node forwards leaves in its own name: the raft crate keeps the first
+        // sender of a request forwarded twice (follower to follower to leader, as after a
+        // leadership change), and the leader closed the forwarder's connection as a forgery.
+        let id = self.id;
+        let send = &mut |mut messages: Vec<Message>| {
+            for m in &mut messages {
+                if m.from != id && is_forwarded_request(m) {
+                    m.from = id;
+                }
+            }
+            send(messages)
+        };
         self.propose_parked();
         self.send_reads();
         let mut events = std::mem::take(&mut self.deferred);
@@ -1066,10 +1078,14 @@ impl<S: LogStore> Core<S> {
                         }
                     };
                     if let Command::Refused { code, reason } = command {
-                        // A membership change the leader refused in place of its entry.
+                        // A write or membership change the leader refused in place of its
+                        // entry.
                         if let Some(seq) = self.ids.ours(&context) {
+                            let error = Error::from_code(&code, reason);
                             if let Some(change) = self.conf_changes.remove(&seq) {
-                                change.waiter.send(Err(Error::from_code(&code, reason)));
+                                change.waiter.send(Err(error));
+                            } else if let Some(proposal) = self.proposals.remove(&seq) {
+                                proposal.waiter.send(Err(error));
                             }
                         }
                         continue;
@@ -1414,13 +1430,21 @@ impl<S: LogStore> Core<S> {
         }
     }
 
-    /// On the leader: turns the conf changes of a follower's proposal that must be refused
-    /// into refusals, which reach the proposer through the log (the raft crate would drop
-    /// them silently, and the proposer would wait until its deadline).
-    fn screen_forwarded_conf_changes(&mut self, msg: &mut Message) {
+    /// On the leader: turns the writes over this leader's size limit and the conf changes of
+    /// a follower's proposal that must be refused into refusals, which reach the proposer
+    /// through the log (the raft crate would drop them silently, and the proposer would wait
+    /// until its deadline).
+    fn screen_forwarded_proposals(&mut self, msg: &mut Message) {
         let mut later = Vec::new();
+        let max = self.max_proposal_bytes;
         for (i, entry) in msg.entries.iter_mut().enumerate() {
             if entry.get_entry_type() == EntryType::EntryNormal {
+                // The leader's own limit holds for every write: a forwarded one bypassed it
+                // (32 MiB entries were replicated to every member).
+                if entry.data.len() > max {
+                    let size = entry.data.len();
+                    entry.data = refusal(&Error::TooLarge { size, max }).encode();
+                }
                 continue;
             }
             let verdict = decode_conf_change(entry)
@@ -1448,7 +1472,14 @@ impl<S: LogStore> Core<S> {
     fn screen_conf_change(&self, cc: &ConfChangeV2) -> Result<bool> {
         use raft::eraftpb::ConfChangeType;
         let Some(info) = MemberInfo::decode(&cc.context).filter(|i| i.epoch.is_some()) else {
-            return Ok(true); // not ours (a raft-internal change): the raft crate judges it
+            if cc.changes.is_empty() {
+                return Ok(true); // leaving a joint configuration: the raft crate judges it
+            }
+            // raftline makes every change with its epoch: one without it would skip the
+            // checks below.
+            return Err(Error::Invalid(
+                "a membership change without its epoch".into(),
+            ));
         };
         if !self.conf_state().voters_outgoing.is_empty() || self.conf_entry_pending() {
             return Err(Error::ConfChangeInProgress);
@@ -1770,6 +1801,11 @@ impl<S: LogStore> Core<S> {
     }
 }
 
+/// A write or a read index request on its way to the leader.
+fn is_forwarded_request(m: &Message) -> bool {
+    m.msg_type == MessageType::MsgPropose as i32 || m.msg_type == MessageType::MsgReadIndex as i32
+}
+
 /// The conf change an entry carries (a V1 change is read as the single change it is).
 fn decode_conf_change(entry: &Entry) -> std::result::Result<ConfChangeV2, String> {
     use prost::Message as _;
@@ -1793,6 +1829,7 @@ fn decode_conf_change(entry: &Entry) -> std::result::Result<ConfChangeV2, String
 fn refusal(error: &Error) -> Command {
     let reason = match error {
         Error::UnknownMember(name) => name.clone(),
+        Error::TooLarge { size, max } => format!("{size}/{max}"),
         other => other.to_string(),
     };
     Command::Refused {

@@ -84,6 +84,12 @@ impl Error {
             "ERR_CONF_CHANGE_IN_PROGRESS" => Error::ConfChangeInProgress,
             "ERR_UNKNOWN_MEMBER" => Error::UnknownMember(message),
             "ERR_REMOVED" => Error::Removed,
+            "ERR_TOO_LARGE" => {
+                let mut figures = message.split('/').map(|n| n.parse().unwrap_or(0));
+                let size = figures.next().unwrap_or(0);
+                let max = figures.next().unwrap_or(0);
+                Error::TooLarge { size, max }
+            }
             _ => Error::Invalid(message),
         }
     }

@@ -125,7 +125,7 @@ async fn members_with_the_secret_form_a_cluster_and_impostors_never_get_a_welcom
     let mut intruder = Config::new("n9");
     fast(&mut intruder);
     intruder.listen = Some("127.0.0.1:0".into());
-    intruder.secret = Some(Secret::new("a guess"));
+    intruder.secret = Some(Secret::new("a guess that is long enough"));
     intruder.peers = cluster.live_urls();
     intruder.peers.insert("n9".into(), String::new());
     let node = raftline::start(intruder).await.expect("starts");
@@ -152,7 +152,7 @@ async fn a_node_with_a_secret_refuses_a_listener_that_does_not_prove_it() {
     let fake = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let fake_url = format!("ws://{}", fake.local_addr().unwrap());
     let mut config = Config::new("n1");
-    with_secret("s3cret")(&mut config);
+    with_secret("s3cret-s3cret-s3cret")(&mut config);
     config.listen = Some("127.0.0.1:0".into());
     config.peers.insert("n1".into(), String::new());
     config.peers.insert("n2".into(), fake_url);

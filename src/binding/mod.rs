@@ -41,6 +41,8 @@ pub struct NativeOptions {
     pub join: Option<bool>,
     /// The cluster's shared secret (peers must prove it).
     pub secret: Option<String>,
+    /// The peer network is trusted: no secret or TLS needed beyond loopback.
+    pub insecure: Option<bool>,
     /// TLS: this node's certificate chain and key, and the members' CA (PEM).
     pub tls_cert: Option<Buffer>,
     pub tls_key: Option<Buffer>,
@@ -115,6 +117,7 @@ impl NativeRaftNode {
         config.app_snapshots = options.app_snapshots.unwrap_or(false);
         config.join = options.join.unwrap_or(false);
         config.secret = options.secret.map(crate::config::Secret::new);
+        config.insecure = options.insecure.unwrap_or(false);
         if let (Some(cert), Some(key)) = (options.tls_cert, options.tls_key) {
             config.tls = Some(crate::config::TlsFiles {
                 cert: cert.to_vec(),

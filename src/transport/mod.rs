@@ -292,11 +292,11 @@ impl Transport {
             .local_addr()
             .map_err(|e| Error::Invalid(format!("cannot read the bound address: {e}")))?;
         if !addr.ip().is_loopback() && config.secret.is_none() && config.tls.is_none() {
-            tracing::warn!(
+            // Only with `insecure: true` (the config refuses it otherwise).
+            tracing::info!(
                 %addr,
-                "listening beyond this machine without a secret or tls: anyone who reaches \
-                 this port can speak for any member that is not connected (see README, \
-                 Peer security)"
+                "listening beyond this machine without a secret or tls (insecure: the peer \
+                 network is trusted; see README, Peer security)"
             );
         }
         let tls = match &config.tls {
