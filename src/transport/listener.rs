@@ -65,10 +65,13 @@ async fn serve(shared: Arc<Shared>, tcp: TcpStream, addr: SocketAddr, inbound: I
             tracing::debug!(%addr, "refused peer: {reason}");
         }
     };
-    let _admission = match shared.registry.admit(addr.ip()) {
-        Ok(admission) => admission,
-        Err(reason) => return refused(&reason),
-    };
+    let (admission, evicted_another) = shared.registry.admit(addr.ip());
+    if evicted_another && shared.refusals.should_log("handshakes at capacity") {
+        tracing::warn!(
+            %addr,
+            "connections in their handshake at capacity: the oldest gives way (logged once a minute)"
+        );
+    }
     let upgrade = async {
         let io: Box<dyn Io> = match &shared.tls {
             Some(tls) => tls.accept(tcp).await?,
@@ -81,26 +84,33 @@ async fn serve(shared: Arc<Shared>, tcp: TcpStream, addr: SocketAddr, inbound: I
     // One time budget for the upgrade and the handshake: a connection that has not proven
     // itself within it gives its slot back.
     let deadline = tokio::time::Instant::now() + HANDSHAKE_TIMEOUT;
-    let mut ws = match tokio::time::timeout_at(deadline, upgrade).await {
-        Ok(Ok(ws)) => ws,
-        Ok(Err(reason)) => return refused(&reason),
-        Err(_) => return refused("upgrade timed out"),
+    const EVICTED: &str = "a newer connection took this one's place in the handshake";
+    let mut ws = tokio::select! {
+        upgraded = tokio::time::timeout_at(deadline, upgrade) => match upgraded {
+            Ok(Ok(ws)) => ws,
+            Ok(Err(reason)) => return refused(&reason),
+            Err(_) => return refused("upgrade timed out"),
+        },
+        _ = admission.evicted() => return tracing::debug!(%addr, "{EVICTED}"),
     };
-    let (from, claim, mut keys) =
-        match tokio::time::timeout_at(deadline, handshake(&shared, &mut ws)).await {
-            Ok(Ok(accepted)) => accepted,
-            Ok(Err(Refusal { reason, mut seal })) => {
+    let handshake = tokio::select! {
+        done = tokio::time::timeout_at(deadline, handshake(&shared, &mut ws)) => {
+            done.unwrap_or_else(|_| Err("no handshake within the time limit".to_string().into()))
+        }
+        _ = admission.evicted() => Err(EVICTED.to_string().into()),
+    };
+    let (from, claim, mut keys) = match handshake {
+        Ok(accepted) => accepted,
+        Err(Refusal { reason, mut seal }) => {
+            if reason != EVICTED {
                 refused(&reason);
-                refuse(&mut ws, &reason, seal.as_mut()).await;
-                return;
             }
-            Err(_) => {
-                let reason = "no handshake within the time limit";
-                refused(reason);
-                refuse(&mut ws, reason, None).await;
-                return;
-            }
-        };
+            refuse(&mut ws, &reason, seal.as_mut()).await;
+            return;
+        }
+    };
+    // Proven (or, without a secret, named): its handshake slot goes to the next.
+    drop(admission);
     // The dialer waits for the Welcome before it sends more: nothing is buffered yet, and
     // from here on frames as large as raft needs are read.
     let mut ws =

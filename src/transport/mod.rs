@@ -23,7 +23,7 @@ use tokio::task::JoinSet;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 pub use fault::FaultFilter;
-pub use registry::{MAX_CONNECTIONS, MAX_CONNECTIONS_PER_ADDRESS};
+pub use registry::{MAX_CONNECTIONS, MAX_HANDSHAKES, MAX_HANDSHAKES_PER_ADDRESS};
 
 use crate::error::{Error, Result};
 use crate::ids::{raft_id, validate_name};

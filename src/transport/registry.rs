@@ -1,7 +1,14 @@
-//! Who may hold an inbound connection: bounds on connections per remote address and in
-//! all, the names admitted at the handshake (the members), and one live connection per
-//! member name, so that a second connection cannot speak for a member whose own
-//! connection is alive.
+//! Who may hold an inbound connection: bounds on connections still in their handshake (per
+//! remote address and in all), the names admitted at the handshake (the members), and one
+//! live connection per member name, so that a second connection cannot speak for a member
+//! whose own connection is alive.
+//!
+//! Unproven connections never lock members out: when the handshake slots are full, the
+//! oldest handshake of the address that holds the most gives way to the newest (of the same
+//! address first). Before, 260 raw sockets from five addresses held every slot, and after the
+//! leader died no member could connect to elect another. A member dials from its own address
+//! once per peer, so a flood from a few addresses only ever evicts itself; one spread over
+//! more addresses than the table has slots can still delay members.
 
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
@@ -11,15 +18,21 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
 
-/// Inbound connections (open or in their handshake) accepted from one address. A node has
-/// one per peer; a test machine runs whole clusters on one address.
-pub const MAX_CONNECTIONS_PER_ADDRESS: usize = 64;
-/// Inbound connections accepted in all.
+/// Inbound connections in their handshake (TLS, upgrade, proof) from one address. A whole
+/// test cluster restarting at once dials from one address: a member's peers number at most
+/// a few dozen.
+pub const MAX_HANDSHAKES_PER_ADDRESS: usize = 32;
+/// Inbound connections in their handshake in all.
+pub const MAX_HANDSHAKES: usize = 64;
+/// Connections past their handshake (each speaks for one member; a joining node, which knows
+/// no configuration yet, admits any name).
 pub const MAX_CONNECTIONS: usize = 256;
 
 pub(super) struct Registry {
     started: Instant,
-    open: Mutex<HashMap<IpAddr, usize>>,
+    /// Connections in their handshake, oldest first.
+    handshakes: Mutex<Vec<Handshake>>,
+    next_handshake: AtomicU64,
     /// Raft ids admitted at the handshake; empty while this node knows no configuration
     /// (a joining node), which admits any name.
     members: RwLock<HashSet<u64>>,
@@ -27,6 +40,12 @@ pub(super) struct Registry {
     /// A member's connection silent this long may be replaced by a new one (the old one
     /// is half-open: its peer restarted or moved). Live peers talk far more often.
     takeover_after: Duration,
+}
+
+struct Handshake {
+    seq: u64,
+    ip: IpAddr,
+    evicted: Arc<Notify>,
 }
 
 /// One member's live connection.
@@ -37,10 +56,18 @@ pub(super) struct Slot {
     pub replaced: Notify,
 }
 
-/// An accepted connection's place in the address count; given back on drop.
+/// A connection's place among those in their handshake; given back on drop.
 pub(super) struct Admission<'a> {
     registry: &'a Registry,
-    ip: IpAddr,
+    seq: u64,
+    evicted: Arc<Notify>,
+}
+
+impl Admission<'_> {
+    /// Resolves when a newer connection took this one's place: it must close.
+    pub async fn evicted(&self) {
+        self.evicted.notified().await
+    }
 }
 
 /// A member name held by a connection; given back on drop unless replaced meanwhile.
@@ -54,28 +81,56 @@ impl Registry {
     pub fn new(takeover_after: Duration) -> Registry {
         Registry {
             started: Instant::now(),
-            open: Mutex::new(HashMap::new()),
+            handshakes: Mutex::new(Vec::new()),
+            next_handshake: AtomicU64::new(0),
             members: RwLock::new(HashSet::new()),
             live: Mutex::new(HashMap::new()),
             takeover_after,
         }
     }
 
-    /// Counts a new connection from `ip`, or refuses it when too many are open.
-    pub fn admit(&self, ip: IpAddr) -> Result<Admission<'_>, String> {
-        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
-        let total: usize = open.values().sum();
-        let from_ip = open.get(&ip).copied().unwrap_or(0);
-        if total >= MAX_CONNECTIONS {
-            return Err(format!("{MAX_CONNECTIONS} connections open"));
+    /// Admits a new connection from `ip` to its handshake. When the table is full, the
+    /// oldest handshake from the same address, else the oldest of the address holding the
+    /// most, is evicted (and told so through [`Admission::evicted`]); the second value says
+    /// whether one was.
+    pub fn admit(&self, ip: IpAddr) -> (Admission<'_>, bool) {
+        let mut handshakes = self.handshakes();
+        let from_ip = handshakes.iter().filter(|h| h.ip == ip).count();
+        let victim = if from_ip >= MAX_HANDSHAKES_PER_ADDRESS {
+            handshakes.iter().position(|h| h.ip == ip)
+        } else if handshakes.len() >= MAX_HANDSHAKES {
+            // The oldest of the address that holds the most: a member, which dials once per
+            // peer, never holds the most while a flood is on.
+            let mut counts: HashMap<IpAddr, usize> = HashMap::new();
+            for h in handshakes.iter() {
+                *counts.entry(h.ip).or_default() += 1;
+            }
+            let most = counts.values().copied().max().unwrap_or(0);
+            handshakes.iter().position(|h| counts[&h.ip] == most)
+        } else {
+            None
+        };
+        if let Some(i) = victim {
+            // `notify_one` keeps a permit: the victim sees it even if not waiting yet.
+            handshakes.remove(i).evicted.notify_one();
         }
-        if from_ip >= MAX_CONNECTIONS_PER_ADDRESS {
-            return Err(format!(
-                "{MAX_CONNECTIONS_PER_ADDRESS} connections open from this address"
-            ));
-        }
-        *open.entry(ip).or_default() += 1;
-        Ok(Admission { registry: self, ip })
+        let seq = self.next_handshake.fetch_add(1, Ordering::Relaxed);
+        let evicted = Arc::new(Notify::new());
+        handshakes.push(Handshake {
+            seq,
+            ip,
+            evicted: Arc::clone(&evicted),
+        });
+        let admission = Admission {
+            registry: self,
+            seq,
+            evicted,
+        };
+        (admission, victim.is_some())
+    }
+
+    fn handshakes(&self) -> std::sync::MutexGuard<'_, Vec<Handshake>> {
+        self.handshakes.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Replaces the names admitted at the handshake (the current configuration).
@@ -93,6 +148,9 @@ impl Registry {
     pub fn claim(&self, id: u64) -> Result<Claim<'_>, String> {
         let now = self.now_ms();
         let mut live = self.live.lock().unwrap_or_else(|p| p.into_inner());
+        if !live.contains_key(&id) && live.len() >= MAX_CONNECTIONS {
+            return Err(format!("{MAX_CONNECTIONS} peers connected"));
+        }
         if let Some(old) = live.get(&id) {
             let silent = now.saturating_sub(old.heard_ms.load(Ordering::Relaxed));
             if silent < self.takeover_after.as_millis() as u64 {
@@ -140,51 +198,78 @@ impl Drop for Claim<'_> {
 
 impl Drop for Admission<'_> {
     fn drop(&mut self) {
-        let mut open = self.registry.open.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(n) = open.get_mut(&self.ip) {
-            *n -= 1;
-            if *n == 0 {
-                open.remove(&self.ip);
-            }
-        }
+        self.registry.handshakes().retain(|h| h.seq != self.seq);
     }
 }
 
 /// Logs refusals at most once a minute per peer (its name once it has one, else its
-/// address): a hostile peer retrying in a loop must not flood the log (the refusals
-/// themselves are not limited).
+/// address), and at most [`REFUSAL_LOG_BURST`] a minute in all: a hostile peer retrying in
+/// a loop, or claiming a new name each time, must not flood the log (9,724 lines in 10 s
+/// before the overall bound). The refusals themselves are not limited.
 pub(super) struct RefusalLog {
-    last: Mutex<HashMap<String, Instant>>,
+    state: Mutex<RefusalWindow>,
+}
+
+#[derive(Default)]
+struct RefusalWindow {
+    last: HashMap<String, Instant>,
+    /// The minute being counted, its lines, and the refusals it did not log.
+    started: Option<Instant>,
+    logged: usize,
+    unlogged: u64,
 }
 
 const REFUSAL_LOG_EVERY: Duration = Duration::from_secs(60);
 /// Addresses remembered at most; beyond, the memory is cleared (and each logs once more).
 const REFUSAL_LOG_ADDRESSES: usize = 4096;
+/// Refusal lines logged a minute, in all.
+pub const REFUSAL_LOG_BURST: usize = 20;
 
 impl RefusalLog {
     pub fn new() -> RefusalLog {
         RefusalLog {
-            last: Mutex::new(HashMap::new()),
+            state: Mutex::new(RefusalWindow::default()),
         }
     }
 
     /// True when a refusal of `peer` should be logged now.
     pub fn should_log(&self, peer: &str) -> bool {
         let now = Instant::now();
-        let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        if state
+            .started
+            .is_none_or(|at| now.duration_since(at) >= REFUSAL_LOG_EVERY)
+        {
+            if state.unlogged > 0 {
+                tracing::warn!(
+                    unlogged = state.unlogged,
+                    "{} more peer refusals in the last minute were not logged",
+                    state.unlogged
+                );
+            }
+            state.started = Some(now);
+            state.logged = 0;
+            state.unlogged = 0;
+        }
+        let last = &mut state.last;
         if last.len() >= REFUSAL_LOG_ADDRESSES {
             last.retain(|_, at| now.duration_since(*at) < REFUSAL_LOG_EVERY);
             if last.len() >= REFUSAL_LOG_ADDRESSES {
                 last.clear();
             }
         }
-        match last.get(peer) {
-            Some(at) if now.duration_since(*at) < REFUSAL_LOG_EVERY => false,
-            _ => {
-                last.insert(peer.to_string(), now);
-                true
-            }
+        let due =
+            !matches!(last.get(peer), Some(at) if now.duration_since(*at) < REFUSAL_LOG_EVERY);
+        if !due {
+            return false;
         }
+        if state.logged >= REFUSAL_LOG_BURST {
+            state.unlogged += 1;
+            return false;
+        }
+        state.last.insert(peer.to_string(), now);
+        state.logged += 1;
+        true
     }
 }
 
@@ -207,16 +292,47 @@ mod tests {
     }
 
     #[test]
-    fn connections_are_bounded_per_address() {
+    fn the_oldest_handshake_gives_way_from_its_own_address_first() {
         let registry = Registry::new(Duration::from_secs(1));
-        let ip: IpAddr = "10.0.0.1".parse().unwrap();
-        let held: Vec<_> = (0..MAX_CONNECTIONS_PER_ADDRESS)
-            .map(|_| registry.admit(ip).unwrap())
+        let flooder: IpAddr = "10.0.0.1".parse().unwrap();
+        let held: Vec<_> = (0..MAX_HANDSHAKES_PER_ADDRESS)
+            .map(|_| registry.admit(flooder))
             .collect();
-        assert!(registry.admit(ip).is_err());
-        assert!(registry.admit("10.0.0.2".parse().unwrap()).is_ok());
-        drop(held);
-        assert!(registry.admit(ip).is_ok());
+        assert!(held.iter().all(|(_, evicted)| !evicted));
+        let member: IpAddr = "10.0.0.9".parse().unwrap();
+        let (_mine, evicted) = registry.admit(member);
+        assert!(!evicted, "room for another address");
+        let (_newest, evicted) = registry.admit(flooder);
+        assert!(evicted, "the flooder's oldest gave way");
+        assert!(futures_util::FutureExt::now_or_never(held[0].0.evicted()).is_some());
+        assert!(futures_util::FutureExt::now_or_never(held[1].0.evicted()).is_none());
+        // Many addresses: the flooder's gives way first, then the oldest of all, and the
+        // table stays bounded.
+        let others: Vec<_> = (0..MAX_HANDSHAKES * 2)
+            .map(|i| registry.admit(IpAddr::from([10, 1, (i / 200) as u8, (i % 200) as u8])))
+            .collect();
+        assert!(registry.handshakes().len() <= MAX_HANDSHAKES);
+        drop((held, others));
+        assert_eq!(
+            registry.handshakes().len(),
+            0,
+            "dropped admissions give their place back"
+        );
+    }
+
+    #[test]
+    fn a_members_handshake_outlasts_a_flood_from_five_addresses() {
+        let registry = Registry::new(Duration::from_secs(1));
+        let (member, _) = registry.admit("10.0.0.9".parse().unwrap());
+        let flood: Vec<_> = (0..5 * 52)
+            .map(|i| registry.admit(IpAddr::from([10, 0, 1, (i % 5) as u8])))
+            .collect();
+        assert!(flood.iter().filter(|(_, evicted)| *evicted).count() > 100);
+        assert!(
+            futures_util::FutureExt::now_or_never(member.evicted()).is_none(),
+            "the member kept its place"
+        );
+        assert!(registry.handshakes().len() <= MAX_HANDSHAKES);
     }
 
     #[test]
@@ -234,5 +350,10 @@ mod tests {
         assert!(!log.should_log("10.0.0.1"));
         assert!(log.should_log("10.0.0.2"));
         assert!(log.should_log("n2 at 10.0.0.1"));
+        // A peer that claims a new name each time is bounded overall.
+        let logged = (0..1000)
+            .filter(|i| log.should_log(&format!("ghost{i} at 10.0.0.3")))
+            .count();
+        assert_eq!(logged, REFUSAL_LOG_BURST - 3);
     }
 }
