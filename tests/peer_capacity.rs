@@ -127,7 +127,7 @@ async fn with_sockets_from_five_addresses_filling_the_cap_a_new_leader_is_electe
             cluster.launch(name).await.expect("relaunch");
             let mark = cluster
                 .node(&leader)
-                .set("mark", vec![1], opts.clone())
+                .set("mark", vec![1], opts)
                 .await
                 .expect("write");
             let node = cluster.node(name).clone();
