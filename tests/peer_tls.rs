@@ -114,6 +114,71 @@ async fn members_talk_over_tls_and_peers_without_the_cas_certificate_get_nowhere
     cluster.stop().await;
 }
 
+/// Before: any certificate the cluster's CA signed could speak for any member. Now the
+/// listener checks that the dialer's certificate names the member it claims to be.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_members_certificate_cannot_speak_for_another_member() {
+    use futures_util::{SinkExt, StreamExt};
+    use raftline::wire::{Frame, PROTOCOL_VERSION};
+    use tokio_tungstenite::tungstenite::Message as Ws;
+    let cluster = Cluster::start(3, with_tls).await;
+    let leader = cluster.wait_for_leader().await;
+    let target = cluster.other_than(&leader);
+    let claimed = cluster
+        .names
+        .iter()
+        .find(|n| **n != target && **n != leader)
+        .unwrap()
+        .clone();
+    let addr = cluster
+        .node(&target)
+        .url()
+        .trim_start_matches("wss://")
+        .to_string();
+    // Speaks as `claimed` with the certificate of `identity`; returns how it ended.
+    let speak_as = |identity: (&'static str, &'static str)| {
+        let (addr, claimed) = (addr.clone(), claimed.clone());
+        let target = target.clone();
+        async move {
+            let tcp = tokio::net::TcpStream::connect(&addr).await.unwrap();
+            let name = ServerName::try_from("127.0.0.1").unwrap();
+            let tls = client(Some(identity)).connect(name, tcp).await.unwrap();
+            let (mut ws, _) = tokio_tungstenite::client_async(format!("wss://{addr}"), tls)
+                .await
+                .unwrap();
+            let hello = Frame::Hello {
+                version: PROTOCOL_VERSION,
+                cluster_id: "raftline".into(),
+                from: claimed,
+                to: target,
+                nonce: serde_bytes::ByteBuf::from(vec![7; 32]),
+                http_url: String::new(),
+            };
+            ws.send(Ws::Binary(hello.encode().into())).await.unwrap();
+            match tokio::time::timeout(DEADLINE, ws.next()).await {
+                Ok(Some(Ok(Ws::Close(Some(close))))) => format!("closed: {}", close.reason),
+                Ok(Some(Ok(Ws::Binary(b)))) => format!("answered: {:?}", Frame::decode(&b)),
+                other => format!("ended: {other:?}"),
+            }
+        }
+    };
+    let ended = speak_as(("elsewhere.pem", "elsewhere-key.pem")).await;
+    assert!(
+        ended.contains("certificate names neither"),
+        "a certificate for another host: {ended}"
+    );
+    // The control: the certificate that names 127.0.0.1 passes this check (and then meets
+    // the one-connection-per-member rule or a Welcome).
+    let ended = speak_as(("member.pem", "member-key.pem")).await;
+    assert!(!ended.contains("certificate"), "{ended}");
+    cluster
+        .node(&leader)
+        .set("after", b"1".to_vec(), WriteOptions::default())
+        .await
+        .expect("still writes");
+    cluster.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_and_a_secret_work_together_and_a_stranger_node_cannot_join_in() {
     let secret = random_secret();

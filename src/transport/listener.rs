@@ -21,6 +21,7 @@ use super::{
 };
 use crate::ids::raft_id;
 use raft::eraftpb::MessageType;
+use rustls::pki_types::CertificateDer;
 use std::sync::atomic::Ordering;
 use tokio_tungstenite::tungstenite::protocol::Role;
 
@@ -73,28 +74,32 @@ async fn serve(shared: Arc<Shared>, tcp: TcpStream, addr: SocketAddr, inbound: I
         );
     }
     let upgrade = async {
-        let io: Box<dyn Io> = match &shared.tls {
-            Some(tls) => tls.accept(tcp).await?,
-            None => Box::new(tcp),
+        let (io, cert): (Box<dyn Io>, _) = match &shared.tls {
+            Some(tls) => {
+                let (io, cert) = tls.accept(tcp).await?;
+                (io, Some(cert))
+            }
+            None => (Box::new(tcp), None),
         };
-        tokio_tungstenite::accept_async_with_config(io, Some(ws_handshake_config()))
+        let ws = tokio_tungstenite::accept_async_with_config(io, Some(ws_handshake_config()))
             .await
-            .map_err(|e| format!("not a WebSocket upgrade: {e}"))
+            .map_err(|e| format!("not a WebSocket upgrade: {e}"))?;
+        Ok::<_, String>((ws, cert))
     };
     // One time budget for the upgrade and the handshake: a connection that has not proven
     // itself within it gives its slot back.
     let deadline = tokio::time::Instant::now() + HANDSHAKE_TIMEOUT;
     const EVICTED: &str = "a newer connection took this one's place in the handshake";
-    let mut ws = tokio::select! {
+    let (mut ws, cert) = tokio::select! {
         upgraded = tokio::time::timeout_at(deadline, upgrade) => match upgraded {
-            Ok(Ok(ws)) => ws,
+            Ok(Ok(upgraded)) => upgraded,
             Ok(Err(reason)) => return refused(&reason),
             Err(_) => return refused("upgrade timed out"),
         },
         _ = admission.evicted() => return tracing::debug!(%addr, "{EVICTED}"),
     };
     let handshake = tokio::select! {
-        done = tokio::time::timeout_at(deadline, handshake(&shared, &mut ws)) => {
+        done = tokio::time::timeout_at(deadline, handshake(&shared, &mut ws, cert)) => {
             done.unwrap_or_else(|_| Err("no handshake within the time limit".to_string().into()))
         }
         _ = admission.evicted() => Err(EVICTED.to_string().into()),
@@ -319,12 +324,26 @@ async fn next_frame(ws: &mut WebSocketStream<Box<dyn Io>>) -> Result<Frame, Stri
 async fn handshake<'a>(
     shared: &'a Shared,
     ws: &mut WebSocketStream<Box<dyn Io>>,
+    cert: Option<CertificateDer<'static>>,
 ) -> Result<(String, Claim<'a>, Option<SessionKeys>), Refusal> {
     let Hello {
         from,
         nonce,
         http_url,
     } = check_hello(next_frame(ws).await?, &shared.cluster_id, &shared.name)?;
+    if let Some(cert) = &cert {
+        // One member's certificate cannot speak for another.
+        let url_host = shared
+            .peer_url(&from)
+            .and_then(|url| crate::config::parse_ws_url(&url).ok())
+            .map(|(host, _)| host);
+        if !super::tls::names_member(cert, &from, url_host.as_deref()) {
+            return Err(format!(
+                "the TLS certificate names neither {from} nor the host of its peer URL"
+            )
+            .into());
+        }
+    }
     let mut keys = None;
     if let Some(secret) = &shared.secret {
         let listener_nonce = auth::nonce();

@@ -393,6 +393,13 @@ impl Drop for Transport {
 }
 
 impl Shared {
+    /// The peer URL this node knows for `member`, if any.
+    fn peer_url(&self, member: &str) -> Option<String> {
+        let peers = self.peers.read().unwrap_or_else(|p| p.into_inner());
+        let url = peers.get(&raft_id(member))?.url.borrow().clone();
+        (!url.is_empty()).then_some(url)
+    }
+
     /// Remembers the HTTP URL a member advertised (or that it advertises none).
     fn learn_http_url(&self, member: &str, url: String) {
         let mut urls = self.http_urls.write().unwrap_or_else(|p| p.into_inner());

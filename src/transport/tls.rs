@@ -1,6 +1,9 @@
 //! TLS for the peer port (`wss://`), with rustls: both sides present a certificate and verify
-//! the other's against the cluster's CA (mutual TLS); the dialer also checks that the
-//! listener's certificate names the host of the URL it dialled.
+//! the other's against the cluster's CA (mutual TLS). A certificate must also name the member
+//! that presents it: the dialer checks that the listener's names the host of the URL it
+//! dialled, and the listener that the dialer's names the host of the peer URL of the member
+//! the dialer says it is, or that member's name (before, any member's certificate could speak
+//! for any other).
 
 use std::sync::Arc;
 
@@ -68,14 +71,26 @@ impl Tls {
         })
     }
 
-    /// The listener's side: the peer must present a certificate the CA signed.
-    pub async fn accept(&self, tcp: TcpStream) -> Result<Box<dyn Io>, String> {
+    /// The listener's side: the peer must present a certificate the CA signed, which is
+    /// returned for [`names_member`].
+    pub async fn accept(
+        &self,
+        tcp: TcpStream,
+    ) -> Result<(Box<dyn Io>, CertificateDer<'static>), String> {
         let stream = self
             .acceptor
             .accept(tcp)
             .await
             .map_err(|e| format!("TLS handshake failed: {e}"))?;
-        Ok(Box::new(stream))
+        let cert = stream
+            .get_ref()
+            .1
+            .peer_certificates()
+            .and_then(|chain| chain.first())
+            .ok_or("TLS handshake without a client certificate")?
+            .clone()
+            .into_owned();
+        Ok((Box::new(stream), cert))
     }
 
     /// The dialer's side: the listener's certificate must be the CA's and name `host`.
@@ -89,5 +104,42 @@ impl Tls {
             .await
             .map_err(|e| format!("TLS handshake failed: {e}"))?;
         Ok(Box::new(stream))
+    }
+}
+
+/// True when `cert` names the member `name` as a subject alternative name: the host of its
+/// peer URL (`url_host`, when this node knows it), or the name itself.
+pub fn names_member(cert: &CertificateDer<'_>, name: &str, url_host: Option<&str>) -> bool {
+    let Ok(cert) = webpki::EndEntityCert::try_from(cert) else {
+        return false;
+    };
+    let url_host = url_host.map(|h| h.trim_start_matches('[').trim_end_matches(']'));
+    [url_host, Some(name)].into_iter().flatten().any(|subject| {
+        ServerName::try_from(subject)
+            .is_ok_and(|subject| cert.verify_is_valid_for_subject_name(&subject).is_ok())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fixture(name: &str) -> CertificateDer<'static> {
+        let path = format!("{}/tests/fixtures/tls/{name}", env!("CARGO_MANIFEST_DIR"));
+        CertificateDer::from_pem_file(&path).unwrap()
+    }
+
+    #[test]
+    fn a_certificate_names_the_member_by_its_url_host_or_its_name() {
+        let member = fixture("member.pem"); // 127.0.0.1, localhost
+        let elsewhere = fixture("elsewhere.pem"); // 10.0.0.9, elsewhere.svc
+        assert!(names_member(&member, "n2", Some("127.0.0.1")));
+        assert!(names_member(&member, "n2", Some("localhost")));
+        assert!(!names_member(&elsewhere, "n2", Some("127.0.0.1")));
+        assert!(!names_member(&elsewhere, "n2", None));
+        assert!(names_member(&elsewhere, "elsewhere.svc", None), "by name");
+        assert!(names_member(&elsewhere, "x", Some("10.0.0.9")));
+        assert!(names_member(&elsewhere, "x", Some("[10.0.0.9]")));
+        assert!(!names_member(&member, "bad_name", None));
     }
 }
