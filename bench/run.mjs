@@ -22,8 +22,8 @@ function withDataDir(durable, fn) {
   return fn(dir).finally(() => rmSync(dir, { recursive: true, force: true }));
 }
 
-const throughput = (inFlight, total, durable = false) => withDataDir(durable, async (dataDir) => {
-  const c = await createTestCluster({ size: 3, timing: 'default', dataDir });
+const throughput = (inFlight, total, durable = false, options = {}) => withDataDir(durable, async (dataDir) => {
+  const c = await createTestCluster({ size: 3, timing: 'default', dataDir, ...options });
   try {
     const leader = await c.waitForLeader();
     const value = { user: 'someone', n: 0, tags: ['a', 'b'] };
@@ -194,6 +194,10 @@ console.log(`raftline bench: 3-node in-process cluster, in-memory storage, ${RUN
 const total = quick ? 20_000 : 100_000;
 const tput = await series('throughput', RUNS, () => throughput(256, total));
 console.log(`write throughput, 256 in flight (${fmt(total)} writes): median ${fmt(median(tput.xs))} writes/s, worst ${fmt(Math.min(...tput.xs))} writes/s`);
+// The test clusters above prove a secret and seal every frame; the same without a secret:
+const open = await series('throughput without a secret', RUNS, () => throughput(256, total, false, { secret: false }));
+const sealedCost = 1 - median(tput.xs) / median(open.xs);
+console.log(`write throughput without a secret (frames neither sealed nor authenticated): median ${fmt(median(open.xs))} writes/s; with the secret ${fmt(100 * sealedCost, 1)}% lower`);
 const lat = await series('latency', RUNS, () => latency(quick ? 2000 : 10_000));
 const p50s = lat.xs.map((x) => x.p50);
 const p99s = lat.xs.map((x) => x.p99);

@@ -1,8 +1,9 @@
 // raftline/testing: in-process clusters with fault injection.
 import type { RaftNode, RaftNodeOptions } from '../index';
 
-/** `secret` defaults to a random one per cluster. */
-export interface TestClusterOptions extends Omit<RaftNodeOptions, 'id' | 'peers' | 'listen' | 'httpUrl'> {
+/** `secret` defaults to a random one per cluster; `false` runs the cluster without one. */
+export interface TestClusterOptions extends Omit<RaftNodeOptions, 'id' | 'peers' | 'listen' | 'httpUrl' | 'secret'> {
+  secret?: string | false;
   /** Each node's `httpUrl`: one for all, or a function of the node's id. */
   httpUrl?: string | ((id: string) => string);
   /** Number of nodes, named n1..nN. Default 3. */
@@ -16,7 +17,7 @@ export interface TestClusterOptions extends Omit<RaftNodeOptions, 'id' | 'peers'
 export declare class TestCluster {
   readonly nodes: RaftNode[];
   /** The secret the members prove to each other (random unless given): pass it to joiners. */
-  readonly secret: string;
+  readonly secret: string | undefined;
   node(id: string): RaftNode;
   /** Resolves with the leader once every running node follows it. */
   waitForLeader(opts?: { timeoutMs?: number }): Promise<RaftNode>;

@@ -159,7 +159,9 @@ async function createTestCluster(options = {}) {
   const names = Array.from({ length: size }, (_, i) => `n${i + 1}`);
   // Peers prove a secret of the cluster's own: another test's cluster (or anything else on
   // the machine) cannot talk to it.
+  // (`secret: false`: none, as a trusted network on loopback may run.)
   if (nodeOptions.secret === undefined) nodeOptions.secret = require('node:crypto').randomBytes(16).toString('hex');
+  if (nodeOptions.secret === false) delete nodeOptions.secret;
   const peers = Object.fromEntries(names.map((n) => [n, '']));
   // With a dataDir, each node keeps its data in a folder of its own name inside it.
   const optionsOf = (id) => ({
