@@ -43,6 +43,10 @@ struct Plan {
     /// answer a removed member.
     forge_refusal: bool,
     refusals_forged: usize,
+    /// Close relayed connections, once past their handshake, with that same reason (an
+    /// unauthenticated close frame in place of the listener's sealed refusal).
+    forge_close: bool,
+    closes_forged: usize,
     /// Connections relayed to the real listener.
     relayed: usize,
 }
@@ -91,11 +95,7 @@ async fn relay(tcp: tokio::net::TcpStream, target: String, plan: Arc<Mutex<Plan>
     };
     if plan.lock().unwrap().forge_refusal {
         plan.lock().unwrap().refusals_forged += 1;
-        let close = CloseFrame {
-            code: CloseCode::Policy,
-            reason: "not a member of this cluster".into(),
-        };
-        let _ = dialer.send(Ws::Close(Some(close))).await;
+        let _ = dialer.send(Ws::Close(Some(not_a_member()))).await;
         return;
     }
     let Ok((mut listener, _)) = tokio_tungstenite::connect_async(target.as_str()).await else {
@@ -115,6 +115,11 @@ async fn relay(tcp: tokio::net::TcpStream, target: String, plan: Arc<Mutex<Plan>
                 let is_data = matches!(message, Ws::Binary(_));
                 if is_data {
                     from_dialer += 1;
+                }
+                if from_dialer > 2 && plan.lock().unwrap().forge_close {
+                    plan.lock().unwrap().closes_forged += 1;
+                    let _ = dialer.send(Ws::Close(Some(not_a_member()))).await;
+                    return;
                 }
                 let tamper = if is_data && from_dialer > 2 {
                     let mut plan = plan.lock().unwrap();
@@ -153,6 +158,14 @@ async fn relay(tcp: tokio::net::TcpStream, target: String, plan: Arc<Mutex<Plan>
                 }
             }
         }
+    }
+}
+
+/// The close a listener sends a member it no longer knows.
+fn not_a_member() -> CloseFrame {
+    CloseFrame {
+        code: CloseCode::Policy,
+        reason: "not a member of this cluster".into(),
     }
 }
 
@@ -273,7 +286,7 @@ async fn a_relay_without_the_secret_cannot_inject_replay_or_reorder_frames() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_refusal_forged_before_the_listener_proves_the_secret_removes_no_one() {
+async fn a_refusal_forged_on_the_path_removes_no_one() {
     // Phase 1: a follower reaches the leader only through the relay, which answers every
     // dial with the close a removed member would get.
     let cluster = Cluster::start(3, with_secret(random_secret())).await;
@@ -303,5 +316,21 @@ async fn a_refusal_forged_before_the_listener_proves_the_secret_removes_no_one()
     .expect("the follower's write commits");
     assert!(outcome.index > 0);
     assert!(!member.status().removed);
+
+    // Phase 3: the same close, forged after the handshake on the live connection.
+    relay.plan().forge_close = true;
+    wait_for("the relay closed the follower's connections", || {
+        relay.plan().closes_forged >= 3
+    })
+    .await;
+    assert!(
+        !member.status().removed,
+        "a forged close made the follower believe it was removed"
+    );
+    relay.plan().forge_close = false;
+    member
+        .set("after", vec![2], opts())
+        .await
+        .expect("the follower's writes reach the leader again");
     cluster.stop().await;
 }
