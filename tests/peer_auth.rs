@@ -180,3 +180,29 @@ async fn a_node_with_a_secret_refuses_a_listener_that_does_not_prove_it() {
     );
     node.stop().await;
 }
+
+/// Before: each step of the handshake had 5 s of its own, so a dialer pacing itself held its
+/// slot about 15 s. Now the upgrade and the handshake share one 5 s budget.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dialer_that_paces_its_handshake_is_closed_within_the_5_s_budget() {
+    let cluster = Cluster::start(1, with_secret("correct horse battery staple")).await;
+    let url = cluster.node("n1").url().to_string();
+    let started = std::time::Instant::now();
+    let (mut ws, _) = tokio_tungstenite::connect_async(url.as_str())
+        .await
+        .unwrap();
+    // Just inside what one step used to allow, then the Hello; then no proof.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    ws.send(hello("n9", "n1")).await.unwrap();
+    let seen = answers(&mut ws).await;
+    let held = started.elapsed();
+    assert!(
+        held < Duration::from_millis(6_000),
+        "held its slot {held:?}: {seen:?}"
+    );
+    assert!(
+        seen.last().is_some_and(|s| s.starts_with("close")),
+        "{seen:?}"
+    );
+    cluster.stop().await;
+}
