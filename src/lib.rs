@@ -1,6 +1,7 @@
 //! raftline's engine: Raft consensus (tikv's `raft` crate) with a WebSocket + MessagePack peer
 //! transport and a built-in replicated key-value state machine. It knows nothing of Node.js;
-//! the N-API binding is a thin layer over [`NodeHandle`].
+//! the N-API binding (the `napi` feature, which the npm build turns on) is a thin layer over
+//! [`NodeHandle`].
 //!
 //! # Using it
 //! 1. Build a [`Config`] (name, peers name -> `ws://` URL, timing) and call [`start`] inside a
@@ -21,6 +22,7 @@
 //! Ready in the documented order; the transport keeps one bounded queue and writer task per
 //! peer so that no peer can stall the driver.
 
+#[cfg(feature = "napi")]
 mod binding;
 pub mod config;
 pub mod core;
