@@ -5,6 +5,7 @@
 //! feeds it ticks, messages and requests and carries its output to the transport; the
 //! deterministic tests feed it through an in-memory network instead.
 
+use crate::sync::Recover;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
@@ -263,7 +264,7 @@ impl<S: LogStore> Core<S> {
                 } = SnapshotData::decode(&snapshot.data).map_err(Error::Storage)?;
                 known_members = members;
                 conf_epoch = epoch;
-                *kv.write().unwrap_or_else(|p| p.into_inner()) = restored;
+                *kv.write().recover() = restored;
                 let meta = snapshot.get_metadata();
                 initial_events.push(Event::Snapshot {
                     index: meta.index,
@@ -866,7 +867,7 @@ impl<S: LogStore> Core<S> {
         self.raw.mut_store().persist(Some(snapshot), &[], None)?;
         self.learn_members(members);
         self.conf_epoch = conf_epoch;
-        *self.kv.write().unwrap_or_else(|p| p.into_inner()) = restored;
+        *self.kv.write().recover() = restored;
         let meta = snapshot.get_metadata();
         self.last_snapshot = meta.index;
         self.snapshot_index = meta.index;
@@ -910,7 +911,7 @@ impl<S: LogStore> Core<S> {
             index,
             term: self.raw.raft.raft_log.term(index).unwrap_or(0),
             conf_state: self.raw.raft.prs().conf().to_conf_state(),
-            kv: self.kv.read().unwrap_or_else(|p| p.into_inner()).clone(),
+            kv: self.kv.read().recover().clone(),
             members: self.member_urls(),
             conf_epoch: self.conf_epoch,
         };
@@ -1057,7 +1058,7 @@ impl<S: LogStore> Core<S> {
 
     fn apply_entries(&mut self, entries: Vec<Entry>, applied: &mut Vec<AppliedEntry>) {
         let kv = Arc::clone(&self.kv);
-        let mut kv = kv.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut kv = kv.write().recover();
         for entry in entries {
             match entry.get_entry_type() {
                 EntryType::EntryNormal if entry.data.is_empty() => {} // a new leader's no-op
@@ -1619,7 +1620,7 @@ impl<S: LogStore> Core<S> {
                 last_contact,
             });
         }
-        *self.members_view.write().unwrap_or_else(|p| p.into_inner()) = view;
+        *self.members_view.write().recover() = view;
     }
 
     /// The members table handles read (refreshed every heartbeat).

@@ -7,6 +7,7 @@
 //! crate panic on something we failed to refuse, this node stops with an error event and the
 //! process lives on.
 
+use crate::sync::Recover;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::Duration;
 
@@ -317,7 +318,7 @@ impl<S: LogStore> Driver<S> {
                     at: std::time::Instant::now(),
                     until,
                 };
-                log.lock().unwrap_or_else(|p| p.into_inner()).push(record);
+                log.lock().recover().push(record);
             }
         }
         // The transport admits members only, and chunked messages from the leader only.

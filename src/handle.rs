@@ -1,5 +1,6 @@
 //! [`NodeHandle`]: the cloneable way to talk to a running node from any task or thread.
 
+use crate::sync::Recover;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
@@ -128,11 +129,7 @@ impl NodeHandle {
     /// Members as this node sees them: health, match index and last contact are known on
     /// the leader (refreshed every heartbeat); elsewhere they are unknown.
     pub fn members(&self) -> Vec<crate::health::MemberView> {
-        self.inner
-            .members
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        self.inner.members.read().recover().clone()
     }
 
     /// The current status.
@@ -338,7 +335,7 @@ impl NodeHandle {
     }
 
     fn read_kv<T>(&self, read: impl FnOnce(&KvStore) -> T) -> T {
-        read(&self.inner.kv.read().unwrap_or_else(|p| p.into_inner()))
+        read(&self.inner.kv.read().recover())
     }
 
     /// Changes the members through the leader (one change at a time, by joint consensus);

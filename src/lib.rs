@@ -44,6 +44,7 @@ pub mod requests;
 pub mod screen;
 pub mod snapshots;
 pub mod storage;
+mod sync;
 pub mod transport;
 pub mod wire;
 

@@ -7,6 +7,7 @@
 //! `tracing`'s callsite filter is process-wide, so [`Router`] reports the most verbose level
 //! of any live node as its hint (events below it cost one branch) and decides per event.
 
+use crate::sync::Recover;
 use std::fmt::Write as _;
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -142,7 +143,7 @@ const SLOT_LEVELS: [LevelFilter; 6] = [
 
 /// The most verbose level any live node (or an event outside nodes) wants.
 fn most_verbose() -> LevelFilter {
-    let counts = LEVEL_COUNTS.lock().unwrap_or_else(|p| p.into_inner());
+    let counts = LEVEL_COUNTS.lock().recover();
     let live = (0..6)
         .rev()
         .find(|&slot| counts[slot] > 0)
@@ -154,7 +155,7 @@ fn most_verbose() -> LevelFilter {
 /// [`Router`] again (it caches the answer in every callsite).
 fn levels_changed(update: impl FnOnce(&mut [usize; 6])) {
     let before = most_verbose();
-    update(&mut LEVEL_COUNTS.lock().unwrap_or_else(|p| p.into_inner()));
+    update(&mut LEVEL_COUNTS.lock().recover());
     if most_verbose() != before {
         tracing::callsite::rebuild_interest_cache();
     }

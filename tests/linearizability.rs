@@ -27,7 +27,7 @@ async fn runs(size: usize) {
     for run in 0..runs {
         let seed = base + run;
         let report = verify::run(size, seed, Duration::from_secs(seconds), 6, 3).await;
-        println!("run {}/{runs}: {report}", run + 1);
+        eprintln!("run {}/{runs}: {report}", run + 1);
         if let (false, Ok(path)) = (report.problems.is_empty(), std::env::var("VERIFY_DUMP")) {
             let lines: Vec<String> = report.history.iter().map(|op| format!("{op:?}")).collect();
             std::fs::write(&path, lines.join("\n")).expect("history dump");
@@ -57,7 +57,7 @@ async fn runs(size: usize) {
             );
         }
     }
-    println!(
+    eprintln!(
         "{runs} runs on {size} nodes: {} operations checked, {} faults injected",
         totals.0, totals.1
     );

@@ -5,6 +5,7 @@
 mod convert;
 mod logging;
 
+use crate::sync::Recover;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
@@ -167,17 +168,14 @@ impl NativeRaftNode {
             address: handle.local_addr().to_string(),
             url: handle.url().to_string(),
         };
-        *self.node.lock().unwrap_or_else(|p| p.into_inner()) = Some(node);
-        *self.handle.lock().unwrap_or_else(|p| p.into_inner()) = Some(handle);
+        *self.node.lock().recover() = Some(node);
+        *self.handle.lock().recover() = Some(handle);
         Ok(address)
     }
 
     /// The started node's handle (it stays after `stop`), or None before `start`.
     fn started(&self) -> Option<NodeHandle> {
-        self.handle
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        self.handle.lock().recover().clone()
     }
 
     fn handle(&self) -> Result<NodeHandle> {
@@ -438,7 +436,7 @@ impl NativeRaftNode {
     /// Graceful stop; idempotent.
     #[napi]
     pub async fn stop(&self) -> Result<()> {
-        let node = self.node.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let node = self.node.lock().recover().take();
         if let Some(node) = node {
             node.stop().await;
         }
@@ -448,7 +446,7 @@ impl NativeRaftNode {
     /// Abrupt stop, as if the process died (tests).
     #[napi]
     pub async fn kill(&self) -> Result<()> {
-        let node = self.node.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let node = self.node.lock().recover().take();
         if let Some(node) = node {
             node.kill().await;
         }

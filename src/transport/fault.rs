@@ -1,6 +1,7 @@
 //! A switch that drops traffic to and from chosen peers, on the real transport, at run time.
 //! Test clusters build partitions and isolation out of it.
 
+use crate::sync::Recover;
 use std::collections::{HashMap, HashSet};
 use std::sync::{Mutex, RwLock};
 
@@ -48,18 +49,16 @@ impl FaultFilter {
     }
 
     fn lost(&self) -> std::sync::MutexGuard<'_, HashMap<String, u32>> {
-        self.lost_snapshots
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
+        self.lost_snapshots.lock().recover()
     }
 
     /// True when traffic with `peer` is dropped.
     pub fn is_blocked(&self, peer: &str) -> bool {
-        let blocked = self.blocked.read().unwrap_or_else(|p| p.into_inner());
+        let blocked = self.blocked.read().recover();
         !blocked.is_empty() && blocked.contains(peer)
     }
 
     fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashSet<String>> {
-        self.blocked.write().unwrap_or_else(|p| p.into_inner())
+        self.blocked.write().recover()
     }
 }

@@ -10,6 +10,7 @@ mod registry;
 mod seal;
 mod tls;
 
+use crate::sync::Recover;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicU64;
@@ -346,7 +347,7 @@ impl Transport {
         for m in messages {
             per_peer.entry(m.to).or_default().push(m);
         }
-        let peers = self.shared.peers.read().unwrap_or_else(|p| p.into_inner());
+        let peers = self.shared.peers.read().recover();
         for (to, mut batch) in per_peer {
             let Some(link) = peers.get(&to) else {
                 tracing::trace!(to, "no address for peer; dropped");
@@ -395,14 +396,14 @@ impl Drop for Transport {
 impl Shared {
     /// The peer URL this node knows for `member`, if any.
     fn peer_url(&self, member: &str) -> Option<String> {
-        let peers = self.peers.read().unwrap_or_else(|p| p.into_inner());
+        let peers = self.peers.read().recover();
         let url = peers.get(&raft_id(member))?.url.borrow().clone();
         (!url.is_empty()).then_some(url)
     }
 
     /// Remembers the HTTP URL a member advertised (or that it advertises none).
     fn learn_http_url(&self, member: &str, url: String) {
-        let mut urls = self.http_urls.write().unwrap_or_else(|p| p.into_inner());
+        let mut urls = self.http_urls.write().recover();
         if url.is_empty() {
             urls.remove(member);
         } else {
@@ -412,12 +413,7 @@ impl Shared {
 
     /// Spawns a transport task, unless the transport is already down.
     fn spawn(&self, task: impl std::future::Future<Output = ()> + Send + 'static) {
-        if let Some(tasks) = self
-            .tasks
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .as_mut()
-        {
+        if let Some(tasks) = self.tasks.lock().recover().as_mut() {
             tasks.spawn_on(
                 crate::logging::within(self.log.clone(), task),
                 &self.runtime,
@@ -426,11 +422,8 @@ impl Shared {
     }
 
     fn take_tasks(&self) -> Option<JoinSet<()>> {
-        self.peers
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .clear();
-        self.tasks.lock().unwrap_or_else(|p| p.into_inner()).take()
+        self.peers.write().recover().clear();
+        self.tasks.lock().recover().take()
     }
 }
 
@@ -445,7 +438,7 @@ impl TransportControl {
         if peer == self.shared.name {
             return Ok(());
         }
-        let mut peers = self.shared.peers.write().unwrap_or_else(|p| p.into_inner());
+        let mut peers = self.shared.peers.write().recover();
         if let Some(link) = peers.get(&raft_id(peer)) {
             link.url.send_replace(url.to_string());
             return Ok(());
@@ -477,7 +470,7 @@ impl TransportControl {
             .shared
             .peers
             .read()
-            .unwrap_or_else(|p| p.into_inner())
+            .recover()
             .get(&raft_id(peer))
             .is_some_and(|link| !link.url.borrow().is_empty());
         if known {
@@ -506,12 +499,7 @@ impl TransportControl {
 
     /// The HTTP URL `member` advertised in its last handshake with this node, if any.
     pub fn http_url(&self, member: &str) -> Option<String> {
-        self.shared
-            .http_urls
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(member)
-            .cloned()
+        self.shared.http_urls.read().recover().get(member).cloned()
     }
 
     /// Traffic counters.

@@ -10,6 +10,7 @@
 //! once per peer, so a flood from a few addresses only ever evicts itself; one spread over
 //! more addresses than the table has slots can still delay members.
 
+use crate::sync::Recover;
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -130,16 +131,16 @@ impl Registry {
     }
 
     fn handshakes(&self) -> std::sync::MutexGuard<'_, Vec<Handshake>> {
-        self.handshakes.lock().unwrap_or_else(|p| p.into_inner())
+        self.handshakes.lock().recover()
     }
 
     /// Replaces the names admitted at the handshake (the current configuration).
     pub fn set_members(&self, ids: impl IntoIterator<Item = u64>) {
-        *self.members.write().unwrap_or_else(|p| p.into_inner()) = ids.into_iter().collect();
+        *self.members.write().recover() = ids.into_iter().collect();
     }
 
     pub fn is_member(&self, id: u64) -> bool {
-        let members = self.members.read().unwrap_or_else(|p| p.into_inner());
+        let members = self.members.read().recover();
         members.is_empty() || members.contains(&id)
     }
 
@@ -147,7 +148,7 @@ impl Registry {
     /// connection carried a message recently.
     pub fn claim(&self, id: u64) -> Result<Claim<'_>, String> {
         let now = self.now_ms();
-        let mut live = self.live.lock().unwrap_or_else(|p| p.into_inner());
+        let mut live = self.live.lock().recover();
         if !live.contains_key(&id) && live.len() >= MAX_CONNECTIONS {
             return Err(format!("{MAX_CONNECTIONS} peers connected"));
         }
@@ -186,7 +187,7 @@ impl Claim<'_> {
 
 impl Drop for Claim<'_> {
     fn drop(&mut self) {
-        let mut live = self.registry.live.lock().unwrap_or_else(|p| p.into_inner());
+        let mut live = self.registry.live.lock().recover();
         if live
             .get(&self.id)
             .is_some_and(|s| Arc::ptr_eq(s, &self.slot))
@@ -235,7 +236,7 @@ impl RefusalLog {
     /// True when a refusal of `peer` should be logged now.
     pub fn should_log(&self, peer: &str) -> bool {
         let now = Instant::now();
-        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let mut state = self.state.lock().recover();
         if state
             .started
             .is_none_or(|at| now.duration_since(at) >= REFUSAL_LOG_EVERY)
