@@ -175,7 +175,10 @@ export type ErrorCode =
    */
   | 'ERR_WATCH_OVERFLOW';
 
-/** Every rejection of a RaftNode method (aborted signals reject with the standard AbortError). */
+/**
+ * Every rejection of a RaftNode method (aborted signals reject with the standard AbortError,
+ * whose `cause` is the signal's reason).
+ */
 export declare class RaftError extends Error {
   readonly name: 'RaftError';
   readonly code: ErrorCode;

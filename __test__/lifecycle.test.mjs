@@ -168,6 +168,18 @@ describe('AbortSignal', () => {
       ac.abort();
       await expect(pending).rejects.toMatchObject({ name: 'AbortError' });
       await expect(node.set('k3', 1, { signal: 'nope' })).rejects.toThrow(TypeError);
+      // The reason is kept: before, an AbortSignal.timeout() reason became a bare AbortError.
+      const timeout = AbortSignal.timeout(1);
+      await new Promise((resolve) => timeout.addEventListener('abort', resolve));
+      const mine = new Error('shutting down');
+      for (const [signal, cause] of [[timeout, timeout.reason], [AbortSignal.abort(mine), mine]]) {
+        for (const call of [() => node.set('k5', 1, { signal }), () => node.get('k', { signal }), () => node.waitForLeader({ signal })]) {
+          const err = await call().catch((e) => e);
+          expect(err).toMatchObject({ name: 'AbortError' });
+          expect(err.cause).toBe(cause);
+        }
+      }
+      expect(timeout.reason.name).toBe('TimeoutError');
     } finally {
       await node.stop();
     }

@@ -56,10 +56,17 @@ function callbackError(thrown, where) {
   return new RaftError('ERR_CALLBACK', `${where} threw: ${text}`, { cause: thrown });
 }
 
+/**
+ * The rejection of an aborted call: the standard AbortError, keeping the signal's reason (a
+ * reason that is itself an AbortError is returned as is; any other, such as the TimeoutError of
+ * `AbortSignal.timeout()` or the caller's own error, becomes its `cause`).
+ */
 function abortError(signal) {
   const reason = signal && signal.reason;
   if (reason instanceof Error && reason.name === 'AbortError') return reason;
-  return new DOMException('The operation was aborted', 'AbortError');
+  const err = new DOMException('The operation was aborted', 'AbortError');
+  if (reason !== undefined) Object.defineProperty(err, 'cause', { value: reason, configurable: true, writable: true });
+  return err;
 }
 
 module.exports = { RaftError, fromNative, abortError, callbackError };
