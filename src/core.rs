@@ -25,7 +25,7 @@ use crate::kv::{ApplyResult, Command, KvStore, SnapshotData};
 use crate::lease::Lease;
 use crate::membership::{MemberInfo, MembershipChange};
 use crate::requests::{RequestIds, Waiter};
-use crate::screen::{screen, Verdict};
+use crate::screen::{screen, Sender, Verdict};
 use crate::snapshots::{SnapshotJob, SnapshotPoint};
 use crate::storage::LogStore;
 
@@ -153,6 +153,8 @@ pub struct Core<S: LogStore> {
     members_view: Arc<RwLock<Vec<MemberView>>>,
     heartbeat: Duration,
     election: Duration,
+    /// Peers prove who they are (a secret or TLS): what they say in their own name counts.
+    peers_authenticated: bool,
     /// Member URLs known here (configuration, snapshots, membership changes).
     urls: HashMap<u64, String>,
     /// URLs learnt since the transport last took them.
@@ -330,6 +332,7 @@ impl<S: LogStore> Core<S> {
             members_view: Arc::new(RwLock::new(Vec::new())),
             heartbeat: config.heartbeat,
             election: config.election_timeout,
+            peers_authenticated: config.secret.is_some() || config.tls.is_some(),
             urls,
             peer_updates: Vec::new(),
             membership_events: Vec::new(),
@@ -446,8 +449,11 @@ impl<S: LogStore> Core<S> {
     /// it with the reason.
     pub fn step(&mut self, mut msg: Message) -> std::result::Result<(), String> {
         let now = Instant::now();
-        let silent = self.health.silent_for(msg.from, self.election, now);
-        match screen(&self.raw.raft, &mut msg, silent) {
+        let sender = Sender {
+            silent: self.health.silent_for(msg.from, self.election, now),
+            authenticated: self.peers_authenticated,
+        };
+        match screen(&self.raw.raft, &mut msg, sender) {
             Verdict::Step => {}
             Verdict::Ignore(doubt) => {
                 tracing::debug!("message ignored: {doubt}");

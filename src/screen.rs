@@ -37,15 +37,27 @@ pub enum Verdict {
     Refuse(String),
 }
 
+/// What this node knows of a message's sender.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Sender {
+    /// On a leader: the sender has said nothing in this term for an election timeout (see
+    /// `check_leadership`).
+    pub silent: bool,
+    /// The sender proved who it is (the cluster secret, or a TLS certificate naming it).
+    pub authenticated: bool,
+}
+
 /// Checks a message from the wire. The message may be adjusted where a correct peer's
 /// message is fine but for a field the raft crate would trust too far.
-///
-/// `silent_sender`: on a leader, the sender has said nothing in this term for an election
-/// timeout (see `check_leadership`).
-pub fn screen<S: Storage>(raft: &Raft<S>, m: &mut Message, silent_sender: bool) -> Verdict {
+pub fn screen<S: Storage>(raft: &Raft<S>, m: &mut Message, sender: Sender) -> Verdict {
+    let silent_sender = sender.silent;
     let checks = || -> Result<Option<String>, String> {
         let kind = check_form(raft.id, m)?;
-        check_numbers(raft, kind, m)?;
+        // A voter that proved who it is may be far ahead (a member cut off and walked ahead,
+        // by a bug or before authentication): raft's way back is that the others take its
+        // term; refusing it left the member out for good. Anyone else stays within reach.
+        let proven_voter = sender.authenticated && raft.prs().conf().voters().contains(m.from);
+        check_numbers(raft, kind, m, proven_voter)?;
         // Older terms: the raft crate drops them, or answers with its own term.
         if m.term != 0 && m.term < raft.term {
             return Ok(None);
@@ -103,8 +115,14 @@ fn check_form(id: u64, m: &Message) -> Result<MessageType, String> {
     Ok(kind)
 }
 
-/// Terms and indexes within what a correct cluster reaches.
-fn check_numbers<S: Storage>(raft: &Raft<S>, kind: MessageType, m: &Message) -> Result<(), String> {
+/// Terms and indexes within what a correct cluster reaches (and, but from `proven_voter`,
+/// terms within [`MAX_TERM_JUMP`] of this node's).
+fn check_numbers<S: Storage>(
+    raft: &Raft<S>,
+    kind: MessageType,
+    m: &Message,
+    proven_voter: bool,
+) -> Result<(), String> {
     let snapshot = m.snapshot.as_ref().map(|s| s.get_metadata());
     let numbers = [
         m.term,
@@ -120,7 +138,7 @@ fn check_numbers<S: Storage>(raft: &Raft<S>, kind: MessageType, m: &Message) -> 
     if let Some(n) = numbers.into_iter().find(|&n| n > MAX_EXACT) {
         return Err(format!("term or index {n} beyond 2^53"));
     }
-    if m.term > raft.term.saturating_add(MAX_TERM_JUMP) {
+    if !proven_voter && m.term > raft.term.saturating_add(MAX_TERM_JUMP) {
         return Err(format!(
             "{kind:?} at term {}, {} beyond this node's",
             m.term,
@@ -376,7 +394,7 @@ mod tests {
             m.commit = 3;
         });
         assert_eq!(
-            screen(&node.raft, &mut append.clone(), false),
+            screen(&node.raft, &mut append.clone(), Sender::default()),
             Verdict::Step
         );
         node.step(append).unwrap();
@@ -398,7 +416,7 @@ mod tests {
     }
 
     fn refused(node: &RawNode<MemStorage>, mut m: Message, why: &str) {
-        match screen(&node.raft, &mut m, false) {
+        match screen(&node.raft, &mut m, Sender::default()) {
             Verdict::Refuse(reason) => assert!(reason.contains(why), "{reason} lacks {why}"),
             other => panic!("expected a refusal for {why}, got {other:?}"),
         }
@@ -447,14 +465,17 @@ mod tests {
     fn a_commit_beyond_the_log_is_clamped_not_trusted() {
         let mut node = follower();
         let mut beat = msg(MessageType::MsgHeartbeat, LEADER, 2, |m| m.commit = 1_000);
-        assert_eq!(screen(&node.raft, &mut beat, false), Verdict::Step);
+        assert_eq!(
+            screen(&node.raft, &mut beat, Sender::default()),
+            Verdict::Step
+        );
         assert_eq!(beat.commit, 5, "clamped to the last index");
         node.step(beat).unwrap(); // used to panic in the raft crate
         let mut vote = msg(MessageType::MsgRequestPreVote, OTHER, 3, |m| {
             m.commit = 5;
             m.commit_term = 2;
         });
-        screen(&node.raft, &mut vote, false);
+        screen(&node.raft, &mut vote, Sender::default());
         assert_eq!((vote.commit, vote.commit_term), (0, 0), "no commit by vote");
     }
 
@@ -484,7 +505,10 @@ mod tests {
         let mut fine = msg(MessageType::MsgSnapshot, LEADER, 2, |m| {
             m.snapshot = Some(snapshot(vec![1, 2, 3], 2))
         });
-        assert_eq!(screen(&node.raft, &mut fine, false), Verdict::Step);
+        assert_eq!(
+            screen(&node.raft, &mut fine, Sender::default()),
+            Verdict::Step
+        );
     }
 
     #[test]
@@ -497,28 +521,37 @@ mod tests {
             })
         };
         assert!(matches!(
-            screen(&node.raft, &mut newer(), false),
+            screen(&node.raft, &mut newer(), Sender::default()),
             Verdict::Ignore(_)
         ));
         let mut timeout_now = msg(MessageType::MsgTimeoutNow, OTHER, 2, |_| {});
         assert!(matches!(
-            screen(&node.raft, &mut timeout_now, false),
+            screen(&node.raft, &mut timeout_now, Sender::default()),
             Verdict::Refuse(_)
         ));
         let mut from_leader = msg(MessageType::MsgTimeoutNow, LEADER, 2, |_| {});
-        assert_eq!(screen(&node.raft, &mut from_leader, false), Verdict::Step);
+        assert_eq!(
+            screen(&node.raft, &mut from_leader, Sender::default()),
+            Verdict::Step
+        );
         // A transferee's forced vote is normal for a follower.
         let mut forced = msg(MessageType::MsgRequestVote, OTHER, 3, |m| {
             m.index = 5;
             m.log_term = 2;
             m.context = raft::CAMPAIGN_TRANSFER.to_vec();
         });
-        assert_eq!(screen(&node.raft, &mut forced, false), Verdict::Step);
+        assert_eq!(
+            screen(&node.raft, &mut forced, Sender::default()),
+            Verdict::Step
+        );
         // Once the leader has been silent for an election timeout, newer terms are heard.
         for _ in 0..node.raft.election_timeout() {
             node.raft.election_elapsed += 1;
         }
-        assert_eq!(screen(&node.raft, &mut newer(), false), Verdict::Step);
+        assert_eq!(
+            screen(&node.raft, &mut newer(), Sender::default()),
+            Verdict::Step
+        );
     }
 
     #[test]
@@ -552,19 +585,26 @@ mod tests {
             })
         };
         refused(&node, ack(last + 1), "beyond the leader's last");
-        assert_eq!(screen(&node.raft, &mut ack(last), false), Verdict::Step);
+        assert_eq!(
+            screen(&node.raft, &mut ack(last), Sender::default()),
+            Verdict::Step
+        );
         // A newer term from a peer while leading (not handing over) is doubted.
         let mut newer = msg(MessageType::MsgHeartbeatResponse, OTHER, term + 1, |_| {});
         assert!(matches!(
-            screen(&node.raft, &mut newer, false),
+            screen(&node.raft, &mut newer, Sender::default()),
             Verdict::Ignore(_)
         ));
         // ...unless that voter has said nothing in this term for an election timeout: a
         // voter stranded in a newer term comes back only through the leader stepping down.
-        assert_eq!(screen(&node.raft, &mut newer, true), Verdict::Step);
+        let silent = Sender {
+            silent: true,
+            ..Sender::default()
+        };
+        assert_eq!(screen(&node.raft, &mut newer, silent), Verdict::Step);
         let mut beat = msg(MessageType::MsgHeartbeat, OTHER, term + 1, |_| {});
         assert!(matches!(
-            screen(&node.raft, &mut beat, true),
+            screen(&node.raft, &mut beat, silent),
             Verdict::Ignore(_)
         ));
         let mut forced = msg(MessageType::MsgRequestVote, OTHER, term + 1, |m| {
@@ -573,12 +613,15 @@ mod tests {
             m.context = raft::CAMPAIGN_TRANSFER.to_vec();
         });
         assert!(matches!(
-            screen(&node.raft, &mut forced, false),
+            screen(&node.raft, &mut forced, Sender::default()),
             Verdict::Ignore(_)
         ));
         // Handing over to 3, its forced vote is expected.
         node.raft.lead_transferee = Some(OTHER);
-        assert_eq!(screen(&node.raft, &mut forced, false), Verdict::Step);
+        assert_eq!(
+            screen(&node.raft, &mut forced, Sender::default()),
+            Verdict::Step
+        );
     }
 
     #[test]
@@ -597,6 +640,21 @@ mod tests {
             2 + MAX_TERM_JUMP + 1,
             |_| {},
         );
-        refused(&node, far, "beyond this node's");
+        refused(&node, far.clone(), "beyond this node's");
+        // A voter that proved who it is may be that far ahead (the others take its term),
+        // but never beyond 2^53.
+        let proven = Sender {
+            authenticated: true,
+            ..Sender::default()
+        };
+        assert!(!matches!(
+            screen(&node.raft, &mut far.clone(), proven),
+            Verdict::Refuse(_)
+        ));
+        let mut beyond = msg(MessageType::MsgHeartbeat, LEADER, 1 << 53, |_| {});
+        assert!(matches!(
+            screen(&node.raft, &mut beyond, proven),
+            Verdict::Refuse(_)
+        ));
     }
 }

@@ -723,3 +723,88 @@ fn a_forwarded_membership_change_without_its_epoch_is_refused() {
         );
     }
 }
+
+/// Before: a vote request (from a member's name, which without authentication anyone could
+/// take) walked a leaderless follower's term 2^25 ahead, and its peers refused its every
+/// message from then on (more than 2^24 terms ahead): it never rejoined. A voter that proved
+/// who it is may be far ahead: the others take its term, as raft does, and it rejoins.
+#[test]
+fn a_proven_voter_walked_far_ahead_rejoins_the_cluster() {
+    use raft::eraftpb::MessageType;
+    use raftline::config::Secret;
+    use raftline::screen::MAX_TERM_JUMP;
+    let case = "walked ahead";
+    let mut sim = Sim::with(3, |c| {
+        c.secret = Some(Secret::new("0123456789abcdef0123"));
+        c.heartbeat = Duration::from_millis(2);
+        c.election_timeout = Duration::from_millis(20);
+    });
+    sim.cores.get_mut("n1").unwrap().campaign().unwrap();
+    sim.settle(case);
+
+    // Phase 1: n3 is cut off until it knows no leader, then two vote requests in n2's name
+    // walk its term 2^25 ahead.
+    sim.isolate("n3");
+    sim.tick(60, case);
+    assert_eq!(
+        sim.cores["n3"].status().leader,
+        None,
+        "{case}: n3 is leaderless"
+    );
+    for _ in 0..2 {
+        let mut vote = Message::default();
+        vote.set_msg_type(MessageType::MsgRequestVote);
+        vote.from = raft_id("n2");
+        vote.to = raft_id("n3");
+        vote.term = sim.term("n3") + MAX_TERM_JUMP;
+        sim.cores
+            .get_mut("n3")
+            .unwrap()
+            .step(vote)
+            .expect("stepped");
+        sim.settle(case);
+    }
+    let walked = sim.term("n3");
+    assert!(
+        walked > sim.term("n1") + MAX_TERM_JUMP,
+        "{case}: n3 is far ahead"
+    );
+
+    // Phase 2: reconnected, n3 is taken back: one leader of all three, at a term past n3's.
+    // (The leader takes a newer term from a voter it has not heard in its own term for an
+    // election timeout of real time: tick until then, within a deadline.)
+    sim.recover();
+    let names = ["n1", "n2", "n3"];
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while std::time::Instant::now() < deadline
+        && !names
+            .iter()
+            .all(|n| sim.term(n) >= walked && sim.cores[*n].status().leader.is_some())
+    {
+        sim.tick(1, case);
+    }
+    sim.tick(20, case);
+    let leaders = sim.leaders_among(&names);
+    assert_eq!(leaders.len(), 1, "{case}: one leader");
+    for n in names {
+        assert_eq!(
+            sim.cores[n].status().leader.as_ref(),
+            Some(&leaders[0]),
+            "{case}: {n}"
+        );
+        assert!(
+            sim.term(n) >= walked,
+            "{case}: {n} took the term: {:?}",
+            sim.cores[n].status()
+        );
+    }
+    let mut write = sim.propose(&leaders[0].clone(), "back", "x");
+    sim.settle(case);
+    assert!(
+        matches!(write.try_recv(), Ok(Ok(_))),
+        "{case}: writes commit"
+    );
+    for n in names {
+        assert!(sim.holds(n, "back"), "{case}: {n}");
+    }
+}
