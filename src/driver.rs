@@ -237,6 +237,27 @@ impl<S: LogStore> Driver<S> {
         })
     }
 
+    /// Publishes `status` for readers (if it changed), and logs a lease that became visible.
+    fn publish_status(&mut self, status: Status) {
+        let until = status.lease_until;
+        let mut lease_changed = false;
+        self.status.send_if_modified(|current| {
+            let changed = *current != status;
+            lease_changed = current.lease_until != until;
+            if changed {
+                *current = status;
+            }
+            changed
+        });
+        if let (true, Some(log)) = (lease_changed, &self.lease_log) {
+            let record = crate::config::LeaseRecord {
+                at: std::time::Instant::now(),
+                until,
+            };
+            log.lock().recover().push(record);
+        }
+    }
+
     /// Feeds one turn to the core and handles the Ready. Returns a stop reply to stop.
     fn turn(&mut self, turn: Turn) -> Result<Option<oneshot::Sender<()>>, Error> {
         let mut stop = None;
@@ -295,6 +316,16 @@ impl<S: LogStore> Driver<S> {
         // A lease can run out on a quiet tick: check it every turn, not only with a Ready.
         let had_ready = self.core.has_ready();
         let events = if had_ready {
+            // Peers hear from this node in a new role as soon as the Ready's messages leave:
+            // its status shows the role first (a leader handing over on stop() learned of its
+            // successor, and resolved, before the successor's status said leader).
+            let published = self.status.borrow().clone();
+            let now = self.core.status();
+            if (now.role, now.term, &now.leader)
+                != (published.role, published.term, &published.leader)
+            {
+                self.publish_status(now);
+            }
             let transport = &self.transport;
             self.core
                 .handle_ready(&mut |messages| transport.send(messages))?
@@ -302,24 +333,7 @@ impl<S: LogStore> Driver<S> {
             self.core.quiet_events()
         };
         if had_ready || !events.is_empty() {
-            let status = self.core.status();
-            let until = status.lease_until;
-            let mut lease_changed = false;
-            self.status.send_if_modified(|current| {
-                let changed = *current != status;
-                lease_changed = current.lease_until != until;
-                if changed {
-                    *current = status;
-                }
-                changed
-            });
-            if let (true, Some(log)) = (lease_changed, &self.lease_log) {
-                let record = crate::config::LeaseRecord {
-                    at: std::time::Instant::now(),
-                    until,
-                };
-                log.lock().recover().push(record);
-            }
+            self.publish_status(self.core.status());
         }
         // The transport admits members only, and chunked messages from the leader only.
         let control = self.transport.control();
