@@ -474,7 +474,7 @@ export interface MetricsJson {
   bytesReceived: number;
   /** Writes through this node refused at once with ERR_OVERLOADED. */
   proposalsOverloaded: number;
-  /** Peer frames refused for their size or number of messages (each closed its connection). */
+  /** Peer frames refused for their size, number of messages or (with a secret) failed authentication (each closed its connection). */
   framesRefused: number;
   peers: Array<{ id: string; health: Health; matchIndex: number | null; lastContactMs: number | null }>;
 }

@@ -88,7 +88,7 @@ function prometheusText(m) {
   one('raftline_bytes_sent_total', 'counter', 'Bytes this node sent to its peers.', m.bytesSent);
   one('raftline_bytes_received_total', 'counter', 'Bytes this node received from its peers.', m.bytesReceived);
   one('raftline_proposals_overloaded_total', 'counter', 'Writes through this node refused at once for overload (ERR_OVERLOADED).', m.proposalsOverloaded);
-  one('raftline_frames_refused_total', 'counter', 'Peer frames this node refused for their size or number of messages (each closed its connection).', m.framesRefused);
+  one('raftline_frames_refused_total', 'counter', 'Peer frames this node refused for their size, number of messages or failed authentication (each closed its connection).', m.framesRefused);
   return out.join('\n') + '\n';
 }
 

@@ -43,7 +43,7 @@ pub struct MetricsSnapshot {
     pub bytes_received: u64,
     /// Proposals refused at once for overload.
     pub proposals_overloaded: u64,
-    /// Inbound frames refused for their size or number of messages.
+    /// Inbound frames refused for their size, number of messages or failed authentication.
     pub frames_refused: u64,
 }
 
