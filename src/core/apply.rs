@@ -1,0 +1,90 @@
+//! Applying committed entries to the state machine, in log order, and answering this node's
+//! requests among them.
+
+use super::*;
+
+impl<S: LogStore> Core<S> {
+    /// Applies committed entries to the state machine (under one write lock for the batch)
+    /// and answers this node's proposals among them.
+    pub(super) fn apply(&mut self, entries: Vec<Entry>, applied: &mut Vec<AppliedEntry>) {
+        let Some(last_term) = entries.last().map(|e| e.term) else {
+            return;
+        };
+        self.apply_entries(entries, applied);
+        self.fail_superseded_proposals(last_term);
+    }
+
+    pub(super) fn apply_entries(&mut self, entries: Vec<Entry>, applied: &mut Vec<AppliedEntry>) {
+        let kv = Arc::clone(&self.kv);
+        let mut kv = kv.write().recover();
+        for entry in entries {
+            match entry.get_entry_type() {
+                EntryType::EntryNormal if entry.data.is_empty() => {} // a new leader's no-op
+                EntryType::EntryNormal => {
+                    let Entry {
+                        index,
+                        term,
+                        data,
+                        context,
+                        ..
+                    } = entry;
+                    let command = match Command::decode(&data) {
+                        Ok(command) => command,
+                        Err(e) => {
+                            // Same bytes on every member: skipping is deterministic.
+                            tracing::warn!(index, "skipping undecodable entry: {e}");
+                            continue;
+                        }
+                    };
+                    if let Command::Refused { code, reason } = command {
+                        // A write or membership change the leader refused in place of its
+                        // entry.
+                        if let Some(seq) = self.ids.ours(&context) {
+                            let error = Error::from_code(&code, reason);
+                            if let Some(change) = self.conf_changes.remove(&seq) {
+                                change.waiter.send(Err(error));
+                            } else if let Some(proposal) = self.proposals.remove(&seq) {
+                                proposal.waiter.send(Err(error));
+                            }
+                        }
+                        continue;
+                    }
+                    let record = self.applied_events.load(Ordering::Relaxed);
+                    let ApplyResult {
+                        op,
+                        changes,
+                        ok,
+                        value,
+                        data,
+                    } = kv.apply(command, record);
+                    if record {
+                        applied.push(AppliedEntry {
+                            index,
+                            term,
+                            op,
+                            changes,
+                            ok,
+                            data,
+                        });
+                    }
+                    let outcome = WriteOutcome {
+                        index,
+                        term,
+                        ok,
+                        value,
+                    };
+                    self.answer_proposal(&context, outcome);
+                }
+                EntryType::EntryConfChange | EntryType::EntryConfChangeV2 => {
+                    self.apply_conf_change(&entry);
+                }
+            }
+        }
+    }
+
+    /// The switch for `Event::Applied`: when off, applied entries are not reported (and
+    /// their changes are not copied), which saves work when nobody listens.
+    pub fn applied_events(&self) -> Arc<AtomicBool> {
+        Arc::clone(&self.applied_events)
+    }
+}

@@ -1,0 +1,152 @@
+//! Leadership: campaigns, transfers, the leader lease and the role changes reported as events.
+
+use super::*;
+
+impl<S: LogStore> Core<S> {
+    /// Starts an election now (tests and single-node bootstrap use it).
+    pub fn campaign(&mut self) -> Result<()> {
+        self.raw
+            .campaign()
+            .map_err(|e| Error::Invalid(format!("cannot campaign: {e}")))
+    }
+
+    /// Hands leadership to `to`, or to the most up-to-date other voter.
+    pub fn transfer_leader(&mut self, to: Option<String>, reply: Reply<String>) {
+        match self.pick_transferee(to) {
+            Err(e) => {
+                let _ = reply.send(Err(e));
+            }
+            Ok(target) if target == self.id => {
+                let _ = reply.send(Ok(self.name.clone()));
+            }
+            Ok(target) => {
+                self.raw.transfer_leader(target);
+                self.lease.set_transferring(true, Instant::now());
+                if let Some(previous) = self.transfer.replace(reply) {
+                    let _ = previous.send(Err(Error::Invalid(
+                        "superseded by a newer leadership transfer".into(),
+                    )));
+                }
+            }
+        }
+    }
+
+    pub(super) fn pick_transferee(&self, to: Option<String>) -> Result<u64> {
+        if self.removed {
+            return Err(Error::Removed);
+        }
+        if self.raw.raft.state != StateRole::Leader {
+            return Err(self.not_leader());
+        }
+        let conf = self.raw.raft.prs().conf();
+        let voters: Vec<u64> = conf.voters().ids().iter().collect();
+        if let Some(name) = to {
+            let id = raft_id(&name);
+            return if voters.contains(&id) {
+                Ok(id)
+            } else {
+                Err(Error::UnknownMember(name))
+            };
+        }
+        let prs = self.raw.raft.prs();
+        voters
+            .into_iter()
+            .filter(|&v| v != self.id)
+            .max_by_key(|&v| prs.get(v).map_or(0, |p| p.matched))
+            .ok_or_else(|| Error::Invalid("no other voter to hand leadership to".into()))
+    }
+
+    /// The current leader's raft id (0 for none).
+    pub fn leader_id(&self) -> u64 {
+        self.raw.raft.leader_id
+    }
+
+    /// Sends a lease probe (a ReadIndex round), unless no lease can result.
+    pub(super) fn probe_lease(&mut self) {
+        let (seq, context) = self.ids.next();
+        if self.lease.probe(seq, Instant::now()) {
+            self.raw.read_index(context);
+        }
+    }
+
+    /// When the lease held now ends (the driver wakes then).
+    pub fn lease_until(&self) -> Option<Instant> {
+        let leader = self.raw.raft.state == StateRole::Leader;
+        self.lease.until(leader, Instant::now())
+    }
+
+    /// True while this node leads under a confirmed, unexpired lease.
+    pub fn holds_lease(&self) -> bool {
+        self.lease_until().is_some()
+    }
+
+    /// Reports a lease gained or lost since the last call (the driver calls it every turn,
+    /// so an expiry is seen within a tick even when nothing else happens).
+    pub fn lease_change(&mut self) -> Option<Event> {
+        let held = self.holds_lease();
+        if held == self.lease.reported {
+            return None;
+        }
+        self.lease.reported = held;
+        Some(Event::LeaseChanged {
+            held,
+            term: self.raw.raft.term,
+        })
+    }
+
+    pub(super) fn current_role(&self) -> Role {
+        let raft = &self.raw.raft;
+        if raft.prs().conf().learners().contains(&self.id) {
+            return Role::Learner;
+        }
+        match raft.state {
+            StateRole::Follower => Role::Follower,
+            StateRole::Candidate => Role::Candidate,
+            StateRole::PreCandidate => Role::PreCandidate,
+            StateRole::Leader => Role::Leader,
+        }
+    }
+
+    /// Compares leader and role with the last turn (as etcd's `lead != r.lead`), emitting the
+    /// change events and finishing a leadership transfer.
+    pub(super) fn diff_leadership(&mut self, events: &mut Vec<Event>) {
+        let term = self.raw.raft.term;
+        let role = self.current_role();
+        let raft = &self.raw.raft;
+        let transferring = raft.state == StateRole::Leader && raft.lead_transferee.is_some();
+        self.lease.set_transferring(transferring, Instant::now());
+        if role != self.role {
+            self.health.set_leader(role == Role::Leader, Instant::now());
+            if role != Role::Leader {
+                self.lease.revoke();
+            }
+            events.push(Event::RoleChanged {
+                role,
+                previous: self.role,
+                term,
+            });
+            self.role = role;
+        }
+        let leader = self.raw.raft.leader_id;
+        if leader != self.leader {
+            events.push(Event::LeaderChanged {
+                leader: self.name_of(leader),
+                previous: self.name_of(self.leader),
+                term,
+            });
+            self.leader = leader;
+            if leader != INVALID_ID && leader != self.id {
+                if let Some(reply) = self.transfer.take() {
+                    let _ = reply.send(Ok(self.name_of(leader).unwrap_or_default()));
+                }
+            }
+            if leader != INVALID_ID {
+                // Changes waiting for a leader (or for this one to hand over) go now.
+                let pending: Vec<u64> = self.conf_changes.keys().copied().collect();
+                for seq in pending {
+                    self.send_conf_change(seq);
+                }
+            }
+        }
+    }
+}
