@@ -66,6 +66,14 @@ pub struct Config {
     /// when it became visible to readers.
     #[doc(hidden)]
     pub lease_log: Option<LeaseLog>,
+    /// Where the core reads the time: the system's clock, or (simulated-network tests) a
+    /// manual one that their ticks advance.
+    #[doc(hidden)]
+    pub clock: crate::clock::Clock,
+    /// Randomize each election timeout in `[t, 2t)` (the default). Off, it is exactly `t`:
+    /// a simulation that must replay identically gives its nodes timeouts of their own.
+    #[doc(hidden)]
+    pub election_jitter: bool,
 }
 
 /// PEM material for TLS on the peer port.
@@ -157,6 +165,8 @@ impl Config {
             log_level: tracing::level_filters::LevelFilter::WARN,
             log_sink: None,
             lease_log: None,
+            clock: crate::clock::Clock::system(),
+            election_jitter: true,
         }
     }
 
@@ -278,6 +288,11 @@ impl Config {
             Some(Ok((_, port))) => format!("0.0.0.0:{port}"),
             _ => "127.0.0.1:0".to_string(),
         }
+    }
+
+    /// How often the driver ticks the core.
+    pub fn tick_interval(&self) -> Duration {
+        self.ticks().0
     }
 
     /// The tick length and the heartbeat and election timeouts in ticks.

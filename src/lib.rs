@@ -24,6 +24,7 @@
 
 #[cfg(feature = "napi")]
 mod binding;
+pub mod clock;
 pub mod config;
 pub mod core;
 mod driver;

@@ -8,7 +8,7 @@ impl<S: LogStore> Core<S> {
     /// refused message is not stepped, and the caller closes the connection that carried
     /// it with the reason.
     pub fn step(&mut self, mut msg: Message) -> std::result::Result<(), String> {
-        let now = Instant::now();
+        let now = self.clock.now();
         let sender = Sender {
             silent: self.health.silent_for(msg.from, self.election, now),
             authenticated: self.peers_authenticated,

@@ -21,7 +21,7 @@ impl<S: LogStore> Core<S> {
             }
             Ok(target) => {
                 self.raw.transfer_leader(target);
-                self.lease.set_transferring(true, Instant::now());
+                self.lease.set_transferring(true, self.clock.now());
                 if let Some(previous) = self.transfer.replace(reply) {
                     let _ = previous.send(Err(Error::Invalid(
                         "superseded by a newer leadership transfer".into(),
@@ -64,7 +64,7 @@ impl<S: LogStore> Core<S> {
     /// Sends a lease probe (a ReadIndex round), unless no lease can result.
     pub(super) fn probe_lease(&mut self) {
         let (seq, context) = self.ids.next();
-        if self.lease.probe(seq, Instant::now()) {
+        if self.lease.probe(seq, self.clock.now()) {
             self.raw.read_index(context);
         }
     }
@@ -72,7 +72,7 @@ impl<S: LogStore> Core<S> {
     /// When the lease held now ends (the driver wakes then).
     pub fn lease_until(&self) -> Option<Instant> {
         let leader = self.raw.raft.state == StateRole::Leader;
-        self.lease.until(leader, Instant::now())
+        self.lease.until(leader, self.clock.now())
     }
 
     /// True while this node leads under a confirmed, unexpired lease.
@@ -114,9 +114,10 @@ impl<S: LogStore> Core<S> {
         let role = self.current_role();
         let raft = &self.raw.raft;
         let transferring = raft.state == StateRole::Leader && raft.lead_transferee.is_some();
-        self.lease.set_transferring(transferring, Instant::now());
+        self.lease.set_transferring(transferring, self.clock.now());
         if role != self.role {
-            self.health.set_leader(role == Role::Leader, Instant::now());
+            self.health
+                .set_leader(role == Role::Leader, self.clock.now());
             if role != Role::Leader {
                 self.lease.revoke();
             }

@@ -302,7 +302,7 @@ impl<S: LogStore> Core<S> {
             if self.raw.raft.lead_transferee.is_none() {
                 if let Ok(target) = self.pick_transferee(None) {
                     self.raw.transfer_leader(target);
-                    self.lease.set_transferring(true, Instant::now());
+                    self.lease.set_transferring(true, self.clock.now());
                 }
             }
             return;
@@ -428,7 +428,7 @@ impl<S: LogStore> Core<S> {
         }
         // Existing voters count when heard from within an election timeout (the leader's
         // health judgement); a new or promoted one must also have caught up with the log.
-        let now = Instant::now();
+        let now = self.clock.now();
         let last_index = self.raw.raft.raft_log.last_index();
         let recent = self.election;
         let live = voters
@@ -488,7 +488,7 @@ impl<S: LogStore> Core<S> {
     /// On the leader, judges every member's health (events for changes); everywhere,
     /// refreshes the members table that handles read.
     pub(super) fn evaluate_health(&mut self) {
-        let now = Instant::now();
+        let now = self.clock.now();
         let leader = self.raw.raft.state == StateRole::Leader;
         let last_index = self.raw.raft.raft_log.last_index();
         let mut view = Vec::new();

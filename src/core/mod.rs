@@ -117,6 +117,8 @@ pub struct Core<S: LogStore> {
     election: Duration,
     /// Peers prove who they are (a secret or TLS): what they say in their own name counts.
     peers_authenticated: bool,
+    /// Where this core reads the time (see [`crate::clock`]).
+    clock: crate::clock::Clock,
     /// Member URLs known here (configuration, snapshots, membership changes).
     urls: HashMap<u64, String>,
     /// URLs learnt since the transport last took them.
@@ -208,6 +210,14 @@ impl<S: LogStore> Core<S> {
             check_quorum: config.check_quorum,
             max_size_per_msg: MAX_APPEND_BYTES,
             max_inflight_msgs: MAX_INFLIGHT_APPENDS,
+            // Without jitter, the election timeout is exactly `election_tick` (a simulation
+            // that must replay gives each node a timeout of its own instead).
+            min_election_tick: election_ticks,
+            max_election_tick: if config.election_jitter {
+                2 * election_ticks
+            } else {
+                election_ticks + 1
+            },
             ..Default::default()
         };
         raft_config
@@ -295,6 +305,7 @@ impl<S: LogStore> Core<S> {
             heartbeat: config.heartbeat,
             election: config.election_timeout,
             peers_authenticated: config.secret.is_some() || config.tls.is_some(),
+            clock: config.clock.clone(),
             urls,
             peer_updates: Vec::new(),
             membership_events: Vec::new(),
@@ -356,7 +367,7 @@ impl<S: LogStore> Core<S> {
         if self.ticks.is_multiple_of(self.election_ticks) {
             self.retry_conf_changes();
         }
-        self.expire(Instant::now());
+        self.expire(self.clock.now());
     }
 
     /// Answers every caller whose deadline passed: `NoLeader` for what never reached a

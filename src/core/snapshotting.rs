@@ -162,7 +162,7 @@ impl<S: LogStore> Core<S> {
         if raft.state != StateRole::Leader {
             return keep;
         }
-        let now = Instant::now();
+        let now = self.clock.now();
         let window = self.election * ACTIVE_ELECTIONS;
         let slowest = raft
             .prs()
