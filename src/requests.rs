@@ -8,8 +8,10 @@
 
 use std::time::{Duration, Instant};
 
-use crate::core::Reply;
-use crate::error::Error;
+use crate::error::{Error, Result};
+
+/// Where a request's answer goes.
+pub type Reply<T> = tokio::sync::oneshot::Sender<Result<T>>;
 
 /// Bytes of a request context.
 const CONTEXT_BYTES: usize = 24;

@@ -20,7 +20,6 @@ use std::time::{Duration, Instant};
 
 use raft::eraftpb::{ConfChange, ConfChangeV2, Entry, EntryType, Message, MessageType, Snapshot};
 use raft::{RawNode, ReadState, StateRole, INVALID_ID};
-use tokio::sync::oneshot;
 
 use crate::config::Config;
 use crate::error::{Error, Result};
@@ -48,8 +47,7 @@ mod writes;
 
 pub use status::{Status, WriteOutcome};
 
-/// Where a request's answer goes.
-pub type Reply<T> = oneshot::Sender<Result<T>>;
+pub use crate::requests::Reply;
 
 /// Read requests waiting for a ReadIndex answer and then for the applied index to reach it.
 /// Requests that arrive in one driver turn share one ReadIndex round.
