@@ -11,7 +11,7 @@ impl<S: LogStore> Core<S> {
             return;
         };
         self.apply_entries(entries, applied);
-        self.fail_superseded_proposals(last_term);
+        self.writes.superseded(last_term);
     }
 
     pub(super) fn apply_entries(&mut self, entries: Vec<Entry>, applied: &mut Vec<AppliedEntry>) {
@@ -43,8 +43,8 @@ impl<S: LogStore> Core<S> {
                             let error = Error::from_code(&code, reason);
                             if let Some(change) = self.conf_changes.remove(&seq) {
                                 change.waiter.send(Err(error));
-                            } else if let Some(proposal) = self.proposals.remove(&seq) {
-                                proposal.waiter.send(Err(error));
+                            } else {
+                                self.writes.refused(seq, error);
                             }
                         }
                         continue;

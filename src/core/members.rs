@@ -195,19 +195,14 @@ impl<S: LogStore> Core<S> {
         }
         tracing::info!("removed from the cluster");
         self.removed = true;
-        self.parked_bytes = 0;
-        let parked = self.parked.drain(..).map(|p| p.waiter);
+        self.writes.removed();
         let changes = self.conf_changes.drain().map(|(_, c)| c.waiter);
         let joint = self.joint_waiters.drain(..).map(|(_, _, w)| w);
-        for waiter in parked.chain(changes).chain(joint) {
+        for waiter in changes.chain(joint) {
             waiter.send(Err(Error::Removed));
         }
         for waiter in self.take_reads() {
             waiter.send(Err(Error::Removed));
-        }
-        // Writes already forwarded may have reached the leader before the removal.
-        for (_, Proposal { term, waiter }) in self.proposals.drain() {
-            waiter.send(Err(Error::LeaderChanged { term }));
         }
     }
 

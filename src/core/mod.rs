@@ -45,6 +45,8 @@ mod snapshotting;
 mod status;
 mod writes;
 
+pub use writes::{MAX_PARKED_BYTES, MAX_PENDING_WRITES};
+
 pub use status::{Status, WriteOutcome};
 
 pub use crate::requests::Reply;
@@ -71,15 +73,8 @@ pub struct Core<S: LogStore> {
     election_ticks: u64,
     ticks: u64,
     ids: RequestIds,
-    /// This node's proposals awaiting their entry, by sequence number.
-    proposals: HashMap<u64, Proposal>,
-    /// Writes waiting for a leader to be known (never proposed yet).
-    parked: Vec<Parked>,
-    /// The bytes of the entries in `parked`.
-    parked_bytes: usize,
-    /// A write was refused for overload since the queues last had room (one warning each
-    /// time they fill).
-    overloaded: bool,
+    /// This node's writes: parked, or proposed and awaiting their entry.
+    writes: writes::Writes,
     /// This node's membership changes awaiting their entry, by sequence number.
     conf_changes: HashMap<u64, PendingConf>,
     unsent_reads: Vec<Waiter<u64>>,
@@ -155,28 +150,6 @@ const MAX_INFLIGHT_APPENDS: usize = 64;
 /// A follower heard from within this many election timeouts is active: the leader keeps the
 /// entries it still needs when compacting (see `Core::entries_to_keep`).
 const ACTIVE_ELECTIONS: u32 = 10;
-
-/// Most writes a node holds at once, waiting for a leader or for their entry to apply:
-/// past it a write fails at once with `ERR_OVERLOADED` (docs/API.md).
-pub const MAX_PENDING_WRITES: usize = 65_536;
-/// Most bytes of entries a node holds for writes that wait for a leader; past it a write
-/// fails at once with `ERR_OVERLOADED`.
-pub const MAX_PARKED_BYTES: usize = 256 << 20;
-
-/// A write proposed by this node.
-struct Proposal {
-    /// The term in which it was proposed.
-    term: u64,
-    waiter: Waiter<WriteOutcome>,
-}
-
-/// A write that waits for a leader before it can be proposed.
-struct Parked {
-    /// The encoded command.
-    data: Vec<u8>,
-    forward: bool,
-    waiter: Waiter<WriteOutcome>,
-}
 
 /// A membership change proposed by this node, resent until its entry is applied: a leader
 /// drops conf changes while it has one pending (and right after its election).
@@ -277,10 +250,7 @@ impl<S: LogStore> Core<S> {
             election_ticks: election_ticks as u64,
             ticks: 0,
             ids: RequestIds::new(id),
-            proposals: HashMap::new(),
-            parked: Vec::new(),
-            parked_bytes: 0,
-            overloaded: false,
+            writes: writes::Writes::default(),
             conf_changes: HashMap::new(),
             unsent_reads: Vec::new(),
             reads: BTreeMap::new(),
@@ -371,19 +341,11 @@ impl<S: LogStore> Core<S> {
     /// Answers every caller whose deadline passed: `NoLeader` for what never reached a
     /// leader, a timeout (outcome unknown) for what was proposed.
     fn expire(&mut self, now: Instant) {
-        for parked in self.parked.extract_if(.., |p| p.waiter.is_over(now)) {
-            self.parked_bytes -= parked.data.len();
-            let error = parked.waiter.deadline.expired(false);
-            parked.waiter.send(Err(error));
-        }
-        let proposals = self.proposals.extract_if(|_, p| p.waiter.is_over(now));
+        self.writes.expire(now);
         let changes = self.conf_changes.extract_if(|_, c| c.waiter.is_over(now));
-        for waiter in proposals
-            .map(|(_, p)| p.waiter)
-            .chain(changes.map(|(_, c)| c.waiter))
-        {
-            let error = waiter.deadline.expired(true);
-            waiter.send(Err(error));
+        for (_, change) in changes {
+            let error = change.waiter.deadline.expired(true);
+            change.waiter.send(Err(error));
         }
         // A read changes nothing: past its deadline it failed, for want of a leader or not.
         let leaderless = self.raw.raft.leader_id == INVALID_ID;
@@ -410,12 +372,10 @@ impl<S: LogStore> Core<S> {
 
     /// Fails every pending request with `err` (on stop).
     pub fn fail_all(&mut self, err: Error) {
-        let proposals = self.proposals.drain().map(|(_, p)| p.waiter);
-        self.parked_bytes = 0;
-        let parked = self.parked.drain(..).map(|p| p.waiter);
+        self.writes.fail_all(&err);
         let conf_changes = self.conf_changes.drain().map(|(_, c)| c.waiter);
         let joint = self.joint_waiters.drain(..).map(|(_, _, w)| w);
-        for waiter in proposals.chain(parked).chain(conf_changes).chain(joint) {
+        for waiter in conf_changes.chain(joint) {
             waiter.send(Err(err.clone()));
         }
         for waiter in self.take_reads() {
@@ -432,7 +392,9 @@ impl<S: LogStore> Core<S> {
         let (voters, learners) = self.members.clone();
         Status {
             name: self.name.clone(),
-            role: self.role,
+            // Live, as the term and the leader are (the role events follow at the end of the
+            // turn): a status never shows this node as its own leader but a follower.
+            role: self.current_role(),
             term: raft.term,
             leader: self.name_of(raft.leader_id),
             commit_index: raft.raft_log.committed,

@@ -26,9 +26,7 @@ impl<S: LogStore> Core<S> {
         self.snapshot_index = meta.index;
         // The writes in flight from here may be in the snapshot: none of their entries will
         // be applied here to answer them. Say so now rather than at their deadlines.
-        for (_, Proposal { waiter, .. }) in std::mem::take(&mut self.proposals) {
-            waiter.send(Err(Error::CaughtUpBySnapshot { index: meta.index }));
-        }
+        self.writes.caught_up_by_snapshot(meta.index);
         // A snapshot point captured before the install is obsolete.
         self.pending_snapshot = None;
         self.members = self.member_names();

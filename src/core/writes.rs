@@ -7,17 +7,9 @@ impl<S: LogStore> Core<S> {
     /// Proposes a command; the waiter gets the outcome once this node applies it. With no
     /// leader known, the write waits for one until its deadline.
     pub fn propose(&mut self, command: Command, forward: bool, waiter: Waiter<WriteOutcome>) {
-        match self
-            .encode_proposal(&command, forward)
-            .and_then(|data| self.admit(data))
-        {
+        match self.encode_proposal(&command, forward) {
             Ok(data) => {
-                self.parked_bytes += data.len();
-                self.parked.push(Parked {
-                    data,
-                    forward,
-                    waiter,
-                });
+                self.writes.park(data, forward, waiter);
                 self.propose_parked();
             }
             Err(e) => waiter.send(Err(e)),
@@ -44,53 +36,16 @@ impl<S: LogStore> Core<S> {
         Ok(data)
     }
 
-    /// Refuses a write past the bounds of what this node holds for writes in flight (it
-    /// would otherwise queue without limit while no leader is known or the log is slow).
-    pub(super) fn admit(&mut self, data: Vec<u8>) -> Result<Vec<u8>> {
-        let pending = self.parked.len() + self.proposals.len();
-        let over = if pending >= MAX_PENDING_WRITES {
-            Some(format!(
-                "{pending} writes are in flight on this node (the limit is {MAX_PENDING_WRITES})"
-            ))
-        } else if self.parked_bytes + data.len() > MAX_PARKED_BYTES {
-            Some(format!(
-                "{} writes of {} bytes wait for a leader on this node (the limit is {MAX_PARKED_BYTES} bytes)",
-                self.parked.len(),
-                self.parked_bytes
-            ))
-        } else {
-            None
-        };
-        match over {
-            None => {
-                self.overloaded = false;
-                Ok(data)
-            }
-            Some(why) => {
-                if !std::mem::replace(&mut self.overloaded, true) {
-                    tracing::warn!(
-                        pending,
-                        parked = self.parked.len(),
-                        parked_bytes = self.parked_bytes,
-                        "refusing writes: {why}"
-                    );
-                }
-                Err(Error::Overloaded(why))
-            }
-        }
-    }
-
     /// Proposes the parked writes once the raft crate would take them: a leader is known
     /// and no leadership transfer is pending (it drops proposals meanwhile).
     pub(super) fn propose_parked(&mut self) {
         let raft = &self.raw.raft;
         let leader = raft.leader_id;
         let transferring = raft.state == StateRole::Leader && raft.lead_transferee.is_some();
-        if self.parked.is_empty() || leader == INVALID_ID || transferring {
+        if self.writes.parked.is_empty() || leader == INVALID_ID || transferring {
             return;
         }
-        self.parked_bytes = 0;
-        for parked in std::mem::take(&mut self.parked) {
+        for parked in self.writes.take_parked() {
             if !parked.forward && leader != self.id {
                 let error = self.not_leader();
                 parked.waiter.send(Err(error));
@@ -99,9 +54,7 @@ impl<S: LogStore> Core<S> {
             let (seq, context) = self.ids.next();
             match self.raw.propose(context, parked.data) {
                 Ok(()) => {
-                    let term = self.raw.raft.term;
-                    let waiter = parked.waiter;
-                    self.proposals.insert(seq, Proposal { term, waiter });
+                    self.writes.proposed(seq, self.raw.raft.term, parked.waiter);
                 }
                 Err(raft::Error::ProposalDropped) => parked.waiter.send(Err(Error::NoLeader)),
                 Err(e) => parked
@@ -117,32 +70,171 @@ impl<S: LogStore> Core<S> {
         }
     }
 
+    pub(super) fn answer_proposal(&mut self, context: &[u8], outcome: WriteOutcome) {
+        if let Some(seq) = self.ids.ours(context) {
+            self.writes.applied(seq, outcome);
+        }
+    }
+}
+
+/// Most writes a node holds at once, waiting for a leader or for their entry to apply:
+/// past it a write fails at once with `ERR_OVERLOADED` (docs/API.md).
+pub const MAX_PENDING_WRITES: usize = 65_536;
+/// Most bytes of entries a node holds for writes that wait for a leader; past it a write
+/// fails at once with `ERR_OVERLOADED`.
+pub const MAX_PARKED_BYTES: usize = 256 << 20;
+
+/// A write proposed by this node.
+struct Proposal {
+    /// The term in which it was proposed.
+    term: u64,
+    waiter: Waiter<WriteOutcome>,
+}
+
+/// A write that waits for a leader before it can be proposed.
+struct Parked {
+    /// The encoded command.
+    data: Vec<u8>,
+    forward: bool,
+    waiter: Waiter<WriteOutcome>,
+}
+
+/// This node's writes, parked or proposed. Every way a write ends but by its own entry is a
+/// method here: a deadline, a stop, a removal, a snapshot install, a newer term.
+#[derive(Default)]
+pub(super) struct Writes {
+    /// Proposed and awaiting their entry, by sequence number.
+    proposals: HashMap<u64, Proposal>,
+    /// Waiting for a leader to be known (never proposed yet).
+    parked: Vec<Parked>,
+    /// The bytes of the entries in `parked`.
+    parked_bytes: usize,
+    /// A write was refused for overload since the queues last had room (one warning each
+    /// time they fill).
+    overloaded: bool,
+}
+
+impl Writes {
+    /// Refuses a write past the bounds of what this node holds for writes in flight (it
+    /// would otherwise queue without limit while no leader is known or the log is slow);
+    /// else parks it until a leader is known.
+    fn park(&mut self, data: Vec<u8>, forward: bool, waiter: Waiter<WriteOutcome>) {
+        let pending = self.parked.len() + self.proposals.len();
+        let over = if pending >= MAX_PENDING_WRITES {
+            Some(format!(
+                "{pending} writes are in flight on this node (the limit is {MAX_PENDING_WRITES})"
+            ))
+        } else if self.parked_bytes + data.len() > MAX_PARKED_BYTES {
+            Some(format!(
+                "{} writes of {} bytes wait for a leader on this node (the limit is {MAX_PARKED_BYTES} bytes)",
+                self.parked.len(),
+                self.parked_bytes
+            ))
+        } else {
+            None
+        };
+        let Some(why) = over else {
+            self.overloaded = false;
+            self.parked_bytes += data.len();
+            self.parked.push(Parked {
+                data,
+                forward,
+                waiter,
+            });
+            return;
+        };
+        if !std::mem::replace(&mut self.overloaded, true) {
+            tracing::warn!(
+                pending,
+                parked = self.parked.len(),
+                parked_bytes = self.parked_bytes,
+                "refusing writes: {why}"
+            );
+        }
+        waiter.send(Err(Error::Overloaded(why)));
+    }
+
+    /// The parked writes, taken to be proposed.
+    fn take_parked(&mut self) -> Vec<Parked> {
+        self.parked_bytes = 0;
+        std::mem::take(&mut self.parked)
+    }
+
+    fn proposed(&mut self, seq: u64, term: u64, waiter: Waiter<WriteOutcome>) {
+        self.proposals.insert(seq, Proposal { term, waiter });
+    }
+
+    /// Write `seq`'s entry applied with `outcome`.
+    pub(super) fn applied(&mut self, seq: u64, outcome: WriteOutcome) {
+        if let Some(proposal) = self.proposals.remove(&seq) {
+            proposal.waiter.send(Ok(outcome));
+        }
+    }
+
+    /// The leader refused write `seq` in place of its entry.
+    pub(super) fn refused(&mut self, seq: u64, error: Error) {
+        if let Some(proposal) = self.proposals.remove(&seq) {
+            proposal.waiter.send(Err(error));
+        }
+    }
+
     /// Entries are applied in log order and terms never decrease along the log: once an
     /// entry of term `t` is applied, every entry of an earlier term that will ever commit has
     /// been applied. A proposal made in an earlier term and still unanswered was most likely
     /// dropped with its leader; answer now rather than at its deadline. (It may, rarely,
     /// still commit after a re-forward, so the outcome is reported as unknown.)
-    pub(super) fn fail_superseded_proposals(&mut self, applied_term: u64) {
-        let superseded: Vec<u64> = self
-            .proposals
-            .iter()
-            .filter(|(_, p)| p.term < applied_term)
-            .map(|(&seq, _)| seq)
-            .collect();
-        for seq in superseded {
-            if let Some(Proposal { term, waiter }) = self.proposals.remove(&seq) {
-                waiter.send(Err(Error::LeaderChanged { term }));
-            }
+    pub(super) fn superseded(&mut self, applied_term: u64) {
+        for (_, Proposal { term, waiter }) in
+            self.proposals.extract_if(|_, p| p.term < applied_term)
+        {
+            waiter.send(Err(Error::LeaderChanged { term }));
         }
     }
 
-    pub(super) fn answer_proposal(&mut self, context: &[u8], outcome: WriteOutcome) {
-        if let Some(proposal) = self
-            .ids
-            .ours(context)
-            .and_then(|seq| self.proposals.remove(&seq))
-        {
-            proposal.waiter.send(Ok(outcome));
+    /// The writes whose deadline passed: parked ones were never proposed, proposed ones
+    /// may still commit.
+    pub(super) fn expire(&mut self, now: Instant) {
+        for parked in self.parked.extract_if(.., |p| p.waiter.is_over(now)) {
+            self.parked_bytes -= parked.data.len();
+            let error = parked.waiter.deadline.expired(false);
+            parked.waiter.send(Err(error));
+        }
+        for (_, proposal) in self.proposals.extract_if(|_, p| p.waiter.is_over(now)) {
+            let error = proposal.waiter.deadline.expired(true);
+            proposal.waiter.send(Err(error));
+        }
+    }
+
+    /// The writes in flight may be inside the snapshot this node installed at `index`: none
+    /// of their entries will be applied here to answer them. Say so now rather than at their
+    /// deadlines.
+    pub(super) fn caught_up_by_snapshot(&mut self, index: u64) {
+        for (_, proposal) in self.proposals.drain() {
+            proposal
+                .waiter
+                .send(Err(Error::CaughtUpBySnapshot { index }));
+        }
+    }
+
+    /// This node was removed: parked writes never will be proposed; forwarded ones may have
+    /// reached the leader before the removal.
+    pub(super) fn removed(&mut self) {
+        self.parked_bytes = 0;
+        for parked in self.parked.drain(..) {
+            parked.waiter.send(Err(Error::Removed));
+        }
+        for (_, Proposal { term, waiter }) in self.proposals.drain() {
+            waiter.send(Err(Error::LeaderChanged { term }));
+        }
+    }
+
+    /// Every write fails with `err` (the node stops).
+    pub(super) fn fail_all(&mut self, err: &Error) {
+        self.parked_bytes = 0;
+        let parked = self.parked.drain(..).map(|p| p.waiter);
+        let proposals = self.proposals.drain().map(|(_, p)| p.waiter);
+        for waiter in parked.chain(proposals) {
+            waiter.send(Err(err.clone()));
         }
     }
 }
