@@ -201,9 +201,7 @@ impl<S: LogStore> Core<S> {
         for waiter in changes.chain(joint) {
             waiter.send(Err(Error::Removed));
         }
-        for waiter in self.take_reads() {
-            waiter.send(Err(Error::Removed));
-        }
+        self.reads.fail_all(&Error::Removed);
     }
 
     /// Proposes a membership change; the waiter gets its log position once it is complete

@@ -51,16 +51,6 @@ pub use status::{Status, WriteOutcome};
 
 pub use crate::requests::Reply;
 
-/// Read requests waiting for a ReadIndex answer and then for the applied index to reach it.
-/// Requests that arrive in one driver turn share one ReadIndex round.
-struct PendingRead {
-    waiters: Vec<Waiter<u64>>,
-    /// The commit index the leader confirmed; the read completes once applied reaches it.
-    index: Option<u64>,
-    /// When the ReadIndex request was last sent (in ticks), for retries.
-    sent_at: u64,
-}
-
 /// The synchronous node state machine. See the module docs.
 pub struct Core<S: LogStore> {
     raw: RawNode<S>,
@@ -77,8 +67,8 @@ pub struct Core<S: LogStore> {
     writes: writes::Writes,
     /// This node's membership changes awaiting their entry, by sequence number.
     conf_changes: HashMap<u64, PendingConf>,
-    unsent_reads: Vec<Waiter<u64>>,
-    reads: BTreeMap<u64, PendingRead>,
+    /// This node's linearizable reads: waiting to be sent, or in a ReadIndex round.
+    reads: reads::Reads,
     transfer: Option<Reply<String>>,
     leader: u64,
     role: Role,
@@ -252,8 +242,7 @@ impl<S: LogStore> Core<S> {
             ids: RequestIds::new(id),
             writes: writes::Writes::default(),
             conf_changes: HashMap::new(),
-            unsent_reads: Vec::new(),
-            reads: BTreeMap::new(),
+            reads: reads::Reads::default(),
             transfer: None,
             leader: INVALID_ID,
             role: Role::Follower,
@@ -347,27 +336,8 @@ impl<S: LogStore> Core<S> {
             let error = change.waiter.deadline.expired(true);
             change.waiter.send(Err(error));
         }
-        // A read changes nothing: past its deadline it failed, for want of a leader or not.
         let leaderless = self.raw.raft.leader_id == INVALID_ID;
-        let mut expired: Vec<Waiter<u64>> = self
-            .unsent_reads
-            .extract_if(.., |w| w.is_over(now))
-            .collect();
-        for read in self.reads.values_mut() {
-            expired.extend(read.waiters.extract_if(.., |w| w.is_over(now)));
-        }
-        self.reads.retain(|_, r| !r.waiters.is_empty());
-        for waiter in expired {
-            let error = if leaderless {
-                Error::NoLeader
-            } else {
-                Error::Timeout {
-                    ms: waiter.deadline.timeout.as_millis() as u64,
-                    unknown_outcome: false,
-                }
-            };
-            waiter.send(Err(error));
-        }
+        self.reads.expire(now, leaderless);
     }
 
     /// Fails every pending request with `err` (on stop).
@@ -378,9 +348,7 @@ impl<S: LogStore> Core<S> {
         for waiter in conf_changes.chain(joint) {
             waiter.send(Err(err.clone()));
         }
-        for waiter in self.take_reads() {
-            waiter.send(Err(err.clone()));
-        }
+        self.reads.fail_all(&err);
         if let Some(reply) = self.transfer.take() {
             let _ = reply.send(Err(err));
         }
@@ -484,7 +452,7 @@ impl<S: LogStore> Core<S> {
 
     /// True when a Ready is waiting (or reads wait to be sent).
     pub fn has_ready(&self) -> bool {
-        !self.unsent_reads.is_empty() || self.raw.has_ready()
+        self.reads.has_unsent() || self.raw.has_ready()
     }
 }
 

@@ -18,32 +18,21 @@ impl<S: LogStore> Core<S> {
         if lease && self.holds_lease() {
             let index = self.raw.raft.raft_log.committed;
             let (seq, _) = self.ids.next();
-            let read = PendingRead {
-                waiters: vec![waiter],
-                index: Some(index),
-                sent_at: self.ticks,
-            };
-            self.reads.insert(seq, read);
+            self.reads.start(seq, vec![waiter], Some(index), self.ticks);
             self.complete_reads();
             return;
         }
-        self.unsent_reads.push(waiter);
+        self.reads.unsent.push(waiter);
     }
 
     /// Sends one ReadIndex request for all reads that arrived since the last turn.
     pub(super) fn send_reads(&mut self) {
-        if self.unsent_reads.is_empty() || self.raw.raft.leader_id == INVALID_ID {
+        if self.reads.unsent.is_empty() || self.raw.raft.leader_id == INVALID_ID {
             return; // with no leader known, they wait for one (or their deadline)
         }
         let (seq, context) = self.ids.next();
-        self.reads.insert(
-            seq,
-            PendingRead {
-                waiters: std::mem::take(&mut self.unsent_reads),
-                index: None,
-                sent_at: self.ticks,
-            },
-        );
+        let waiters = std::mem::take(&mut self.reads.unsent);
+        self.reads.start(seq, waiters, None, self.ticks);
         self.raw.read_index(context);
     }
 
@@ -55,11 +44,8 @@ impl<S: LogStore> Core<S> {
             return;
         }
         let due = self.ticks.saturating_sub(2 * self.heartbeat_ticks);
-        for (&seq, read) in self.reads.iter_mut() {
-            if read.index.is_none() && read.sent_at <= due {
-                read.sent_at = self.ticks;
-                self.raw.read_index(self.ids.context(seq));
-            }
+        for seq in self.reads.due_again(due, self.ticks) {
+            self.raw.read_index(self.ids.context(seq));
         }
     }
 
@@ -70,35 +56,117 @@ impl<S: LogStore> Core<S> {
             };
             if self.lease.is_probe(seq) {
                 self.lease.confirm(seq);
-            } else if let Some(read) = self.reads.get_mut(&seq) {
-                read.index.get_or_insert(state.index);
+            } else {
+                self.reads.confirmed(seq, state.index);
             }
         }
     }
 
-    /// Every read still waiting, sent or not, taken out (to be answered now).
-    pub(super) fn take_reads(&mut self) -> Vec<Waiter<u64>> {
-        let reads = std::mem::take(&mut self.reads);
-        let mut waiters = std::mem::take(&mut self.unsent_reads);
-        waiters.extend(reads.into_values().flat_map(|r| r.waiters));
-        waiters
+    pub(super) fn complete_reads(&mut self) {
+        self.reads.complete(self.raw.raft.raft_log.applied);
+    }
+}
+
+/// Read requests waiting for a ReadIndex answer and then for the applied index to reach it.
+/// Requests that arrive in one driver turn share one ReadIndex round.
+struct PendingRead {
+    waiters: Vec<Waiter<u64>>,
+    /// The commit index the leader confirmed; the read completes once applied reaches it.
+    index: Option<u64>,
+    /// When the ReadIndex request was last sent (in ticks), for retries.
+    sent_at: u64,
+}
+
+/// This node's linearizable reads. Every way a read ends is one method here: answered at its
+/// index, past its deadline, or failed with the node (stopped, removed).
+#[derive(Default)]
+pub(super) struct Reads {
+    /// Arrived since the last turn: they go out together in one ReadIndex round.
+    pub(super) unsent: Vec<Waiter<u64>>,
+    /// ReadIndex rounds by sequence number.
+    rounds: BTreeMap<u64, PendingRead>,
+}
+
+impl Reads {
+    pub(super) fn has_unsent(&self) -> bool {
+        !self.unsent.is_empty()
     }
 
-    pub(super) fn complete_reads(&mut self) {
-        let applied = self.raw.raft.raft_log.applied;
+    /// A round `seq` for `waiters`, sent now (`index`: already known, for a lease read).
+    fn start(&mut self, seq: u64, waiters: Vec<Waiter<u64>>, index: Option<u64>, ticks: u64) {
+        let read = PendingRead {
+            waiters,
+            index,
+            sent_at: ticks,
+        };
+        self.rounds.insert(seq, read);
+    }
+
+    /// The unanswered rounds last sent at or before `due`, marked sent at `ticks`.
+    fn due_again(&mut self, due: u64, ticks: u64) -> Vec<u64> {
+        let mut again = Vec::new();
+        for (&seq, read) in self.rounds.iter_mut() {
+            if read.index.is_none() && read.sent_at <= due {
+                read.sent_at = ticks;
+                again.push(seq);
+            }
+        }
+        again
+    }
+
+    /// The leader confirmed round `seq` at commit index `index`.
+    fn confirmed(&mut self, seq: u64, index: u64) {
+        if let Some(read) = self.rounds.get_mut(&seq) {
+            read.index.get_or_insert(index);
+        }
+    }
+
+    /// Answers the rounds whose index this node has applied.
+    fn complete(&mut self, applied: u64) {
         let done: Vec<u64> = self
-            .reads
+            .rounds
             .iter()
             .filter(|(_, r)| r.index.is_some_and(|i| i <= applied))
             .map(|(&seq, _)| seq)
             .collect();
-        for seq in done {
-            if let Some(read) = self.reads.remove(&seq) {
-                let index = read.index.unwrap_or(applied);
-                for waiter in read.waiters {
-                    waiter.send(Ok(index));
-                }
+        for read in done.iter().filter_map(|seq| self.rounds.remove(seq)) {
+            let index = read.index.unwrap_or(applied);
+            for waiter in read.waiters {
+                waiter.send(Ok(index));
             }
+        }
+    }
+
+    /// A read changes nothing: past its deadline it failed, for want of a leader or not.
+    pub(super) fn expire(&mut self, now: Instant, leaderless: bool) {
+        let mut expired: Vec<Waiter<u64>> =
+            self.unsent.extract_if(.., |w| w.is_over(now)).collect();
+        for read in self.rounds.values_mut() {
+            expired.extend(read.waiters.extract_if(.., |w| w.is_over(now)));
+        }
+        self.rounds.retain(|_, r| !r.waiters.is_empty());
+        for waiter in expired {
+            let error = if leaderless {
+                Error::NoLeader
+            } else {
+                Error::Timeout {
+                    ms: waiter.deadline.timeout.as_millis() as u64,
+                    unknown_outcome: false,
+                }
+            };
+            waiter.send(Err(error));
+        }
+    }
+
+    /// Every read, sent or not, fails with `err`.
+    pub(super) fn fail_all(&mut self, err: &Error) {
+        let rounds = std::mem::take(&mut self.rounds);
+        let unsent = std::mem::take(&mut self.unsent);
+        for waiter in unsent
+            .into_iter()
+            .chain(rounds.into_values().flat_map(|r| r.waiters))
+        {
+            waiter.send(Err(err.clone()));
         }
     }
 }
