@@ -41,7 +41,7 @@ impl<S: LogStore> Core<S> {
                         // entry.
                         if let Some(seq) = self.ids.ours(&context) {
                             let error = Error::from_code(&code, reason);
-                            if let Some(change) = self.conf_changes.remove(&seq) {
+                            if let Some(change) = self.changes.pending.remove(&seq) {
                                 change.waiter.send(Err(error));
                             } else {
                                 self.writes.refused(seq, error);

@@ -143,7 +143,7 @@ impl<S: LogStore> Core<S> {
             }
             if leader != INVALID_ID {
                 // Changes waiting for a leader (or for this one to hand over) go now.
-                let pending: Vec<u64> = self.conf_changes.keys().copied().collect();
+                let pending: Vec<u64> = self.changes.pending.keys().copied().collect();
                 for seq in pending {
                     self.send_conf_change(seq);
                 }

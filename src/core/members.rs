@@ -70,7 +70,7 @@ impl<S: LogStore> Core<S> {
         let ours = self
             .ids
             .ours(&entry.context)
-            .and_then(|seq| self.conf_changes.remove(&seq));
+            .and_then(|seq| self.changes.pending.remove(&seq));
         // A change proposed in an older epoch lost the race to another change, or is a resent
         // copy of one that took effect already: every member skips it alike.
         if info
@@ -111,7 +111,8 @@ impl<S: LogStore> Core<S> {
                 self.membership_events
                     .push(Event::MembershipChanged { index: entry.index });
                 if let Some(change) = ours {
-                    self.joint_waiters
+                    self.changes
+                        .joint
                         .push((entry.index, entry.term, change.waiter));
                 }
             }
@@ -128,7 +129,7 @@ impl<S: LogStore> Core<S> {
         // removed node may never see the leave: its removal is certain once entered.
         let joint = !self.conf_state().voters_outgoing.is_empty();
         if !joint || self.removed {
-            for (index, term, waiter) in self.joint_waiters.drain(..) {
+            for (index, term, waiter) in self.changes.joint.drain(..) {
                 let outcome = WriteOutcome {
                     index,
                     term,
@@ -196,11 +197,7 @@ impl<S: LogStore> Core<S> {
         tracing::info!("removed from the cluster");
         self.removed = true;
         self.writes.removed();
-        let changes = self.conf_changes.drain().map(|(_, c)| c.waiter);
-        let joint = self.joint_waiters.drain(..).map(|(_, _, w)| w);
-        for waiter in changes.chain(joint) {
-            waiter.send(Err(Error::Removed));
-        }
+        self.changes.fail_all(&Error::Removed);
         self.reads.fail_all(&Error::Removed);
     }
 
@@ -216,7 +213,7 @@ impl<S: LogStore> Core<S> {
                     sent_at: self.ticks,
                     waiter,
                 };
-                self.conf_changes.insert(seq, pending);
+                self.changes.pending.insert(seq, pending);
                 self.send_conf_change(seq);
             }
             Err(e) => waiter.send(Err(e)),
@@ -284,7 +281,7 @@ impl<S: LogStore> Core<S> {
     /// Proposes (again) the pending change `seq`. A leader screens it first; elsewhere the
     /// leader screens it when it arrives.
     pub(super) fn send_conf_change(&mut self, seq: u64) {
-        let Some(pending) = self.conf_changes.get_mut(&seq) else {
+        let Some(pending) = self.changes.pending.get_mut(&seq) else {
             return;
         };
         pending.sent_at = self.ticks;
@@ -317,7 +314,7 @@ impl<S: LogStore> Core<S> {
             }
         });
         if let Err(e) = verdict {
-            if let Some(pending) = self.conf_changes.remove(&seq) {
+            if let Some(pending) = self.changes.pending.remove(&seq) {
                 pending.waiter.send(Err(e));
             }
         }
@@ -328,7 +325,8 @@ impl<S: LogStore> Core<S> {
     pub(super) fn retry_conf_changes(&mut self) {
         let due = self.ticks.saturating_sub(self.election_ticks);
         let seqs: Vec<u64> = self
-            .conf_changes
+            .changes
+            .pending
             .iter()
             .filter(|(_, c)| c.sent_at <= due)
             .map(|(&seq, _)| seq)
@@ -533,5 +531,43 @@ impl<S: LogStore> Core<S> {
     /// The members table handles read (refreshed every heartbeat).
     pub fn members_view(&self) -> Arc<RwLock<Vec<MemberView>>> {
         Arc::clone(&self.members_view)
+    }
+}
+
+/// A membership change proposed by this node, resent until its entry is applied: a leader
+/// drops conf changes while it has one pending (and right after its election).
+pub(super) struct PendingConf {
+    change: ConfChangeV2,
+    /// When it was last proposed, in ticks.
+    sent_at: u64,
+    pub(super) waiter: Waiter<WriteOutcome>,
+}
+
+/// This node's membership changes: proposed and awaiting their entry (resent until then),
+/// and applied but not complete until the joint configuration is left.
+#[derive(Default)]
+pub(super) struct Changes {
+    /// Awaiting their entry, by sequence number.
+    pub(super) pending: HashMap<u64, PendingConf>,
+    /// (index, term, waiter) of changes applied into a joint configuration.
+    pub(super) joint: Vec<(u64, u64, Waiter<WriteOutcome>)>,
+}
+
+impl Changes {
+    /// The changes whose deadline passed (a proposed change may still take effect).
+    pub(super) fn expire(&mut self, now: Instant) {
+        for (_, change) in self.pending.extract_if(|_, c| c.waiter.is_over(now)) {
+            let error = change.waiter.deadline.expired(true);
+            change.waiter.send(Err(error));
+        }
+    }
+
+    /// Every change fails with `err`.
+    pub(super) fn fail_all(&mut self, err: &Error) {
+        let pending = self.pending.drain().map(|(_, c)| c.waiter);
+        let joint = self.joint.drain(..).map(|(_, _, w)| w);
+        for waiter in pending.chain(joint) {
+            waiter.send(Err(err.clone()));
+        }
     }
 }

@@ -65,8 +65,8 @@ pub struct Core<S: LogStore> {
     ids: RequestIds,
     /// This node's writes: parked, or proposed and awaiting their entry.
     writes: writes::Writes,
-    /// This node's membership changes awaiting their entry, by sequence number.
-    conf_changes: HashMap<u64, PendingConf>,
+    /// This node's membership changes, until complete.
+    changes: members::Changes,
     /// This node's linearizable reads: waiting to be sent, or in a ReadIndex round.
     reads: reads::Reads,
     transfer: Option<Reply<String>>,
@@ -110,8 +110,6 @@ pub struct Core<S: LogStore> {
     membership_events: Vec<Event>,
     /// Take a snapshot at the next opportunity, whatever `snapshot_every` says.
     force_snapshot: bool,
-    /// Membership changes applied but not complete until the joint configuration is left.
-    joint_waiters: Vec<(u64, u64, Waiter<WriteOutcome>)>,
     /// Index of the last membership change that took effect (replicated state: every
     /// member computes the same value, and snapshots carry it). A change carries the epoch
     /// it was proposed in and is skipped if another took effect first, so a change
@@ -140,15 +138,6 @@ const MAX_INFLIGHT_APPENDS: usize = 64;
 /// A follower heard from within this many election timeouts is active: the leader keeps the
 /// entries it still needs when compacting (see `Core::entries_to_keep`).
 const ACTIVE_ELECTIONS: u32 = 10;
-
-/// A membership change proposed by this node, resent until its entry is applied: a leader
-/// drops conf changes while it has one pending (and right after its election).
-struct PendingConf {
-    change: ConfChangeV2,
-    /// When it was last proposed, in ticks.
-    sent_at: u64,
-    waiter: Waiter<WriteOutcome>,
-}
 
 /// Moves the entries applied so far into the event list, keeping log order around
 /// snapshot events.
@@ -241,7 +230,7 @@ impl<S: LogStore> Core<S> {
             ticks: 0,
             ids: RequestIds::new(id),
             writes: writes::Writes::default(),
-            conf_changes: HashMap::new(),
+            changes: members::Changes::default(),
             reads: reads::Reads::default(),
             transfer: None,
             leader: INVALID_ID,
@@ -267,7 +256,6 @@ impl<S: LogStore> Core<S> {
             peer_updates: Vec::new(),
             membership_events: Vec::new(),
             force_snapshot: false,
-            joint_waiters: Vec::new(),
             conf_epoch,
             was_member: false,
             removed: false,
@@ -331,11 +319,7 @@ impl<S: LogStore> Core<S> {
     /// leader, a timeout (outcome unknown) for what was proposed.
     fn expire(&mut self, now: Instant) {
         self.writes.expire(now);
-        let changes = self.conf_changes.extract_if(|_, c| c.waiter.is_over(now));
-        for (_, change) in changes {
-            let error = change.waiter.deadline.expired(true);
-            change.waiter.send(Err(error));
-        }
+        self.changes.expire(now);
         let leaderless = self.raw.raft.leader_id == INVALID_ID;
         self.reads.expire(now, leaderless);
     }
@@ -343,11 +327,7 @@ impl<S: LogStore> Core<S> {
     /// Fails every pending request with `err` (on stop).
     pub fn fail_all(&mut self, err: Error) {
         self.writes.fail_all(&err);
-        let conf_changes = self.conf_changes.drain().map(|(_, c)| c.waiter);
-        let joint = self.joint_waiters.drain(..).map(|(_, _, w)| w);
-        for waiter in conf_changes.chain(joint) {
-            waiter.send(Err(err.clone()));
-        }
+        self.changes.fail_all(&err);
         self.reads.fail_all(&err);
         if let Some(reply) = self.transfer.take() {
             let _ = reply.send(Err(err));
