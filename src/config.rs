@@ -70,6 +70,10 @@ pub struct Config {
     /// manual one that their ticks advance.
     #[doc(hidden)]
     pub clock: crate::clock::Clock,
+    /// Test-only emulation of power loss in the WAL: writes stay in memory until each
+    /// fsync, so a killed process loses exactly what was not yet fsynced.
+    #[doc(hidden)]
+    pub emulate_power_loss: bool,
     /// Randomize each election timeout in `[t, 2t)` (the default). Off, it is exactly `t`:
     /// a simulation that must replay identically gives its nodes timeouts of their own.
     #[doc(hidden)]
@@ -167,6 +171,7 @@ impl Config {
             lease_log: None,
             clock: crate::clock::Clock::system(),
             election_jitter: true,
+            emulate_power_loss: false,
         }
     }
 

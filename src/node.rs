@@ -59,10 +59,13 @@ async fn start_logged(config: Config) -> Result<Node> {
     match config.data_dir.clone() {
         Some(dir) => {
             // Recovery reads the whole log: keep it off the async workers.
-            let segment_bytes = config.wal_segment_bytes;
+            let wal = crate::storage::WalOptions {
+                segment_bytes: config.wal_segment_bytes,
+                emulate_power_loss: config.emulate_power_loss,
+            };
             let log = logging::current();
             let store = tokio::task::spawn_blocking(move || {
-                logging::within_sync(log, || DiskStorage::open(&dir, bootstrap, segment_bytes))
+                logging::within_sync(log, || DiskStorage::open(&dir, bootstrap, wal))
             })
             .await
             .map_err(|e| Error::Storage(format!("recovery failed: {e}")))??;

@@ -119,6 +119,9 @@ impl NativeRaftNode {
         config.join = options.join.unwrap_or(false);
         config.secret = options.secret.map(crate::config::Secret::new);
         config.insecure = options.insecure.unwrap_or(false);
+        // The crash tests' power-loss emulation, for the child processes they start (the
+        // engine itself reads no environment).
+        config.emulate_power_loss = std::env::var_os("RAFTLINE_TEST_POWER_LOSS").is_some();
         if let (Some(cert), Some(key)) = (options.tls_cert, options.tls_key) {
             config.tls = Some(crate::config::TlsFiles {
                 cert: cert.to_vec(),

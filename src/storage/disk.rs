@@ -145,8 +145,12 @@ impl DiskStorage {
     pub fn open(
         dir: &Path,
         bootstrap: super::Bootstrap,
-        segment_bytes: u64,
+        wal: super::WalOptions,
     ) -> Result<DiskStorage> {
+        let super::WalOptions {
+            segment_bytes,
+            emulate_power_loss,
+        } = wal;
         let wal_dir = dir.join("wal");
         let snap_dir = dir.join("snap");
         for d in [dir, &wal_dir, &snap_dir] {
@@ -183,7 +187,10 @@ impl DiskStorage {
             core.set_hardstate(hs);
         }
 
-        let wal = Wal::open(&wal_dir, segments.last(), segment_bytes)?;
+        let mut wal = Wal::open(&wal_dir, segments.last(), segment_bytes)?;
+        if emulate_power_loss {
+            wal.emulate_power_loss();
+        }
         let open_max = segments.last().map_or(0, |s| s.max_index);
         let closed = segments
             .iter()

@@ -153,6 +153,15 @@ pub fn bootstrap_log(members: &[(String, String)]) -> (Vec<Entry>, HardState) {
 /// What a fresh store starts with: the bootstrap log, or nothing for a node that joins.
 pub type Bootstrap = Option<(Vec<Entry>, HardState)>;
 
+/// How a durable store writes its log.
+#[derive(Debug, Clone, Copy)]
+pub struct WalOptions {
+    /// A new segment starts past this size.
+    pub segment_bytes: u64,
+    /// Test-only: keep writes in memory until each fsync, as a power loss would lose them.
+    pub emulate_power_loss: bool,
+}
+
 /// The entries `[low, high)` of `mem`, as many as fit in `max_size` bytes (at least one), as
 /// the raft crate's `Storage::entries` promises. The raft crate's `MemStorage` copies the
 /// whole range before it cuts it to size: a leader replicating to a follower far behind

@@ -19,10 +19,6 @@ const HEADER: usize = 8;
 /// Largest record written, and accepted on recovery (a larger length field is corruption).
 pub const MAX_RECORD: usize = 1 << 30;
 
-/// Test-only emulation of power loss: writes stay in process memory until `sync`, so a
-/// killed process loses exactly what was not yet fsynced (a plain kill keeps the page cache).
-const POWER_LOSS_ENV: &str = "RAFTLINE_TEST_POWER_LOSS";
-
 pub(crate) fn storage_error(what: &str, path: &Path, e: impl std::fmt::Display) -> Error {
     Error::Storage(format!("{what} {}: {e}", path.display()))
 }
@@ -163,15 +159,21 @@ impl Wal {
         if last.is_none() {
             sync_dir(dir)?;
         }
-        let pending = std::env::var_os(POWER_LOSS_ENV).map(|_| Vec::new());
         Ok(Wal {
             dir: dir.to_path_buf(),
             file,
             seq,
             len,
             segment_bytes,
-            pending,
+            pending: None,
         })
+    }
+
+    /// Test-only emulation of power loss: from now on writes stay in process memory until
+    /// `sync`, so a killed process loses exactly what was not yet fsynced (a plain kill keeps
+    /// the page cache).
+    pub fn emulate_power_loss(&mut self) {
+        self.pending.get_or_insert_with(Vec::new);
     }
 
     /// The sequence number of the segment being written.
@@ -287,6 +289,18 @@ mod tests {
             replay_all(&dir).unwrap(),
             vec![b"one".to_vec(), b"two".to_vec()]
         );
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn emulated_power_loss_loses_exactly_what_was_not_synced() {
+        let dir = temp_dir("power-loss");
+        let mut wal = Wal::open(&dir, None, DEFAULT_SEGMENT_BYTES).unwrap();
+        wal.emulate_power_loss();
+        wal.append_sync(b"synced").unwrap();
+        wal.append(b"written, never synced").unwrap();
+        drop(wal); // the process dies: nothing but what was synced reached the file
+        assert_eq!(replay_all(&dir).unwrap(), vec![b"synced".to_vec()]);
         fs::remove_dir_all(&dir).unwrap();
     }
 
