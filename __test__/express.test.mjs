@@ -4,6 +4,10 @@
 import { describe, it, expect, afterAll } from 'vitest';
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import { createRequire } from 'node:module';
+import { copyFileSync, mkdtempSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import express from 'express';
 import parsePrometheus from 'parse-prometheus-text-format';
 import { RaftError } from '../js/index.js';
@@ -12,6 +16,13 @@ import { leaderOnly, raftRouter, errorHandler } from '../js/express.js';
 import { freePorts, waitFor } from './helpers.mjs';
 
 const service = fileURLToPath(new URL('../examples/express-service.mjs', import.meta.url));
+
+/** js/errors.js loaded a second time from elsewhere, as a second copy of the package is. */
+const OtherCopy = (() => {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'raftline-copy-'));
+  copyFileSync(fileURLToPath(new URL('../js/errors.js', import.meta.url)), path.join(dir, 'errors.js'));
+  return createRequire(path.join(dir, 'index.js'))('./errors.js');
+})();
 
 
 /** Like waitFor, and a check that throws (a server not up yet) counts as not yet. */
@@ -151,6 +162,10 @@ describe('raftline/express in process', () => {
       a.get('/fail/:code', (req) => {
         throw new RaftError(req.params.code, 'failed on purpose');
       });
+      // A RaftError from a second copy of the package (an application's own and a library's).
+      a.get('/fail-copy/:code', (req) => {
+        throw new OtherCopy.RaftError(req.params.code, 'from another copy');
+      });
       a.get('/plain', () => {
         throw new Error('not raftline');
       });
@@ -173,6 +188,10 @@ describe('raftline/express in process', () => {
         ERR_TOO_LARGE: [413, null], ERR_INVALID: [400, null], ERR_STORAGE: [500, null],
       });
       expect((await fetch(`${url}/plain`)).status).toBe(599); // not ours: passed on
+      const copied = await fetch(`${url}/fail-copy/ERR_NO_LEADER`);
+      expect([copied.status, (await copied.json()).error.code]).toEqual([503, 'ERR_NO_LEADER']);
+      expect(new OtherCopy.RaftError('ERR_TIMEOUT', 'x')).toBeInstanceOf(RaftError);
+      expect(new Error('x')).not.toBeInstanceOf(RaftError);
 
       expect((await fetch(`${url}/raft/ready`)).status).toBe(200);
       const status = await (await fetch(`${url}/raft/status`)).json();

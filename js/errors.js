@@ -20,6 +20,12 @@ const CODES = Object.freeze([
   'ERR_WATCH_OVERFLOW',
 ]);
 
+/**
+ * Marks a RaftError, whichever copy of this package made it (an application may load two:
+ * its own and a library's), so that `instanceof RaftError` holds across copies.
+ */
+const kRaftError = Symbol.for('raftline.RaftError');
+
 class RaftError extends Error {
   /**
    * @param {string} code one of RaftError.codes
@@ -31,6 +37,14 @@ class RaftError extends Error {
     this.name = 'RaftError';
     this.code = code;
     if (code === 'ERR_NOT_LEADER') this.leaderId = extra.leaderId ?? null;
+  }
+
+  get [kRaftError]() {
+    return true;
+  }
+
+  static [Symbol.hasInstance](value) {
+    return value !== null && typeof value === 'object' && value[kRaftError] === true;
   }
 }
 RaftError.codes = CODES;
