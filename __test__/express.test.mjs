@@ -155,6 +155,35 @@ describe('raftline/express in process', () => {
     }
   }, 30_000);
 
+  // Before: the forwarded request stayed open on the leader after its client went away
+  // (pipe() propagates neither errors nor closes).
+  it('a client that goes away aborts the request forwarded to the leader', async () => {
+    const seen = {};
+    const app = (node) => {
+      const a = express();
+      a.get('/slow', leaderOnly(node), (req, res) => {
+        seen.receivedBy = node.id;
+        const timer = setTimeout(() => res.send('late'), 10_000);
+        req.on('close', () => {
+          clearTimeout(timer);
+          seen.closedOnLeader = node.id;
+        });
+      });
+      return a;
+    };
+    const t = await clusterWithApps(app);
+    try {
+      const gone = new AbortController();
+      const answer = fetch(`${t.urlOf(t.follower)}/slow`, { signal: gone.signal }).catch((e) => e);
+      await until('the leader has the forwarded request', async () => seen.receivedBy === t.leader.id);
+      gone.abort(); // the client gives up while the leader is still working on it
+      expect((await answer).name).toBe('AbortError');
+      await until('the leader saw its request close', async () => seen.closedOnLeader === t.leader.id, 3_000);
+    } finally {
+      await t.close();
+    }
+  }, 30_000);
+
   it('maps RaftErrors to statuses, and the probes follow the node', async () => {
     const app = (node) => {
       const a = express();

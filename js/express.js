@@ -5,6 +5,7 @@
 
 const http = require('node:http');
 const https = require('node:https');
+const { pipeline } = require('node:stream');
 const { RaftError } = require('./errors.js');
 const check = require('./options.js');
 
@@ -116,7 +117,14 @@ function forward(req, res, target, from, o, refuse) {
   const upstream = lib.request(target, { method: req.method, headers, timeout: o.timeoutMs }, (answer) => {
     res.statusCode = answer.statusCode;
     for (const [name, value] of Object.entries(answer.headers)) if (!HOP_BY_HOP.has(name)) res.setHeader(name, value);
-    answer.pipe(res);
+    // A client gone mid-answer ends the leader's answer too (and an answer that breaks off
+    // ends the client's response): neither stream is left open.
+    pipeline(answer, res, () => {});
+  });
+  // A client that goes away before the leader answered aborts the forwarded request: the
+  // leader's handler sees its request close instead of working for nobody.
+  res.on('close', () => {
+    if (!res.writableFinished) upstream.destroy();
   });
   upstream.on('timeout', () => upstream.destroy(new RaftError('ERR_TIMEOUT', `the leader did not answer within ${o.timeoutMs} ms`)));
   upstream.on('error', (err) => {
@@ -125,7 +133,7 @@ function forward(req, res, target, from, o, refuse) {
     refuse(`cannot reach the leader at ${target.origin}: ${err.message}`);
   });
   if (body !== undefined) upstream.end(body);
-  else req.pipe(upstream);
+  else pipeline(req, upstream, () => {});
 }
 
 /**
