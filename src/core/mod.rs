@@ -365,7 +365,7 @@ impl<S: LogStore> Core<S> {
         let id = self.id;
         let send = &mut |mut messages: Vec<Message>| {
             for m in &mut messages {
-                if m.from != id && is_forwarded_request(m) {
+                if m.from != id && crate::transport::is_forwarded_request(m) {
                     m.from = id;
                 }
             }
@@ -434,11 +434,6 @@ impl<S: LogStore> Core<S> {
     pub fn has_ready(&self) -> bool {
         self.reads.has_unsent() || self.raw.has_ready()
     }
-}
-
-/// A write or a read index request on its way to the leader.
-fn is_forwarded_request(m: &Message) -> bool {
-    m.msg_type == MessageType::MsgPropose as i32 || m.msg_type == MessageType::MsgReadIndex as i32
 }
 
 /// The conf change an entry carries (a V1 change is read as the single change it is).

@@ -117,6 +117,14 @@ impl InboundQueues {
     }
 }
 
+/// A write or a read index request on its way to the leader (the raft crate never sends
+/// one again: a node forwards it in its own name, and a writer holds it while the leader
+/// cannot be reached). Reads the raw type, as [`is_bulk`] does.
+pub(crate) fn is_forwarded_request(m: &Message) -> bool {
+    use raft::eraftpb::MessageType;
+    m.msg_type == MessageType::MsgPropose as i32 || m.msg_type == MessageType::MsgReadIndex as i32
+}
+
 /// A message that carries entries or a snapshot, or an append (even an empty one: it must
 /// not overtake the appends before it, or the follower finds a gap and rejects it). Reads
 /// the raw type: a hostile message may carry a type no variant has.

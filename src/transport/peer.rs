@@ -167,12 +167,10 @@ impl Held {
     /// rest dropped.
     fn keep(&mut self, batch: Vec<Message>, shared: &Shared, peer: &str) {
         use prost::Message as _;
-        use raft::eraftpb::MessageType::{MsgPropose, MsgReadIndex};
         let mut dropped = Vec::new();
         for m in batch {
-            let forwarded = m.msg_type == MsgPropose as i32 || m.msg_type == MsgReadIndex as i32;
             let size = m.encoded_len();
-            if forwarded && self.bytes + size <= MAX_HELD_BYTES {
+            if super::is_forwarded_request(&m) && self.bytes + size <= MAX_HELD_BYTES {
                 self.bytes += size;
                 self.messages.push(m);
             } else {
