@@ -97,6 +97,8 @@ pub(crate) struct Driver<S: LogStore> {
     pub lease_log: Option<crate::config::LeaseLog>,
     /// The membership version last given to the transport.
     pub members_version: u64,
+    /// Role, term and leader of the status last published (see `Core::leadership`).
+    pub published_leadership: (crate::events::Role, u64, u64),
     /// Elections and leader changes are counted from the events.
     pub metrics: std::sync::Arc<crate::metrics::NodeMetrics>,
     /// Snapshot jobs run off the driver's thread; their outcomes come back here.
@@ -239,6 +241,7 @@ impl<S: LogStore> Driver<S> {
 
     /// Publishes `status` for readers (if it changed), and logs a lease that became visible.
     fn publish_status(&mut self, status: Status) {
+        self.published_leadership = self.core.leadership();
         let until = status.lease_until;
         let mut lease_changed = false;
         self.status.send_if_modified(|current| {
@@ -319,12 +322,8 @@ impl<S: LogStore> Driver<S> {
             // Peers hear from this node in a new role as soon as the Ready's messages leave:
             // its status shows the role first (a leader handing over on stop() learned of its
             // successor, and resolved, before the successor's status said leader).
-            let published = self.status.borrow().clone();
-            let now = self.core.status();
-            if (now.role, now.term, &now.leader)
-                != (published.role, published.term, &published.leader)
-            {
-                self.publish_status(now);
+            if self.core.leadership() != self.published_leadership {
+                self.publish_status(self.core.status());
             }
             let transport = &self.transport;
             self.core

@@ -83,6 +83,7 @@ async fn spawn_node<S: LogStore>(config: Config, store: S) -> Result<Node> {
     let (reports_tx, reports_rx) = mpsc::unbounded_channel();
     let (transport, addr) = Transport::start(&config, inbound_tx, reports_tx).await?;
     let (members_version, members) = core.member_ids();
+    let published_leadership = core.leadership();
     transport.control().set_members(members.iter().copied());
     let url = match config.peers.get(&config.name) {
         Some(url) if !url.is_empty() => url.clone(),
@@ -120,6 +121,7 @@ async fn spawn_node<S: LogStore>(config: Config, store: S) -> Result<Node> {
         tick: config.ticks().0,
         lease_log: config.lease_log.clone(),
         members_version,
+        published_leadership,
         metrics,
         snapshots: crate::driver::SnapshotRunner::new(),
         busy: false,

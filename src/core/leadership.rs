@@ -61,6 +61,16 @@ impl<S: LogStore> Core<S> {
         self.raw.raft.leader_id
     }
 
+    /// Role, term and leader id now: what a published status must not lag behind when
+    /// peers can hear from this node (cheaper to compare than a whole [`Status`]).
+    pub fn leadership(&self) -> (Role, u64, u64) {
+        (
+            self.current_role(),
+            self.raw.raft.term,
+            self.raw.raft.leader_id,
+        )
+    }
+
     /// Sends a lease probe (a ReadIndex round), unless no lease can result.
     pub(super) fn probe_lease(&mut self) {
         let (seq, context) = self.ids.next();
