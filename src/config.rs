@@ -159,7 +159,7 @@ impl Config {
             max_proposal_bytes: DEFAULT_MAX_PROPOSAL_BYTES,
             data_dir: None,
             snapshot_every: DEFAULT_SNAPSHOT_EVERY,
-            wal_segment_bytes: crate::storage::DEFAULT_SEGMENT_BYTES,
+            wal_segment_bytes: crate::limits::DEFAULT_SEGMENT_BYTES,
             app_snapshots: false,
             join: false,
             secret: None,
@@ -185,7 +185,7 @@ impl Config {
             }
         }
         if let Some(url) = &self.http_url {
-            if !crate::wire::valid_http_url(url) {
+            if !valid_http_url(url) {
                 return Err(invalid(
                     "http_url",
                     "must be an http:// or https:// URL of at most 256 printable characters",
@@ -205,11 +205,11 @@ impl Config {
             ));
         }
         if self.max_proposal_bytes == 0
-            || self.max_proposal_bytes > crate::wire::MAX_FRAME_BYTES / 2
+            || self.max_proposal_bytes > crate::limits::MAX_FRAME_BYTES / 2
         {
             return Err(invalid(
                 "max_proposal_bytes",
-                format!("must be 1..={}", crate::wire::MAX_FRAME_BYTES / 2),
+                format!("must be 1..={}", crate::limits::MAX_FRAME_BYTES / 2),
             ));
         }
         if self.snapshot_every == 0 {
@@ -319,6 +319,19 @@ fn invalid(field: &str, why: impl std::fmt::Display) -> Error {
 
 fn is_loopback(host: &str) -> bool {
     host == "localhost" || host.starts_with("127.") || host == "[::1]" || host == "::1"
+}
+
+/// Longest HTTP URL a member may advertise.
+pub const MAX_HTTP_URL_BYTES: usize = 256;
+
+/// An `http://` or `https://` URL of printable ASCII without spaces, at most
+/// [`MAX_HTTP_URL_BYTES`]: safe to hand to clients in a `Location` header.
+pub fn valid_http_url(url: &str) -> bool {
+    let rest = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"));
+    url.len() <= MAX_HTTP_URL_BYTES
+        && rest.is_some_and(|rest| !rest.is_empty() && rest.bytes().all(|b| b.is_ascii_graphic()))
 }
 
 /// Splits `ws://host:port[/path]` into host and port.

@@ -22,39 +22,31 @@
 //! Ready in the documented order; the transport keeps one bounded queue and writer task per
 //! peer so that no peer can stall the driver.
 
+// The layers, top down; each imports only those below it.
 #[cfg(feature = "napi")]
 mod binding;
+pub mod core;
+pub mod logging;
+mod runtime;
+pub mod state_machine;
+pub mod storage;
+pub mod transport;
+// The vocabulary every layer shares.
 pub mod clock;
 pub mod config;
-pub mod core;
-mod driver;
 pub mod error;
-pub mod events;
-mod handle;
-pub mod health;
 pub mod ids;
-pub mod kv;
-mod kv_number;
-mod lease;
-mod log_bridge;
-pub mod logging;
+pub mod limits;
 pub mod membership;
-pub mod metrics;
-mod node;
-pub mod requests;
-pub mod screen;
-pub mod snapshots;
-pub mod storage;
+pub mod peer_messages;
 mod sync;
-pub mod transport;
-pub mod wire;
 
+pub use crate::core::events::{AppliedEntry, Event, Role};
+pub use crate::core::health::{Health, MemberView};
 pub use crate::core::{Status, WriteOutcome};
 pub use config::Config;
 pub use error::{Error, Result};
-pub use events::{AppliedEntry, Event, Role};
-pub use handle::{Consistency, NodeHandle, ReadOptions, WriteOptions, DEFAULT_TIMEOUT};
-pub use health::{Health, MemberView};
-pub use kv::{BatchOp, Command, KeyChange, OpKind};
 pub use membership::MembershipChange;
-pub use node::{start, EventStream, Node};
+pub use runtime::handle::{Consistency, NodeHandle, ReadOptions, WriteOptions, DEFAULT_TIMEOUT};
+pub use runtime::{start, EventStream, Node};
+pub use state_machine::{BatchOp, Command, KeyChange, OpKind};

@@ -10,7 +10,7 @@ use std::time::Duration;
 use common::{fast, Cluster, DEADLINE};
 use futures_util::{SinkExt, StreamExt};
 use raftline::config::Secret;
-use raftline::wire::{Frame, PROTOCOL_VERSION};
+use raftline::transport::wire::{Frame, PROTOCOL_VERSION};
 use raftline::{Config, Role, WriteOptions};
 use serde_bytes::ByteBuf;
 use tokio_tungstenite::tungstenite::Message as Ws;

@@ -119,7 +119,7 @@ async fn members_talk_over_tls_and_peers_without_the_cas_certificate_get_nowhere
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_members_certificate_cannot_speak_for_another_member() {
     use futures_util::{SinkExt, StreamExt};
-    use raftline::wire::{Frame, PROTOCOL_VERSION};
+    use raftline::transport::wire::{Frame, PROTOCOL_VERSION};
     use tokio_tungstenite::tungstenite::Message as Ws;
     let cluster = Cluster::start(3, with_tls).await;
     let leader = cluster.wait_for_leader().await;

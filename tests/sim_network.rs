@@ -8,10 +8,10 @@ use std::time::Duration;
 
 use raft::eraftpb::Message;
 use raftline::clock::Clock;
+use raftline::core::requests::{Deadline, Waiter};
 use raftline::core::{Core, WriteOutcome};
 use raftline::ids::raft_id;
-use raftline::kv::{Command, KvStore};
-use raftline::requests::{Deadline, Waiter};
+use raftline::state_machine::{Command, KvStore};
 use raftline::storage::{bootstrap_log, mem_storage, MemLog};
 use raftline::{Config, Error, Event, Role};
 use serde_bytes::ByteBuf;
@@ -747,7 +747,7 @@ fn a_forwarded_membership_change_without_its_epoch_is_refused() {
 fn a_proven_voter_walked_far_ahead_rejoins_the_cluster() {
     use raft::eraftpb::MessageType;
     use raftline::config::Secret;
-    use raftline::screen::MAX_TERM_JUMP;
+    use raftline::core::screen::MAX_TERM_JUMP;
     let case = "walked ahead";
     let mut sim = Sim::with(3, |c| c.secret = Some(Secret::new("0123456789abcdef0123")));
     sim.cores.get_mut("n1").unwrap().campaign().unwrap();

@@ -149,7 +149,7 @@ pub struct NativeApplied {
     pub data: Option<Buffer>,
 }
 
-/// A node's counters (see `crate::metrics`); the JS layer renders them.
+/// A node's counters (see `crate::runtime::metrics`); the JS layer renders them.
 #[napi(object)]
 pub struct NativeMetrics {
     pub proposals: f64,
@@ -167,7 +167,7 @@ pub struct NativeMetrics {
 }
 
 impl NativeMetrics {
-    pub fn new(m: crate::metrics::MetricsSnapshot) -> Self {
+    pub fn new(m: crate::runtime::metrics::MetricsSnapshot) -> Self {
         NativeMetrics {
             proposals: m.proposals as f64,
             proposals_failed: m.proposals_failed as f64,
@@ -177,7 +177,7 @@ impl NativeMetrics {
             bytes_received: m.bytes_received as f64,
             proposals_overloaded: m.proposals_overloaded as f64,
             frames_refused: m.frames_refused as f64,
-            proposal_bucket_bounds: crate::metrics::PROPOSAL_BUCKETS.to_vec(),
+            proposal_bucket_bounds: crate::runtime::metrics::PROPOSAL_BUCKETS.to_vec(),
             proposal_buckets: m.proposal_buckets.iter().map(|&c| c as f64).collect(),
             proposal_seconds_sum: m.proposal_seconds_sum,
         }

@@ -494,8 +494,8 @@ impl NativeRaftNode {
     #[napi]
     pub async fn inject_fault(&self, kind: String) -> Result<()> {
         let fault = match kind.as_str() {
-            "storage" => crate::driver::InjectedFault::Storage,
-            "panic" => crate::driver::InjectedFault::Panic,
+            "storage" => crate::runtime::driver::InjectedFault::Storage,
+            "panic" => crate::runtime::driver::InjectedFault::Panic,
             other => {
                 return Err(engine_error(EngineError::Invalid(format!(
                     "unknown fault {other:?}"

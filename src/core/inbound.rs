@@ -4,7 +4,7 @@
 use super::*;
 
 impl<S: LogStore> Core<S> {
-    /// Steps a message received from the wire, once screened (see [`crate::screen`]): a
+    /// Steps a message received from the wire, once screened (see [`crate::core::screen`]): a
     /// refused message is not stepped, and the caller closes the connection that carried
     /// it with the reason.
     pub fn step(&mut self, mut msg: Message) -> std::result::Result<(), String> {
@@ -31,7 +31,7 @@ impl<S: LogStore> Core<S> {
         }
         if self.raw.raft.state == StateRole::Leader && self.raw.raft.prs().get(msg.from).is_none() {
             // A removed member that missed its removal: closing with this reason tells it.
-            return Err(crate::transport::NOT_A_MEMBER.to_string());
+            return Err(crate::peer_messages::NOT_A_MEMBER.to_string());
         }
         // Only what a peer says in this term shows that it follows this leader: a member
         // stranded in a newer term must stay silent here (see `screen`'s stranded members).
@@ -57,8 +57,8 @@ impl<S: LogStore> Core<S> {
 
     /// Tells the raft crate what became of messages sent to a peer: a leader probes a peer
     /// it could not reach, and sends a snapshot again once one was lost.
-    pub fn report_delivery(&mut self, delivery: crate::transport::Delivery) {
-        use crate::transport::Delivery;
+    pub fn report_delivery(&mut self, delivery: crate::peer_messages::Delivery) {
+        use crate::peer_messages::Delivery;
         use raft::SnapshotStatus;
         match delivery {
             Delivery::Unreachable(peer) => self.raw.report_unreachable(peer),

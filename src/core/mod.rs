@@ -22,19 +22,26 @@ use raft::eraftpb::{ConfChange, ConfChangeV2, Entry, EntryType, Message, Message
 use raft::{RawNode, ReadState, StateRole, INVALID_ID};
 
 use crate::config::Config;
+use crate::core::events::{AppliedEntry, Event, Role};
+use crate::core::health::{Health, HealthTracker, MemberView};
+use crate::core::lease::Lease;
+use crate::core::requests::{RequestIds, Waiter};
+use crate::core::screen::{screen, Sender, Verdict};
+use crate::core::snapshots::{SnapshotJob, SnapshotPoint};
 use crate::error::{Error, Result};
-use crate::events::{AppliedEntry, Event, Role};
-use crate::health::{Health, HealthTracker, MemberView};
 use crate::ids::raft_id;
 use crate::ids::validate_name;
-use crate::kv::{ApplyResult, Command, KvStore, SnapshotData};
-use crate::lease::Lease;
 use crate::membership::{MemberInfo, MembershipChange};
-use crate::requests::{RequestIds, Waiter};
-use crate::screen::{screen, Sender, Verdict};
-use crate::snapshots::{SnapshotJob, SnapshotPoint};
+use crate::state_machine::{ApplyResult, Command, KvStore, SnapshotData};
 use crate::storage::LogStore;
 use crate::sync::Recover;
+
+pub mod events;
+pub mod health;
+pub mod lease;
+pub mod requests;
+pub mod screen;
+pub mod snapshots;
 
 mod apply;
 mod inbound;
@@ -49,7 +56,7 @@ pub use writes::{MAX_PARKED_BYTES, MAX_PENDING_WRITES};
 
 pub use status::{Status, WriteOutcome};
 
-pub use crate::requests::Reply;
+pub use crate::core::requests::Reply;
 
 /// The synchronous node state machine. See the module docs.
 pub struct Core<S: LogStore> {
@@ -173,7 +180,7 @@ impl<S: LogStore> Core<S> {
         raft_config
             .validate()
             .map_err(|e| Error::Invalid(format!("raft configuration: {e}")))?;
-        let logger = crate::log_bridge::raft_logger();
+        let logger = crate::logging::raft_bridge::raft_logger();
         // The state machine starts from the newest snapshot; raft re-applies what follows.
         let mut initial_events = Vec::new();
         let mut known_members = Vec::new();
@@ -365,7 +372,7 @@ impl<S: LogStore> Core<S> {
         let id = self.id;
         let send = &mut |mut messages: Vec<Message>| {
             for m in &mut messages {
-                if m.from != id && crate::transport::is_forwarded_request(m) {
+                if m.from != id && crate::peer_messages::is_forwarded_request(m) {
                     m.from = id;
                 }
             }

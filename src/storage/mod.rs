@@ -86,7 +86,7 @@ pub trait LogStore: raft::Storage + Send + 'static {
     fn set_commit(&mut self, commit: u64) -> Result<()>;
 
     /// Where snapshots of this node's own state are made durable, off the driver's thread
-    /// (see [`crate::snapshots`]).
+    /// (see [`crate::core::snapshots`]).
     fn snapshot_sink(&self) -> SnapshotSink;
 
     /// Takes `snapshot`, of the state machine at its applied index and made durable by

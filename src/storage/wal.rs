@@ -13,11 +13,10 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
 
-/// By default a segment is closed and a new one started past this size.
-pub const DEFAULT_SEGMENT_BYTES: u64 = 64 << 20;
+pub use crate::limits::DEFAULT_SEGMENT_BYTES;
 const HEADER: usize = 8;
 /// Largest record written, and accepted on recovery (a larger length field is corruption).
-pub const MAX_RECORD: usize = 1 << 30;
+pub const MAX_RECORD: usize = crate::limits::MAX_MESSAGE_BYTES;
 
 pub(crate) fn storage_error(what: &str, path: &Path, e: impl std::fmt::Display) -> Error {
     Error::Storage(format!("{what} {}: {e}", path.display()))

@@ -9,7 +9,7 @@ use sha2::Sha256;
 use crate::config::Secret;
 
 /// Bytes of a handshake nonce.
-pub use crate::wire::NONCE_BYTES;
+pub use crate::transport::wire::NONCE_BYTES;
 
 /// Which side of the handshake proves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -27,7 +27,7 @@ use tokio_tungstenite::tungstenite::protocol::Role;
 
 use serde_bytes::ByteBuf;
 
-use crate::wire::{
+use crate::transport::wire::{
     check_hello, decode_raft_message, Frame, Hello, MAX_MESSAGES_PER_FRAME, MAX_MESSAGE_BYTES,
     PROTOCOL_VERSION,
 };
@@ -379,7 +379,7 @@ async fn handshake<'a>(
     };
     let id = raft_id(&from);
     if !shared.registry.is_member(id) {
-        return Err(refusal(super::NOT_A_MEMBER.into(), keys));
+        return Err(refusal(crate::peer_messages::NOT_A_MEMBER.into(), keys));
     }
     let claim = match shared.registry.claim(id) {
         Ok(claim) => claim,

@@ -9,6 +9,7 @@ mod peer;
 mod registry;
 mod seal;
 mod tls;
+pub mod wire;
 
 use crate::sync::Recover;
 use std::collections::HashMap;
@@ -28,7 +29,8 @@ pub use registry::{MAX_CONNECTIONS, MAX_HANDSHAKES, MAX_HANDSHAKES_PER_ADDRESS};
 
 use crate::error::{Error, Result};
 use crate::ids::{raft_id, validate_name};
-use crate::wire::MAX_FRAME_BYTES;
+use crate::limits::MAX_FRAME_BYTES;
+use crate::peer_messages::Delivery;
 
 /// Raft message batches a peer's queue holds before new ones are dropped.
 const PEER_QUEUE_BATCHES: usize = 1024;
@@ -117,14 +119,6 @@ impl InboundQueues {
     }
 }
 
-/// A write or a read index request on its way to the leader (the raft crate never sends
-/// one again: a node forwards it in its own name, and a writer holds it while the leader
-/// cannot be reached). Reads the raw type, as [`is_bulk`] does.
-pub(crate) fn is_forwarded_request(m: &Message) -> bool {
-    use raft::eraftpb::MessageType;
-    m.msg_type == MessageType::MsgPropose as i32 || m.msg_type == MessageType::MsgReadIndex as i32
-}
-
 /// A message that carries entries or a snapshot, or an append (even an empty one: it must
 /// not overtake the appends before it, or the follower finds a gap and rejects it). Reads
 /// the raw type: a hostile message may carry a type no variant has.
@@ -135,23 +129,6 @@ pub(crate) fn is_bulk(m: &Message) -> bool {
         || m.msg_type == MessageType::MsgAppend as i32
         || m.msg_type == MessageType::MsgSnapshot as i32
 }
-
-/// What became of raft messages after they left the driver, for the raft crate's
-/// `report_unreachable` / `report_snapshot` (a leader whose snapshot was lost would otherwise
-/// leave that follower paused until the next election).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Delivery {
-    /// Messages to this peer were dropped (no connection, full queue, cut off).
-    Unreachable(u64),
-    /// This peer closed our connection because we are not a member (any more).
-    NotAMember(u64),
-    /// A snapshot to this peer was written to its connection, or was lost.
-    Snapshot { to: u64, delivered: bool },
-}
-
-/// The reason with which a leader closes the connection of a node that is no longer a
-/// member, so that the node learns its removal even if it missed the entry.
-pub const NOT_A_MEMBER: &str = "not a member of this cluster";
 
 /// Reports to the driver what became of a batch that was dropped.
 fn report_dropped(reports: &mpsc::UnboundedSender<Delivery>, to: u64, batch: &[Message]) {

@@ -19,7 +19,7 @@ use serde_bytes::ByteBuf;
 use super::auth::{self, Side, Transcript};
 use super::seal::{Sealer, SessionKeys};
 use crate::ids::raft_id;
-use crate::wire::{Frame, MAX_MESSAGES_PER_FRAME, PROTOCOL_VERSION};
+use crate::transport::wire::{Frame, MAX_MESSAGES_PER_FRAME, PROTOCOL_VERSION};
 
 type PeerSocket = tokio_tungstenite::WebSocketStream<Box<dyn super::Io>>;
 
@@ -170,7 +170,8 @@ impl Held {
         let mut dropped = Vec::new();
         for m in batch {
             let size = m.encoded_len();
-            if super::is_forwarded_request(&m) && self.bytes + size <= MAX_HELD_BYTES {
+            if crate::peer_messages::is_forwarded_request(&m) && self.bytes + size <= MAX_HELD_BYTES
+            {
                 self.bytes += size;
                 self.messages.push(m);
             } else {
@@ -307,10 +308,10 @@ async fn answer(
 /// Acts on a peer's reason for refusing us (one we may believe): told that we are no
 /// member, the driver learns it (a leader's word means this node was removed).
 fn report_refusal(shared: &Shared, peer: &str, reason: &str) {
-    if reason.contains(super::NOT_A_MEMBER) {
+    if reason.contains(crate::peer_messages::NOT_A_MEMBER) {
         let _ = shared
             .reports
-            .send(super::Delivery::NotAMember(raft_id(peer)));
+            .send(crate::peer_messages::Delivery::NotAMember(raft_id(peer)));
     }
 }
 
@@ -378,14 +379,14 @@ async fn pump(
             }
         };
         queues.take_more_like(&mut batch);
-        let mut frames = crate::wire::Frames::new(&batch);
+        let mut frames = crate::transport::wire::Frames::new(&batch);
         for frame in frames.by_ref() {
             writer.write(frame, shared, &batch).await?;
             // Encoding a frame of megabytes takes a while: let the drivers sharing this
             // thread tick between frames, and let heartbeats overtake the rest of the batch.
             tokio::task::yield_now().await;
             while let Some(light) = queues.waiting_light() {
-                for frame in crate::wire::Frames::new(&light) {
+                for frame in crate::transport::wire::Frames::new(&light) {
                     writer.write(frame, shared, &light).await?;
                 }
             }

@@ -12,7 +12,7 @@ use prost::Message as _;
 use raft::eraftpb::{ConfState, Entry, Message, Snapshot};
 use raftline::core::Core;
 use raftline::ids::raft_id;
-use raftline::kv::KvStore;
+use raftline::state_machine::KvStore;
 use raftline::storage::{bootstrap_log, mem_storage, MemLog};
 use raftline::Config;
 

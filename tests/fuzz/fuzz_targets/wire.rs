@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use raftline::wire::{check_hello, decode_raft_message, Frame};
+use raftline::transport::wire::{check_hello, decode_raft_message, Frame};
 
 fuzz_target!(|data: &[u8]| {
     let Ok(frame) = Frame::decode(data) else {

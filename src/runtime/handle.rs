@@ -9,12 +9,12 @@ use std::time::Duration;
 use serde_bytes::ByteBuf;
 use tokio::sync::{mpsc, oneshot, watch};
 
+use crate::core::events::Role;
+use crate::core::requests::{Deadline, Waiter};
 use crate::core::{Status, WriteOutcome};
-use crate::driver::Request;
 use crate::error::{Error, Result};
-use crate::events::Role;
-use crate::kv::{BatchOp, Command, KvStore};
-use crate::requests::{Deadline, Waiter};
+use crate::runtime::driver::Request;
+use crate::state_machine::{BatchOp, Command, KvStore};
 use crate::transport::{FaultFilter, TransportControl};
 
 /// Default deadline of a write, a read or a transfer.
@@ -84,8 +84,8 @@ pub(crate) struct HandleState {
     /// This node's own advertised HTTP URL.
     pub http_url: Option<String>,
     pub applied_events: Arc<std::sync::atomic::AtomicBool>,
-    pub members: Arc<RwLock<Vec<crate::health::MemberView>>>,
-    pub metrics: Arc<crate::metrics::NodeMetrics>,
+    pub members: Arc<RwLock<Vec<crate::core::health::MemberView>>>,
+    pub metrics: Arc<crate::runtime::metrics::NodeMetrics>,
 }
 
 /// A cloneable handle to a running node.
@@ -128,7 +128,7 @@ impl NodeHandle {
 
     /// Members as this node sees them: health, match index and last contact are known on
     /// the leader (refreshed every heartbeat); elsewhere they are unknown.
-    pub fn members(&self) -> Vec<crate::health::MemberView> {
+    pub fn members(&self) -> Vec<crate::core::health::MemberView> {
         self.inner.members.read().recover().clone()
     }
 
@@ -235,7 +235,7 @@ impl NodeHandle {
     }
 
     /// The node's counters, with the bytes its transport sent and received.
-    pub fn metrics(&self) -> crate::metrics::MetricsSnapshot {
+    pub fn metrics(&self) -> crate::runtime::metrics::MetricsSnapshot {
         self.inner.metrics.snapshot(self.inner.transport.stats())
     }
 
@@ -421,7 +421,7 @@ impl NodeHandle {
 
     /// Fails this node's driver as a broken disk or an engine bug would (tests).
     #[doc(hidden)]
-    pub async fn inject_fault(&self, fault: crate::driver::InjectedFault) -> Result<()> {
+    pub async fn inject_fault(&self, fault: crate::runtime::driver::InjectedFault) -> Result<()> {
         self.tell(Request::Fault(fault)).await
     }
 

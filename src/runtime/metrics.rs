@@ -6,7 +6,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use crate::events::{Event, Role};
+use crate::core::events::{Event, Role};
 use crate::transport::TransportStats;
 
 /// Upper bounds (seconds) of the proposal latency histogram's buckets; `+Inf` follows.

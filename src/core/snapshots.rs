@@ -7,7 +7,7 @@
 use raft::eraftpb::{ConfState, Snapshot, SnapshotMetadata};
 
 use crate::error::Result;
-use crate::kv::{KvStore, SnapshotData};
+use crate::state_machine::{KvStore, SnapshotData};
 use crate::storage::SnapshotSink;
 
 /// The replicated state at an applied index, as a snapshot will hold it.

@@ -5,15 +5,19 @@ use std::sync::{Arc, RwLock};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
+pub(crate) mod driver;
+pub mod handle;
+pub mod metrics;
+
 use crate::config::Config;
+use crate::core::events::Event;
 use crate::core::Core;
-use crate::driver::Driver;
 use crate::error::Error;
 use crate::error::Result;
-use crate::events::Event;
-use crate::handle::{HandleState, NodeHandle};
-use crate::kv::KvStore;
 use crate::logging::{self, NodeLog};
+use crate::runtime::driver::Driver;
+use crate::runtime::handle::{HandleState, NodeHandle};
+use crate::state_machine::KvStore;
 use crate::storage::{bootstrap_log, mem_storage, DiskStorage, LogStore};
 use crate::transport::Transport;
 
@@ -96,7 +100,7 @@ async fn spawn_node<S: LogStore>(config: Config, store: S) -> Result<Node> {
     let (status_tx, status_rx) = watch::channel(core.status());
     let applied_events = core.applied_events();
     let members = core.members_view();
-    let metrics = Arc::new(crate::metrics::NodeMetrics::default());
+    let metrics = Arc::new(crate::runtime::metrics::NodeMetrics::default());
     let handle = NodeHandle::new(HandleState {
         name: config.name.clone(),
         requests: requests_tx,
@@ -123,7 +127,7 @@ async fn spawn_node<S: LogStore>(config: Config, store: S) -> Result<Node> {
         members_version,
         published_leadership,
         metrics,
-        snapshots: crate::driver::SnapshotRunner::new(),
+        snapshots: crate::runtime::driver::SnapshotRunner::new(),
         busy: false,
     };
     let driver = tokio::spawn(logging::inherit(driver.run()));

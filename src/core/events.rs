@@ -1,6 +1,6 @@
 //! What a node reports to its user, delivered in batches (one per Ready).
 
-use crate::kv::{KeyChange, OpKind};
+use crate::state_machine::{KeyChange, OpKind};
 
 /// A node's role in the cluster.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -78,8 +78,8 @@ pub enum Event {
     /// On the leader: a member's health changed.
     PeerHealth {
         peer: String,
-        health: crate::health::Health,
-        previous: crate::health::Health,
+        health: crate::core::health::Health,
+        previous: crate::core::health::Health,
     },
     /// A fault stopped the node: the error's stable code (`ERR_STORAGE`, `ERR_INTERNAL`, ...)
     /// and what happened.

@@ -13,13 +13,14 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot, watch};
 
+use crate::core::events::Event;
+use crate::core::requests::Waiter;
 use crate::core::{Core, Reply, Status, WriteOutcome};
 use crate::error::Error;
-use crate::events::Event;
-use crate::kv::Command;
-use crate::requests::Waiter;
+use crate::peer_messages::Delivery;
+use crate::state_machine::Command;
 use crate::storage::LogStore;
-use crate::transport::{Delivery, Inbound, Transport};
+use crate::transport::{Inbound, Transport};
 
 /// A turn that takes inbound frames of this many bytes is a long one (see `run_turn`).
 const LONG_TURN_BYTES: usize = 1 << 20;
@@ -98,9 +99,9 @@ pub(crate) struct Driver<S: LogStore> {
     /// The membership version last given to the transport.
     pub members_version: u64,
     /// Role, term and leader of the status last published (see `Core::leadership`).
-    pub published_leadership: (crate::events::Role, u64, u64),
+    pub published_leadership: (crate::core::events::Role, u64, u64),
     /// Elections and leader changes are counted from the events.
-    pub metrics: std::sync::Arc<crate::metrics::NodeMetrics>,
+    pub metrics: std::sync::Arc<crate::runtime::metrics::NodeMetrics>,
     /// Snapshot jobs run off the driver's thread; their outcomes come back here.
     pub snapshots: SnapshotRunner,
     /// The last turn was a long one (see `run_turn`).
@@ -125,7 +126,7 @@ impl SnapshotRunner {
     }
 
     /// Starts `job` on the blocking pool, in this node's log context.
-    fn start(&mut self, job: crate::snapshots::SnapshotJob) {
+    fn start(&mut self, job: crate::core::snapshots::SnapshotJob) {
         let done = self.done_tx.clone();
         let log = crate::logging::current();
         self.running = Some(tokio::task::spawn_blocking(move || {

@@ -7,6 +7,8 @@
 //! `tracing`'s callsite filter is process-wide, so [`Router`] reports the most verbose level
 //! of any live node as its hint (events below it cost one branch) and decides per event.
 
+pub(crate) mod raft_bridge;
+
 use crate::sync::Recover;
 use std::fmt::Write as _;
 use std::future::Future;

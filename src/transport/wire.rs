@@ -17,13 +17,17 @@ use raft::eraftpb::Message;
 use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
 
+use crate::config::valid_http_url;
+
 /// Version of this protocol; peers must speak the same one.
 pub const PROTOCOL_VERSION: u32 = 4;
 /// Largest handshake field (names, cluster id, nonces, proofs) accepted.
 pub const MAX_HANDSHAKE_FIELD: usize = 256;
-/// Largest WebSocket message a listener accepts; larger ones close the connection before
-/// decoding. Writers stay below it: see [`FRAME_TARGET_BYTES`] and [`MAX_WHOLE_MESSAGE_BYTES`].
-pub const MAX_FRAME_BYTES: usize = 64 << 20;
+// A member's HTTP URL travels in the handshake.
+const _: () = assert!(crate::config::MAX_HTTP_URL_BYTES <= MAX_HANDSHAKE_FIELD);
+/// Writers stay below the largest frame: see [`FRAME_TARGET_BYTES`] and
+/// [`MAX_WHOLE_MESSAGE_BYTES`].
+pub use crate::limits::MAX_FRAME_BYTES;
 /// A writer packs small raft messages into one frame up to about this size (a follower
 /// catching up receives many appends of up to 1 MiB each: they go in frames of this size, not
 /// in one frame as large as its backlog).
@@ -36,8 +40,7 @@ pub const FRAME_OVERHEAD_BYTES: usize = 1 << 20;
 pub const MAX_WHOLE_MESSAGE_BYTES: usize = MAX_FRAME_BYTES - FRAME_OVERHEAD_BYTES;
 /// Size of the pieces of a message larger than [`MAX_WHOLE_MESSAGE_BYTES`].
 pub const CHUNK_BYTES: usize = FRAME_TARGET_BYTES;
-/// Largest raft message (a snapshot) accepted in chunks.
-pub const MAX_MESSAGE_BYTES: usize = 1 << 30;
+pub use crate::limits::MAX_MESSAGE_BYTES;
 /// Most raft messages in one frame: a listener refuses a frame with more, and a writer
 /// never packs more.
 pub const MAX_MESSAGES_PER_FRAME: usize = 4096;
@@ -187,7 +190,7 @@ pub struct Hello {
     /// The name the dialer claims (proven later if the cluster has a secret).
     pub from: String,
     pub nonce: ByteBuf,
-    /// Its application's HTTP URL, checked by [`valid_http_url`]; empty if none.
+    /// Its application's HTTP URL, checked by [`crate::config::valid_http_url`]; empty if none.
     pub http_url: String,
 }
 
@@ -237,16 +240,6 @@ pub fn check_hello(frame: Frame, cluster_id: &str, me: &str) -> Result<Hello, St
         nonce,
         http_url,
     })
-}
-
-/// An `http://` or `https://` URL of printable ASCII without spaces, at most
-/// [`MAX_HANDSHAKE_FIELD`] bytes: safe to hand to clients in a `Location` header.
-pub fn valid_http_url(url: &str) -> bool {
-    let rest = url
-        .strip_prefix("http://")
-        .or_else(|| url.strip_prefix("https://"));
-    url.len() <= MAX_HANDSHAKE_FIELD
-        && rest.is_some_and(|rest| !rest.is_empty() && rest.bytes().all(|b| b.is_ascii_graphic()))
 }
 
 /// Decodes one prost-encoded raft message.

@@ -5,6 +5,8 @@
 //! in the data of a log entry and are applied deterministically: the same log gives the same
 //! state and the same results on every member.
 
+mod number;
+
 use std::collections::BTreeMap;
 
 use bytes::Bytes;
@@ -272,11 +274,11 @@ impl KvStore {
                 result.op = OpKind::Incr;
                 let current = match self.map.get(&key) {
                     None => Some(0.0),
-                    Some(bytes) => crate::kv_number::read(bytes),
+                    Some(bytes) => crate::state_machine::number::read(bytes),
                 };
                 match current {
                     Some(n) => {
-                        let next = crate::kv_number::write(n + by);
+                        let next = crate::state_machine::number::write(n + by);
                         result.value = Some(next.clone());
                         self.put(record, &mut result.changes, key, Some(next));
                     }
@@ -490,7 +492,10 @@ mod tests {
         assert_eq!(r.value, Some(vec![0x05]), "absent counts as 0");
         assert_eq!(r.changes.len(), 1);
         let r = kv.apply(incr(-7.5), true);
-        assert_eq!(crate::kv_number::read(&r.value.unwrap()), Some(-2.5));
+        assert_eq!(
+            crate::state_machine::number::read(&r.value.unwrap()),
+            Some(-2.5)
+        );
         kv.apply(
             Command::Set {
                 key: "n".into(),
