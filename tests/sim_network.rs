@@ -11,9 +11,10 @@ use raftline::clock::Clock;
 use raftline::core::requests::{Deadline, Waiter};
 use raftline::core::{Core, WriteOutcome};
 use raftline::ids::raft_id;
+use raftline::peer_messages::{Delivery, NOT_A_MEMBER};
 use raftline::state_machine::{Command, KvStore};
 use raftline::storage::{bootstrap_log, mem_storage, MemLog};
-use raftline::{Config, Error, Event, Role};
+use raftline::{Config, Error, Event, MembershipChange, Role};
 use serde_bytes::ByteBuf;
 use tokio::sync::oneshot;
 
@@ -32,6 +33,8 @@ struct Sim {
     applied: HashMap<String, Vec<(u64, u64)>>,
     /// Who became leader in each term.
     leaders: HashMap<u64, String>,
+    /// Every event but the applied entries, in the order each node raised them.
+    events: Vec<String>,
 }
 
 impl Sim {
@@ -41,9 +44,17 @@ impl Sim {
 
     /// A cluster of `size` whose configs `tune` adjusts.
     fn with(size: usize, tune: impl Fn(&mut Config)) -> Sim {
-        let names: Vec<String> = (1..=size).map(|i| format!("n{i}")).collect();
-        let members: Vec<(String, String)> =
-            names.iter().map(|n| (n.clone(), String::new())).collect();
+        Sim::with_joiners(size, 0, tune)
+    }
+
+    /// A cluster of `size` members and `joiners` more nodes that start outside it (as with
+    /// `join`) and take part once a membership change adds them.
+    fn with_joiners(size: usize, joiners: usize, tune: impl Fn(&mut Config)) -> Sim {
+        let names: Vec<String> = (1..=size + joiners).map(|i| format!("n{i}")).collect();
+        let members: Vec<(String, String)> = names[..size]
+            .iter()
+            .map(|n| (n.clone(), String::new()))
+            .collect();
         let mut kvs = HashMap::new();
         let clock = Clock::manual();
         let mut tick_interval = Duration::ZERO;
@@ -52,13 +63,14 @@ impl Sim {
             .map(|name| {
                 let mut config = Config::new(name.clone());
                 config.peers = names.iter().map(|n| (n.clone(), String::new())).collect();
+                config.join = !members.iter().any(|(m, _)| m == name);
                 tune(&mut config);
                 config.clock = clock.clone();
                 tick_interval = config.tick_interval();
                 let kv = Arc::new(RwLock::new(KvStore::default()));
                 kvs.insert(name.clone(), Arc::clone(&kv));
-                let core =
-                    Core::new(&config, mem_storage(Some(bootstrap_log(&members))), kv).unwrap();
+                let log = (!config.join).then(|| bootstrap_log(&members));
+                let core = Core::new(&config, mem_storage(log), kv).unwrap();
                 (name.clone(), core)
             })
             .collect();
@@ -72,6 +84,7 @@ impl Sim {
             queue: VecDeque::new(),
             applied: HashMap::new(),
             leaders: HashMap::new(),
+            events: Vec::new(),
         };
         // Every core applies its bootstrap log (the initial voters) before anything else.
         sim.settle("bootstrap");
@@ -143,6 +156,9 @@ impl Sim {
                     events.extend(core.finish_snapshot(job.run()).unwrap());
                 }
                 for event in events {
+                    if !matches!(event, Event::Applied(_)) {
+                        self.events.push(format!("{name} {event:?}"));
+                    }
                     match event {
                         Event::Applied(entries) => self
                             .applied
@@ -167,12 +183,17 @@ impl Sim {
             while let Some(m) = self.queue.pop_front() {
                 busy = true;
                 let (from, to) = (self.name_of(m.from), self.name_of(m.to));
-                if !self.cut.contains(&(from, to.clone())) {
-                    self.cores
-                        .get_mut(&to)
-                        .unwrap()
-                        .step(m)
-                        .unwrap_or_else(|e| panic!("{case}: refused a correct message: {e}"));
+                if !self.cut.contains(&(from.clone(), to.clone())) {
+                    match self.cores.get_mut(&to).unwrap().step(m) {
+                        Ok(()) => {}
+                        // A member refuses a node outside the configuration (one removed,
+                        // or not added yet); the transport tells that node, as here.
+                        Err(e) if e == NOT_A_MEMBER => {
+                            let report = Delivery::NotAMember(raft_id(&to));
+                            self.cores.get_mut(&from).unwrap().report_delivery(report);
+                        }
+                        Err(e) => panic!("{case}: refused a correct message: {e}"),
+                    }
                 }
             }
             if !busy {
@@ -209,18 +230,15 @@ impl Sim {
             .collect()
     }
 
-    fn propose(
-        &mut self,
-        on: &str,
-        key: &str,
-        value: &str,
-    ) -> oneshot::Receiver<Result<WriteOutcome, Error>> {
+    /// A waiter on the cores' clock: its deadline passes after the ticks it takes, not the
+    /// run's time.
+    fn waiter(
+        &self,
+    ) -> (
+        Waiter<WriteOutcome>,
+        oneshot::Receiver<Result<WriteOutcome, Error>>,
+    ) {
         let (tx, rx) = oneshot::channel();
-        let command = Command::Set {
-            key: key.into(),
-            value: ByteBuf::from(value.as_bytes().to_vec()),
-        };
-        // On the cores' clock: a deadline passes after the ticks it takes, not the run's time.
         let waiter = Waiter {
             reply: tx,
             deadline: Deadline {
@@ -228,6 +246,34 @@ impl Sim {
                 timeout: Duration::from_secs(60),
             },
         };
+        (waiter, rx)
+    }
+
+    /// Asks `on` for a membership change.
+    fn change(
+        &mut self,
+        on: &str,
+        change: MembershipChange,
+    ) -> oneshot::Receiver<Result<WriteOutcome, Error>> {
+        let (waiter, rx) = self.waiter();
+        self.cores
+            .get_mut(on)
+            .unwrap()
+            .change_membership(change, waiter);
+        rx
+    }
+
+    fn propose(
+        &mut self,
+        on: &str,
+        key: &str,
+        value: &str,
+    ) -> oneshot::Receiver<Result<WriteOutcome, Error>> {
+        let command = Command::Set {
+            key: key.into(),
+            value: ByteBuf::from(value.as_bytes().to_vec()),
+        };
+        let (waiter, rx) = self.waiter();
         self.cores
             .get_mut(on)
             .unwrap()
@@ -817,33 +863,51 @@ fn a_proven_voter_walked_far_ahead_rejoins_the_cluster() {
 struct Trace {
     leaders: Vec<(u64, String)>,
     applied: Vec<(String, Vec<(u64, u64)>)>,
-    /// Per node: role, term, leader, commit, applied and last index at the end.
+    /// Every event but the applied entries: roles, leaders, leases, member health,
+    /// membership changes, in the order raised.
+    events: Vec<String>,
+    /// Per node: role, term, leader, commit, applied and last index, members and lease.
     ends: Vec<String>,
-    /// Each write's answer: its index, or its error code.
+    /// Each write's and membership change's answer: its index, or its error code.
     answers: Vec<std::result::Result<u64, &'static str>>,
 }
 
-/// A schedule drawn from `seed`: writes on any node, links cut and healed, nodes isolated,
-/// elections, and time passing, over 400 steps. Election timeouts are without jitter (each
-/// node has its own), and the cores read a clock only the ticks move.
+/// A schedule drawn from `seed` over three members and a fourth node that starts outside:
+/// writes on any node, membership changes (the fourth added as a learner, promoted,
+/// removed), links cut and healed, nodes isolated, elections, and time passing, over 500
+/// steps. Election timeouts are without jitter (each node has its own), and the cores read a
+/// clock only the ticks move: the leases and member health follow it.
 fn run_schedule(seed: u64) -> Trace {
     use rand::{Rng, SeedableRng};
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let case = format!("seed {seed}");
-    let mut sim = Sim::with(3, |c| {
+    let mut sim = Sim::with_joiners(3, 1, |c| {
         c.election_jitter = false;
         let i: u64 = c.name[1..].parse().unwrap();
         c.election_timeout = Duration::from_millis(120 + 40 * i);
     });
-    let names = ["n1", "n2", "n3"];
+    let names = ["n1", "n2", "n3", "n4"];
     let mut replies = Vec::new();
     sim.tick(40, &case);
-    for step in 0..400 {
-        let node = names[rng.gen_range(0..3)];
+    for step in 0..500 {
+        let node = names[rng.gen_range(0..4)];
         match rng.gen_range(0..100) {
-            0..=44 => replies.push(sim.propose(node, &format!("k{}", step % 17), "v")),
+            0..=39 => replies.push(sim.propose(node, &format!("k{}", step % 17), "v")),
+            40..=44 => {
+                let name = "n4".to_string();
+                let change = match rng.gen_range(0..3) {
+                    0 => MembershipChange::Add {
+                        name,
+                        url: "ws://n4.invalid:4000".into(),
+                        learner: true,
+                    },
+                    1 => MembershipChange::Promote { name },
+                    _ => MembershipChange::Remove { name },
+                };
+                replies.push(sim.change(node, change));
+            }
             45..=52 => {
-                let other = names[rng.gen_range(0..3)];
+                let other = names[rng.gen_range(0..4)];
                 if other != node {
                     sim.cut(node, other);
                 }
@@ -871,10 +935,20 @@ fn run_schedule(seed: u64) -> Trace {
     let ends = names
         .iter()
         .map(|n| {
-            let s = sim.cores[*n].status();
+            let core = &sim.cores[*n];
+            let s = core.status();
             format!(
-                "{n} {:?} t{} lead={:?} c{} a{} l{}",
-                s.role, s.term, s.leader, s.commit_index, s.applied_index, s.last_index
+                "{n} {:?} t{} lead={:?} c{} a{} l{} voters={:?} learners={:?} removed={} lease={}",
+                s.role,
+                s.term,
+                s.leader,
+                s.commit_index,
+                s.applied_index,
+                s.last_index,
+                s.voters,
+                s.learners,
+                s.removed,
+                core.holds_lease()
             )
         })
         .collect();
@@ -889,14 +963,16 @@ fn run_schedule(seed: u64) -> Trace {
     Trace {
         leaders,
         applied,
+        events: sim.events,
         ends,
         answers,
     }
 }
 
-/// The same seed gives the same trace twice: elections, leases, member health and deadlines
-/// all follow the ticks, not the machine's speed. (The schedules are not trivial: several
-/// leaders, and writes both committed and failed.)
+/// The same seed gives the same trace twice: elections, leases, member health, membership
+/// changes and deadlines all follow the ticks, not the machine's speed. (The schedules are
+/// not trivial: several leaders, leases gained and lost, members judged unhealthy, the
+/// fourth node added, and writes both committed and failed.)
 #[test]
 fn a_seeded_schedule_replays_identically() {
     for seed in [1, 7, 42, 2026] {
@@ -910,5 +986,14 @@ fn a_seeded_schedule_replays_identically() {
             committed < first.answers.len(),
             "seed {seed}: some writes fail under the faults"
         );
+        let seen = |what: &str| first.events.iter().any(|e| e.contains(what));
+        for what in [
+            "LeaseChanged { held: true",
+            "LeaseChanged { held: false",
+            "PeerHealth",
+            "MembershipChanged",
+        ] {
+            assert!(seen(what), "seed {seed}: no {what} in {:#?}", first.events);
+        }
     }
 }

@@ -49,7 +49,7 @@ impl<S: LogStore> Core<S> {
                         }
                         continue;
                     }
-                    let record = self.applied_events.load(Ordering::Relaxed);
+                    let record = self.outbox.applied_wanted.load(Ordering::Relaxed);
                     let ApplyResult {
                         op,
                         changes,
@@ -85,6 +85,6 @@ impl<S: LogStore> Core<S> {
     /// The switch for `Event::Applied`: when off, applied entries are not reported (and
     /// their changes are not copied), which saves work when nobody listens.
     pub fn applied_events(&self) -> Arc<AtomicBool> {
-        Arc::clone(&self.applied_events)
+        Arc::clone(&self.outbox.applied_wanted)
     }
 }

@@ -2,9 +2,14 @@
 //! each one's log is behind.
 
 use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use raft::ProgressState;
+use raft::{ProgressState, StateRole};
+
+use crate::core::events::Event;
+use crate::ids::raft_id;
+use crate::sync::Recover;
 
 /// How a member looks from the leader.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -65,6 +70,8 @@ pub struct HealthTracker {
     health: HashMap<u64, Health>,
     /// When this node last became leader (peers never heard from are judged from then).
     since: Option<Instant>,
+    /// Members as this node sees them, refreshed every heartbeat; read by handles.
+    pub(crate) view: Arc<RwLock<Vec<MemberView>>>,
 }
 
 impl HealthTracker {
@@ -138,6 +145,64 @@ impl HealthTracker {
     pub fn retain(&mut self, keep: impl Fn(u64) -> bool) {
         self.last_heard.retain(|id, _| keep(*id));
         self.health.retain(|id, _| keep(*id));
+    }
+}
+
+impl<S: crate::storage::LogStore> super::Core<S> {
+    /// On the leader, judges every member's health (events for changes); everywhere,
+    /// refreshes the members table that handles read.
+    pub(super) fn evaluate_health(&mut self) {
+        let now = self.time.clock.now();
+        let leader = self.raw.raft.state == StateRole::Leader;
+        let last_index = self.raw.raft.raft_log.last_index();
+        let mut view = Vec::new();
+        let (voters, learners) = self.directory.named();
+        for (name, voter) in voters
+            .iter()
+            .map(|n| (n, true))
+            .chain(learners.iter().map(|n| (n, false)))
+        {
+            let id = raft_id(name);
+            let progress = self.raw.raft.prs().get(id).filter(|_| leader);
+            let (health, match_index, last_contact) = match progress {
+                _ if id == self.id && leader => {
+                    (Health::Healthy, Some(last_index), Some(Duration::ZERO))
+                }
+                Some(pr) => {
+                    let health = self.health.judge(
+                        id,
+                        pr.state,
+                        last_index.saturating_sub(pr.matched),
+                        now,
+                        self.time.heartbeat,
+                        self.time.election,
+                    );
+                    if let Some(previous) = self.health.update(id, health) {
+                        self.outbox.deferred.push(Event::PeerHealth {
+                            peer: name.clone(),
+                            health,
+                            previous,
+                        });
+                    }
+                    (health, Some(pr.matched), self.health.last_contact(id, now))
+                }
+                None => (Health::Unknown, None, None),
+            };
+            view.push(MemberView {
+                url: self.directory.url(id).cloned(),
+                name: name.clone(),
+                voter,
+                health,
+                match_index,
+                last_contact,
+            });
+        }
+        *self.health.view.write().recover() = view;
+    }
+
+    /// The members table handles read (refreshed every heartbeat).
+    pub fn members_view(&self) -> Arc<RwLock<Vec<MemberView>>> {
+        Arc::clone(&self.health.view)
     }
 }
 

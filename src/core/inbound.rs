@@ -8,9 +8,9 @@ impl<S: LogStore> Core<S> {
     /// refused message is not stepped, and the caller closes the connection that carried
     /// it with the reason.
     pub fn step(&mut self, mut msg: Message) -> std::result::Result<(), String> {
-        let now = self.clock.now();
+        let now = self.time.clock.now();
         let sender = Sender {
-            silent: self.health.silent_for(msg.from, self.election, now),
+            silent: self.health.silent_for(msg.from, self.time.election, now),
             authenticated: self.peers_authenticated,
         };
         match screen(&self.raw.raft, &mut msg, sender) {
@@ -63,7 +63,7 @@ impl<S: LogStore> Core<S> {
         match delivery {
             Delivery::Unreachable(peer) => self.raw.report_unreachable(peer),
             Delivery::NotAMember(peer) => {
-                if self.was_member && peer == self.raw.raft.leader_id {
+                if self.directory.was_member() && peer == self.raw.raft.leader_id {
                     self.mark_removed();
                 }
             }

@@ -2,9 +2,36 @@
 
 use super::*;
 
+/// What this node last reported of leadership, its lease, and a transfer it started.
+pub(super) struct Leadership {
+    /// The leader last reported (0 for none).
+    pub(super) leader: u64,
+    /// The role last reported.
+    pub(super) role: Role,
+    pub(super) lease: Lease,
+    /// A leadership transfer this node started, answered when a leader is known.
+    pub(super) transfer: Option<Reply<String>>,
+}
+
+impl Leadership {
+    pub(super) fn new(lease: Lease) -> Self {
+        Leadership {
+            leader: INVALID_ID,
+            role: Role::Follower,
+            lease,
+            transfer: None,
+        }
+    }
+}
+
 impl<S: LogStore> Core<S> {
-    /// Starts an election now (tests and single-node bootstrap use it).
+    /// Starts an election now (tests and single-node bootstrap use it). Only a voter may:
+    /// the raft crate would make a node outside the configuration (a joiner not yet added)
+    /// leader of nobody, and panic.
     pub fn campaign(&mut self) -> Result<()> {
+        if !self.raw.raft.promotable() {
+            return Err(Error::Invalid("cannot campaign: not a voter".into()));
+        }
         self.raw
             .campaign()
             .map_err(|e| Error::Invalid(format!("cannot campaign: {e}")))
@@ -21,8 +48,10 @@ impl<S: LogStore> Core<S> {
             }
             Ok(target) => {
                 self.raw.transfer_leader(target);
-                self.lease.set_transferring(true, self.clock.now());
-                if let Some(previous) = self.transfer.replace(reply) {
+                self.leadership
+                    .lease
+                    .set_transferring(true, self.time.clock.now());
+                if let Some(previous) = self.leadership.transfer.replace(reply) {
                     let _ = previous.send(Err(Error::Invalid(
                         "superseded by a newer leadership transfer".into(),
                     )));
@@ -32,7 +61,7 @@ impl<S: LogStore> Core<S> {
     }
 
     pub(super) fn pick_transferee(&self, to: Option<String>) -> Result<u64> {
-        if self.removed {
+        if self.directory.removed() {
             return Err(Error::Removed);
         }
         if self.raw.raft.state != StateRole::Leader {
@@ -74,7 +103,7 @@ impl<S: LogStore> Core<S> {
     /// Sends a lease probe (a ReadIndex round), unless no lease can result.
     pub(super) fn probe_lease(&mut self) {
         let (seq, context) = self.ids.next();
-        if self.lease.probe(seq, self.clock.now()) {
+        if self.leadership.lease.probe(seq, self.time.clock.now()) {
             self.raw.read_index(context);
         }
     }
@@ -82,7 +111,7 @@ impl<S: LogStore> Core<S> {
     /// When the lease held now ends (the driver wakes then).
     pub fn lease_until(&self) -> Option<Instant> {
         let leader = self.raw.raft.state == StateRole::Leader;
-        self.lease.until(leader, self.clock.now())
+        self.leadership.lease.until(leader, self.time.clock.now())
     }
 
     /// True while this node leads under a confirmed, unexpired lease.
@@ -94,10 +123,10 @@ impl<S: LogStore> Core<S> {
     /// so an expiry is seen within a tick even when nothing else happens).
     pub fn lease_change(&mut self) -> Option<Event> {
         let held = self.holds_lease();
-        if held == self.lease.reported {
+        if held == self.leadership.lease.reported {
             return None;
         }
-        self.lease.reported = held;
+        self.leadership.lease.reported = held;
         Some(Event::LeaseChanged {
             held,
             term: self.raw.raft.term,
@@ -124,30 +153,32 @@ impl<S: LogStore> Core<S> {
         let role = self.current_role();
         let raft = &self.raw.raft;
         let transferring = raft.state == StateRole::Leader && raft.lead_transferee.is_some();
-        self.lease.set_transferring(transferring, self.clock.now());
-        if role != self.role {
+        self.leadership
+            .lease
+            .set_transferring(transferring, self.time.clock.now());
+        if role != self.leadership.role {
             self.health
-                .set_leader(role == Role::Leader, self.clock.now());
+                .set_leader(role == Role::Leader, self.time.clock.now());
             if role != Role::Leader {
-                self.lease.revoke();
+                self.leadership.lease.revoke();
             }
             events.push(Event::RoleChanged {
                 role,
-                previous: self.role,
+                previous: self.leadership.role,
                 term,
             });
-            self.role = role;
+            self.leadership.role = role;
         }
         let leader = self.raw.raft.leader_id;
-        if leader != self.leader {
+        if leader != self.leadership.leader {
             events.push(Event::LeaderChanged {
                 leader: self.name_of(leader),
-                previous: self.name_of(self.leader),
+                previous: self.name_of(self.leadership.leader),
                 term,
             });
-            self.leader = leader;
+            self.leadership.leader = leader;
             if leader != INVALID_ID && leader != self.id {
-                if let Some(reply) = self.transfer.take() {
+                if let Some(reply) = self.leadership.transfer.take() {
                     let _ = reply.send(Ok(self.name_of(leader).unwrap_or_default()));
                 }
             }

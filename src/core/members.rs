@@ -1,63 +1,10 @@
-//! Membership: the directory of members and their URLs, changes proposed and screened
-//! (strict reconfiguration), applied, and the health of the members.
+//! Membership changes: proposed, screened (strict reconfiguration: one at a time, through a
+//! joint configuration), applied, and answered once the joint configuration is left. The
+//! directory they change is in `directory.rs`.
 
 use super::*;
 
 impl<S: LogStore> Core<S> {
-    /// Records members' names and URLs (from a snapshot or a membership change); new URLs
-    /// are passed on to the transport. A URL this node was configured with wins.
-    pub(super) fn learn_members(&mut self, members: Vec<(String, String)>) {
-        for (name, url) in members {
-            let id = raft_id(&name);
-            if id == self.id {
-                continue;
-            }
-            self.names.insert(id, name.clone());
-            if !url.is_empty() && !self.urls.contains_key(&id) {
-                self.urls.insert(id, url.clone());
-                self.peer_updates.push((name, url));
-            }
-        }
-    }
-
-    /// The URL at which this node listens (known once it is bound), for the members table
-    /// and snapshots.
-    pub fn set_own_url(&mut self, url: &str) {
-        self.urls.insert(self.id, url.to_string());
-        self.evaluate_health();
-    }
-
-    /// Peer URLs learnt since the last call, for the transport.
-    pub fn take_peer_updates(&mut self) -> Vec<(String, String)> {
-        std::mem::take(&mut self.peer_updates)
-    }
-
-    /// Members' names and URLs, for a snapshot.
-    pub(super) fn member_urls(&self) -> Vec<(String, String)> {
-        let (voters, learners) = &self.members;
-        voters
-            .iter()
-            .chain(learners.iter())
-            .map(|name| {
-                let url = self.urls.get(&raft_id(name)).cloned().unwrap_or_default();
-                (name.clone(), url)
-            })
-            .collect()
-    }
-
-    /// Voters and learners by name, sorted, from the current configuration.
-    pub(super) fn member_names(&self) -> (Arc<[String]>, Arc<[String]>) {
-        let conf = self.raw.raft.prs().conf();
-        let names = |ids: &mut dyn Iterator<Item = u64>| -> Arc<[String]> {
-            let mut names: Vec<String> = ids.filter_map(|id| self.name_of(id)).collect();
-            names.sort();
-            names.into()
-        };
-        let voters = names(&mut conf.voters().ids().iter());
-        let learners = names(&mut conf.learners().iter().copied());
-        (voters, learners)
-    }
-
     pub(super) fn apply_conf_change(&mut self, entry: &Entry) {
         let change = match decode_conf_change(entry) {
             Ok(cc) => cc,
@@ -76,7 +23,7 @@ impl<S: LogStore> Core<S> {
         if info
             .as_ref()
             .and_then(|i| i.epoch)
-            .is_some_and(|epoch| epoch != self.conf_epoch)
+            .is_some_and(|epoch| epoch != self.directory.conf_epoch)
         {
             if let Some(change) = ours {
                 change.waiter.send(Err(Error::ConfChangeInProgress));
@@ -84,11 +31,11 @@ impl<S: LogStore> Core<S> {
             return;
         }
         if let Some(info) = info {
-            self.learn_members(vec![(info.name, info.url)]);
+            self.directory.learn(vec![(info.name, info.url)]);
         }
         match self.raw.apply_conf_change(&change) {
             Ok(_) => {
-                self.conf_epoch = entry.index;
+                self.directory.conf_epoch = entry.index;
                 // A member added after the log was compacted catches up by snapshot, and it
                 // can only install one that lists it: take one now.
                 let adds = change
@@ -96,19 +43,11 @@ impl<S: LogStore> Core<S> {
                     .iter()
                     .any(|c| c.change_type != raft::eraftpb::ConfChangeType::RemoveNode as i32);
                 if adds && self.raw.raft.raft_log.first_index() > 1 {
-                    self.force_snapshot = true;
+                    self.snapshots.forced = true;
                 }
-                self.members = self.member_names();
-                let (voters, learners) = self.members.clone();
-                self.health.retain(|id| {
-                    voters
-                        .iter()
-                        .chain(learners.iter())
-                        .any(|n| raft_id(n) == id)
-                });
-                self.evaluate_health();
-                self.track_membership();
-                self.membership_events
+                self.refresh_members();
+                self.outbox
+                    .membership
                     .push(Event::MembershipChanged { index: entry.index });
                 if let Some(change) = ours {
                     self.changes
@@ -128,7 +67,7 @@ impl<S: LogStore> Core<S> {
         // then is the next change possible, so only then does its proposer hear back. A
         // removed node may never see the leave: its removal is certain once entered.
         let joint = !self.conf_state().voters_outgoing.is_empty();
-        if !joint || self.removed {
+        if !joint || self.directory.removed() {
             for (index, term, waiter) in self.changes.joint.drain(..) {
                 let outcome = WriteOutcome {
                     index,
@@ -142,63 +81,10 @@ impl<S: LogStore> Core<S> {
         // A leader removed at another member's request leads a configuration without it
         // (the raft crate keeps it leading): step down, and the remaining voters elect one
         // of them. (When the leader itself asks, it hands leadership over first.)
-        if !joint && self.removed && self.raw.raft.state == StateRole::Leader {
+        if !joint && self.directory.removed() && self.raw.raft.state == StateRole::Leader {
             let term = self.raw.raft.term;
             self.raw.raft.become_follower(term, INVALID_ID);
         }
-    }
-
-    /// Raft ids of every member, and a counter that changes whenever they may have.
-    pub fn member_ids(&self) -> (u64, &[u64]) {
-        (self.members_version, &self.member_ids)
-    }
-
-    pub(super) fn conf_state(&self) -> raft::eraftpb::ConfState {
-        self.raw.raft.prs().conf().to_conf_state()
-    }
-
-    /// Notices this node's removal from the configuration (and its return, were its name
-    /// added again). A removed node answers every request with `Removed`, but goes on
-    /// taking part in raft: while the joint configuration lasts, its vote may be needed.
-    pub(super) fn track_membership(&mut self) {
-        let cs = self.conf_state();
-        let mut ids: Vec<u64> = [
-            &cs.voters,
-            &cs.voters_outgoing,
-            &cs.learners,
-            &cs.learners_next,
-        ]
-        .into_iter()
-        .flatten()
-        .copied()
-        .collect();
-        ids.sort_unstable();
-        ids.dedup();
-        self.member_ids = ids;
-        self.members_version += 1;
-        let member = [&cs.voters, &cs.learners, &cs.learners_next]
-            .iter()
-            .any(|ids| ids.contains(&self.id));
-        if member {
-            self.was_member = true;
-            self.removed = false;
-            return;
-        }
-        if self.was_member {
-            self.mark_removed();
-        }
-    }
-
-    /// This node is no longer a member: it answers what waits and refuses what comes.
-    pub(super) fn mark_removed(&mut self) {
-        if self.removed {
-            return;
-        }
-        tracing::info!("removed from the cluster");
-        self.removed = true;
-        self.writes.removed();
-        self.changes.fail_all(&Error::Removed);
-        self.reads.fail_all(&Error::Removed);
     }
 
     /// Proposes a membership change; the waiter gets its log position once it is complete
@@ -210,7 +96,7 @@ impl<S: LogStore> Core<S> {
                 let (seq, _) = self.ids.next();
                 let pending = PendingConf {
                     change,
-                    sent_at: self.ticks,
+                    sent_at: self.time.ticks,
                     waiter,
                 };
                 self.changes.pending.insert(seq, pending);
@@ -223,7 +109,7 @@ impl<S: LogStore> Core<S> {
     /// The conf change for `change`, checked against this node's view of the members.
     pub(super) fn prepare_conf_change(&self, change: MembershipChange) -> Result<ConfChangeV2> {
         use raft::eraftpb::{ConfChangeSingle, ConfChangeType};
-        if self.removed {
+        if self.directory.removed() {
             return Err(Error::Removed);
         }
         let conf = self.raw.raft.prs().conf();
@@ -248,7 +134,11 @@ impl<S: LogStore> Core<S> {
             }
             MembershipChange::Promote { name } => match role_of(&name) {
                 (_, true) => {
-                    let url = self.urls.get(&raft_id(&name)).cloned().unwrap_or_default();
+                    let url = self
+                        .directory
+                        .url(raft_id(&name))
+                        .cloned()
+                        .unwrap_or_default();
                     (ConfChangeType::AddNode, name, url)
                 }
                 (true, false) => return Err(Error::Invalid(format!("{name} is a voter already"))),
@@ -269,7 +159,7 @@ impl<S: LogStore> Core<S> {
             context: MemberInfo {
                 name,
                 url,
-                epoch: Some(self.conf_epoch),
+                epoch: Some(self.directory.conf_epoch),
             }
             .encode(),
             // Joint consensus: enter the joint configuration, and leave it automatically as
@@ -284,7 +174,7 @@ impl<S: LogStore> Core<S> {
         let Some(pending) = self.changes.pending.get_mut(&seq) else {
             return;
         };
-        pending.sent_at = self.ticks;
+        pending.sent_at = self.time.ticks;
         let change = pending.change.clone();
         let leader = self.raw.raft.state == StateRole::Leader;
         if leader && removes(&change, self.id) {
@@ -293,7 +183,9 @@ impl<S: LogStore> Core<S> {
             if self.raw.raft.lead_transferee.is_none() {
                 if let Ok(target) = self.pick_transferee(None) {
                     self.raw.transfer_leader(target);
-                    self.lease.set_transferring(true, self.clock.now());
+                    self.leadership
+                        .lease
+                        .set_transferring(true, self.time.clock.now());
                 }
             }
             return;
@@ -323,7 +215,7 @@ impl<S: LogStore> Core<S> {
     /// Resends the membership changes whose entry has not been applied after an election
     /// timeout (dropped by a leader that had one pending, or lost with a leader).
     pub(super) fn retry_conf_changes(&mut self) {
-        let due = self.ticks.saturating_sub(self.election_ticks);
+        let due = self.time.ticks.saturating_sub(self.time.election_ticks);
         let seqs: Vec<u64> = self
             .changes
             .pending
@@ -390,7 +282,7 @@ impl<S: LogStore> Core<S> {
         if !self.conf_state().voters_outgoing.is_empty() || self.conf_entry_pending() {
             return Err(Error::ConfChangeInProgress);
         }
-        if info.epoch != Some(self.conf_epoch) {
+        if info.epoch != Some(self.directory.conf_epoch) {
             return Err(Error::ConfChangeInProgress);
         }
         let conf = self.raw.raft.prs().conf();
@@ -420,9 +312,9 @@ impl<S: LogStore> Core<S> {
         }
         // Existing voters count when heard from within an election timeout (the leader's
         // health judgement); a new or promoted one must also have caught up with the log.
-        let now = self.clock.now();
+        let now = self.time.clock.now();
         let last_index = self.raw.raft.raft_log.last_index();
-        let recent = self.election;
+        let recent = self.time.election;
         let live = voters
             .iter()
             .filter(|&&v| {
@@ -476,62 +368,6 @@ impl<S: LogStore> Core<S> {
             Err(_) => true,
         }
     }
-
-    /// On the leader, judges every member's health (events for changes); everywhere,
-    /// refreshes the members table that handles read.
-    pub(super) fn evaluate_health(&mut self) {
-        let now = self.clock.now();
-        let leader = self.raw.raft.state == StateRole::Leader;
-        let last_index = self.raw.raft.raft_log.last_index();
-        let mut view = Vec::new();
-        let (voters, learners) = self.members.clone();
-        for (name, voter) in voters
-            .iter()
-            .map(|n| (n, true))
-            .chain(learners.iter().map(|n| (n, false)))
-        {
-            let id = raft_id(name);
-            let progress = self.raw.raft.prs().get(id).filter(|_| leader);
-            let (health, match_index, last_contact) = match progress {
-                _ if id == self.id && leader => {
-                    (Health::Healthy, Some(last_index), Some(Duration::ZERO))
-                }
-                Some(pr) => {
-                    let health = self.health.judge(
-                        id,
-                        pr.state,
-                        last_index.saturating_sub(pr.matched),
-                        now,
-                        self.heartbeat,
-                        self.election,
-                    );
-                    if let Some(previous) = self.health.update(id, health) {
-                        self.deferred.push(Event::PeerHealth {
-                            peer: name.clone(),
-                            health,
-                            previous,
-                        });
-                    }
-                    (health, Some(pr.matched), self.health.last_contact(id, now))
-                }
-                None => (Health::Unknown, None, None),
-            };
-            view.push(MemberView {
-                url: self.urls.get(&id).cloned(),
-                name: name.clone(),
-                voter,
-                health,
-                match_index,
-                last_contact,
-            });
-        }
-        *self.members_view.write().recover() = view;
-    }
-
-    /// The members table handles read (refreshed every heartbeat).
-    pub fn members_view(&self) -> Arc<RwLock<Vec<MemberView>>> {
-        Arc::clone(&self.members_view)
-    }
 }
 
 /// A membership change proposed by this node, resent until its entry is applied: a leader
@@ -547,8 +383,10 @@ pub(super) struct PendingConf {
 /// and applied but not complete until the joint configuration is left.
 #[derive(Default)]
 pub(super) struct Changes {
-    /// Awaiting their entry, by sequence number.
-    pub(super) pending: HashMap<u64, PendingConf>,
+    /// Awaiting their entry, by sequence number: ordered, so that they are resent in the
+    /// order they were asked for (in a hash map's order, the change a leader takes first
+    /// differed from run to run of one seeded simulation).
+    pub(super) pending: BTreeMap<u64, PendingConf>,
     /// (index, term, waiter) of changes applied into a joint configuration.
     pub(super) joint: Vec<(u64, u64, Waiter<WriteOutcome>)>,
 }
@@ -556,7 +394,13 @@ pub(super) struct Changes {
 impl Changes {
     /// The changes whose deadline passed (a proposed change may still take effect).
     pub(super) fn expire(&mut self, now: Instant) {
-        for (_, change) in self.pending.extract_if(|_, c| c.waiter.is_over(now)) {
+        let over: Vec<u64> = self
+            .pending
+            .iter()
+            .filter(|(_, c)| c.waiter.is_over(now))
+            .map(|(&seq, _)| seq)
+            .collect();
+        for change in over.iter().filter_map(|seq| self.pending.remove(seq)) {
             let error = change.waiter.deadline.expired(true);
             change.waiter.send(Err(error));
         }
@@ -564,7 +408,9 @@ impl Changes {
 
     /// Every change fails with `err`.
     pub(super) fn fail_all(&mut self, err: &Error) {
-        let pending = self.pending.drain().map(|(_, c)| c.waiter);
+        let pending = std::mem::take(&mut self.pending)
+            .into_values()
+            .map(|c| c.waiter);
         let joint = self.joint.drain(..).map(|(_, _, w)| w);
         for waiter in pending.chain(joint) {
             waiter.send(Err(err.clone()));

@@ -23,7 +23,7 @@ use raft::{RawNode, ReadState, StateRole, INVALID_ID};
 
 use crate::config::Config;
 use crate::core::events::{AppliedEntry, Event, Role};
-use crate::core::health::{Health, HealthTracker, MemberView};
+use crate::core::health::HealthTracker;
 use crate::core::lease::Lease;
 use crate::core::requests::{RequestIds, Waiter};
 use crate::core::screen::{screen, Sender, Verdict};
@@ -44,6 +44,7 @@ pub mod screen;
 pub mod snapshots;
 
 mod apply;
+mod directory;
 mod inbound;
 mod leadership;
 mod members;
@@ -58,79 +59,61 @@ pub use status::{Status, WriteOutcome};
 
 pub use crate::core::requests::Reply;
 
-/// The synchronous node state machine. See the module docs.
+/// The synchronous node state machine. See the module docs. Each field is an owner of one
+/// concern; the methods that change it live in the concern's file.
 pub struct Core<S: LogStore> {
     raw: RawNode<S>,
     name: String,
     id: u64,
-    names: HashMap<u64, String>,
     kv: Arc<RwLock<KvStore>>,
     max_proposal_bytes: usize,
-    heartbeat_ticks: u64,
-    election_ticks: u64,
-    ticks: u64,
-    ids: RequestIds,
-    /// This node's writes: parked, or proposed and awaiting their entry.
-    writes: writes::Writes,
-    /// This node's membership changes, until complete.
-    changes: members::Changes,
-    /// This node's linearizable reads: waiting to be sent, or in a ReadIndex round.
-    reads: reads::Reads,
-    transfer: Option<Reply<String>>,
-    leader: u64,
-    role: Role,
-    lease: Lease,
-    applied_events: Arc<AtomicBool>,
-    /// Member names, refreshed on every configuration change.
-    members: (Arc<[String]>, Arc<[String]>),
-    snapshot_every: u64,
-    /// The snapshot point last taken or requested (the next is due `snapshot_every` later).
-    last_snapshot: u64,
-    /// Index of the newest snapshot stored, installed or restored.
-    snapshot_index: u64,
-    app_snapshots: bool,
-    /// With app snapshots: the state captured at a snapshot point, waiting for the
-    /// application's bytes.
-    pending_snapshot: Option<SnapshotPoint>,
-    /// A snapshot of this node's state to encode and write, waiting for the driver.
-    snapshot_job: Option<SnapshotJob>,
-    /// The driver runs a snapshot job (one at a time).
-    snapshot_running: bool,
-    /// Events to deliver before anything else (a snapshot restored on start).
-    initial_events: Vec<Event>,
-    /// Events raised between Readys (peer health on a tick), delivered with the next batch.
-    deferred: Vec<Event>,
-    health: HealthTracker,
-    /// Members as this node sees them, refreshed every heartbeat; read by handles.
-    members_view: Arc<RwLock<Vec<MemberView>>>,
-    heartbeat: Duration,
-    election: Duration,
     /// Peers prove who they are (a secret or TLS): what they say in their own name counts.
     peers_authenticated: bool,
+    /// Request ids: this node's id and a sequence.
+    ids: RequestIds,
+    /// Ticks and the clock (see [`Timing`]).
+    time: Timing,
+    /// This node's writes: parked, or proposed and awaiting their entry.
+    writes: writes::Writes,
+    /// This node's linearizable reads: waiting to be sent, or in a ReadIndex round.
+    reads: reads::Reads,
+    /// This node's membership changes, until complete.
+    changes: members::Changes,
+    /// Who the members are and where they listen; whether this node is one.
+    directory: directory::Directory,
+    /// The leader's record of its peers, and the members table handles read.
+    health: HealthTracker,
+    /// The role and leader last reported, the lease, a transfer in progress.
+    leadership: leadership::Leadership,
+    /// Snapshot points: when the next is due, the one being taken, the newest stored.
+    snapshots: snapshotting::Snapshots,
+    /// Events waiting for their turn to be delivered.
+    outbox: Outbox,
+}
+
+/// Time as the core counts it: the ticks the driver (or a test) delivered, in units of
+/// heartbeats and elections, and the clock the lease, health and deadlines read.
+struct Timing {
     /// Where this core reads the time (see [`crate::clock`]).
     clock: crate::clock::Clock,
-    /// Member URLs known here (configuration, snapshots, membership changes).
-    urls: HashMap<u64, String>,
-    /// URLs learnt since the transport last took them.
-    peer_updates: Vec<(String, String)>,
+    ticks: u64,
+    heartbeat_ticks: u64,
+    election_ticks: u64,
+    heartbeat: Duration,
+    election: Duration,
+}
+
+/// Events raised outside the order of a Ready, held until their place in a batch.
+#[derive(Default)]
+struct Outbox {
+    /// Delivered before anything else (a snapshot restored on start).
+    initial: Vec<Event>,
+    /// Raised between Readys (peer health on a tick), delivered with the next batch.
+    deferred: Vec<Event>,
     /// Membership changes applied in this Ready, delivered after its applied entries.
-    membership_events: Vec<Event>,
-    /// Take a snapshot at the next opportunity, whatever `snapshot_every` says.
-    force_snapshot: bool,
-    /// Index of the last membership change that took effect (replicated state: every
-    /// member computes the same value, and snapshots carry it). A change carries the epoch
-    /// it was proposed in and is skipped if another took effect first, so a change
-    /// proposed twice (retried after a drop) never applies twice.
-    conf_epoch: u64,
-    /// This node was a member of the configuration at some point (a joining node is not,
-    /// until it is added).
-    was_member: bool,
-    /// This node has been removed from the configuration.
-    removed: bool,
-    /// Raft ids of every member (voters, learners, either side of a joint configuration),
-    /// and how often they were refreshed.
-    member_ids: Vec<u64>,
-    members_version: u64,
+    membership: Vec<Event>,
+    /// The application wants applied-entry events (shared with the handles).
+    applied_wanted: Arc<AtomicBool>,
 }
 
 /// Entries in one append message, in bytes (but for a single larger entry).
@@ -213,72 +196,42 @@ impl<S: LogStore> Core<S> {
         };
         let raw = RawNode::new(&raft_config, store, &logger)
             .map_err(|e| Error::Storage(format!("cannot load the raft state: {e}")))?;
-        let mut names: HashMap<u64, String> = config
-            .peers
-            .keys()
-            .map(|name| (raft_id(name), name.clone()))
-            .collect();
-        names.insert(id, config.name.clone());
-        let urls: HashMap<u64, String> = config
-            .peers
-            .iter()
-            .filter(|(_, url)| !url.is_empty())
-            .map(|(name, url)| (raft_id(name), url.clone()))
-            .collect();
         let mut core = Core {
             raw,
             name: config.name.clone(),
             id,
-            names,
             kv,
             max_proposal_bytes: config.max_proposal_bytes,
-            heartbeat_ticks: heartbeat_ticks as u64,
-            election_ticks: election_ticks as u64,
-            ticks: 0,
-            ids: RequestIds::new(id),
-            writes: writes::Writes::default(),
-            changes: members::Changes::default(),
-            reads: reads::Reads::default(),
-            transfer: None,
-            leader: INVALID_ID,
-            role: Role::Follower,
-            applied_events: Arc::new(AtomicBool::new(true)),
-            members: (Arc::from([]), Arc::from([])),
-            snapshot_every: config.snapshot_every,
-            last_snapshot: snapshot_index,
-            snapshot_index,
-            app_snapshots: config.app_snapshots,
-            pending_snapshot: None,
-            snapshot_job: None,
-            snapshot_running: false,
-            initial_events,
-            deferred: Vec::new(),
-            health: HealthTracker::default(),
-            members_view: Arc::new(RwLock::new(Vec::new())),
-            heartbeat: config.heartbeat,
-            election: config.election_timeout,
             peers_authenticated: config.secret.is_some() || config.tls.is_some(),
-            clock: config.clock.clone(),
-            urls,
-            peer_updates: Vec::new(),
-            membership_events: Vec::new(),
-            force_snapshot: false,
-            conf_epoch,
-            was_member: false,
-            removed: false,
-            member_ids: Vec::new(),
-            members_version: 0,
-            lease: Lease::new(
+            ids: RequestIds::new(id),
+            time: Timing {
+                clock: config.clock.clone(),
+                ticks: 0,
+                heartbeat_ticks: heartbeat_ticks as u64,
+                election_ticks: election_ticks as u64,
+                heartbeat: config.heartbeat,
+                election: config.election_timeout,
+            },
+            writes: writes::Writes::default(),
+            reads: reads::Reads::default(),
+            changes: members::Changes::default(),
+            directory: directory::Directory::new(config, conf_epoch),
+            health: HealthTracker::default(),
+            leadership: leadership::Leadership::new(Lease::new(
                 (tick * election_ticks as u32).saturating_sub(tick * 2),
                 config.election_timeout,
                 config.check_quorum,
-            ),
+            )),
+            snapshots: snapshotting::Snapshots::new(config, snapshot_index),
+            outbox: Outbox {
+                initial: initial_events,
+                applied_wanted: Arc::new(AtomicBool::new(true)),
+                ..Outbox::default()
+            },
         };
-        core.learn_members(known_members);
-        core.track_membership();
-        core.role = core.current_role();
-        core.members = core.member_names();
-        core.evaluate_health();
+        core.directory.learn(known_members);
+        core.refresh_members();
+        core.leadership.role = core.current_role();
         Ok(core)
     }
 
@@ -292,34 +245,28 @@ impl<S: LogStore> Core<S> {
         self.id
     }
 
-    /// The name of a raft id, as far as this node knows it.
-    pub fn name_of(&self, id: u64) -> Option<String> {
-        (id != INVALID_ID).then(|| {
-            self.names
-                .get(&id)
-                .cloned()
-                .unwrap_or_else(|| format!("#{id}"))
-        })
-    }
-
     /// Advances logical time by one tick; every few ticks, retries unanswered reads and
     /// membership changes; answers the callers whose deadline passed.
     pub fn tick(&mut self) {
         self.raw.tick();
-        self.ticks += 1;
-        if self.ticks.is_multiple_of(self.heartbeat_ticks) {
+        self.time.ticks += 1;
+        if self.time.ticks.is_multiple_of(self.time.heartbeat_ticks) {
             if self.raw.raft.state == StateRole::Leader {
                 self.probe_lease();
             }
             self.evaluate_health();
         }
-        if self.ticks.is_multiple_of(2 * self.heartbeat_ticks) {
+        if self
+            .time
+            .ticks
+            .is_multiple_of(2 * self.time.heartbeat_ticks)
+        {
             self.retry_reads();
         }
-        if self.ticks.is_multiple_of(self.election_ticks) {
+        if self.time.ticks.is_multiple_of(self.time.election_ticks) {
             self.retry_conf_changes();
         }
-        self.expire(self.clock.now());
+        self.expire(self.time.clock.now());
     }
 
     /// Answers every caller whose deadline passed: `NoLeader` for what never reached a
@@ -336,7 +283,7 @@ impl<S: LogStore> Core<S> {
         self.writes.fail_all(&err);
         self.changes.fail_all(&err);
         self.reads.fail_all(&err);
-        if let Some(reply) = self.transfer.take() {
+        if let Some(reply) = self.leadership.transfer.take() {
             let _ = reply.send(Err(err));
         }
     }
@@ -344,7 +291,7 @@ impl<S: LogStore> Core<S> {
     /// The current status.
     pub fn status(&self) -> Status {
         let raft = &self.raw.raft;
-        let (voters, learners) = self.members.clone();
+        let (voters, learners) = self.directory.named();
         Status {
             name: self.name.clone(),
             // Live, as the term and the leader are (the role events follow at the end of the
@@ -355,11 +302,11 @@ impl<S: LogStore> Core<S> {
             commit_index: raft.raft_log.committed,
             applied_index: raft.raft_log.applied,
             last_index: raft.raft_log.last_index(),
-            snapshot_index: self.snapshot_index,
+            snapshot_index: self.snapshots.index,
             voters,
             learners,
             lease_until: self.lease_until(),
-            removed: self.removed,
+            removed: self.directory.removed(),
         }
     }
 
@@ -380,7 +327,7 @@ impl<S: LogStore> Core<S> {
         };
         self.propose_parked();
         self.send_reads();
-        let mut events = std::mem::take(&mut self.deferred);
+        let mut events = std::mem::take(&mut self.outbox.deferred);
         let mut applied = Vec::new();
         if self.raw.has_ready() {
             let mut ready = self.raw.ready();
@@ -421,18 +368,18 @@ impl<S: LogStore> Core<S> {
         self.diff_leadership(&mut events);
         events.extend(self.lease_change());
         flush_applied(&mut applied, &mut events);
-        events.append(&mut self.membership_events);
+        events.append(&mut self.outbox.membership);
         Ok(events)
     }
 
     /// Events to deliver before any other (taken once).
     pub fn take_initial_events(&mut self) -> Vec<Event> {
-        std::mem::take(&mut self.initial_events)
+        std::mem::take(&mut self.outbox.initial)
     }
 
     /// Events raised between Readys, plus a lease change: for a turn without a Ready.
     pub fn quiet_events(&mut self) -> Vec<Event> {
-        let mut events = std::mem::take(&mut self.deferred);
+        let mut events = std::mem::take(&mut self.outbox.deferred);
         events.extend(self.lease_change());
         events
     }

@@ -11,14 +11,15 @@ impl<S: LogStore> Core<S> {
     /// (followers may have acknowledged writes up to that index before this leader applied
     /// them); elsewhere it is an ordinary ReadIndex round.
     pub fn read_index(&mut self, waiter: Waiter<u64>, lease: bool) {
-        if self.removed {
+        if self.directory.removed() {
             waiter.send(Err(Error::Removed));
             return;
         }
         if lease && self.holds_lease() {
             let index = self.raw.raft.raft_log.committed;
             let (seq, _) = self.ids.next();
-            self.reads.start(seq, vec![waiter], Some(index), self.ticks);
+            self.reads
+                .start(seq, vec![waiter], Some(index), self.time.ticks);
             self.complete_reads();
             return;
         }
@@ -32,7 +33,7 @@ impl<S: LogStore> Core<S> {
         }
         let (seq, context) = self.ids.next();
         let waiters = std::mem::take(&mut self.reads.unsent);
-        self.reads.start(seq, waiters, None, self.ticks);
+        self.reads.start(seq, waiters, None, self.time.ticks);
         self.raw.read_index(context);
     }
 
@@ -43,8 +44,11 @@ impl<S: LogStore> Core<S> {
         if self.raw.raft.leader_id == INVALID_ID {
             return;
         }
-        let due = self.ticks.saturating_sub(2 * self.heartbeat_ticks);
-        for seq in self.reads.due_again(due, self.ticks) {
+        let due = self
+            .time
+            .ticks
+            .saturating_sub(2 * self.time.heartbeat_ticks);
+        for seq in self.reads.due_again(due, self.time.ticks) {
             self.raw.read_index(self.ids.context(seq));
         }
     }
@@ -54,8 +58,8 @@ impl<S: LogStore> Core<S> {
             let Some(seq) = self.ids.ours(&state.request_ctx) else {
                 continue;
             };
-            if self.lease.is_probe(seq) {
-                self.lease.confirm(seq);
+            if self.leadership.lease.is_probe(seq) {
+                self.leadership.lease.confirm(seq);
             } else {
                 self.reads.confirmed(seq, state.index);
             }

@@ -3,6 +3,42 @@
 
 use super::*;
 
+/// Snapshot points: when the next is due, the one being taken, the newest stored.
+pub(super) struct Snapshots {
+    /// Applied entries between snapshots.
+    pub(super) every: u64,
+    /// The snapshot point last taken or requested (the next is due `every` later).
+    pub(super) last: u64,
+    /// Index of the newest snapshot stored, installed or restored.
+    pub(super) index: u64,
+    /// The application adds its own bytes to each snapshot.
+    pub(super) app: bool,
+    /// With app snapshots: the state captured at a snapshot point, waiting for the
+    /// application's bytes.
+    pub(super) pending: Option<SnapshotPoint>,
+    /// A snapshot of this node's state to encode and write, waiting for the driver.
+    pub(super) job: Option<SnapshotJob>,
+    /// The driver runs a snapshot job (one at a time).
+    pub(super) running: bool,
+    /// Take a snapshot at the next opportunity, whatever `every` says.
+    pub(super) forced: bool,
+}
+
+impl Snapshots {
+    pub(super) fn new(config: &Config, index: u64) -> Self {
+        Snapshots {
+            every: config.snapshot_every,
+            last: index,
+            index,
+            app: config.app_snapshots,
+            pending: None,
+            job: None,
+            running: false,
+            forced: false,
+        }
+    }
+}
+
 impl<S: LogStore> Core<S> {
     /// Restores the state machine from a leader's snapshot and persists it.
     pub(super) fn install_snapshot(
@@ -18,26 +54,24 @@ impl<S: LogStore> Core<S> {
             conf_epoch,
         } = SnapshotData::decode(&snapshot.data).map_err(Error::Storage)?;
         self.raw.mut_store().persist(Some(snapshot), &[], None)?;
-        self.learn_members(members);
-        self.conf_epoch = conf_epoch;
+        self.directory.learn(members);
+        self.directory.conf_epoch = conf_epoch;
         *self.kv.write().recover() = restored;
         let meta = snapshot.get_metadata();
-        self.last_snapshot = meta.index;
-        self.snapshot_index = meta.index;
+        self.snapshots.last = meta.index;
+        self.snapshots.index = meta.index;
         // The writes in flight from here may be in the snapshot: none of their entries will
         // be applied here to answer them. Say so now rather than at their deadlines.
         self.writes.caught_up_by_snapshot(meta.index);
         // A snapshot point captured before the install is obsolete.
-        self.pending_snapshot = None;
-        self.members = self.member_names();
-        self.evaluate_health();
-        self.track_membership();
+        self.snapshots.pending = None;
+        self.refresh_members();
         flush_applied(applied, events);
         events.push(Event::Snapshot {
             index: meta.index,
             term: meta.term,
             bytes: snapshot.data.len() as u64,
-            restore: self.app_snapshots.then(|| app.unwrap_or_default()),
+            restore: self.snapshots.app.then(|| app.unwrap_or_default()),
         });
         Ok(())
     }
@@ -52,29 +86,29 @@ impl<S: LogStore> Core<S> {
         events: &mut Vec<Event>,
     ) -> Result<()> {
         let index = self.raw.raft.raft_log.applied;
-        let due = index >= self.last_snapshot + self.snapshot_every;
-        let busy = self.snapshot_running || self.snapshot_job.is_some();
-        if !self.force_snapshot && (!due || busy) {
+        let due = index >= self.snapshots.last + self.snapshots.every;
+        let busy = self.snapshots.running || self.snapshots.job.is_some();
+        if !self.snapshots.forced && (!due || busy) {
             return Ok(());
         }
-        let forced = std::mem::take(&mut self.force_snapshot);
+        let forced = std::mem::take(&mut self.snapshots.forced);
         let point = SnapshotPoint {
             index,
             term: self.raw.raft.raft_log.term(index).unwrap_or(0),
             conf_state: self.raw.raft.prs().conf().to_conf_state(),
             kv: self.kv.read().recover().clone(),
-            members: self.member_urls(),
-            conf_epoch: self.conf_epoch,
+            members: self.directory.urls_of_members(),
+            conf_epoch: self.directory.conf_epoch,
         };
-        self.last_snapshot = index;
+        self.snapshots.last = index;
         flush_applied(applied, events);
-        if self.app_snapshots {
+        if self.snapshots.app {
             // The application's state machine is at `index` right after this batch's
             // applied entries: ask it for its bytes there. A request still unanswered (its
             // hook threw, or it never answered) gives way to this one: the application is
             // asked again at every snapshot point until it answers (a late answer to the old
             // one is then ignored as stale).
-            if let Some(unanswered) = &self.pending_snapshot {
+            if let Some(unanswered) = &self.snapshots.pending {
                 tracing::warn!(
                     unanswered = unanswered.index,
                     index,
@@ -82,7 +116,7 @@ impl<S: LogStore> Core<S> {
                     unanswered.index
                 );
             }
-            self.pending_snapshot = Some(point);
+            self.snapshots.pending = Some(point);
             events.push(Event::SnapshotRequest { index });
             return Ok(());
         }
@@ -91,37 +125,37 @@ impl<S: LogStore> Core<S> {
             let snapshot = job.run()?;
             self.adopt_snapshot(snapshot, events)?;
         } else {
-            self.snapshot_job = Some(job);
+            self.snapshots.job = Some(job);
         }
         Ok(())
     }
 
     /// The application's bytes for the snapshot point `index`.
     pub fn provide_app_snapshot(&mut self, index: u64, app: Vec<u8>) {
-        match self.pending_snapshot.take() {
+        match self.snapshots.pending.take() {
             Some(point) if point.index == index => {
                 let sink = self.raw.store().snapshot_sink();
-                self.snapshot_job = Some(SnapshotJob::new(point, Some(app), sink));
+                self.snapshots.job = Some(SnapshotJob::new(point, Some(app), sink));
             }
-            other => self.pending_snapshot = other, // stale or unknown: ignore
+            other => self.snapshots.pending = other, // stale or unknown: ignore
         }
     }
 
     /// The snapshot job to run now, if one waits and none is running: the driver runs it
     /// off its thread and hands the result to [`Core::finish_snapshot`].
     pub fn take_snapshot_job(&mut self) -> Option<SnapshotJob> {
-        if self.snapshot_running {
+        if self.snapshots.running {
             return None;
         }
-        let job = self.snapshot_job.take()?;
-        self.snapshot_running = true;
+        let job = self.snapshots.job.take()?;
+        self.snapshots.running = true;
         Some(job)
     }
 
     /// The outcome of the job last taken: the store adopts the snapshot and compacts the
     /// log. A failure to write it is a storage failure: the node must stop.
     pub fn finish_snapshot(&mut self, outcome: Result<Snapshot>) -> Result<Vec<Event>> {
-        self.snapshot_running = false;
+        self.snapshots.running = false;
         let mut events = Vec::new();
         self.adopt_snapshot(outcome?, &mut events)?;
         Ok(events)
@@ -137,7 +171,7 @@ impl<S: LogStore> Core<S> {
         let keep = self.entries_to_keep(index);
         let bytes = snapshot.data.len() as u64;
         if self.raw.mut_store().adopt_snapshot(snapshot, keep)? {
-            self.snapshot_index = index;
+            self.snapshots.index = index;
             events.push(Event::Snapshot {
                 index,
                 term,
@@ -155,13 +189,13 @@ impl<S: LogStore> Core<S> {
     /// state instead, and the writes it had forwarded were answered by no entry it applied
     /// (they reached it inside the snapshot).
     pub(super) fn entries_to_keep(&self, index: u64) -> u64 {
-        let keep = crate::config::SNAPSHOT_KEEP_ENTRIES.min(self.snapshot_every);
+        let keep = crate::config::SNAPSHOT_KEEP_ENTRIES.min(self.snapshots.every);
         let raft = &self.raw.raft;
         if raft.state != StateRole::Leader {
             return keep;
         }
-        let now = self.clock.now();
-        let window = self.election * ACTIVE_ELECTIONS;
+        let now = self.time.clock.now();
+        let window = self.time.election * ACTIVE_ELECTIONS;
         let slowest = raft
             .prs()
             .iter()
@@ -171,7 +205,7 @@ impl<S: LogStore> Core<S> {
         match slowest {
             // The follower's next append needs the term of its last entry: keep that too.
             Some(matched) if matched < index => {
-                (index - matched).clamp(keep, keep.max(2 * self.snapshot_every))
+                (index - matched).clamp(keep, keep.max(2 * self.snapshots.every))
             }
             _ => keep,
         }

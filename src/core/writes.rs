@@ -18,7 +18,7 @@ impl<S: LogStore> Core<S> {
 
     /// The entry data of a write, or why it fails at once whatever the leader.
     pub(super) fn encode_proposal(&self, command: &Command, forward: bool) -> Result<Vec<u8>> {
-        if self.removed {
+        if self.directory.removed() {
             return Err(Error::Removed);
         }
         command.validate().map_err(Error::Invalid)?;
