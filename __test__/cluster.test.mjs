@@ -233,6 +233,22 @@ describe('status and events', () => {
 });
 
 describe('watch', () => {
+  it('a consumer waiting in next() when its signal aborts gets the AbortError, not a plain end', async () => {
+    const c = await cluster({ size: 1 });
+    await c.waitForLeader();
+    const ac = new AbortController();
+    const watch = c.nodes[0].watch({ prefix: 'x/', signal: ac.signal });
+    const waiting = watch.next().then(
+      (r) => r,
+      (err) => err,
+    );
+    ac.abort(new Error('enough'));
+    const got = await waiting;
+    expect(got).toMatchObject({ name: 'AbortError' });
+    expect(got.cause.message).toBe('enough');
+    expect(await watch.next()).toEqual({ value: undefined, done: true });
+  });
+
   it('yields every change under the prefix in log order, and ends on abort', async () => {
     const c = await cluster({ size: 3 });
     await c.waitForLeader();

@@ -73,7 +73,11 @@ function encode(value, what = 'value') {
   return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
 }
 
-/** Decodes stored bytes; `null`/`undefined` (absent) decode to `undefined`. */
+/**
+ * Decodes stored bytes; `null`/`undefined` (absent) decode to `undefined`. The value is what
+ * a caller stored: its type is the caller's to say (as `get<T>()` does).
+ * @returns {any}
+ */
 function decode(bytes) {
   if (bytes === null || bytes === undefined) return undefined;
   try {

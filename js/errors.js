@@ -30,13 +30,14 @@ class RaftError extends Error {
   /**
    * @param {string} code one of RaftError.codes
    * @param {string} message
-   * @param {{ leaderId?: string | null, cause?: unknown }} [extra]
+   * @param {{ leaderId?: string | null, lastIndex?: number, cause?: unknown }} [extra]
    */
   constructor(code, message, extra = {}) {
     super(message, extra.cause === undefined ? undefined : { cause: extra.cause });
     this.name = 'RaftError';
     this.code = code;
     if (code === 'ERR_NOT_LEADER') this.leaderId = extra.leaderId ?? null;
+    if (extra.lastIndex !== undefined) this.lastIndex = extra.lastIndex;
   }
 
   get [kRaftError]() {
@@ -49,18 +50,19 @@ class RaftError extends Error {
 }
 RaftError.codes = CODES;
 
-// The binding reports engine errors as JSON `{code, message, leaderId}` in the message.
+/**
+ * A RaftError for how a native call failed: the NativeFailure an async call resolved with, or
+ * the error a synchronous call threw (its `code` is the engine's, and it stays as `cause`).
+ * Anything else (not the engine's) becomes ERR_INVALID with the original as `cause`.
+ */
 function fromNative(err) {
   if (err instanceof RaftError) return err;
-  const text = err && typeof err.message === 'string' ? err.message : String(err);
-  try {
-    const parsed = JSON.parse(text);
-    if (parsed && typeof parsed.code === 'string') {
-      return new RaftError(parsed.code, parsed.message, { leaderId: parsed.leaderId });
-    }
-  } catch {
-    // not one of ours: fall through
+  const code = err !== null && typeof err === 'object' ? err.code : undefined;
+  if (typeof code === 'string' && CODES.includes(code)) {
+    const cause = err instanceof Error ? err : undefined;
+    return new RaftError(code, err.message, { leaderId: err.leaderId ?? null, cause });
   }
+  const text = err && typeof err.message === 'string' ? err.message : String(err);
   return new RaftError('ERR_INVALID', text, { cause: err });
 }
 

@@ -103,6 +103,7 @@ function parsedBody(req) {
 }
 
 function forward(req, res, target, from, o, refuse) {
+  /** @type {import('node:http').OutgoingHttpHeaders} */
   const headers = {};
   for (const [name, value] of Object.entries(req.headers)) if (!HOP_BY_HOP.has(name)) headers[name] = value;
   headers[FORWARDED] = from;
@@ -127,7 +128,7 @@ function forward(req, res, target, from, o, refuse) {
     if (!res.writableFinished) upstream.destroy();
   });
   upstream.on('timeout', () => upstream.destroy(new RaftError('ERR_TIMEOUT', `the leader did not answer within ${o.timeoutMs} ms`)));
-  upstream.on('error', (err) => {
+  upstream.on('error', (/** @type {NodeJS.ErrnoException} */ err) => {
     if (res.headersSent) return res.destroy(err);
     if (err.code === 'ERR_TIMEOUT') return sendError(res, err, o.retryAfterSeconds);
     refuse(`cannot reach the leader at ${target.origin}: ${err.message}`);

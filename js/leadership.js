@@ -10,13 +10,16 @@
 // the event loop. A new reign (another term) starts at once; a run that lasted at least
 // RESTART_MAX_MS resets the backoff. Throws are reported as `error` events (ERR_CALLBACK).
 
-const { RaftError, callbackError } = require('./errors.js');
+const { RaftError, abortError, callbackError } = require('./errors.js');
+const check = require('./options.js');
+
+/** @typedef {import('./core.js').NodeCore} NodeCore */
 
 const RESTART_MIN_MS = 100;
 const RESTART_MAX_MS = 10_000;
 
 /**
- * @param {import('./node.js').RaftNode} node
+ * @param {{ isLeader: boolean, term: number, role: string, leaderId: string | null, reportError(err: unknown): void }} node
  * @param {(ctx: { signal: AbortSignal, term: number }) => unknown} job
  * @param {AbortSignal | undefined} signal
  * @param {{ subscribe(fn: () => void): () => void, remainingMs(): number }} lease
@@ -24,6 +27,7 @@ const RESTART_MAX_MS = 10_000;
 function runWhileLeader(node, job, signal, lease) {
   let cancelled = false;
   let controller = null; // of the current run
+  let controllerTerm = 0; // the term it runs in
   let running = null; // promise of the current run
   let expiry = null; // timer at the instant the current lease would end
   let restart = null; // { term, at, delay }: when a job that ended in this reign may run again
@@ -40,7 +44,7 @@ function runWhileLeader(node, job, signal, lease) {
 
   const evaluate = () => {
     const lead = !cancelled && node.isLeader;
-    if (controller && !controller.signal.aborted && (!lead || node.term !== controller.term)) {
+    if (controller && !controller.signal.aborted && (!lead || node.term !== controllerTerm)) {
       const why = cancelled ? 'cancelled' : node.role === 'stopped' ? 'node stopped' : 'leadership lost';
       controller.abort(new RaftError('ERR_NOT_LEADER', `runWhileLeader: ${why}`, { leaderId: node.leaderId }));
     }
@@ -56,7 +60,7 @@ function runWhileLeader(node, job, signal, lease) {
       const term = node.term;
       const startedAt = Date.now();
       controller = new AbortController();
-      controller.term = term;
+      controllerTerm = term;
       const ctx = { signal: controller.signal, term };
       running = (async () => {
         try {
@@ -94,4 +98,64 @@ function runWhileLeader(node, job, signal, lease) {
   return cancel;
 }
 
-module.exports = { runWhileLeader };
+/**
+ * The public `runWhileLeader(job, opts)`: checks its arguments and feeds the lease of `core`.
+ * @param {NodeCore} core
+ */
+function whileLeader(core, job, opts) {
+  if (typeof job !== 'function') throw new TypeError(`job must be a function, got ${check.typeName(job)}`);
+  const signal = check.signal(check.opts(opts).signal);
+  return runWhileLeader(core.node, job, signal, {
+    subscribe: (fn) => {
+      core.leaseListeners.add(fn);
+      return () => core.leaseListeners.delete(fn);
+    },
+    remainingMs: () => (core.state === 'running' ? (core.native?.status()?.leaseRemainingMs ?? 0) : 0),
+  });
+}
+
+/**
+ * Resolves with the leader's id once one is known (at once if it is).
+ * @param {NodeCore} core
+ * @param {{ leaderId: string | null }} node
+ */
+function waitForLeader(core, node, opts) {
+  const o = check.opts(opts);
+  const timeoutMs = check.timeout(o.timeoutMs, 'opts.timeoutMs', 10_000);
+  const signal = check.signal(o.signal);
+  if (signal && signal.aborted) return Promise.reject(abortError(signal));
+  const known = node.leaderId;
+  if (known && core.state === 'running') return Promise.resolve(known);
+  if (core.state === 'stopped' || core.state === 'stopping') {
+    return Promise.reject(new RaftError('ERR_STOPPED', `node ${core.id} is stopped`));
+  }
+  const emitter = core.node;
+  return new Promise((resolve, reject) => {
+    const done = (fn, v) => {
+      clearTimeout(timer);
+      emitter.off('leaderChange', onChange);
+      emitter.off('stopped', onStopped);
+      if (signal) signal.removeEventListener('abort', onAbort);
+      fn(v);
+    };
+    const onChange = (e) => e.leaderId && done(resolve, e.leaderId);
+    const onStopped = () => done(reject, new RaftError('ERR_STOPPED', `node ${core.id} stopped`));
+    const onAbort = () => done(reject, abortError(signal));
+    const timer = setTimeout(() => done(reject, new RaftError('ERR_TIMEOUT', `no leader within ${timeoutMs} ms`)), timeoutMs);
+    emitter.on('leaderChange', onChange);
+    emitter.on('stopped', onStopped);
+    if (signal) signal.addEventListener('abort', onAbort, { once: true });
+  });
+}
+
+/**
+ * Hands leadership to `to` (or the most up-to-date voter); resolves with the new leader.
+ * @param {NodeCore} core
+ */
+async function transferLeadership(core, to, opts) {
+  if (to !== undefined && to !== null) check.memberName('to', to);
+  const timeoutMs = check.timeout(check.opts(opts).timeoutMs);
+  return core.call((n) => n.transferLeadership(to ?? null, timeoutMs));
+}
+
+module.exports = { runWhileLeader, whileLeader, waitForLeader, transferLeadership };

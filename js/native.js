@@ -14,7 +14,7 @@ function isMusl() {
   try {
     return fs.readFileSync('/usr/bin/ldd', 'utf8').includes('musl');
   } catch {
-    const header = process.report?.getReport?.().header;
+    const header = /** @type {any} */ (process.report?.getReport?.())?.header;
     return !header?.glibcVersionRuntime;
   }
 }
@@ -27,6 +27,7 @@ function platformId() {
   return base;
 }
 
+/** @returns {typeof import('./binding')} */
 function load() {
   const id = platformId();
   const local = path.join(__dirname, `raftline.${id}.node`);

@@ -53,8 +53,10 @@ function validateOptions(options, internal = {}) {
   for (const key of Object.keys(options)) {
     if (!KNOWN.has(key)) throw new TypeError(`options.${key} is not a RaftNode option`);
   }
-  const o = options;
+  // Checked field by field below, against what index.d.ts's RaftNodeOptions says.
+  const o = /** @type {Record<string, any>} */ (options);
   const id = memberName('options.id', o.id);
+  /** @type {Record<string, string>} */
   const peers = {};
   if (o.peers !== undefined) {
     if (o.peers === null || typeof o.peers !== 'object' || Array.isArray(o.peers)) {

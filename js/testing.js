@@ -143,7 +143,7 @@ class TestCluster {
 
 /**
  * Starts `size` nodes named n1..nN on 127.0.0.1 with ephemeral ports.
- * @param {import('../index').TestClusterOptions} [options]
+ * @param {import('./testing').TestClusterOptions} [options]
  */
 async function createTestCluster(options = {}) {
   const o = check.opts(options, 'options');

@@ -18,6 +18,7 @@ class WatchQueue {
   #waiting = null; // { resolve, reject } of a pending next()
   #done = false;
   #error = null;
+  #onAbort = () => this.#fail(abortError(this.#signal));
 
   constructor(prefix, signal, onClose, maxBuffered = DEFAULT_MAX_BUFFERED) {
     this.#prefix = prefix;
@@ -26,7 +27,7 @@ class WatchQueue {
     this.#maxBuffered = maxBuffered;
     if (signal) {
       if (signal.aborted) this.#fail(abortError(signal));
-      else signal.addEventListener('abort', () => this.#fail(abortError(signal)), { once: true });
+      else signal.addEventListener('abort', this.#onAbort, { once: true });
     }
   }
 
@@ -56,8 +57,8 @@ class WatchQueue {
     const err = new RaftError(
       'ERR_WATCH_OVERFLOW',
       `the watch fell ${dropped} changes behind (the limit is ${this.#maxBuffered}): its changes after index ${lastIndex} were dropped; watch again from there`,
+      { lastIndex },
     );
-    err.lastIndex = lastIndex;
     this.#fail(err);
   }
 
@@ -65,6 +66,8 @@ class WatchQueue {
   close() {
     if (this.#done) return;
     this.#done = true;
+    // A long-lived signal does not keep a closed watch (and its node) reachable.
+    this.#signal?.removeEventListener('abort', this.#onAbort);
     this.#onClose();
     if (this.#waiting) {
       this.#waiting.resolve({ value: undefined, done: true });
@@ -72,14 +75,20 @@ class WatchQueue {
     }
   }
 
+  /**
+   * Ends the iteration with `err`: a consumer waiting in next() gets it now, one that is not
+   * gets it from its next call. (A waiting consumer once got a plain end on abort: the
+   * iteration stopped without saying why.)
+   */
   #fail(err) {
     if (this.#done) return;
-    this.#error = err;
-    this.close();
     if (this.#waiting) {
       this.#waiting.reject(err);
       this.#waiting = null;
+    } else {
+      this.#error = err;
     }
+    this.close();
   }
 
   next() {

@@ -1,0 +1,183 @@
+'use strict';
+// The key-value methods of RaftNode: writes (set, delete, cas, batch, update, incr, propose),
+// reads (get, getLocal, entries) and watch. Each checks its arguments, encodes values and
+// calls the engine; the engine replicates, orders and answers.
+
+const { RaftError, abortError } = require('./errors.js');
+const { encode, decode } = require('./codec.js');
+const check = require('./options.js');
+const { WatchQueue } = require('./watch.js');
+
+/** @typedef {import('./core.js').NodeCore} NodeCore */
+
+function writeResult(r) {
+  return { index: r.index, term: r.term };
+}
+
+function writeOpts(opts) {
+  const o = check.opts(opts);
+  return {
+    timeoutMs: check.timeout(o.timeoutMs),
+    forward: o.forward === undefined ? true : check.boolean('opts.forward', o.forward),
+    signal: check.signal(o.signal),
+  };
+}
+
+function readOpts(opts) {
+  const o = check.opts(opts);
+  const consistency = o.consistency ?? 'linearizable';
+  if (!['linearizable', 'lease', 'local'].includes(consistency)) {
+    throw new TypeError(`opts.consistency must be 'linearizable', 'lease' or 'local', got ${JSON.stringify(consistency)}`);
+  }
+  return { consistency, timeoutMs: check.timeout(o.timeoutMs), signal: check.signal(o.signal) };
+}
+
+/** @param {NodeCore} core */
+async function set(core, key, value, opts) {
+  check.key(key);
+  if (value === undefined) throw new TypeError('value must be MessagePack-encodable, got undefined (use delete)');
+  const bytes = encode(value);
+  const o = writeOpts(opts);
+  return writeResult(await core.call((n) => n.set(key, bytes, o.timeoutMs, o.forward), o.signal));
+}
+
+/** @param {NodeCore} core */
+async function del(core, key, opts) {
+  check.key(key);
+  const o = writeOpts(opts);
+  const r = await core.call((n) => n.delete(key, o.timeoutMs, o.forward), o.signal);
+  return { ...writeResult(r), existed: r.ok };
+}
+
+/**
+ * `expected === undefined`: the key must be absent. `next === undefined`: delete it.
+ * @param {NodeCore} core
+ */
+async function cas(core, key, expected, next, opts) {
+  check.key(key);
+  const exp = expected === undefined ? null : encode(expected, 'expected');
+  const nxt = next === undefined ? null : encode(next, 'next');
+  const o = writeOpts(opts);
+  const r = await core.call((n) => n.cas(key, exp, nxt, o.timeoutMs, o.forward), o.signal);
+  return { ...writeResult(r), ok: r.ok, current: decode(r.value) };
+}
+
+/** @param {NodeCore} core */
+async function batch(core, ops, opts) {
+  if (!Array.isArray(ops)) throw new TypeError(`ops must be an array, got ${check.typeName(ops)}`);
+  const native = ops.map((op, i) => {
+    if (op === null || typeof op !== 'object') throw new TypeError(`ops[${i}] must be an object`);
+    check.key(op.key, `ops[${i}].key`);
+    if (op.op === 'set') {
+      if (op.value === undefined) throw new TypeError(`ops[${i}].value must be MessagePack-encodable, got undefined`);
+      return { op: 'set', key: op.key, value: encode(op.value, `ops[${i}].value`) };
+    }
+    if (op.op === 'delete') return { op: 'delete', key: op.key };
+    throw new TypeError(`ops[${i}].op must be 'set' or 'delete', got ${JSON.stringify(op.op)}`);
+  });
+  const o = writeOpts(opts);
+  return writeResult(await core.call((n) => n.batch(native, o.timeoutMs, o.forward), o.signal));
+}
+
+/**
+ * Read-modify-write through cas. A conflict (another write got in between) is retried with
+ * jittered backoff until the deadline, so contention alone never fails it early; `fn` runs
+ * locally, never replicated, and may run several times.
+ * @param {NodeCore} core
+ */
+async function update(core, key, fn, opts) {
+  check.key(key);
+  if (typeof fn !== 'function') throw new TypeError(`fn must be a function, got ${check.typeName(fn)}`);
+  const o = writeOpts(opts);
+  const deadline = Date.now() + o.timeoutMs;
+  const remaining = () => Math.max(1, deadline - Date.now());
+  // The loop compares the stored bytes themselves: `fn` gets them decoded, never re-encoded.
+  let current = (await core.call((n) => n.get(key, 'linearizable', o.timeoutMs), o.signal)) ?? null;
+  for (let attempt = 0; ; attempt++) {
+    const next = await fn(decode(current));
+    const nextBytes = next === undefined ? null : encode(next, 'fn()');
+    const r = await core.call((n) => n.cas(key, current, nextBytes, remaining(), o.forward), o.signal);
+    if (r.ok) return writeResult(r);
+    current = r.value ?? null;
+    // Full jitter over a window that doubles per conflict (1 ms up to 100 ms): contenders
+    // spread out instead of colliding again in the next entry.
+    const pause = Math.random() * Math.min(100, 2 ** attempt);
+    if (Date.now() + pause >= deadline) {
+      throw new RaftError('ERR_CONFLICT', `update(${JSON.stringify(key)}): still conflicting after ${attempt + 1} attempts in ${o.timeoutMs} ms`);
+    }
+    await new Promise((resolve) => setTimeout(resolve, pause));
+    if (o.signal && o.signal.aborted) throw abortError(o.signal);
+  }
+}
+
+/**
+ * Atomic numeric add in one entry (absent key = 0); resolves with the new value.
+ * @param {NodeCore} core
+ */
+async function incr(core, key, by = 1, opts) {
+  check.key(key);
+  if (typeof by !== 'number') throw new TypeError(`by must be a number, got ${check.typeName(by)}`);
+  if (!Number.isFinite(by)) throw new RangeError(`by must be a finite number, got ${by}`);
+  const o = writeOpts(opts);
+  const r = await core.call((n) => n.incr(key, by, o.timeoutMs, o.forward), o.signal);
+  if (!r.ok) {
+    throw new RaftError('ERR_INVALID', `incr(${JSON.stringify(key)}): the value there is not a number (entry ${r.index} changed nothing)`);
+  }
+  return { ...writeResult(r), value: decode(r.value) };
+}
+
+/** @param {NodeCore} core */
+async function propose(core, data, opts) {
+  if (!(data instanceof Uint8Array)) throw new TypeError(`data must be a Buffer or Uint8Array, got ${check.typeName(data)}`);
+  const o = writeOpts(opts);
+  const buf = Buffer.isBuffer(data) ? data : Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+  return writeResult(await core.call((n) => n.propose(buf, o.timeoutMs, o.forward), o.signal));
+}
+
+/** @param {NodeCore} core */
+async function get(core, key, opts) {
+  check.key(key);
+  const o = readOpts(opts);
+  return decode(await core.call((n) => n.get(key, o.consistency, o.timeoutMs), o.signal));
+}
+
+/** @param {NodeCore} core */
+function getLocal(core, key) {
+  check.key(key);
+  if (core.state !== 'running') throw new RaftError('ERR_STOPPED', `node ${core.id} is not running`);
+  return decode(core.callSync((n) => n.getLocal(key)));
+}
+
+/**
+ * @param {NodeCore} core
+ * @returns {Promise<Array<[string, unknown]>>}
+ */
+async function entries(core, opts) {
+  const o = readOpts(opts);
+  const prefix = check.prefix(check.opts(opts).prefix);
+  const pairs = await core.call((n) => n.entries(prefix, o.consistency, o.timeoutMs), o.signal);
+  return pairs.map((p) => [p.key, decode(p.value)]);
+}
+
+/** @param {NodeCore} core */
+function watch(core, opts) {
+  const o = check.opts(opts);
+  const prefix = check.prefix(o.prefix);
+  const signal = check.signal(o.signal);
+  const maxBuffered = o.maxBuffered === undefined ? undefined : check.integer('opts.maxBuffered', o.maxBuffered, 1, 2 ** 31 - 1);
+  const queue = new WatchQueue(
+    prefix,
+    signal,
+    () => {
+      core.watchers.delete(queue);
+      core.syncWantApplied();
+    },
+    maxBuffered,
+  );
+  if (core.state === 'stopped') queue.close();
+  else core.watchers.add(queue);
+  core.syncWantApplied();
+  return queue;
+}
+
+module.exports = { set, delete: del, cas, batch, update, incr, propose, get, getLocal, entries, watch };
