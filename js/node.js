@@ -17,6 +17,8 @@ const { metricsJson, prometheusText } = require('./metrics.js');
 
 // Test clusters build nodes whose peer URLs are learnt after start (ephemeral ports).
 const kInternal = Symbol('raftline.internal');
+// The crash tests build nodes whose kill loses what was not fsynced, as a power loss would.
+const kPowerLoss = Symbol('raftline.powerLoss');
 
 /** @implements {Omit<import('../index').RaftNode, keyof EventEmitter>} */
 class RaftNode extends EventEmitter {
@@ -27,6 +29,7 @@ class RaftNode extends EventEmitter {
   constructor(options, internal = {}) {
     super();
     const config = check.validateOptions(options, { allowUnknownUrls: internal === kInternal });
+    if (internal === kPowerLoss) config.native.emulatePowerLoss = true;
     const core = new NodeCore(this, config);
     this.#core = core;
     // Applied entries cross into JS only while someone listens for them. A new listener
@@ -312,4 +315,4 @@ class RaftNode extends EventEmitter {
   }
 }
 
-module.exports = { RaftNode, kInternal };
+module.exports = { RaftNode, kInternal, kPowerLoss };

@@ -121,6 +121,7 @@ function validateOptions(options, internal = {}) {
     join: o.join === undefined ? false : boolean('options.join', o.join),
     secret: o.secret === undefined ? undefined : secret(o.secret),
     insecure: o.insecure === undefined ? false : boolean('options.insecure', o.insecure),
+    emulatePowerLoss: false,
     ...(o.tls === undefined ? {} : tls(o.tls)),
   };
   const scheme = o.tls === undefined ? 'ws://' : 'wss://';

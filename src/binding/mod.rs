@@ -57,6 +57,9 @@ pub struct NativeOptions {
     pub tls_cert: Option<Buffer>,
     pub tls_key: Option<Buffer>,
     pub tls_ca: Option<Buffer>,
+    /// Tests: a kill loses what was written but not fsynced, as a power loss would (the
+    /// crash tests' nodes; no user option sets it).
+    pub emulate_power_loss: Option<bool>,
 }
 
 /// Where a started node listens.
@@ -112,9 +115,7 @@ impl NativeRaftNode {
         config.join = options.join.unwrap_or(false);
         config.secret = options.secret.map(crate::config::Secret::new);
         config.insecure = options.insecure.unwrap_or(false);
-        // The crash tests' power-loss emulation, for the child processes they start (the
-        // engine itself reads no environment).
-        config.emulate_power_loss = std::env::var_os("RAFTLINE_TEST_POWER_LOSS").is_some();
+        config.emulate_power_loss = options.emulate_power_loss.unwrap_or(false);
         if let (Some(cert), Some(key)) = (options.tls_cert, options.tls_key) {
             config.tls = Some(crate::config::TlsFiles {
                 cert: cert.to_vec(),
