@@ -29,14 +29,8 @@ impl NativeRaftNode {
     /// Blocks the driver for `ms`, as a disk stalled in fsync would (tests).
     #[napi]
     pub async fn stall_driver(&self, ms: u32) -> Either<(), NativeFailure> {
-        let stalled = match self.handle() {
-            Ok(handle) => {
-                handle
-                    .stall_driver(Duration::from_millis(u64::from(ms)))
-                    .await
-            }
-            Err(error) => Err(error),
-        };
+        let stall = Duration::from_millis(u64::from(ms));
+        let stalled = async { self.handle()?.stall_driver(stall).await }.await;
         settle(stalled, |()| ())
     }
 
@@ -48,10 +42,7 @@ impl NativeRaftNode {
             "panic" => Ok(InjectedFault::Panic),
             other => Err(EngineError::Invalid(format!("unknown fault {other:?}"))),
         };
-        let injected = match (self.handle(), fault) {
-            (Ok(handle), Ok(fault)) => handle.inject_fault(fault).await,
-            (Err(error), _) | (_, Err(error)) => Err(error),
-        };
+        let injected = async { self.handle()?.inject_fault(fault?).await }.await;
         settle(injected, |()| ())
     }
 }

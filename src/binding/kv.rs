@@ -54,10 +54,7 @@ impl NativeRaftNode {
             timeout: ms(timeout_ms),
             forward,
         };
-        let outcome = match self.handle() {
-            Ok(handle) => handle.write(command, options).await,
-            Err(error) => Err(error),
-        };
+        let outcome = async { self.handle()?.write(command, options).await }.await;
         settle(outcome, NativeWriteResult::from)
     }
 }
@@ -167,10 +164,8 @@ impl NativeRaftNode {
         consistency: String,
         timeout_ms: u32,
     ) -> Either<Option<Buffer>, NativeFailure> {
-        let value = match (self.handle(), read_options(&consistency, timeout_ms)) {
-            (Ok(handle), Ok(options)) => handle.get(&key, options).await,
-            (Err(error), _) | (_, Err(error)) => Err(error),
-        };
+        let options = read_options(&consistency, timeout_ms);
+        let value = async { self.handle()?.get(&key, options?).await }.await;
         settle(value, |v| v.map(Buffer::from))
     }
 
@@ -189,10 +184,8 @@ impl NativeRaftNode {
         consistency: String,
         timeout_ms: u32,
     ) -> Either<Vec<NativeEntry>, NativeFailure> {
-        let pairs = match (self.handle(), read_options(&consistency, timeout_ms)) {
-            (Ok(handle), Ok(options)) => handle.entries(&prefix, options).await,
-            (Err(error), _) | (_, Err(error)) => Err(error),
-        };
+        let options = read_options(&consistency, timeout_ms);
+        let pairs = async { self.handle()?.entries(&prefix, options?).await }.await;
         settle(pairs, |pairs| {
             pairs
                 .into_iter()

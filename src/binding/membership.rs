@@ -15,10 +15,8 @@ impl NativeRaftNode {
         change: MembershipChange,
         timeout_ms: u32,
     ) -> Either<f64, NativeFailure> {
-        let index = match self.handle() {
-            Ok(handle) => handle.change_membership(change, ms(timeout_ms)).await,
-            Err(error) => Err(error),
-        };
+        let timeout = ms(timeout_ms);
+        let index = async { self.handle()?.change_membership(change, timeout).await }.await;
         settle(index, |index| index as f64)
     }
 }
@@ -80,14 +78,12 @@ impl NativeRaftNode {
         to: Option<String>,
         timeout_ms: u32,
     ) -> Either<String, NativeFailure> {
-        let leader = match self.handle() {
-            Ok(handle) => {
-                handle
-                    .transfer_leadership(to.as_deref(), ms(timeout_ms))
-                    .await
-            }
-            Err(error) => Err(error),
-        };
+        let timeout = ms(timeout_ms);
+        let leader = async {
+            let handle = self.handle()?;
+            handle.transfer_leadership(to.as_deref(), timeout).await
+        }
+        .await;
         settle(leader, |leader| leader)
     }
 }

@@ -230,11 +230,12 @@ impl NativeRaftNode {
     #[napi]
     pub async fn provide_snapshot(&self, index: f64, data: Buffer) -> Either<(), NativeFailure> {
         let data = data.to_vec();
-        let result = match self.handle() {
-            Ok(handle) => handle.provide_app_snapshot(index as u64, data).await,
-            Err(error) => Err(error),
-        };
-        settle(result, |()| ())
+        let provided = async {
+            let handle = self.handle()?;
+            handle.provide_app_snapshot(index as u64, data).await
+        }
+        .await;
+        settle(provided, |()| ())
     }
 
     /// Sets the URL of a peer (test clusters learn ephemeral ports after start).
