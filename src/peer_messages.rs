@@ -23,6 +23,10 @@ pub enum Delivery {
     NotAMember(u64),
     /// A snapshot to this peer was written to its connection, or was lost.
     Snapshot { to: u64, delivered: bool },
+    /// This peer's host refused a connection: nothing listens at its address, so its node
+    /// is stopped or its process is gone (killed, crashed). A live node, even one cut off,
+    /// never causes this (see `core::leadership`: a follower fails over from it early).
+    Gone(u64),
 }
 
 /// The reason with which a leader closes the connection of a node that is no longer a

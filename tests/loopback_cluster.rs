@@ -6,7 +6,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{fast, wait_until, Cluster, DEADLINE};
-use raftline::{BatchOp, Consistency, Error, Role, WriteOptions};
+use raftline::{BatchOp, Config, Consistency, Error, Role, WriteOptions};
 use serde_bytes::ByteBuf;
 
 fn opts() -> WriteOptions {
@@ -204,6 +204,80 @@ async fn killing_the_leader_fails_over_well_under_a_second() {
             "{}",
             h.name()
         );
+    }
+    cluster.stop().await;
+}
+
+/// Heartbeat 100 ms, election 1-2 s: any election sooner than a second after the leader
+/// was last heard is the early failover's.
+fn slow(config: &mut Config) {
+    config.heartbeat = Duration::from_millis(100);
+    config.election_timeout = Duration::from_secs(1);
+    if std::env::var_os("FAILOVER_DEBUG").is_some() {
+        config.log_level = tracing::level_filters::LevelFilter::DEBUG;
+    }
+}
+
+/// Phase 1: a leader is killed (its port released, as when its process dies). Phase 2: its
+/// followers find its address refusing them and elect a new leader within 400 ms, where
+/// their one-second election timers would have taken a second or more. Three rounds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_leader_is_replaced_before_any_election_timer_runs_out() {
+    for round in 0..3 {
+        let mut cluster = Cluster::start(3, slow).await;
+        let old = cluster.wait_for_leader().await;
+        let term = cluster.node(&old).status().term;
+        cluster
+            .node(&old)
+            .set("k", b"1".to_vec(), opts())
+            .await
+            .unwrap();
+        let killed_at = Instant::now();
+        cluster.kill(&old).await;
+        let new = wait_until(DEADLINE, || {
+            cluster
+                .live()
+                .iter()
+                .find(|h| h.status().role == Role::Leader)
+                .map(|h| h.name().to_string())
+        })
+        .await
+        .expect("a new leader");
+        let took = killed_at.elapsed();
+        eprintln!("round {round}: {old} killed -> {new} leads after {took:?}");
+        assert!(
+            took < Duration::from_millis(400),
+            "round {round}: took {took:?}"
+        );
+        assert_eq!(cluster.node(&new).status().term, term + 1, "round {round}");
+        cluster.stop().await;
+    }
+}
+
+/// A live leader whose connection to a follower breaks (here: it redials the follower,
+/// as after a URL change) keeps leading: the follower finds the leader's address
+/// answering, and nothing is elected. Twenty breaks under writes; every node stays in the
+/// leader's term.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_whose_link_to_a_follower_breaks_keeps_leading() {
+    let cluster = Cluster::start(3, slow).await;
+    let leader = cluster.wait_for_leader().await;
+    let follower = cluster.other_than(&leader);
+    let url = cluster.node(&follower).url().to_string();
+    let term = cluster.node(&leader).status().term;
+    for i in 0..20u32 {
+        cluster.node(&leader).set_peer_url(&follower, &url).unwrap();
+        cluster
+            .node(&follower)
+            .set("k", i.to_le_bytes().to_vec(), opts())
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+    for h in cluster.live() {
+        let s = h.status();
+        assert_eq!(s.term, term, "{}: {s:?}", h.name());
+        assert_eq!(s.leader.as_deref(), Some(leader.as_str()), "{}", h.name());
     }
     cluster.stop().await;
 }

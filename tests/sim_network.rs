@@ -508,6 +508,85 @@ fn partitioned_leader_is_replaced_and_its_log_converges_after_recovery() {
     );
 }
 
+/// Phase 1: n1 leads; its node dies (cut off, and its address refuses connections: both
+/// followers hear `Gone`). Phase 2: a new leader is elected within a few ticks, far sooner
+/// than an election timeout (40 ticks here), and without a split vote: the survivors
+/// campaign in the order of their ids.
+#[test]
+fn followers_told_their_leaders_node_is_gone_elect_a_new_leader_at_once() {
+    let case = "leader gone";
+    let mut sim = Sim::with(3, |c| c.election_timeout = Duration::from_millis(400));
+    sim.cores.get_mut("n1").unwrap().campaign().unwrap();
+    sim.settle(case);
+    let term = sim.term("n1");
+    sim.tick(5, case);
+    sim.isolate("n1");
+    for n in ["n2", "n3"] {
+        let gone = Delivery::Gone(raft_id("n1"));
+        sim.cores.get_mut(n).unwrap().report_delivery(gone);
+    }
+    sim.settle(case);
+    let mut ticks = 0;
+    while sim.leaders_among(&["n2", "n3"]).is_empty() && ticks < 10 {
+        sim.tick(1, case);
+        ticks += 1;
+    }
+    let first = if raft_id("n2") < raft_id("n3") {
+        "n2"
+    } else {
+        "n3"
+    };
+    assert_eq!(
+        sim.leaders_among(&["n2", "n3"]),
+        vec![first.to_string()],
+        "{case}: the first survivor by raft id leads after {ticks} ticks"
+    );
+    assert!(ticks <= 2, "{case}: elected after {ticks} ticks");
+    assert_eq!(
+        sim.term(first),
+        term + 1,
+        "{case}: one election, no split vote"
+    );
+    let mut write = sim.propose("n3", "after", "1");
+    sim.settle(case);
+    assert!(
+        matches!(write.try_recv(), Ok(Ok(_))),
+        "{case}: writes commit"
+    );
+}
+
+/// A follower told that a live leader is gone (its own link broke, or a report it should
+/// not have believed) forgets it, but its pre-vote is refused by the follower that still
+/// hears the leader: the leader keeps leading in its term, and the follower rejoins it.
+#[test]
+fn a_follower_alone_in_believing_its_leader_gone_disturbs_nothing() {
+    let case = "one follower believes the leader gone";
+    let mut sim = Sim::with(3, |c| c.election_timeout = Duration::from_millis(400));
+    sim.cores.get_mut("n1").unwrap().campaign().unwrap();
+    sim.settle(case);
+    let term = sim.term("n1");
+    sim.tick(5, case);
+    let gone = Delivery::Gone(raft_id("n1"));
+    sim.cores.get_mut("n3").unwrap().report_delivery(gone);
+    sim.settle(case);
+    for _ in 0..60 {
+        sim.tick(1, case);
+        assert_eq!(sim.role("n1"), Role::Leader, "{case}: n1 keeps leading");
+        assert_eq!(sim.term("n1"), term, "{case}: in its term");
+    }
+    assert_eq!(
+        sim.cores["n3"].status().leader.as_deref(),
+        Some("n1"),
+        "{case}: n3 follows n1 again"
+    );
+    let mut write = sim.propose("n3", "k", "v");
+    sim.settle(case);
+    assert!(
+        matches!(write.try_recv(), Ok(Ok(_))),
+        "{case}: writes commit"
+    );
+}
+
 #[test]
 fn a_heartbeat_committing_beyond_the_log_is_clamped_not_fatal() {
     let case = "heartbeat beyond the log";

@@ -62,6 +62,7 @@ impl<S: LogStore> Core<S> {
         use raft::SnapshotStatus;
         match delivery {
             Delivery::Unreachable(peer) => self.raw.report_unreachable(peer),
+            Delivery::Gone(peer) => self.leader_gone(peer),
             Delivery::NotAMember(peer) => {
                 if self.directory.was_member() && peer == self.raw.raft.leader_id {
                     self.mark_removed();

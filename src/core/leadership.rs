@@ -11,7 +11,23 @@ pub(super) struct Leadership {
     pub(super) lease: Lease,
     /// A leadership transfer this node started, answered when a leader is known.
     pub(super) transfer: Option<Reply<String>>,
+    /// The leader's node is gone: this follower campaigns without waiting for its timer.
+    pub(super) failover: Option<Failover>,
 }
+
+/// A failover in progress (see [`Core::leader_gone`]).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Failover {
+    /// From this tick on, campaign (pre-vote first) while no leader is known.
+    from: u64,
+    /// After this tick, leave it to the election timer.
+    until: u64,
+}
+
+/// Ticks between the failover campaigns of two survivors of adjacent rank: the first
+/// campaigns at once, the next only if no leader emerged meanwhile (two at once would
+/// split the vote, and the election timer would decide after all).
+const FAILOVER_STAGGER_TICKS: u64 = 2;
 
 impl Leadership {
     pub(super) fn new(lease: Lease) -> Self {
@@ -20,6 +36,7 @@ impl Leadership {
             role: Role::Follower,
             lease,
             transfer: None,
+            failover: None,
         }
     }
 }
@@ -35,6 +52,70 @@ impl<S: LogStore> Core<S> {
         self.raw
             .campaign()
             .map_err(|e| Error::Invalid(format!("cannot campaign: {e}")))
+    }
+
+    /// The node of `peer` is gone: its host refused a connection, so nothing listens at its
+    /// address (its process was killed or crashed, or it stopped). If it was this
+    /// follower's leader, the follower forgets it and campaigns now instead of after an
+    /// election timeout: ranked by raft id among the other voters, the first at once and
+    /// each next one [`FAILOVER_STAGGER_TICKS`] later, for as long as no leader is known
+    /// (at most one election timeout; then the timer takes over). Pre-vote keeps this from
+    /// disturbing a live leader: a voter that still hears from one refuses the pre-vote.
+    ///
+    /// The lease stays safe: a voter forgets its leader early only when the leader's own
+    /// host refused a connection to its listener, and a node whose listener is gone serves
+    /// no lease (it stopped, or its process died). A leader cut off by the network is never
+    /// refused, only unreachable: its followers wait for their timers as before.
+    pub(super) fn leader_gone(&mut self, peer: u64) {
+        let raft = &self.raw.raft;
+        if peer == INVALID_ID
+            || peer != raft.leader_id
+            || raft.state != StateRole::Follower
+            || !raft.promotable()
+        {
+            return;
+        }
+        let mut others: Vec<u64> = raft
+            .prs()
+            .conf()
+            .voters()
+            .ids()
+            .iter()
+            .filter(|&v| v != peer)
+            .collect();
+        others.sort_unstable();
+        let rank = others.iter().position(|&v| v == self.id).unwrap_or(0) as u64;
+        tracing::info!(
+            leader = ?self.name_of(peer),
+            "the leader's node is gone (its address refuses connections): failing over"
+        );
+        let term = raft.term;
+        self.raw.raft.become_follower(term, INVALID_ID);
+        let from = self.time.ticks + rank * FAILOVER_STAGGER_TICKS;
+        self.leadership.failover = Some(Failover {
+            from,
+            until: from + self.time.election_ticks,
+        });
+        self.continue_failover();
+    }
+
+    /// Campaigns for a failover that is due, while no leader is known. A voter that has not
+    /// yet seen the leader go ignores the pre-vote (it still hears the leader, as far as it
+    /// knows): the pre-vote is sent again on the next tick, not after an election timeout.
+    pub(super) fn continue_failover(&mut self) {
+        let Some(failover) = self.leadership.failover else {
+            return;
+        };
+        let raft = &self.raw.raft;
+        let ticks = self.time.ticks;
+        if raft.leader_id != INVALID_ID || ticks > failover.until {
+            self.leadership.failover = None;
+            return;
+        }
+        let waiting = matches!(raft.state, StateRole::Follower | StateRole::PreCandidate);
+        if ticks >= failover.from && waiting {
+            let _ = self.raw.campaign();
+        }
     }
 
     /// Hands leadership to `to`, or to the most up-to-date other voter.

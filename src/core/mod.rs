@@ -266,6 +266,7 @@ impl<S: LogStore> Core<S> {
         if self.time.ticks.is_multiple_of(self.time.election_ticks) {
             self.retry_conf_changes();
         }
+        self.continue_failover();
         self.expire(self.time.clock.now());
     }
 

@@ -28,8 +28,10 @@ pub struct Status {
     pub voters: Arc<[String]>,
     pub learners: Arc<[String]>,
     /// While this node leads under a lease confirmed by a quorum: when the lease ends. Until
-    /// then no other node can have been elected. Read through [`Status::is_leader`], which
-    /// checks the instant when asked (a stalled driver cannot stretch the lease).
+    /// then no other node can have been elected. A stopping node withdraws it before its
+    /// listener closes (its followers fail over as soon as they find the address refusing
+    /// them). Read through [`Status::is_leader`], which checks the instant when asked (a
+    /// stalled driver cannot stretch the lease).
     pub lease_until: Option<Instant>,
     /// This node was removed from the cluster: it serves no more requests.
     pub removed: bool,

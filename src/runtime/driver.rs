@@ -201,9 +201,13 @@ impl<S: LogStore> Driver<S> {
         self.core.fail_all(Error::Stopped);
         self.snapshots.finish().await;
         let stopped = self.status.borrow().clone().stopped();
+        // The lease ends here, before the listener closes: from then on the followers may
+        // find this node's address refusing them and elect another leader at once (see
+        // `Core::leader_gone`), and no read may still be served under this node's lease.
+        let mut withdrawn = self.status.borrow().clone();
+        withdrawn.lease_until = None;
+        self.publish_status(withdrawn);
         self.transport.shutdown().await;
-        // A stopped (or killed) leader's lease is not withdrawn from the log: no other node
-        // may lead before it runs out all the same.
         self.status.send_replace(stopped);
         if let Some(reply) = stop_reply {
             let _ = reply.send(());

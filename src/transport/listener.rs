@@ -154,7 +154,9 @@ async fn serve(shared: Arc<Shared>, tcp: TcpStream, addr: SocketAddr, inbound: I
                 claim.heard();
                 continue;
             }
-            Some(Ok(WsMessage::Close(_))) | None => return,
+            // The peer closed the connection or went away (stopped, killed, network): not
+            // its fault, nothing to answer. Is its node still there?
+            Some(Ok(WsMessage::Close(_))) | None => return shared.probe(&from),
             // A frame over the limit: a writer of this version never sends one, so this is a
             // peer of another version or a hostile one. Operators must see it (a follower
             // whose frames are refused never catches up).
@@ -169,10 +171,9 @@ async fn serve(shared: Arc<Shared>, tcp: TcpStream, addr: SocketAddr, inbound: I
                 );
                 break format!("frame of {size} bytes over the {max_size} byte limit");
             }
-            // The peer went away (stopped, killed, network): not its fault, nothing to answer.
             Some(Err(e)) => {
                 tracing::debug!(peer = %from, %addr, "connection lost: {e}");
-                return;
+                return shared.probe(&from);
             }
             Some(Ok(WsMessage::Text(_) | WsMessage::Frame(_))) => {
                 break "unexpected non-binary message".to_string()

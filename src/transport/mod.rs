@@ -208,6 +208,8 @@ struct PeerLink {
     url: watch::Sender<String>,
     light: mpsc::Sender<Vec<Message>>,
     bulk: mpsc::Sender<Vec<Message>>,
+    /// Asks the writer to dial now, with nothing to send (is the peer still there?).
+    probe: Arc<tokio::sync::Notify>,
 }
 
 impl PeerLink {
@@ -379,6 +381,14 @@ impl Drop for Transport {
 }
 
 impl Shared {
+    /// Asks the writer to `member` to dial it now: a connection from it ended, and a
+    /// refused dial tells at once whether its node is gone.
+    fn probe(&self, member: &str) {
+        if let Some(link) = self.peers.read().recover().get(&raft_id(member)) {
+            link.probe.notify_one();
+        }
+    }
+
     /// The peer URL this node knows for `member`, if any.
     fn peer_url(&self, member: &str) -> Option<String> {
         let peers = self.peers.read().recover();
@@ -431,11 +441,13 @@ impl TransportControl {
         let (url_tx, url_rx) = watch::channel(url.to_string());
         let (light_tx, light_rx) = mpsc::channel(PEER_QUEUE_BATCHES);
         let (bulk_tx, bulk_rx) = mpsc::channel(PEER_QUEUE_BATCHES);
+        let probe = Arc::new(tokio::sync::Notify::new());
         self.shared.spawn(peer::run(
             Arc::clone(&self.shared),
             peer.to_string(),
             url_rx,
             peer::Queues::new(light_rx, bulk_rx),
+            Arc::clone(&probe),
         ));
         peers.insert(
             raft_id(peer),
@@ -444,6 +456,7 @@ impl TransportControl {
                 url: url_tx,
                 light: light_tx,
                 bulk: bulk_tx,
+                probe,
             },
         );
         Ok(())

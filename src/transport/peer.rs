@@ -19,6 +19,7 @@ use serde_bytes::ByteBuf;
 use super::auth::{self, Side, Transcript};
 use super::seal::{Sealer, SessionKeys};
 use crate::ids::raft_id;
+use crate::peer_messages::Delivery;
 use crate::transport::wire::{Frame, MAX_MESSAGES_PER_FRAME, PROTOCOL_VERSION};
 
 type PeerSocket = tokio_tungstenite::WebSocketStream<Box<dyn super::Io>>;
@@ -80,38 +81,81 @@ impl Queues {
     }
 }
 
+/// Why a dial failed; `refused`: the peer's host refused the TCP connection (nothing
+/// listens at its address).
+struct DialFailure {
+    reason: String,
+    refused: bool,
+}
+
+impl From<String> for DialFailure {
+    fn from(reason: String) -> Self {
+        DialFailure {
+            reason,
+            refused: false,
+        }
+    }
+}
+
+/// The pauses between the dials made with nothing to send after a connection to the peer
+/// was lost, or when asked to probe it, until one connects: the first goes at once, and a
+/// dying node's listener may still take it (its process is closing its sockets one by one).
+const PROBE_PAUSES: [Duration; 5] = [
+    Duration::from_millis(1),
+    Duration::from_millis(3),
+    Duration::from_millis(10),
+    Duration::from_millis(30),
+    Duration::from_millis(100),
+];
+/// Dials made so: one, and one after each pause.
+const PROBE_DIALS: usize = PROBE_PAUSES.len() + 1;
+
 /// Runs until aborted: wait for something to send, dial, write, redial. A node dials a peer
-/// only once it has something for it: a joining node, which members refuse until they
-/// have added it, first hears from the leader and then answers.
+/// only once it has something for it (a joining node, which members refuse until they
+/// have added it, first hears from the leader and then answers), or when asked to `probe`
+/// it, and at once after a connection to it is lost (see [`PROBE_DIALS`]). A refused dial
+/// is reported as [`Delivery::Gone`](crate::peer_messages::Delivery::Gone): that is how a
+/// follower learns within milliseconds that its leader's process died.
 pub(super) async fn run(
     shared: Arc<Shared>,
     peer: String,
     mut url: watch::Receiver<String>,
     mut queues: Queues,
+    probe: Arc<tokio::sync::Notify>,
 ) {
     let mut delays = backoff();
     let mut held = Held::default();
+    // Dials still to make with nothing to send: a connection was lost, or a probe asked.
+    let mut probes = 0;
     loop {
         let first = if !held.messages.is_empty() {
             held.take()
+        } else if probes > 0 {
+            probes -= 1;
+            Vec::new()
         } else {
             tokio::select! {
                 batch = queues.recv() => match batch {
                     Some(batch) => batch,
                     None => return,
                 },
+                () = probe.notified() => {
+                    probes = PROBE_DIALS - 1;
+                    Vec::new()
+                }
                 changed = url.changed() => if changed.is_ok() { continue } else { return },
             }
         };
         let target = url.borrow_and_update().clone();
         let outcome = if target.is_empty() {
-            Err("no address known".to_string())
+            Err(DialFailure::from("no address known".to_string()))
         } else {
             dial(&shared, &peer, &target).await
         };
         match outcome {
             Ok(link) => {
                 delays = backoff();
+                probes = 0;
                 tracing::debug!(%peer, "connected");
                 let stats = &shared.stats;
                 stats.connections_opened.fetch_add(1, Ordering::Relaxed);
@@ -122,18 +166,28 @@ pub(super) async fn run(
                     // Idle for good, or a new URL: wait for the next message.
                     Ok(()) => continue,
                     Err(reason) => {
-                        tracing::debug!(%peer, "connection lost: {reason}")
+                        tracing::debug!(%peer, "connection lost: {reason}");
+                        // Is the peer still there? A refused dial says at once that it is not.
+                        probes = PROBE_DIALS;
+                        continue;
                     }
                 }
             }
-            Err(reason) => {
+            Err(DialFailure { reason, refused }) => {
                 held.keep(first, &shared, &peer);
+                if refused {
+                    let _ = shared.reports.send(Delivery::Gone(raft_id(&peer)));
+                }
                 tracing::debug!(%peer, url = %target, "dial failed: {reason}")
             }
         }
         // Wait before the next dial, discarding stale messages but for forwarded requests;
-        // a new URL dials at once.
-        let pause = tokio::time::sleep(delays.next().unwrap_or(Duration::from_secs(2)));
+        // a new URL dials at once. A probe's dials come closer together.
+        let pause = match probes {
+            0 => delays.next().unwrap_or(Duration::from_secs(2)),
+            left => PROBE_PAUSES[PROBE_DIALS - 1 - left],
+        };
+        let pause = tokio::time::sleep(pause);
         tokio::pin!(pause);
         loop {
             tokio::select! {
@@ -196,12 +250,20 @@ struct Link {
 }
 
 /// Connects and performs the handshake.
-async fn dial(shared: &Shared, peer: &str, url: &str) -> Result<Link, String> {
+async fn dial(shared: &Shared, peer: &str, url: &str) -> Result<Link, DialFailure> {
+    let (host, port) = crate::config::parse_ws_url(url)?;
+    let connect = tokio::net::TcpStream::connect((host.trim_matches(['[', ']']), port));
+    let tcp = match tokio::time::timeout(HANDSHAKE_TIMEOUT, connect).await {
+        Ok(Ok(tcp)) => tcp,
+        Ok(Err(e)) => {
+            return Err(DialFailure {
+                refused: e.kind() == std::io::ErrorKind::ConnectionRefused,
+                reason: e.to_string(),
+            })
+        }
+        Err(_) => return Err("connect timed out".to_string().into()),
+    };
     let attempt = async {
-        let (host, port) = crate::config::parse_ws_url(url)?;
-        let tcp = tokio::net::TcpStream::connect((host.trim_matches(['[', ']']), port))
-            .await
-            .map_err(|e| e.to_string())?;
         let _ = tcp.set_nodelay(true);
         let io: Box<dyn super::Io> = match &shared.tls {
             Some(tls) => tls.connect(&host, tcp).await?,
@@ -264,9 +326,10 @@ async fn dial(shared: &Shared, peer: &str, url: &str) -> Result<Link, String> {
             _ => Err("unexpected handshake answer".to_string()),
         }
     };
-    tokio::time::timeout(HANDSHAKE_TIMEOUT, attempt)
+    let link = tokio::time::timeout(HANDSHAKE_TIMEOUT, attempt)
         .await
-        .map_err(|_| "handshake timed out".to_string())?
+        .map_err(|_| "handshake timed out".to_string())?;
+    Ok(link?)
 }
 
 /// The listener's next handshake frame, or why there is none. `seal`: the listener proved
@@ -309,9 +372,7 @@ async fn answer(
 /// member, the driver learns it (a leader's word means this node was removed).
 fn report_refusal(shared: &Shared, peer: &str, reason: &str) {
     if reason.contains(crate::peer_messages::NOT_A_MEMBER) {
-        let _ = shared
-            .reports
-            .send(crate::peer_messages::Delivery::NotAMember(raft_id(peer)));
+        let _ = shared.reports.send(Delivery::NotAMember(raft_id(peer)));
     }
 }
 
@@ -379,6 +440,9 @@ async fn pump(
             }
         };
         queues.take_more_like(&mut batch);
+        if batch.is_empty() {
+            continue; // a probe's connection, with nothing to send yet
+        }
         let mut frames = crate::transport::wire::Frames::new(&batch);
         for frame in frames.by_ref() {
             writer.write(frame, shared, &batch).await?;
