@@ -137,4 +137,40 @@ describe('crash safety (child processes, SIGKILL)', () => {
     const { acked } = await crashCycles({ size: 3, cycles: 6, env: { RAFTLINE_TEST_POWER_LOSS: '1' } });
     expect(acked).toBeGreaterThan(100);
   }, 120_000);
+
+  it("SIGKILL of the leader's process: a survivor leads within 500 ms, where its 2 s election timer could not have fired", async () => {
+    // Phase 1: three members with a 2 s election timeout. Phase 2, twice: the leader's
+    // process is SIGKILLed; its port refuses the survivors, who elect a new leader at once;
+    // it accepts a write; the killed member comes back.
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'raftline-failover-'));
+    dirs.push(dir);
+    const env = { RAFTLINE_TEST_TIMING: JSON.stringify({ heartbeatMs: 200, electionTimeoutMs: 2000 }) };
+    const ids = ['m1', 'm2', 'm3'];
+    const ports = await freePorts(ids.length);
+    const peers = Object.fromEntries(ids.map((id, i) => [id, `ws://127.0.0.1:${ports[i]}`]));
+    const members = await startAll(ids, peers, dir, env);
+    for (let round = 0; round < 2; round++) {
+      const statuses = await Promise.all(members.map((m) => m.call('status')));
+      const old = statuses.findIndex((s) => s.role === 'leader');
+      expect(old).toBeGreaterThanOrEqual(0);
+      const survivors = members.filter((_, i) => i !== old);
+      const t0 = performance.now();
+      members[old].child.kill('SIGKILL');
+      let leader;
+      while (!leader) {
+        const now = await Promise.all(survivors.map((m) => m.call('status')));
+        leader = survivors[now.findIndex((s) => s.role === 'leader' && s.term > statuses[old].term)];
+        expect(performance.now() - t0).toBeLessThan(10_000);
+      }
+      await leader.call('set', { key: `after-kill-${round}`, value: round });
+      const took = performance.now() - t0;
+      expect(took).toBeLessThan(500);
+      await members[old].exited;
+      members[old] = new Member(ids[old], peers, path.join(dir, ids[old]), env);
+      await members[old].ready;
+      await members[old].call('waitForLeader');
+    }
+    for (const m of members) m.child.disconnect();
+    await Promise.all(members.map((m) => m.exited));
+  }, 60_000);
 });
