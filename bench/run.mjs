@@ -1,9 +1,13 @@
 // `npm run bench`: figures for an in-process 3-node cluster with in-memory storage.
 //   - write throughput with 256 writes in flight
 //   - write latency p50/p99 with 1 in flight
-//   - failover: leader killed -> a new leader accepts a write, fast and default timing
+//   - failover: the leader's process SIGKILLed, or the leader partitioned away -> a new
+//     leader accepts a write, fast and default timing
 // Each is measured over several runs; the median and the worst are printed.
+import { fork } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
+import net from 'node:net';
+import { fileURLToPath } from 'node:url';
 import os from 'node:os';
 import path from 'node:path';
 import { createTestCluster } from 'raftline/testing';
@@ -88,15 +92,93 @@ const restartTime = (entries) => withDataDir(true, async (dataDir) => {
   return { started, ready, entries: last };
 });
 
-async function failover(timing) {
+const TIMINGS = {
+  fast: { heartbeatMs: 10, electionTimeoutMs: 50 },
+  default: { heartbeatMs: 50, electionTimeoutMs: 150 },
+};
+
+/** A member process (bench/member.mjs) and its IPC calls. */
+function memberProcess(options) {
+  const child = fork(fileURLToPath(new URL('./member.mjs', import.meta.url)), [JSON.stringify(options)], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  const pending = new Map();
+  let rid = 0;
+  const ready = new Promise((resolve, reject) => {
+    child.once('exit', () => reject(new Error(`${options.id} exited before it was ready`)));
+    child.on('message', (m) => {
+      if (m.ready) return resolve();
+      const p = pending.get(m.rid);
+      pending.delete(m.rid);
+      if (m.ok) p.resolve(m.result);
+      else p.reject(Object.assign(new Error(m.code), { code: m.code }));
+    });
+  });
+  const exited = new Promise((resolve) => child.on('exit', resolve));
+  child.on('exit', () => pending.forEach((p) => p.reject(new Error('exited'))));
+  const call = (cmd, args = {}) =>
+    new Promise((resolve, reject) => {
+      pending.set(++rid, { resolve, reject });
+      child.send({ rid, cmd, args });
+    });
+  return { child, ready, exited, call };
+}
+
+function freePorts(n) {
+  return Promise.all(
+    Array.from({ length: n }, () => new Promise((resolve) => {
+      const s = net.createServer().listen(0, '127.0.0.1', () => {
+        const { port } = s.address();
+        s.close(() => resolve(port));
+      });
+    })),
+  );
+}
+
+/** SIGKILL of the leader's process (3 processes on loopback) until a survivor accepts a write. */
+async function processFailover(timing) {
+  const ids = ['p1', 'p2', 'p3'];
+  const ports = await freePorts(3);
+  const peers = Object.fromEntries(ids.map((id, i) => [id, `ws://127.0.0.1:${ports[i]}`]));
+  const members = ids.map((id) => memberProcess({ id, peers, logLevel: 'error', ...TIMINGS[timing] }));
+  try {
+    await Promise.all(members.map((m) => m.ready));
+    let statuses;
+    do {
+      statuses = await Promise.all(members.map((m) => m.call('status')));
+    } while (!statuses.some((s) => s.role === 'leader'));
+    const old = statuses.findIndex((s) => s.role === 'leader');
+    await members[old].call('set', { key: 'before', value: 1, timeoutMs: 1000 });
+    const survivors = members.filter((_, i) => i !== old);
+    const t0 = performance.now();
+    members[old].child.kill('SIGKILL');
+    for (;;) {
+      const now = await Promise.all(survivors.map((m) => m.call('status')));
+      const leader = survivors[now.findIndex((s) => s.role === 'leader')];
+      if (leader) {
+        try {
+          await leader.call('set', { key: 'after', value: 2, timeoutMs: 1000 });
+          return performance.now() - t0;
+        } catch {
+          // lost the election race or not yet committed in its term: try again
+        }
+      }
+      if (performance.now() - t0 > 10_000) throw new Error('no failover within 10 s');
+    }
+  } finally {
+    members.forEach((m) => m.child.connected && m.child.disconnect());
+    members.forEach((m) => m.child.kill('SIGKILL'));
+    await Promise.all(members.map((m) => m.exited));
+  }
+}
+
+/** The leader cut off from both followers (its process alive) until the majority accepts a write. */
+async function partitionFailover(timing) {
   const c = await createTestCluster({ size: 3, timing });
   try {
     const old = await c.waitForLeader();
     await old.set('before', 1);
     const survivors = c.nodes.filter((n) => n !== old);
     const t0 = performance.now();
-    await c.kill(old.id);
-    // Write on whichever survivor leads as soon as one does.
+    c.partition([old.id], survivors.map((n) => n.id));
     for (;;) {
       const leader = survivors.find((n) => n.role === 'leader');
       if (leader) {
@@ -104,10 +186,10 @@ async function failover(timing) {
           await leader.set('after', 2, { timeoutMs: 1000, forward: false });
           return performance.now() - t0;
         } catch {
-          // lost the election race or not yet committed in its term: try again
+          // not yet committed in its term: try again
         }
       }
-      await new Promise((r) => setImmediate(r));
+      await new Promise((r) => setTimeout(r, 1));
       if (performance.now() - t0 > 10_000) throw new Error('no failover within 10 s');
     }
   } finally {
@@ -216,7 +298,10 @@ console.log(`leadership transfer (fast timing) until the new leader accepted a w
 const stalls = await series('rolling restart', quick ? 2 : 3, rollingRestartStall);
 console.log(`rolling restart of a 3-node durable cluster (stop() then restart, each member in turn): longest gap between acknowledged writes median ${fmt(median(stalls.xs), 1)} ms, max ${fmt(Math.max(...stalls.xs), 1)} ms`);
 for (const timing of ['fast', 'default']) {
-  const f = await series('failover', RUNS, () => failover(timing));
-  const note = timing === 'fast' ? 'heartbeat 10 ms, election 50 ms' : 'heartbeat 50 ms, election 150 ms';
-  console.log(`failover (${timing}: ${note}): median ${fmt(median(f.xs))} ms, max ${fmt(Math.max(...f.xs))} ms  [${f.xs.map((x) => fmt(x)).join(', ')}]`);
+  const { heartbeatMs, electionTimeoutMs } = TIMINGS[timing];
+  const note = `heartbeat ${heartbeatMs} ms, election ${electionTimeoutMs} ms`;
+  const killed = await series('failover by SIGKILL', RUNS, () => processFailover(timing));
+  console.log(`failover, SIGKILL of the leader's process until a survivor accepts a write (${timing}: ${note}): median ${fmt(median(killed.xs), 1)} ms, max ${fmt(Math.max(...killed.xs), 1)} ms  [${killed.xs.map((x) => fmt(x, 1)).join(', ')}]`);
+  const cut = await series('failover by partition', RUNS, () => partitionFailover(timing));
+  console.log(`failover, leader partitioned away until the majority accepts a write (${timing}): median ${fmt(median(cut.xs))} ms, max ${fmt(Math.max(...cut.xs))} ms`);
 }
