@@ -33,34 +33,40 @@ function step(key) {
   return /^[A-Za-z_$][\w$]*$/.test(key) ? `.${key}` : `[${JSON.stringify(key)}]`;
 }
 
-/** Throws a TypeError naming the first part of `value` that would not read back as written. */
+/**
+ * Throws a TypeError naming the first part of `value` that would not read back as written.
+ * `path()` says where `value` sits: built only for an error (building every property's path
+ * for every write cost more than the check).
+ */
 function checkEncodable(value, path, ancestors) {
   switch (typeof value) {
     case 'string':
-      return wellFormed(value, path);
+      if (!value.isWellFormed()) wellFormed(value, path());
+      return;
     case 'boolean':
     case 'number':
       return;
     case 'object':
       break;
     default:
-      throw new TypeError(`${path} must be MessagePack-encodable, got ${typeof value}`);
+      throw new TypeError(`${path()} must be MessagePack-encodable, got ${typeof value}`);
   }
   if (value === null || value instanceof Uint8Array || value instanceof Date) return;
-  if (ancestors.includes(value)) throw new TypeError(`${path} refers back to one of its own ancestors (a cyclic value)`);
-  if (ancestors.length >= MAX_DEPTH) throw new TypeError(`${path} is nested deeper than ${MAX_DEPTH} levels`);
+  if (ancestors.includes(value)) throw new TypeError(`${path()} refers back to one of its own ancestors (a cyclic value)`);
+  if (ancestors.length >= MAX_DEPTH) throw new TypeError(`${path()} is nested deeper than ${MAX_DEPTH} levels`);
   ancestors.push(value);
   if (Array.isArray(value)) {
     // An index loop, not forEach: holes are refused (they would read back as null).
-    for (let i = 0; i < value.length; i++) checkEncodable(value[i], `${path}[${i}]`, ancestors);
+    for (let i = 0; i < value.length; i++) checkEncodable(value[i], () => `${path()}[${i}]`, ancestors);
   } else if (isPlainObject(value)) {
     for (const key of Object.keys(value)) {
-      wellFormed(key, `${path}${step(key)} (its key)`);
-      checkEncodable(value[key], `${path}${step(key)}`, ancestors);
+      const at = () => `${path()}${step(key)}`;
+      if (!key.isWellFormed()) wellFormed(key, `${at()} (its key)`);
+      checkEncodable(value[key], at, ancestors);
     }
   } else {
     throw new TypeError(
-      `${path} is ${describe(value)}: only null, booleans, numbers, strings, arrays, plain objects, Buffer/Uint8Array and Date are stored as they are`,
+      `${path()} is ${describe(value)}: only null, booleans, numbers, strings, arrays, plain objects, Buffer/Uint8Array and Date are stored as they are`,
     );
   }
   ancestors.pop();
@@ -68,7 +74,7 @@ function checkEncodable(value, path, ancestors) {
 
 /** Encodes a user value; `what` names the argument in errors. */
 function encode(value, what = 'value') {
-  checkEncodable(value, what, []);
+  checkEncodable(value, () => what, []);
   const bytes = encoder.encode(value);
   return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
 }

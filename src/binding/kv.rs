@@ -43,7 +43,9 @@ fn read_options(consistency: &str, timeout_ms: u32) -> crate::Result<ReadOptions
 }
 
 impl NativeRaftNode {
-    /// Replicates `command`; the result once it is applied on this node.
+    /// Replicates `command`; the result once it is applied on this node. Only `cas` and
+    /// `incr` hand JS the value (the one after them): the previous value `set` and `delete`
+    /// have would cost a buffer per write that JS throws away.
     async fn write(
         &self,
         command: Command,
@@ -54,8 +56,14 @@ impl NativeRaftNode {
             timeout: ms(timeout_ms),
             forward,
         };
+        let with_value = matches!(command, Command::Cas { .. } | Command::Incr { .. });
         let outcome = async { self.handle()?.write(command, options).await }.await;
-        settle(outcome, NativeWriteResult::from)
+        settle(outcome, |mut outcome| {
+            if !with_value {
+                outcome.value = None;
+            }
+            NativeWriteResult::from(outcome)
+        })
     }
 }
 
