@@ -49,6 +49,30 @@ describe('election', () => {
 });
 
 describe('writes and reads', () => {
+  it('writes issued in one turn cross as one batch: all settle, each at its own index, and past the request queue ERR_OVERLOADED', async () => {
+    // Phase 1: 5,000 writes in one turn, through a follower: each answered at an index of
+    // its own. Phase 2: the follower's engine stalled (the leader's would lose its lead),
+    // 80,000 more in one turn: the driver's queue (65,536, and up to 1,024 taken with the
+    // stall) takes what it holds and the rest are refused at once with ERR_OVERLOADED;
+    // every promise settles.
+    const c = await cluster({ size: 3 });
+    const leader = await c.waitForLeader();
+    const follower = c.nodes.find((n) => n !== leader);
+    const results = await Promise.all(Array.from({ length: 5000 }, (_, i) => follower.set(`b/${i % 50}`, i)));
+    expect(new Set(results.map((r) => r.index)).size).toBe(5000);
+    expect(await follower.get('b/49')).toBe(4999);
+
+    await c.stall(follower.id, 2000);
+    const settled = await Promise.allSettled(Array.from({ length: 80_000 }, (_, i) => follower.set('o', i, { timeoutMs: 30_000 })));
+    const overloaded = settled.filter((r) => r.status === 'rejected' && r.reason.code === 'ERR_OVERLOADED').length;
+    const written = settled.filter((r) => r.status === 'fulfilled').length;
+    const other = settled.filter((r) => r.status === 'rejected' && r.reason.code !== 'ERR_OVERLOADED').map((r) => `${r.reason.code}: ${r.reason.message}`);
+    expect([...new Set(other)]).toEqual([]);
+    expect(written + overloaded).toBe(80_000);
+    expect(overloaded).toBeGreaterThanOrEqual(80_000 - 65_536 - 1_024);
+    expect(written).toBeGreaterThanOrEqual(65_536);
+  }, 60_000);
+
   it('forwards follower writes; { forward: false } rejects ERR_NOT_LEADER with the leader id', async () => {
     const c = await cluster({ size: 3 });
     const leader = await c.waitForLeader();

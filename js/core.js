@@ -59,6 +59,8 @@ class NodeCore {
     this.id = config.native.id;
     /** @type {import('./binding').NativeRaftNode | null} */
     this.native = null;
+    /** Writes and reads crossing in batches (from start on). @type {import('./batch.js').Batch | null} */
+    this.batch = null;
     /** @type {NodeState} */
     this.state = 'new';
     /** @type {string | null} */
@@ -102,6 +104,21 @@ class NodeCore {
       throw fromNative(err);
     }
     return settled(value);
+  }
+
+  /**
+   * Submits a write or a read in this turn's batch, against `signal`.
+   * @param {import('./batch.js').Op} op
+   * @param {AbortSignal} [signal]
+   */
+  async batched(op, signal) {
+    this.running();
+    try {
+      return await abortable(this.batch.submit(op), signal);
+    } catch (err) {
+      if (err && /** @type {Error} */ (err).name === 'AbortError') throw err;
+      throw fromNative(err);
+    }
   }
 
   /**

@@ -38,14 +38,14 @@ async function set(core, key, value, opts) {
   if (value === undefined) throw new TypeError('value must be MessagePack-encodable, got undefined (use delete)');
   const bytes = encode(value);
   const o = writeOpts(opts);
-  return writeResult(await core.call((n) => n.set(key, bytes, o.timeoutMs, o.forward), o.signal));
+  return writeResult(await core.batched({ kind: 'set', key, value: bytes, timeoutMs: o.timeoutMs, forward: o.forward }, o.signal));
 }
 
 /** @param {NodeCore} core */
 async function del(core, key, opts) {
   check.key(key);
   const o = writeOpts(opts);
-  const r = await core.call((n) => n.delete(key, o.timeoutMs, o.forward), o.signal);
+  const r = await core.batched({ kind: 'delete', key, timeoutMs: o.timeoutMs, forward: o.forward }, o.signal);
   return { ...writeResult(r), existed: r.ok };
 }
 
@@ -58,7 +58,7 @@ async function cas(core, key, expected, next, opts) {
   const exp = expected === undefined ? null : encode(expected, 'expected');
   const nxt = next === undefined ? null : encode(next, 'next');
   const o = writeOpts(opts);
-  const r = await core.call((n) => n.cas(key, exp, nxt, o.timeoutMs, o.forward), o.signal);
+  const r = await core.batched({ kind: 'cas', key, expected: exp, next: nxt, timeoutMs: o.timeoutMs, forward: o.forward }, o.signal);
   return { ...writeResult(r), ok: r.ok, current: decode(r.value) };
 }
 
@@ -92,11 +92,11 @@ async function update(core, key, fn, opts) {
   const deadline = Date.now() + o.timeoutMs;
   const remaining = () => Math.max(1, deadline - Date.now());
   // The loop compares the stored bytes themselves: `fn` gets them decoded, never re-encoded.
-  let current = (await core.call((n) => n.get(key, 'linearizable', o.timeoutMs), o.signal)) ?? null;
+  let current = (await core.batched({ kind: 'get', key, consistency: 'linearizable', timeoutMs: o.timeoutMs }, o.signal)) ?? null;
   for (let attempt = 0; ; attempt++) {
     const next = await fn(decode(current));
     const nextBytes = next === undefined ? null : encode(next, 'fn()');
-    const r = await core.call((n) => n.cas(key, current, nextBytes, remaining(), o.forward), o.signal);
+    const r = await core.batched({ kind: 'cas', key, expected: current, next: nextBytes, timeoutMs: remaining(), forward: o.forward }, o.signal);
     if (r.ok) return writeResult(r);
     current = r.value ?? null;
     // Full jitter over a window that doubles per conflict (1 ms up to 100 ms): contenders
@@ -119,7 +119,7 @@ async function incr(core, key, by = 1, opts) {
   if (typeof by !== 'number') throw new TypeError(`by must be a number, got ${check.typeName(by)}`);
   if (!Number.isFinite(by)) throw new RangeError(`by must be a finite number, got ${by}`);
   const o = writeOpts(opts);
-  const r = await core.call((n) => n.incr(key, by, o.timeoutMs, o.forward), o.signal);
+  const r = await core.batched({ kind: 'incr', key, by, timeoutMs: o.timeoutMs, forward: o.forward }, o.signal);
   if (!r.ok) {
     throw new RaftError('ERR_INVALID', `incr(${JSON.stringify(key)}): the value there is not a number (entry ${r.index} changed nothing)`);
   }
@@ -131,14 +131,14 @@ async function propose(core, data, opts) {
   if (!(data instanceof Uint8Array)) throw new TypeError(`data must be a Buffer or Uint8Array, got ${check.typeName(data)}`);
   const o = writeOpts(opts);
   const buf = Buffer.isBuffer(data) ? data : Buffer.from(data.buffer, data.byteOffset, data.byteLength);
-  return writeResult(await core.call((n) => n.propose(buf, o.timeoutMs, o.forward), o.signal));
+  return writeResult(await core.batched({ kind: 'propose', key: '', value: buf, timeoutMs: o.timeoutMs, forward: o.forward }, o.signal));
 }
 
 /** @param {NodeCore} core */
 async function get(core, key, opts) {
   check.key(key);
   const o = readOpts(opts);
-  return decode(await core.call((n) => n.get(key, o.consistency, o.timeoutMs), o.signal));
+  return decode(await core.batched({ kind: 'get', key, consistency: o.consistency, timeoutMs: o.timeoutMs }, o.signal));
 }
 
 /** @param {NodeCore} core */

@@ -10,6 +10,7 @@ const { RaftError, fromNative, callbackError } = require('./errors.js');
 const check = require('./options.js');
 const { NodeCore, settled } = require('./core.js');
 const { onEvents } = require('./events.js');
+const { Batch } = require('./batch.js');
 const kv = require('./kv.js');
 const membership = require('./membership.js');
 const leadership = require('./leadership.js');
@@ -67,11 +68,14 @@ class RaftNode extends EventEmitter {
     const core = this.#core;
     try {
       core.native = new NativeRaftNode(core.config.native);
+      const batch = new Batch(core.native);
       core.syncWantApplied();
       const onLog = core.config.logger === null ? undefined : (line) => this.#log(line);
       const events = { members: () => this.members(), shutdown: () => this.#stopItself() };
       const onBatch = (batch) => onEvents(core, batch.events, events);
-      const { address, url } = settled(await core.native.start(onBatch, onLog));
+      const onAnswers = (answers) => batch.onAnswers(answers);
+      const { address, url } = settled(await core.native.start(onBatch, onAnswers, onLog));
+      core.batch = batch;
       core.address = address;
       core.url = url;
       // stop() called meanwhile waits for this and then stops what started.

@@ -240,7 +240,7 @@ impl Sim {
     ) {
         let (tx, rx) = oneshot::channel();
         let waiter = Waiter {
-            reply: tx,
+            reply: tx.into(),
             deadline: Deadline {
                 at: self.clock.now() + Duration::from_secs(60),
                 timeout: Duration::from_secs(60),
@@ -764,7 +764,7 @@ fn a_write_forwarded_twice_leaves_each_node_in_that_nodes_name_and_commits() {
     sim.cores
         .get_mut("n1")
         .unwrap()
-        .transfer_leader(Some("n2".into()), tx);
+        .transfer_leader(Some("n2".into()), tx.into());
     sim.settle(case);
     assert!(
         matches!(handed.try_recv(), Ok(Ok(ref to)) if to == "n2"),

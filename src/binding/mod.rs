@@ -3,10 +3,12 @@
 //! It holds no Raft logic; `js/` wraps it in the public `RaftNode`.
 //!
 //! One file per engine concept, each a `#[napi] impl NativeRaftNode` block: this one the
-//! node's life (options, start, status, stop), `kv` the key-value methods, `membership` the
-//! members and leadership, `faults` the test hooks; `events`, `errors` and `convert` the
-//! shapes values take on their way to JS.
+//! node's life (options, start, status, stop), `batch` the writes and reads that cross in
+//! batches, `kv` the rest of the key-value methods, `membership` the members and leadership,
+//! `faults` the test hooks; `events`, `errors` and `convert` the shapes values take on their
+//! way to JS.
 
+mod batch;
 mod convert;
 mod errors;
 mod events;
@@ -79,6 +81,8 @@ pub struct NativeRaftNode {
     handle: Mutex<Option<NodeHandle>>,
     /// Whether JS listens for applied entries (kept here for a node not started yet).
     want_applied: AtomicBool,
+    /// Where the answers of submitted operations gather (from `start` on).
+    answers: Mutex<Option<std::sync::Arc<batch::Answers>>>,
 }
 
 fn ms(value: u32) -> Duration {
@@ -132,16 +136,19 @@ impl NativeRaftNode {
             node: Mutex::new(None),
             handle: Mutex::new(None),
             want_applied: AtomicBool::new(false),
+            answers: Mutex::new(None),
         })
     }
 
     /// Binds, connects and starts ticking; `on_events` receives every event batch in order,
-    /// `on_log` (when given) every log line instead of stderr. The callbacks are released
-    /// when the node stops, so a stopped node keeps nothing alive.
+    /// `on_answers` the answers of submitted operations, `on_log` (when given) every log
+    /// line instead of stderr. The event callback is released when the node stops; the
+    /// others are weak: a stopped node keeps nothing alive.
     #[napi]
     pub async fn start(
         &self,
         on_events: EventCallback,
+        on_answers: batch::AnswerCallback,
         on_log: Option<logging::LogCallback>,
     ) -> Either<NativeAddress, NativeFailure> {
         if self.started().is_some() {
@@ -169,6 +176,7 @@ impl NativeRaftNode {
         };
         *self.node.lock().recover() = Some(node);
         *self.handle.lock().recover() = Some(handle);
+        *self.answers.lock().recover() = Some(batch::Answers::new(on_answers));
         Either::A(address)
     }
 

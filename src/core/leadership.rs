@@ -122,10 +122,10 @@ impl<S: LogStore> Core<S> {
     pub fn transfer_leader(&mut self, to: Option<String>, reply: Reply<String>) {
         match self.pick_transferee(to) {
             Err(e) => {
-                let _ = reply.send(Err(e));
+                reply.send(Err(e));
             }
             Ok(target) if target == self.id => {
-                let _ = reply.send(Ok(self.name.clone()));
+                reply.send(Ok(self.name.clone()));
             }
             Ok(target) => {
                 self.raw.transfer_leader(target);
@@ -133,7 +133,7 @@ impl<S: LogStore> Core<S> {
                     .lease
                     .set_transferring(true, self.time.clock.now());
                 if let Some(previous) = self.leadership.transfer.replace(reply) {
-                    let _ = previous.send(Err(Error::Invalid(
+                    previous.send(Err(Error::Invalid(
                         "superseded by a newer leadership transfer".into(),
                     )));
                 }
@@ -260,7 +260,7 @@ impl<S: LogStore> Core<S> {
             self.leadership.leader = leader;
             if leader != INVALID_ID && leader != self.id {
                 if let Some(reply) = self.leadership.transfer.take() {
-                    let _ = reply.send(Ok(self.name_of(leader).unwrap_or_default()));
+                    reply.send(Ok(self.name_of(leader).unwrap_or_default()));
                 }
             }
             if leader != INVALID_ID {

@@ -285,7 +285,7 @@ impl<S: LogStore> Core<S> {
         self.changes.fail_all(&err);
         self.reads.fail_all(&err);
         if let Some(reply) = self.leadership.transfer.take() {
-            let _ = reply.send(Err(err));
+            reply.send(Err(err));
         }
     }
 

@@ -10,8 +10,62 @@ use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
 
-/// Where a request's answer goes.
-pub type Reply<T> = tokio::sync::oneshot::Sender<Result<T>>;
+/// Where a request's answer goes: to one caller awaiting it, or to a callback (the binding
+/// gathers the answers of many requests and settles them in one call into JS).
+pub enum Reply<T> {
+    Once(tokio::sync::oneshot::Sender<Result<T>>),
+    Call(Callback<T>),
+}
+
+impl<T> Reply<T> {
+    /// Answers, unless the caller has gone.
+    pub fn send(self, answer: Result<T>) {
+        match self {
+            Reply::Once(tx) => {
+                let _ = tx.send(answer);
+            }
+            Reply::Call(callback) => callback.call(answer),
+        }
+    }
+
+    /// True when nobody waits for the answer any more (a callback always waits).
+    pub fn is_closed(&self) -> bool {
+        match self {
+            Reply::Once(tx) => tx.is_closed(),
+            Reply::Call(_) => false,
+        }
+    }
+}
+
+impl<T> From<tokio::sync::oneshot::Sender<Result<T>>> for Reply<T> {
+    fn from(tx: tokio::sync::oneshot::Sender<Result<T>>) -> Self {
+        Reply::Once(tx)
+    }
+}
+
+/// A callback that gets exactly one answer: a request dropped unanswered (still queued for
+/// a driver that stopped) answers `Stopped`, as a dropped oneshot tells its receiver.
+pub struct Callback<T>(Option<Box<dyn FnOnce(Result<T>) + Send>>);
+
+impl<T> Callback<T> {
+    pub fn new(f: impl FnOnce(Result<T>) + Send + 'static) -> Self {
+        Callback(Some(Box::new(f)))
+    }
+
+    fn call(mut self, answer: Result<T>) {
+        if let Some(f) = self.0.take() {
+            f(answer);
+        }
+    }
+}
+
+impl<T> Drop for Callback<T> {
+    fn drop(&mut self) {
+        if let Some(f) = self.0.take() {
+            f(Err(Error::Stopped));
+        }
+    }
+}
 
 /// Bytes of a request context.
 const CONTEXT_BYTES: usize = 24;
@@ -102,7 +156,7 @@ pub struct Waiter<T> {
 impl<T> Waiter<T> {
     /// Answers, unless the caller has gone.
     pub fn send(self, answer: crate::error::Result<T>) {
-        let _ = self.reply.send(answer);
+        self.reply.send(answer);
     }
 
     /// True when nobody waits any more (deadline passed or caller gone).

@@ -66,6 +66,24 @@ pub(crate) enum Request {
     Fault(InjectedFault),
 }
 
+impl Request {
+    /// Answers a request that never reached the driver with `error` (requests without an
+    /// answer are dropped).
+    pub(crate) fn refuse(self, error: Error) {
+        match self {
+            Request::Propose { waiter, .. } | Request::ChangeMembership { waiter, .. } => {
+                waiter.send(Err(error))
+            }
+            Request::ReadIndex { waiter, .. } => waiter.send(Err(error)),
+            Request::Transfer { reply, .. } => reply.send(Err(error)),
+            Request::Stop { .. }
+            | Request::AppSnapshot { .. }
+            | Request::Stall(_)
+            | Request::Fault(_) => {}
+        }
+    }
+}
+
 /// A fault a test injects into the driver.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum InjectedFault {

@@ -10,7 +10,7 @@ use serde_bytes::ByteBuf;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::core::events::Role;
-use crate::core::requests::{Deadline, Waiter};
+use crate::core::requests::{Callback, Deadline, Reply, Waiter};
 use crate::core::{Status, WriteOutcome};
 use crate::error::{Error, Result};
 use crate::runtime::driver::Request;
@@ -183,13 +183,13 @@ impl NodeHandle {
         &self,
         timeout: Duration,
         unknown_outcome: bool,
-        request: impl FnOnce(oneshot::Sender<Result<T>>) -> Request,
+        request: impl FnOnce(Reply<T>) -> Request,
     ) -> Result<T> {
         let (tx, rx) = oneshot::channel();
         // Never waits for room: a full queue refuses at once (nothing was done).
         self.inner
             .requests
-            .try_send(request(tx))
+            .try_send(request(tx.into()))
             .map_err(|e| match e {
                 mpsc::error::TrySendError::Full(_) => Error::Overloaded(format!(
                     "the driver's request queue is full ({} requests)",
@@ -232,6 +232,76 @@ impl NodeHandle {
             .metrics
             .observe_proposal(started.elapsed(), outcome.as_ref().map(|_| ()));
         outcome
+    }
+
+    /// Queues a write whose outcome goes to `answer`: called once, on the driver's thread
+    /// (or at once, when the request queue refuses the write). No task and no timer per
+    /// write, for a caller that gathers the answers of many (the binding settles them in one
+    /// call into JS). The driver answers by the write's deadline.
+    pub fn submit_write(
+        &self,
+        command: Command,
+        options: WriteOptions,
+        answer: impl FnOnce(Result<WriteOutcome>) + Send + 'static,
+    ) {
+        let started = std::time::Instant::now();
+        let metrics = Arc::clone(&self.inner.metrics);
+        let reply = Reply::Call(Callback::new(move |outcome: Result<WriteOutcome>| {
+            metrics.observe_proposal(started.elapsed(), outcome.as_ref().map(|_| ()));
+            answer(outcome);
+        }));
+        let waiter = Waiter {
+            reply,
+            deadline: Deadline::after(options.timeout),
+        };
+        self.submit(Request::Propose {
+            command,
+            forward: options.forward,
+            waiter,
+        });
+    }
+
+    /// Queues a read of `key` under `options` whose value goes to `answer`, as
+    /// [`NodeHandle::submit_write`] does for writes.
+    pub fn submit_read(
+        &self,
+        key: String,
+        options: ReadOptions,
+        answer: impl FnOnce(Result<Option<Vec<u8>>>) + Send + 'static,
+    ) {
+        if options.consistency == Consistency::Local {
+            return answer(Ok(self.get_local(&key)));
+        }
+        let kv = Arc::clone(&self.inner.kv);
+        // Called once the read index is applied here: the local state is then current.
+        let reply = Reply::Call(Callback::new(move |index: Result<u64>| {
+            answer(index.map(|_| kv.read().recover().get(&key).map(<[u8]>::to_vec)));
+        }));
+        let waiter = Waiter {
+            reply,
+            deadline: Deadline::after(options.timeout),
+        };
+        self.submit(Request::ReadIndex {
+            waiter,
+            lease: options.consistency == Consistency::Lease,
+        });
+    }
+
+    /// Queues `request` without waiting; a full or closed queue answers it at once.
+    fn submit(&self, request: Request) {
+        if let Err(e) = self.inner.requests.try_send(request) {
+            let (request, error) = match e {
+                mpsc::error::TrySendError::Full(request) => (
+                    request,
+                    Error::Overloaded(format!(
+                        "the driver's request queue is full ({} requests)",
+                        self.inner.requests.max_capacity()
+                    )),
+                ),
+                mpsc::error::TrySendError::Closed(request) => (request, Error::Stopped),
+            };
+            request.refuse(error);
+        }
     }
 
     /// The node's counters, with the bytes its transport sent and received.
