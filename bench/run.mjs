@@ -5,6 +5,8 @@
 //   - failover: the leader's process SIGKILLed, or the leader partitioned away -> a new
 //     leader accepts a write, fast and default timing
 // Each is measured over several runs; the median and the worst are printed.
+// `npm run bench -- --against <rev>` instead compares this checkout with another commit
+// (bench/ab.mjs), measured in turns.
 import { fork } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import net from 'node:net';
@@ -271,6 +273,14 @@ async function series(label, runs, fn) {
   const xs = [];
   for (let i = 0; i < runs; i++) xs.push(await fn());
   return { label, xs };
+}
+
+const against = process.argv.indexOf('--against');
+if (against !== -1) {
+  // A/B: this checkout against another commit, in turns (bench/ab.mjs).
+  const { compare } = await import('./ab.mjs');
+  await compare(process.argv[against + 1] ?? 'HEAD~1', RUNS);
+  process.exit(0);
 }
 
 console.log(`raftline bench: 3-node in-process cluster, in-memory storage, ${RUNS} runs each (node ${process.version})\n`);

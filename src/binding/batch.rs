@@ -35,38 +35,30 @@ pub struct Answers {
     encoded: Mutex<Vec<u8>>,
     /// Written only to hold or let go of the event loop.
     callback: RwLock<AnswerCallback>,
-    /// Where deliveries run: answers may come on the JS thread too (a local read, a
-    /// refusal), which is no runtime thread.
-    runtime: tokio::runtime::Handle,
 }
 
 impl Answers {
-    /// Answers delivered to `callback`, from tasks on the current runtime.
+    /// Answers delivered to `callback`.
     pub fn new(callback: AnswerCallback) -> Arc<Self> {
         Arc::new(Answers {
             encoded: Mutex::new(Vec::new()),
             callback: RwLock::new(callback),
-            runtime: tokio::runtime::Handle::current(),
         })
     }
 
-    /// Adds one answer; the first of a batch schedules its delivery, which lets the rest
-    /// of the driver's turn add theirs first.
-    fn push(self: &Arc<Self>, encode: impl FnOnce(&mut Vec<u8>)) {
-        let first = {
-            let mut encoded = self.encoded.lock().recover();
-            let first = encoded.is_empty();
-            encode(&mut encoded);
-            first
-        };
-        if first {
-            let answers = Arc::clone(self);
-            self.runtime.spawn(async move {
-                tokio::task::yield_now().await;
-                let batch = std::mem::take(&mut *answers.encoded.lock().recover());
-                let callback = answers.callback.read().recover();
-                callback.call(batch.into(), ThreadsafeFunctionCallMode::NonBlocking);
-            });
+    /// Adds one answer (on the driver's thread, mostly): it crosses with the rest of the
+    /// turn's at [`Answers::flush`].
+    fn push(&self, encode: impl FnOnce(&mut Vec<u8>)) {
+        encode(&mut self.encoded.lock().recover());
+    }
+
+    /// Delivers the answers gathered so far, in one call into JS: at the end of each driver
+    /// turn, and after a submit answered some at once (refusals, local reads).
+    pub fn flush(&self) {
+        let batch = std::mem::take(&mut *self.encoded.lock().recover());
+        if !batch.is_empty() {
+            let callback = self.callback.read().recover();
+            callback.call(batch.into(), ThreadsafeFunctionCallMode::NonBlocking);
         }
     }
 }
@@ -272,6 +264,7 @@ impl NativeRaftNode {
                 }),
             }
         }
+        answers.flush();
         Ok(())
     }
 

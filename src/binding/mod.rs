@@ -174,9 +174,13 @@ impl NativeRaftNode {
             address: handle.local_addr().to_string(),
             url: handle.url().to_string(),
         };
+        // The answers of submitted writes and reads cross once a driver turn, all together.
+        let answers = batch::Answers::new(on_answers);
+        let flushed = std::sync::Arc::clone(&answers);
+        handle.on_turn_end(move || flushed.flush());
+        *self.answers.lock().recover() = Some(answers);
         *self.node.lock().recover() = Some(node);
         *self.handle.lock().recover() = Some(handle);
-        *self.answers.lock().recover() = Some(batch::Answers::new(on_answers));
         Either::A(address)
     }
 

@@ -9,6 +9,7 @@
 
 use crate::sync::Recover;
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot, watch};
@@ -105,6 +106,8 @@ enum Turn {
 }
 
 pub(crate) struct Driver<S: LogStore> {
+    /// Told at the end of every turn (see [`NodeHandle::on_turn_end`](crate::NodeHandle::on_turn_end)).
+    pub turn_end: Arc<crate::runtime::handle::TurnEnd>,
     pub core: Core<S>,
     pub transport: Transport,
     pub requests: mpsc::Receiver<Request>,
@@ -215,6 +218,7 @@ impl<S: LogStore> Driver<S> {
                     }
                 }
             }
+            self.turn_end.notify();
         }
         self.core.fail_all(Error::Stopped);
         self.snapshots.finish().await;
@@ -230,6 +234,9 @@ impl<S: LogStore> Driver<S> {
         if let Some(reply) = stop_reply {
             let _ = reply.send(());
         }
+        // Requests still queued are answered `Stopped` as the queue goes.
+        drop(self.requests);
+        self.turn_end.notify();
     }
 
     /// Runs one turn, catching a panic of the engine as an internal fault.

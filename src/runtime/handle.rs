@@ -72,6 +72,21 @@ impl From<Consistency> for ReadOptions {
     }
 }
 
+/// Called at the end of each driver turn, and once the driver is gone: a caller of
+/// [`NodeHandle::submit_write`] that gathers answers delivers them then, all of a turn at
+/// once (see [`NodeHandle::on_turn_end`]).
+#[derive(Default)]
+pub(crate) struct TurnEnd(std::sync::Mutex<Option<Arc<dyn Fn() + Send + Sync>>>);
+
+impl TurnEnd {
+    pub(crate) fn notify(&self) {
+        let listener = self.0.lock().recover().clone();
+        if let Some(listener) = listener {
+            listener();
+        }
+    }
+}
+
 /// What a handle shares with every clone of it.
 pub(crate) struct HandleState {
     pub name: String,
@@ -86,6 +101,7 @@ pub(crate) struct HandleState {
     pub applied_events: Arc<std::sync::atomic::AtomicBool>,
     pub members: Arc<RwLock<Vec<crate::core::health::MemberView>>>,
     pub metrics: Arc<crate::runtime::metrics::NodeMetrics>,
+    pub turn_end: Arc<TurnEnd>,
 }
 
 /// A cloneable handle to a running node.
@@ -285,6 +301,14 @@ impl NodeHandle {
             waiter,
             lease: options.consistency == Consistency::Lease,
         });
+    }
+
+    /// Calls `listener` at the end of every turn of the driver (and once more after it has
+    /// stopped, when requests still queued were answered `Stopped`): the callbacks of
+    /// [`NodeHandle::submit_write`] and [`NodeHandle::submit_read`] answered in a turn have all
+    /// run by then. Replaces the listener set before.
+    pub fn on_turn_end(&self, listener: impl Fn() + Send + Sync + 'static) {
+        *self.inner.turn_end.0.lock().recover() = Some(Arc::new(listener));
     }
 
     /// Queues `request` without waiting; a full or closed queue answers it at once.

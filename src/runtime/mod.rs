@@ -101,6 +101,7 @@ async fn spawn_node<S: LogStore>(config: Config, store: S) -> Result<Node> {
     let applied_events = core.applied_events();
     let members = core.members_view();
     let metrics = Arc::new(crate::runtime::metrics::NodeMetrics::default());
+    let turn_end = Arc::new(crate::runtime::handle::TurnEnd::default());
     let handle = NodeHandle::new(HandleState {
         name: config.name.clone(),
         requests: requests_tx,
@@ -113,6 +114,7 @@ async fn spawn_node<S: LogStore>(config: Config, store: S) -> Result<Node> {
         applied_events,
         members,
         metrics: Arc::clone(&metrics),
+        turn_end: Arc::clone(&turn_end),
     });
     let driver = Driver {
         core,
@@ -129,6 +131,7 @@ async fn spawn_node<S: LogStore>(config: Config, store: S) -> Result<Node> {
         metrics,
         snapshots: crate::runtime::driver::SnapshotRunner::new(),
         busy: false,
+        turn_end,
     };
     let driver = tokio::spawn(logging::inherit(driver.run()));
     Ok(Node {
