@@ -1,6 +1,6 @@
 // `npm run bench`: figures for an in-process 3-node cluster with in-memory storage.
 //   - write throughput with 256 (with and without a secret, in turns), 64 and 1 in flight,
-//     in memory, and with 256 durable
+//     in memory and durable
 //   - write latency p50/p99 with 1 in flight, in memory and durable
 //   - failover: the leader's process SIGKILLed, or the leader partitioned away -> a new
 //     leader accepts a write, fast and default timing
@@ -309,6 +309,10 @@ console.log(`write latency, 1 in flight: p50 median ${fmt(median(p50s), 3)} ms (
 const dTotal = quick ? 10_000 : 50_000;
 const dtput = await series('durable throughput', RUNS, () => throughput(256, dTotal, true));
 console.log(`durable write throughput, 256 in flight (${fmt(dTotal)} writes, fsync per Ready): median ${fmt(median(dtput.xs))} writes/s, worst ${fmt(Math.min(...dtput.xs))} writes/s`);
+for (const inFlight of [1, 64]) {
+  const d = await series(`durable throughput ${inFlight}`, RUNS, () => throughput(inFlight, inFlight === 1 ? dTotal / 25 : dTotal / 2, true));
+  console.log(`durable write throughput, ${inFlight} in flight: median ${fmt(median(d.xs))} writes/s`);
+}
 const dlat = await series('durable latency', RUNS, () => latency(quick ? 500 : 2000, true));
 const dp50s = dlat.xs.map((x) => x.p50);
 console.log(`durable write latency, 1 in flight: p50 median ${fmt(median(dp50s), 3)} ms (worst ${fmt(Math.max(...dp50s), 3)}), p99 median ${fmt(median(dlat.xs.map((x) => x.p99)), 3)} ms`);
