@@ -9,12 +9,12 @@
 // (bench/ab.mjs), measured in turns.
 import { fork } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
-import net from 'node:net';
 import { fileURLToPath } from 'node:url';
 import os from 'node:os';
 import path from 'node:path';
 import { createTestCluster } from 'raftline/testing';
 import { RaftNode } from 'raftline';
+import { freePorts } from '../__test__/helpers.mjs';
 
 const RUNS = Number(process.env.BENCH_RUNS ?? 5);
 const quick = process.env.BENCH_QUICK === '1';
@@ -123,17 +123,6 @@ function memberProcess(options) {
       child.send({ rid, cmd, args });
     });
   return { child, ready, exited, call };
-}
-
-function freePorts(n) {
-  return Promise.all(
-    Array.from({ length: n }, () => new Promise((resolve) => {
-      const s = net.createServer().listen(0, '127.0.0.1', () => {
-        const { port } = s.address();
-        s.close(() => resolve(port));
-      });
-    })),
-  );
 }
 
 /** SIGKILL of the leader's process (3 processes on loopback) until a survivor accepts a write. */
