@@ -79,7 +79,11 @@ class Batch {
   submit(op) {
     const id = this.#next;
     this.#next = id >= 0xffff_ffff ? 1 : id + 1;
-    this.#queued.push({ ...op, id, keyBytes: Buffer.byteLength(op.key) });
+    // The op is the caller's fresh object: it takes its id and key length (no copy per write).
+    const queued = /** @type {Op & { id: number, keyBytes: number }} */ (op);
+    queued.id = id;
+    queued.keyBytes = Buffer.byteLength(op.key);
+    this.#queued.push(queued);
     if (!this.#flushing) {
       this.#flushing = true;
       queueMicrotask(() => this.#flush());
