@@ -96,14 +96,7 @@ class NodeCore {
    */
   async call(op, signal) {
     const native = this.running();
-    let value;
-    try {
-      value = await abortable(op(native), signal);
-    } catch (err) {
-      if (err && /** @type {Error} */ (err).name === 'AbortError') throw err;
-      throw fromNative(err);
-    }
-    return settled(value);
+    return settled(await this.#await(() => op(native), signal));
   }
 
   /**
@@ -113,8 +106,16 @@ class NodeCore {
    */
   async batched(op, signal) {
     this.running();
+    return this.#await(() => this.batch.submit(op), signal);
+  }
+
+  /**
+   * Starts a native call and awaits its answer against `signal`: an AbortError as it is,
+   * any other failure (a throw when starting included) as a RaftError.
+   */
+  async #await(start, signal) {
     try {
-      return await abortable(this.batch.submit(op), signal);
+      return await abortable(start(), signal);
     } catch (err) {
       if (err && /** @type {Error} */ (err).name === 'AbortError') throw err;
       throw fromNative(err);

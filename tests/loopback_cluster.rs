@@ -213,9 +213,6 @@ async fn killing_the_leader_fails_over_well_under_a_second() {
 fn slow(config: &mut Config) {
     config.heartbeat = Duration::from_millis(100);
     config.election_timeout = Duration::from_secs(1);
-    if std::env::var_os("FAILOVER_DEBUG").is_some() {
-        config.log_level = tracing::level_filters::LevelFilter::DEBUG;
-    }
 }
 
 /// Phase 1: a leader is killed (its port released, as when its process dies). Phase 2: its

@@ -202,17 +202,9 @@ impl NodeHandle {
         request: impl FnOnce(Reply<T>) -> Request,
     ) -> Result<T> {
         let (tx, rx) = oneshot::channel();
-        // Never waits for room: a full queue refuses at once (nothing was done).
-        self.inner
-            .requests
-            .try_send(request(tx.into()))
-            .map_err(|e| match e {
-                mpsc::error::TrySendError::Full(_) => Error::Overloaded(format!(
-                    "the driver's request queue is full ({} requests)",
-                    self.inner.requests.max_capacity()
-                )),
-                mpsc::error::TrySendError::Closed(_) => Error::Stopped,
-            })?;
+        // Never waits for room: a full queue refuses at once (nothing was done), through
+        // the reply.
+        self.submit(request(tx.into()));
         let answer = with_timeout(timeout, unknown_outcome, async {
             rx.await.unwrap_or(Err(Error::Stopped))
         });
@@ -288,10 +280,10 @@ impl NodeHandle {
         if options.consistency == Consistency::Local {
             return answer(Ok(self.get_local(&key)));
         }
-        let kv = Arc::clone(&self.inner.kv);
+        let handle = self.clone();
         // Called once the read index is applied here: the local state is then current.
         let reply = Reply::Call(Callback::new(move |index: Result<u64>| {
-            answer(index.map(|_| kv.read().recover().get(&key).map(<[u8]>::to_vec)));
+            answer(index.map(|_| handle.get_local(&key)));
         }));
         let waiter = Waiter {
             reply,

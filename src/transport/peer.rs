@@ -252,8 +252,10 @@ struct Link {
 /// Connects and performs the handshake.
 async fn dial(shared: &Shared, peer: &str, url: &str) -> Result<Link, DialFailure> {
     let (host, port) = crate::config::parse_ws_url(url)?;
+    // One budget for the connection and the handshake.
+    let deadline = tokio::time::Instant::now() + HANDSHAKE_TIMEOUT;
     let connect = tokio::net::TcpStream::connect((host.trim_matches(['[', ']']), port));
-    let tcp = match tokio::time::timeout(HANDSHAKE_TIMEOUT, connect).await {
+    let tcp = match tokio::time::timeout_at(deadline, connect).await {
         Ok(Ok(tcp)) => tcp,
         Ok(Err(e)) => {
             return Err(DialFailure {
@@ -326,7 +328,7 @@ async fn dial(shared: &Shared, peer: &str, url: &str) -> Result<Link, DialFailur
             _ => Err("unexpected handshake answer".to_string()),
         }
     };
-    let link = tokio::time::timeout(HANDSHAKE_TIMEOUT, attempt)
+    let link = tokio::time::timeout_at(deadline, attempt)
         .await
         .map_err(|_| "handshake timed out".to_string())?;
     Ok(link?)

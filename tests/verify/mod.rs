@@ -70,9 +70,6 @@ pub async fn run(size: usize, seed: u64, duration: Duration, clients: u64, keys:
             fast(c);
             c.data_dir = Some(dir.join(&c.name));
             c.lease_log = Some(leases.of(&c.name));
-            if std::env::var_os("VERIFY_INFO").is_some() {
-                c.log_level = tracing::level_filters::LevelFilter::INFO;
-            }
         }
     };
     let cluster = Cluster::start(size, tune.clone()).await;
