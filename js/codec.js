@@ -75,8 +75,12 @@ function checkEncodable(value, path, ancestors) {
 /** Encodes a user value; `what` names the argument in errors. */
 function encode(value, what = 'value') {
   checkEncodable(value, () => what, []);
-  const bytes = encoder.encode(value);
-  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  // The encoder's own buffer, copied into Node's pooled slab: a new ArrayBuffer per value
+  // (what `encode` returns) cost a malloc and a backing-store registration per write.
+  const shared = encoder.encodeSharedRef(value);
+  const bytes = Buffer.allocUnsafe(shared.byteLength);
+  bytes.set(shared);
+  return bytes;
 }
 
 /**

@@ -93,7 +93,10 @@ async fn a_restarted_follower_answers_each_write_with_its_own_entry() {
         .into_iter()
         .filter_map(|e| {
             let change = e.changes.first()?;
-            Some((e.index, (change.key.clone(), change.value.clone()?)))
+            Some((
+                e.index,
+                (change.key.clone(), change.value.as_deref()?.to_vec()),
+            ))
         })
         .collect();
     let wrong: Vec<String> = acked

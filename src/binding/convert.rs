@@ -93,7 +93,7 @@ impl From<WriteOutcome> for NativeWriteResult {
             index: o.index as f64,
             term: o.term as f64,
             ok: o.ok,
-            value: o.value.map(Buffer::from),
+            value: o.value.map(|v| Buffer::from(v.to_vec())),
         }
     }
 }

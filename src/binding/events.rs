@@ -87,8 +87,8 @@ fn op_name(op: &OpKind) -> &'static str {
 fn change(c: KeyChange) -> NativeChange {
     NativeChange {
         key: c.key,
-        value: c.value.map(Buffer::from),
-        prev: c.prev.map(Buffer::from),
+        value: c.value.map(|v| Buffer::from(v.to_vec())),
+        prev: c.prev.map(|v| Buffer::from(v.to_vec())),
     }
 }
 

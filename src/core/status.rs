@@ -10,7 +10,7 @@ pub struct WriteOutcome {
     /// For `Cas`: whether it matched. For `Delete`: whether the key existed.
     pub ok: bool,
     /// For `Cas`: the value after the command. For `Set`/`Delete`: the previous value.
-    pub value: Option<Vec<u8>>,
+    pub value: Option<bytes::Bytes>,
 }
 
 /// A snapshot of a node's state.

@@ -118,7 +118,26 @@ pub enum BatchOp {
 impl Command {
     /// The wire form carried in a log entry.
     pub fn encode(&self) -> Vec<u8> {
-        rmp_serde::to_vec(self).expect("commands always encode")
+        // Sized once for the common commands (a key and a value and a few bytes of framing),
+        // instead of growing a few bytes at a time.
+        let payload = match self {
+            Command::Set { key, value } => key.len() + value.len(),
+            Command::Delete { key } | Command::Incr { key, .. } => key.len(),
+            Command::Cas {
+                key,
+                expected,
+                next,
+            } => {
+                key.len()
+                    + expected.as_ref().map_or(0, |v| v.len())
+                    + next.as_ref().map_or(0, |v| v.len())
+            }
+            Command::Raw(data) => data.len(),
+            Command::Batch { .. } | Command::Refused { .. } => 0,
+        };
+        let mut bytes = Vec::with_capacity(payload + 32);
+        rmp_serde::encode::write(&mut bytes, self).expect("commands always encode");
+        bytes
     }
 
     /// Parses a log entry's data.
@@ -168,8 +187,8 @@ pub enum OpKind {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeyChange {
     pub key: String,
-    pub value: Option<Vec<u8>>,
-    pub prev: Option<Vec<u8>>,
+    pub value: Option<Bytes>,
+    pub prev: Option<Bytes>,
 }
 
 /// The result of applying one command.
@@ -182,8 +201,8 @@ pub struct ApplyResult {
     /// whether the value was a number.
     pub ok: bool,
     /// For `Cas` and `Incr`: the value after the command. For `Set`/`Delete`: the previous
-    /// value.
-    pub value: Option<Vec<u8>>,
+    /// value. (Shared with the state: no copy.)
+    pub value: Option<Bytes>,
     /// For `Raw`: the user's bytes.
     pub data: Option<Vec<u8>>,
 }
@@ -234,7 +253,12 @@ impl KvStore {
         match command {
             Command::Set { key, value } => {
                 result.op = OpKind::Set;
-                let prev = self.put(record, &mut result.changes, key, Some(value.into_vec()));
+                let prev = self.put(
+                    record,
+                    &mut result.changes,
+                    key,
+                    Some(value.into_vec().into()),
+                );
                 result.value = prev;
             }
             Command::Delete { key } => {
@@ -252,20 +276,23 @@ impl KvStore {
                 let current = self.map.get(&key).map(Bytes::as_ref);
                 result.ok = current == expected.as_deref().map(|v| v.as_slice());
                 if result.ok {
-                    let next = next.map(ByteBuf::into_vec);
+                    let next = next.map(|v| Bytes::from(v.into_vec()));
                     result.value = next.clone();
                     self.put(record, &mut result.changes, key, next);
                 } else {
-                    result.value = current.map(<[u8]>::to_vec);
+                    result.value = self.map.get(&key).cloned();
                 }
             }
             Command::Batch { ops } => {
                 result.op = OpKind::Batch;
                 for op in ops {
                     match op {
-                        BatchOp::Set { key, value } => {
-                            self.put(record, &mut result.changes, key, Some(value.into_vec()))
-                        }
+                        BatchOp::Set { key, value } => self.put(
+                            record,
+                            &mut result.changes,
+                            key,
+                            Some(value.into_vec().into()),
+                        ),
                         BatchOp::Delete { key } => self.put(record, &mut result.changes, key, None),
                     };
                 }
@@ -278,13 +305,13 @@ impl KvStore {
                 };
                 match current {
                     Some(n) => {
-                        let next = crate::state_machine::number::write(n + by);
+                        let next = Bytes::from(crate::state_machine::number::write(n + by));
                         result.value = Some(next.clone());
                         self.put(record, &mut result.changes, key, Some(next));
                     }
                     None => {
                         result.ok = false;
-                        result.value = self.map.get(&key).map(|v| v.to_vec());
+                        result.value = self.map.get(&key).cloned();
                     }
                 }
             }
@@ -301,20 +328,18 @@ impl KvStore {
         record: bool,
         changes: &mut Vec<KeyChange>,
         key: String,
-        value: Option<Vec<u8>>,
-    ) -> Option<Vec<u8>> {
+        value: Option<Bytes>,
+    ) -> Option<Bytes> {
         if !record {
-            let prev = match value {
-                Some(v) => self.map.insert(key, Bytes::from(v)),
+            return match value {
+                Some(v) => self.map.insert(key, v),
                 None => self.map.remove(&key),
             };
-            return prev.map(Vec::from);
         }
         let prev = match &value {
-            Some(v) => self.map.insert(key.clone(), Bytes::from(v.clone())),
+            Some(v) => self.map.insert(key.clone(), v.clone()),
             None => self.map.remove(&key),
-        }
-        .map(Vec::from);
+        };
         if value.is_some() || prev.is_some() {
             changes.push(KeyChange {
                 key,
@@ -489,7 +514,11 @@ mod tests {
         };
         let r = kv.apply(incr(5.0), true);
         assert!(r.ok);
-        assert_eq!(r.value, Some(vec![0x05]), "absent counts as 0");
+        assert_eq!(
+            r.value.as_deref(),
+            Some(&[0x05u8][..]),
+            "absent counts as 0"
+        );
         assert_eq!(r.changes.len(), 1);
         let r = kv.apply(incr(-7.5), true);
         assert_eq!(

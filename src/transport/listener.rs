@@ -28,8 +28,8 @@ use tokio_tungstenite::tungstenite::protocol::Role;
 use serde_bytes::ByteBuf;
 
 use crate::transport::wire::{
-    check_hello, decode_raft_message, Frame, Hello, MAX_MESSAGES_PER_FRAME, MAX_MESSAGE_BYTES,
-    PROTOCOL_VERSION,
+    check_hello, decode_raft_message, Frame, Hello, Received, MAX_MESSAGES_PER_FRAME,
+    MAX_MESSAGE_BYTES, PROTOCOL_VERSION,
 };
 
 /// Accepts connections until the task is aborted; connection tasks die with it.
@@ -185,8 +185,8 @@ async fn serve(shared: Arc<Shared>, tcp: TcpStream, addr: SocketAddr, inbound: I
             .bytes_received
             .fetch_add(bytes.len() as u64, Ordering::Relaxed);
         let mut size = bytes.len();
-        let messages = match Frame::decode(&bytes) {
-            Ok(Frame::Chunk { bytes, last }) => {
+        let messages = match Frame::decode_received(&bytes) {
+            Ok(Received::Other(Frame::Chunk { bytes, last })) => {
                 // Chunks carry snapshots, which only the leader sends: no one else can make
                 // this node buffer a large message. A leader's snapshot may follow its first
                 // heartbeat on the connection before the driver has stepped that heartbeat
@@ -208,7 +208,7 @@ async fn serve(shared: Arc<Shared>, tcp: TcpStream, addr: SocketAddr, inbound: I
                     Err(reason) => break reason,
                 }
             }
-            Ok(Frame::Raft { messages }) if messages.len() > MAX_MESSAGES_PER_FRAME => {
+            Ok(Received::Raft(messages)) if messages.len() > MAX_MESSAGES_PER_FRAME => {
                 shared.stats.frames_refused.fetch_add(1, Ordering::Relaxed);
                 let count = messages.len();
                 tracing::warn!(
@@ -219,7 +219,7 @@ async fn serve(shared: Arc<Shared>, tcp: TcpStream, addr: SocketAddr, inbound: I
                 );
                 break format!("{count} messages in one frame");
             }
-            Ok(Frame::Raft { messages }) => match decode_raft_frame(messages, sender_id) {
+            Ok(Received::Raft(messages)) => match decode_raft_frame(&messages, sender_id) {
                 Ok(messages) => {
                     // (The raw type: `get_msg_type` panics on a value no variant has.)
                     acts_as_leader |= messages.iter().any(|m| {
@@ -403,7 +403,7 @@ async fn handshake<'a>(
 
 /// Decodes the messages of a raft frame from the peer whose raft id is `sender_id`.
 fn decode_raft_frame(
-    messages: Vec<ByteBuf>,
+    messages: &[&[u8]],
     sender_id: u64,
 ) -> Result<Vec<raft::eraftpb::Message>, String> {
     messages

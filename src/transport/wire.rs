@@ -91,6 +91,15 @@ impl Frame {
             .map_err(|e| format!("malformed frame: {}", printable(&e.to_string())))
     }
 
+    /// Parses a frame as [`Frame::decode`] does, but leaves a raft frame's messages in
+    /// `bytes` (a listener decodes each straight from there).
+    pub fn decode_received(bytes: &[u8]) -> Result<Received<'_>, String> {
+        match bytes.strip_prefix(raft_prefix()) {
+            Some(rest) => parse_raft_messages(rest).map(Received::Raft),
+            None => Frame::decode(bytes).map(Received::Other),
+        }
+    }
+
     /// A raft frame holding `messages`.
     pub fn raft(messages: &[Message]) -> Frame {
         Frame::Raft {
@@ -101,6 +110,120 @@ impl Frame {
         }
     }
 }
+
+/// A frame as a listener receives it.
+#[derive(Debug)]
+pub enum Received<'a> {
+    /// A [`Frame::Raft`]: its prost-encoded messages, borrowed from the frame.
+    Raft(Vec<&'a [u8]>),
+    /// Any other frame.
+    Other(Frame),
+}
+
+/// What MessagePack puts before the message array of a [`Frame::Raft`] (the variant and its
+/// one field), as `rmp_serde` writes it: raft frames are written and read by hand after it,
+/// without a copy of each message in a buffer of its own.
+fn raft_prefix() -> &'static [u8] {
+    static PREFIX: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+    PREFIX.get_or_init(|| {
+        let mut empty = Frame::Raft {
+            messages: Vec::new(),
+        }
+        .encode();
+        assert_eq!(
+            empty.pop(),
+            Some(0x90),
+            "an empty array ends an empty raft frame"
+        );
+        empty
+    })
+}
+
+/// Appends a MessagePack array header for `len` items.
+fn put_array_len(out: &mut Vec<u8>, len: usize) {
+    match len {
+        0..=15 => out.push(0x90 | len as u8),
+        16..=0xffff => {
+            out.push(0xdc);
+            out.extend_from_slice(&(len as u16).to_be_bytes());
+        }
+        _ => {
+            out.push(0xdd);
+            out.extend_from_slice(&(len as u32).to_be_bytes());
+        }
+    }
+}
+
+/// Appends a MessagePack bin header for `len` bytes.
+fn put_bin_len(out: &mut Vec<u8>, len: usize) {
+    match len {
+        0..=0xff => out.extend_from_slice(&[0xc4, len as u8]),
+        0x100..=0xffff => {
+            out.push(0xc5);
+            out.extend_from_slice(&(len as u16).to_be_bytes());
+        }
+        _ => {
+            out.push(0xc6);
+            out.extend_from_slice(&(len as u32).to_be_bytes());
+        }
+    }
+}
+
+/// Reads a big-endian length of `N` bytes at the front of `bytes`.
+fn take_len<const N: usize>(bytes: &mut &[u8]) -> Result<usize, String> {
+    let Some((head, rest)) = bytes.split_first_chunk::<N>() else {
+        return Err("malformed frame: truncated".into());
+    };
+    *bytes = rest;
+    let mut be = [0u8; 8];
+    be[8 - N..].copy_from_slice(head);
+    Ok(u64::from_be_bytes(be) as usize)
+}
+
+/// The messages of a raft frame after [`raft_prefix`]: an array of bins, nothing after.
+fn parse_raft_messages(mut rest: &[u8]) -> Result<Vec<&[u8]>, String> {
+    let Some((&tag, after)) = rest.split_first() else {
+        return Err("malformed frame: truncated".into());
+    };
+    rest = after;
+    let count = match tag {
+        0x90..=0x9f => usize::from(tag & 0x0f),
+        0xdc => take_len::<2>(&mut rest)?,
+        0xdd => take_len::<4>(&mut rest)?,
+        _ => return Err("malformed frame: raft messages must be an array".into()),
+    };
+    // Each message takes at least its two header bytes: a count beyond that is a lie, and
+    // must not size an allocation.
+    if count > rest.len() / 2 {
+        return Err("malformed frame: more messages announced than it holds".into());
+    }
+    let mut messages = Vec::with_capacity(count);
+    for _ in 0..count {
+        let Some((&tag, after)) = rest.split_first() else {
+            return Err("malformed frame: truncated".into());
+        };
+        rest = after;
+        let len = match tag {
+            0xc4 => take_len::<1>(&mut rest)?,
+            0xc5 => take_len::<2>(&mut rest)?,
+            0xc6 => take_len::<4>(&mut rest)?,
+            _ => return Err("malformed frame: a raft message must be binary".into()),
+        };
+        if len > rest.len() {
+            return Err("malformed frame: truncated".into());
+        }
+        let (message, after) = rest.split_at(len);
+        messages.push(message);
+        rest = after;
+    }
+    if !rest.is_empty() {
+        return Err("malformed frame: bytes after the raft messages".into());
+    }
+    Ok(messages)
+}
+
+/// Room left at the end of a frame's buffer for the seal's tag (no reallocation to add it).
+const SEAL_ROOM: usize = 16;
 
 /// The encoded frames that carry `batch` in order, made one at a time as they are taken
 /// (a writer sends the first frame of a large batch before it encodes the next: encoding a
@@ -137,12 +260,13 @@ impl Iterator for Frames<'_> {
         if let Some(chunk) = self.chunks.pop_front() {
             return Some(chunk);
         }
-        let mut packed: Vec<ByteBuf> = Vec::new();
+        let first = self.next;
+        let mut sizes: Vec<usize> = Vec::new();
         let mut packed_bytes = 0;
         while let Some(message) = self.batch.get(self.next) {
             let size = message.encoded_len();
             if size > MAX_WHOLE_MESSAGE_BYTES {
-                if !packed.is_empty() {
+                if !sizes.is_empty() {
                     break; // the packed messages first; the chunks on the next call
                 }
                 self.next += 1;
@@ -161,15 +285,29 @@ impl Iterator for Frames<'_> {
             }
             let cost = size + PER_MESSAGE_OVERHEAD;
             let full =
-                packed_bytes + cost > FRAME_TARGET_BYTES || packed.len() == MAX_MESSAGES_PER_FRAME;
-            if !packed.is_empty() && full {
+                packed_bytes + cost > FRAME_TARGET_BYTES || sizes.len() == MAX_MESSAGES_PER_FRAME;
+            if !sizes.is_empty() && full {
                 break;
             }
             packed_bytes += cost;
-            packed.push(ByteBuf::from(message.encode_to_vec()));
+            sizes.push(size);
             self.next += 1;
         }
-        (!packed.is_empty()).then(|| Frame::Raft { messages: packed }.encode())
+        if sizes.is_empty() {
+            return None;
+        }
+        // The bytes `Frame::Raft` encodes to, each message encoded in place.
+        let prefix = raft_prefix();
+        let mut frame = Vec::with_capacity(prefix.len() + 5 + packed_bytes + SEAL_ROOM);
+        frame.extend_from_slice(prefix);
+        put_array_len(&mut frame, sizes.len());
+        for (message, size) in self.batch[first..self.next].iter().zip(sizes) {
+            put_bin_len(&mut frame, size);
+            message
+                .encode(&mut frame)
+                .expect("a Vec grows to take any message");
+        }
+        Some(frame)
     }
 }
 
@@ -395,6 +533,67 @@ mod tests {
                 chunked, expect_chunked,
                 "{case}: only oversized messages are chunked"
             );
+        }
+    }
+
+    /// Raft frames are written and read by hand: the bytes are those of the MessagePack
+    /// encoding of `Frame::Raft`, whatever the number and sizes of the messages.
+    #[test]
+    fn raft_frames_written_by_hand_are_the_encoded_frame() {
+        for (count, bytes) in [
+            (1, 0),
+            (3, 10),
+            (15, 200),
+            (16, 300),
+            (40, 70_000),
+            (70_000, 1),
+        ] {
+            let batch: Vec<Message> = (0..count).map(|_| append_of(bytes)).collect();
+            let frames: Vec<Vec<u8>> = Frames::new(&batch).collect();
+            let mut taken = 0;
+            for frame in &frames {
+                let Frame::Raft { messages } = Frame::decode(frame).unwrap() else {
+                    panic!("a raft frame")
+                };
+                let expected = Frame::raft(&batch[taken..taken + messages.len()]).encode();
+                assert_eq!(frame, &expected, "{count} messages of {bytes} bytes");
+                let Received::Raft(received) = Frame::decode_received(frame).unwrap() else {
+                    panic!("received as a raft frame")
+                };
+                assert_eq!(received.len(), messages.len());
+                for (r, m) in received.iter().zip(&messages) {
+                    assert_eq!(*r, m.as_slice());
+                }
+                taken += messages.len();
+            }
+            assert_eq!(taken, count);
+        }
+        // Other frames are read as before.
+        let welcome = Frame::Welcome { version: 4 };
+        match Frame::decode_received(&welcome.encode()).unwrap() {
+            Received::Other(frame) => assert_eq!(frame, welcome),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_raft_frame_that_lies_about_its_contents_is_an_error() {
+        let frame = Frames::new(&[append_of(10), append_of(10)]).next().unwrap();
+        let prefix = raft_prefix().len();
+        let mut cases: Vec<Vec<u8>> = (prefix..frame.len()).map(|n| frame[..n].to_vec()).collect();
+        let mut trailing = frame.clone();
+        trailing.push(0);
+        cases.push(trailing);
+        // An announced count of four billion messages in a few bytes.
+        let mut huge = raft_prefix().to_vec();
+        huge.extend_from_slice(&[0xdd, 0xff, 0xff, 0xff, 0xff, 0xc4, 0x00]);
+        cases.push(huge);
+        // A message that is not binary.
+        let mut text = raft_prefix().to_vec();
+        text.extend_from_slice(&[0x91, 0xa1, b'x']);
+        cases.push(text);
+        for bytes in cases {
+            assert!(Frame::decode_received(&bytes).is_err(), "{bytes:?}");
         }
     }
 

@@ -20,8 +20,8 @@ fn value(client: u64, n: u64) -> u64 {
     (client << 32) | n
 }
 
-fn decode(bytes: Option<Vec<u8>>) -> Option<u64> {
-    bytes.map(|b| u64::from_le_bytes(b.try_into().expect("8-byte values")))
+fn decode(bytes: Option<impl AsRef<[u8]>>) -> Option<u64> {
+    bytes.map(|b| u64::from_le_bytes(b.as_ref().try_into().expect("8-byte values")))
 }
 
 /// Runs one client until `stop`.

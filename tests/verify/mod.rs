@@ -142,7 +142,13 @@ async fn check_members(cluster: &Cluster, history: &History) -> Vec<String> {
             .into_iter()
             .filter_map(|e| {
                 let change = e.changes.first()?;
-                Some((e.index, (change.key.clone(), change.value.clone())))
+                Some((
+                    e.index,
+                    (
+                        change.key.clone(),
+                        change.value.as_deref().map(<[u8]>::to_vec),
+                    ),
+                ))
             })
             .collect();
         for w in &history.acked {
