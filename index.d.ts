@@ -444,7 +444,8 @@ export declare class RaftNode extends EventEmitter<RaftNodeEvents> {
    * raftline_snapshot_index, raftline_proposal_duration_seconds (histogram),
    * raftline_peer_health{peer} (leader only: 1 healthy, 0.5 degraded, 0 unhealthy),
    * raftline_bytes_sent_total, raftline_bytes_received_total,
-   * raftline_proposals_overloaded_total, raftline_frames_refused_total. Counters keep their values
+   * raftline_proposals_overloaded_total, raftline_frames_refused_total,
+   * raftline_log_syncs_total. Counters keep their values
    * after `stop()`.
    */
   metrics(): string;
@@ -476,5 +477,7 @@ export interface MetricsJson {
   proposalsOverloaded: number;
   /** Peer frames refused for their size, number of messages or (with a secret) failed authentication (each closed its connection). */
   framesRefused: number;
+  /** Fsyncs of this node's log (a durable node; 0 in memory). Under load many writes share one. */
+  logSyncs: number;
   peers: Array<{ id: string; health: Health; matchIndex: number | null; lastContactMs: number | null }>;
 }

@@ -28,6 +28,11 @@ describe('durable storage', () => {
         await Promise.all(Array.from({ length: 50 }, (_, j) => leader.set(`k${i + j}`, { i: i + j })));
       }
       expect(snapshots.length).toBeGreaterThanOrEqual(2);
+      // Ten bursts of 50 writes: every member's log took them in far fewer fsyncs.
+      for (const node of c.nodes) {
+        expect(node.metricsJson().logSyncs).toBeGreaterThan(0);
+        expect(node.metricsJson().logSyncs).toBeLessThan(250);
+      }
       expect(snapshots[0]).toMatchObject({ term: leader.term });
       expect(snapshots[0].index).toBeGreaterThanOrEqual(200);
       expect(snapshots[0].bytes).toBeGreaterThan(0);

@@ -11,7 +11,7 @@ const HEALTH_VALUE = { healthy: 1, degraded: 0.5, unhealthy: 0 };
 function metricsJson({ status, members, counters }) {
   const c = counters ?? {
     proposals: 0, proposalsFailed: 0, elections: 0, leaderChanges: 0, bytesSent: 0, bytesReceived: 0,
-    proposalsOverloaded: 0, framesRefused: 0,
+    proposalsOverloaded: 0, framesRefused: 0, logSyncs: 0,
     proposalBucketBounds: [], proposalBuckets: [0], proposalSecondsSum: 0,
   };
   const buckets = c.proposalBucketBounds.map((le, i) => ({ le, count: c.proposalBuckets[i] }));
@@ -38,6 +38,7 @@ function metricsJson({ status, members, counters }) {
     bytesSent: c.bytesSent,
     bytesReceived: c.bytesReceived,
     framesRefused: c.framesRefused,
+    logSyncs: c.logSyncs,
     // Health is known on the leader only: elsewhere every peer is 'unknown'.
     peers: members.filter((m) => m.id !== status.id).map((m) => ({
       id: m.id,
@@ -89,6 +90,7 @@ function prometheusText(m) {
   one('raftline_bytes_received_total', 'counter', 'Bytes this node received from its peers.', m.bytesReceived);
   one('raftline_proposals_overloaded_total', 'counter', 'Writes through this node refused at once for overload (ERR_OVERLOADED).', m.proposalsOverloaded);
   one('raftline_frames_refused_total', 'counter', 'Peer frames this node refused for their size, number of messages or failed authentication (each closed its connection).', m.framesRefused);
+  one('raftline_log_syncs_total', 'counter', 'Fsyncs of this node\'s log (0 in memory); writes are grouped, many to an fsync, under load.', m.logSyncs);
   return out.join('\n') + '\n';
 }
 

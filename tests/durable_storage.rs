@@ -375,3 +375,55 @@ async fn a_snapshot_lost_on_the_way_is_sent_again_without_an_election() {
     assert_eq!(cluster.state(&lagging).await, cluster.state(&leader).await);
     cluster.stop().await;
 }
+
+/// Group commit: the writes in flight together share the fsyncs of every member (the
+/// leader's own, and each follower's for the appends that carry them), counted by
+/// `log_syncs`. Measured at about 60-70 writes per fsync here and from JS at 256 in flight.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_in_flight_together_share_each_members_fsyncs() {
+    // Phase 1: a durable 3-node cluster.
+    let dir = TempDir::new("grouped");
+    let cluster = Cluster::start(3, durable(&dir)).await;
+    let leader = cluster.wait_for_leader().await;
+    let node = cluster.node(&leader).clone();
+    let before: Vec<u64> = cluster
+        .names
+        .iter()
+        .map(|n| cluster.node(n).metrics().log_syncs)
+        .collect();
+
+    // Phase 2: 4,000 writes, 256 in flight at any time (each client writes again as soon
+    // as its last write is acknowledged, as a loaded service does).
+    const WRITES: usize = 4_000;
+    let next = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut clients = tokio::task::JoinSet::new();
+    for _ in 0..256 {
+        let (node, next) = (node.clone(), std::sync::Arc::clone(&next));
+        clients.spawn(async move {
+            loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if i >= WRITES {
+                    return;
+                }
+                node.set(&format!("k{}", i % 500), vec![7; 100], opts())
+                    .await
+                    .expect("every write commits");
+            }
+        });
+    }
+    while let Some(done) = clients.join_next().await {
+        done.unwrap();
+    }
+
+    // Phase 3: every member wrote its log in far fewer fsyncs than there were writes
+    // (one fsync per write would be 4,000).
+    for (name, before) in cluster.names.iter().zip(before) {
+        let syncs = cluster.node(name).metrics().log_syncs - before;
+        eprintln!("{name}: {WRITES} writes in {syncs} fsyncs");
+        assert!(
+            syncs * 20 <= WRITES as u64,
+            "{name}: {syncs} fsyncs for {WRITES} writes"
+        );
+    }
+    cluster.stop().await;
+}

@@ -109,6 +109,7 @@ pub struct NativeMetrics {
     pub bytes_received: f64,
     pub proposals_overloaded: f64,
     pub frames_refused: f64,
+    pub log_syncs: f64,
     /// Upper bounds in seconds; the cumulative counts have one more entry (`+Inf`).
     pub proposal_bucket_bounds: Vec<f64>,
     pub proposal_buckets: Vec<f64>,
@@ -126,6 +127,7 @@ impl NativeMetrics {
             bytes_received: m.bytes_received as f64,
             proposals_overloaded: m.proposals_overloaded as f64,
             frames_refused: m.frames_refused as f64,
+            log_syncs: m.log_syncs as f64,
             proposal_bucket_bounds: crate::runtime::metrics::PROPOSAL_BUCKETS.to_vec(),
             proposal_buckets: m.proposal_buckets.iter().map(|&c| c as f64).collect(),
             proposal_seconds_sum: m.proposal_seconds_sum,

@@ -240,6 +240,11 @@ impl<S: LogStore> Core<S> {
         self.raw.store().is_durable()
     }
 
+    /// Fsyncs of this node's log so far.
+    pub fn log_syncs(&self) -> u64 {
+        self.raw.store().syncs()
+    }
+
     /// This node's raft id.
     pub fn id(&self) -> u64 {
         self.id

@@ -385,6 +385,7 @@ impl<S: LogStore> Driver<S> {
         if let Some(job) = self.core.take_snapshot_job() {
             self.snapshots.start(job);
         }
+        self.metrics.observe_log_syncs(self.core.log_syncs());
         Ok(stop)
     }
 

@@ -26,6 +26,8 @@ pub struct NodeMetrics {
     /// Proposals that took at most each bucket's bound (not cumulative here), then `+Inf`.
     buckets: [AtomicU64; PROPOSAL_BUCKETS.len() + 1],
     duration_micros: AtomicU64,
+    /// Fsyncs of the log, as the store last reported them.
+    log_syncs: AtomicU64,
 }
 
 /// The counters at one moment.
@@ -45,6 +47,9 @@ pub struct MetricsSnapshot {
     pub proposals_overloaded: u64,
     /// Inbound frames refused for their size, number of messages or failed authentication.
     pub frames_refused: u64,
+    /// Fsyncs of the log (a durable node; 0 in memory): with the entries written, how well
+    /// writes are grouped.
+    pub log_syncs: u64,
 }
 
 impl NodeMetrics {
@@ -108,7 +113,13 @@ impl NodeMetrics {
             bytes_received: transport.bytes_received.load(Ordering::Relaxed),
             proposals_overloaded: self.overloaded.load(Ordering::Relaxed),
             frames_refused: transport.frames_refused.load(Ordering::Relaxed),
+            log_syncs: self.log_syncs.load(Ordering::Relaxed),
         }
+    }
+
+    /// Records the store's count of log fsyncs (read on the driver after each turn).
+    pub fn observe_log_syncs(&self, syncs: u64) {
+        self.log_syncs.store(syncs, Ordering::Relaxed);
     }
 }
 

@@ -505,4 +505,8 @@ impl LogStore for DiskStorage {
     fn is_durable(&self) -> bool {
         true
     }
+
+    fn syncs(&self) -> u64 {
+        self.wal.syncs()
+    }
 }

@@ -104,6 +104,11 @@ pub trait LogStore: raft::Storage + Send + 'static {
     fn is_durable(&self) -> bool {
         false
     }
+
+    /// Fsyncs of the log so far (0 for a store that keeps it in memory).
+    fn syncs(&self) -> u64 {
+        0
+    }
 }
 
 /// The log a new cluster starts from (as etcd's bootstrap does): one committed conf change

@@ -46,6 +46,8 @@ pub struct Wal {
     segment_bytes: u64,
     /// Power-loss emulation: bytes written but not yet synced.
     pending: Option<Vec<u8>>,
+    /// Fsyncs of segments so far.
+    syncs: u64,
 }
 
 fn segment_path(dir: &Path, seq: u64) -> PathBuf {
@@ -165,6 +167,7 @@ impl Wal {
             len,
             segment_bytes,
             pending: None,
+            syncs: 0,
         })
     }
 
@@ -226,9 +229,15 @@ impl Wal {
                 .map_err(|e| storage_error("cannot write", &path, e))?;
             pending.clear();
         }
+        self.syncs += 1;
         self.file
             .sync_data()
             .map_err(|e| storage_error("cannot fsync", &path, e))
+    }
+
+    /// Fsyncs of segments so far.
+    pub fn syncs(&self) -> u64 {
+        self.syncs
     }
 
     /// Starts the next segment; returns the sequence number of the one just closed.
