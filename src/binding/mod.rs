@@ -8,6 +8,7 @@
 //! `faults` the test hooks; `events`, `errors` and `convert` the shapes values take on their
 //! way to JS.
 
+mod allocator;
 mod batch;
 mod convert;
 mod errors;
