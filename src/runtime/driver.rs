@@ -174,7 +174,18 @@ impl<S: LogStore> Driver<S> {
         let mut ticker = tokio::time::interval(self.tick);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut stop_reply = None;
+        // The lease's timer, armed at the earliest deadline seen: a lease extended meanwhile
+        // re-arms it when it fires (one timer operation per lease, not one per turn).
+        let lease_timer = tokio::time::sleep(Duration::ZERO);
+        tokio::pin!(lease_timer);
+        let mut lease_armed: Option<std::time::Instant> = None;
         'run: loop {
+            if let Some(until) = self.core.lease_until() {
+                if lease_armed.is_none_or(|armed| until < armed) {
+                    lease_timer.as_mut().reset(until.into());
+                    lease_armed = Some(until);
+                }
+            }
             // Usually one turn; a burst of bulk frames is preceded by a turn of its own for
             // the light frames waiting meanwhile, so that their answers (heartbeat and vote
             // responses) leave before the bulk is persisted and applied.
@@ -203,7 +214,10 @@ impl<S: LogStore> Driver<S> {
                 Some(outcome) = self.snapshots.done.recv() => turns.push(Turn::Snapshot(outcome)),
                 _ = ticker.tick() => turns.push(Turn::Tick),
                 // Wake at the very instant a lease runs out, not a tick later.
-                _ = lease_expiry(self.core.lease_until()) => turns.push(Turn::LeaseExpired),
+                () = &mut lease_timer, if lease_armed.is_some() => {
+                    lease_armed = None;
+                    turns.push(Turn::LeaseExpired);
+                }
             };
             for turn in turns {
                 match self.run_turn(turn) {
@@ -413,14 +427,6 @@ fn stall(pause: Duration) {
         tokio::task::block_in_place(|| std::thread::sleep(pause));
     } else {
         std::thread::sleep(pause);
-    }
-}
-
-/// Completes at `deadline`, or never when there is none.
-async fn lease_expiry(deadline: Option<std::time::Instant>) {
-    match deadline {
-        Some(at) => tokio::time::sleep_until(at.into()).await,
-        None => std::future::pending().await,
     }
 }
 

@@ -128,17 +128,29 @@ async fn serve(shared: Arc<Shared>, tcp: TcpStream, addr: SocketAddr, inbound: I
     let mut partial: Vec<u8> = Vec::new();
     // The peer has sent on this connection what only a leader sends (heartbeats, appends).
     let mut acts_as_leader = false;
+    // One timer for the idle timeout, moved on only when it fires (a timer per frame cost a
+    // registration and a removal in the runtime's timer wheel each).
+    let idle = shared.idle_timeout;
+    let mut heard_at = tokio::time::Instant::now();
+    let idle_check = tokio::time::sleep(idle);
+    tokio::pin!(idle_check);
     let reason = loop {
         let next = tokio::select! {
-            next = tokio::time::timeout(shared.idle_timeout, ws.next()) => match next {
-                Ok(next) => next,
-                Err(_) => break format!("idle for {} ms", shared.idle_timeout.as_millis()),
-            },
+            next = ws.next() => next,
+            () = &mut idle_check => {
+                let due = heard_at + idle;
+                if tokio::time::Instant::now() >= due {
+                    break format!("idle for {} ms", idle.as_millis());
+                }
+                idle_check.as_mut().reset(due);
+                continue;
+            }
             _ = reject_rx.changed() => {
                 break reject_rx.borrow().clone().unwrap_or_default();
             }
             _ = claim.slot.replaced.notified() => break "replaced by a newer connection".into(),
         };
+        heard_at = tokio::time::Instant::now();
         let bytes = match next {
             Some(Ok(WsMessage::Binary(bytes))) => match &mut keys {
                 Some(keys) => match keys.dialer.open(bytes.into()) {

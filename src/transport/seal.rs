@@ -8,9 +8,8 @@
 //! The handshake proof alone covered the handshake: an on-path relay wrote an append into an
 //! authenticated connection after it, and a follower applied it.
 
-use chacha20poly1305::aead::AeadInPlace;
-use chacha20poly1305::{ChaCha20Poly1305, KeyInit, Nonce, Tag};
 use hkdf::Hkdf;
+use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, CHACHA20_POLY1305};
 use sha2::Sha256;
 
 use super::auth::Transcript;
@@ -47,35 +46,41 @@ impl SessionKeys {
 
 /// One direction of a connection: seals (on the sending side) or opens (on the receiving
 /// side) its frames in order.
+/// ChaCha20-Poly1305 (RFC 8439) in one direction of one connection. `ring`'s implementation
+/// (already linked for TLS): the `chacha20poly1305` crate's took 2.2 us to seal a 100-byte
+/// frame against ring's 0.3 us (its vectorised Poly1305 pays a setup per message), four times
+/// on the path of every write; the bytes are the same (`the_wire_bytes_are_unchanged`).
 pub struct Sealer {
-    cipher: ChaCha20Poly1305,
+    key: LessSafeKey,
     /// The sequence number of the next frame in this direction.
     next: u64,
 }
 
 impl Sealer {
     fn new(key: &[u8]) -> Sealer {
+        let key = UnboundKey::new(&CHACHA20_POLY1305, key).expect("a 32-byte key");
         Sealer {
-            cipher: ChaCha20Poly1305::new_from_slice(key).expect("a 32-byte key"),
+            key: LessSafeKey::new(key),
             next: 0,
         }
     }
 
+    /// The nonce of the next frame: its sequence number, never reused under one key.
     fn nonce(&mut self) -> Nonce {
         let mut nonce = [0u8; 12];
         nonce[4..].copy_from_slice(&self.next.to_be_bytes());
         self.next += 1;
-        nonce.into()
+        Nonce::assume_unique_for_key(nonce)
     }
 
     /// Encrypts `frame` in place and appends its tag.
     pub fn seal(&mut self, mut frame: Vec<u8>) -> Vec<u8> {
         let nonce = self.nonce();
         let tag = self
-            .cipher
-            .encrypt_in_place_detached(&nonce, b"", &mut frame)
+            .key
+            .seal_in_place_separate_tag(nonce, Aad::empty(), &mut frame)
             .expect("frames are far below ChaCha20's length limit");
-        frame.extend_from_slice(&tag);
+        frame.extend_from_slice(tag.as_ref());
         frame
     }
 
@@ -85,13 +90,14 @@ impl Sealer {
             return Err("a sealed frame shorter than its tag".into());
         }
         let nonce = self.nonce();
-        let tag = Tag::clone_from_slice(&sealed[sealed.len() - SEAL_OVERHEAD..]);
-        sealed.truncate(sealed.len() - SEAL_OVERHEAD);
-        self.cipher
-            .decrypt_in_place_detached(&nonce, b"", &mut sealed, &tag)
+        let plain = self
+            .key
+            .open_in_place(nonce, Aad::empty(), &mut sealed)
             .map_err(|_| {
                 "a frame failed authentication (forged, replayed, reordered or cut)".to_string()
-            })?;
+            })?
+            .len();
+        sealed.truncate(plain);
         Ok(sealed)
     }
 }
@@ -154,5 +160,28 @@ mod tests {
             "direction"
         );
         assert_eq!(keys("s", &a, &b).dialer.open(frame).unwrap(), b"hello");
+    }
+
+    /// Frames sealed before the switch to `ring` (by the `chacha20poly1305` crate, the same
+    /// key and sequence numbers): peers of either build understand each other.
+    #[test]
+    fn the_wire_bytes_are_unchanged() {
+        let hex = |v: &[u8]| v.iter().map(|b| format!("{b:02x}")).collect::<String>();
+        let mut sender = Sealer::new(&[0x42; 32]);
+        let first = sender.seal(b"raft frame 0".to_vec());
+        let second = sender.seal(vec![7; 70]);
+        assert_eq!(
+            hex(&first),
+            "2b07825f3dd241ac81c47404edd7a8d90f51668f76a064fa91a90990"
+        );
+        assert_eq!(
+            hex(&second),
+            "17396e3a4465d2722e6e8c80962b77cc13964473ee897c0f4c772e0b4b5b74e28965072774e5dd3e\
+             727d0de52b423ca65f3f6167d355b889e4e7a39493b356bbd63377e14e7a0bc7551b8cfc9123e1c4\
+             d2804e79680b"
+        );
+        let mut receiver = Sealer::new(&[0x42; 32]);
+        assert_eq!(receiver.open(first).unwrap(), b"raft frame 0");
+        assert_eq!(receiver.open(second).unwrap(), vec![7; 70]);
     }
 }

@@ -597,6 +597,44 @@ mod tests {
         }
     }
 
+    /// Frames mangled at random: the hand-written reader never panics, and a raft frame it
+    /// accepts is the frame rmp-serde reads (the fuzz target `wire` does the same at length).
+    #[test]
+    fn a_mangled_raft_frame_is_read_as_rmp_serde_reads_it_or_refused() {
+        let batch: Vec<Message> = (0..5).map(|i| append_of(10 + 300 * i)).collect();
+        let frame = Frames::new(&batch).next().unwrap();
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut random = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let mut accepted = 0;
+        for _ in 0..20_000 {
+            let mut bytes = frame.clone();
+            for _ in 0..1 + random() % 3 {
+                let at = (random() % bytes.len() as u64) as usize;
+                bytes[at] = random() as u8;
+            }
+            bytes.truncate(bytes.len() - (random() % 4) as usize);
+            if let Ok(Received::Raft(messages)) = Frame::decode_received(&bytes) {
+                accepted += 1;
+                let Ok(Frame::Raft { messages: read }) = Frame::decode(&bytes) else {
+                    panic!("accepted what rmp-serde refuses: {bytes:?}");
+                };
+                assert!(messages
+                    .iter()
+                    .copied()
+                    .eq(read.iter().map(|m| m.as_slice())));
+            }
+        }
+        assert!(
+            accepted > 0,
+            "some mangled frames still read (a flipped byte in a message)"
+        );
+    }
+
     #[test]
     fn garbage_is_an_error_not_a_panic() {
         for bytes in [&b""[..], b"\x81\xa4Raft", b"\xff\xff\xff", b"\x92\x01"] {
