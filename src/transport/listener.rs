@@ -110,7 +110,7 @@ async fn serve(shared: Arc<Shared>, tcp: TcpStream, addr: SocketAddr, inbound: I
             if reason != EVICTED {
                 refused(&reason);
             }
-            refuse(&mut ws, &reason, seal.as_mut()).await;
+            refuse(&mut ws, &reason, seal.as_deref_mut()).await;
             return;
         }
     };
@@ -275,7 +275,8 @@ async fn serve(shared: Arc<Shared>, tcp: TcpStream, addr: SocketAddr, inbound: I
 /// refusal travels under: a dialer believes only a sealed refusal that it is no member.
 struct Refusal {
     reason: String,
-    seal: Option<Sealer>,
+    /// Boxed: a key schedule is hundreds of bytes, and most refusals have none.
+    seal: Option<Box<Sealer>>,
 }
 
 impl From<String> for Refusal {
@@ -388,7 +389,7 @@ async fn handshake<'a>(
     // Membership after authentication: only a proven peer learns that it is no member.
     let refusal = |reason: String, keys: Option<SessionKeys>| Refusal {
         reason,
-        seal: keys.map(|k| k.listener),
+        seal: keys.map(|k| Box::new(k.listener)),
     };
     let id = raft_id(&from);
     if !shared.registry.is_member(id) {
