@@ -141,29 +141,31 @@ fn raft_prefix() -> &'static [u8] {
 
 /// Appends a MessagePack array header for `len` items.
 fn put_array_len(out: &mut Vec<u8>, len: usize) {
-    match len {
-        0..=15 => out.push(0x90 | len as u8),
-        16..=0xffff => {
-            out.push(0xdc);
-            out.extend_from_slice(&(len as u16).to_be_bytes());
-        }
-        _ => {
-            out.push(0xdd);
-            out.extend_from_slice(&(len as u32).to_be_bytes());
-        }
+    if len <= 15 {
+        out.push(0x90 | len as u8);
+    } else {
+        put_wide_len(out, len, 0xdc, 0xdd);
     }
 }
 
 /// Appends a MessagePack bin header for `len` bytes.
 fn put_bin_len(out: &mut Vec<u8>, len: usize) {
-    match len {
-        0..=0xff => out.extend_from_slice(&[0xc4, len as u8]),
-        0x100..=0xffff => {
-            out.push(0xc5);
-            out.extend_from_slice(&(len as u16).to_be_bytes());
+    match u8::try_from(len) {
+        Ok(len) => out.extend_from_slice(&[0xc4, len]),
+        Err(_) => put_wide_len(out, len, 0xc5, 0xc6),
+    }
+}
+
+/// Appends `tag16` and a 16-bit length, or `tag32` and a 32-bit one (the wider headers of
+/// MessagePack's arrays and bins).
+fn put_wide_len(out: &mut Vec<u8>, len: usize, tag16: u8, tag32: u8) {
+    match u16::try_from(len) {
+        Ok(len) => {
+            out.push(tag16);
+            out.extend_from_slice(&len.to_be_bytes());
         }
-        _ => {
-            out.push(0xc6);
+        Err(_) => {
+            out.push(tag32);
             out.extend_from_slice(&(len as u32).to_be_bytes());
         }
     }
