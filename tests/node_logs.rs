@@ -5,7 +5,7 @@ mod common;
 
 use std::sync::{Arc, Mutex};
 
-use common::{fast, Cluster};
+use common::{fast, wait_until, Cluster, DEADLINE};
 use raftline::logging::{LogLine, LogSink};
 use raftline::WriteOptions;
 use tracing::level_filters::LevelFilter;
@@ -65,5 +65,64 @@ async fn each_node_logs_at_its_own_level_to_its_own_sink() {
         "{error:?}"
     );
     assert!(sinks[2].lock().unwrap().is_empty());
+    cluster.stop().await;
+}
+
+/// A dialer that goes away in the middle of its upgrade (a member stopping or redialling, a
+/// port probe) is logged at debug; one that sends something that is no upgrade, at warn.
+/// Before: both at warn, and a cluster stopping all at once logged such lines at random.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dialer_that_leaves_mid_upgrade_is_no_warning_but_a_wrong_request_is() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    common::init_tracing();
+    let lines = Lines::default();
+    let cluster = Cluster::start(1, |config| {
+        fast(config);
+        config.log_level = LevelFilter::DEBUG;
+        config.log_sink = Some(capture(&lines));
+    })
+    .await;
+    let addr = cluster
+        .node("n1")
+        .url()
+        .trim_start_matches("ws://")
+        .to_string();
+    let logged = |level: Level, text: &str| {
+        lines
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|(l, _, _, message)| *l == level && message.contains(text))
+    };
+
+    // Phase 1: half an HTTP upgrade, then the connection closes.
+    let mut tcp = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    tcp.write_all(b"GET / HTTP/1.1\r\nHost: n1\r\n")
+        .await
+        .unwrap();
+    drop(tcp);
+    wait_until(DEADLINE, || {
+        logged(Level::DEBUG, "left during the upgrade").then_some(())
+    })
+    .await
+    .expect("the dialer's leaving is logged at debug");
+
+    // Phase 2: a whole request, but no WebSocket upgrade.
+    let mut tcp = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    tcp.write_all(b"GET / HTTP/1.1\r\nHost: n1\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    let _ = tcp.read_to_end(&mut answer).await;
+    wait_until(DEADLINE, || {
+        logged(Level::WARN, "not a WebSocket upgrade").then_some(())
+    })
+    .await
+    .expect("a wrong request is logged at warn");
+    assert!(
+        !logged(Level::WARN, "Handshake not finished"),
+        "{:?}",
+        lines.lock().unwrap()
+    );
     cluster.stop().await;
 }

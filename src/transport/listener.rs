@@ -76,15 +76,19 @@ async fn serve(shared: Arc<Shared>, tcp: TcpStream, addr: SocketAddr, inbound: I
     let upgrade = async {
         let (io, cert): (Box<dyn Io>, _) = match &shared.tls {
             Some(tls) => {
-                let (io, cert) = tls.accept(tcp).await?;
+                let (io, cert) = tls.accept(tcp).await.map_err(Refusal::from)?;
                 (io, Some(cert))
             }
             None => (Box::new(tcp), None),
         };
         let ws = tokio_tungstenite::accept_async_with_config(io, Some(ws_handshake_config()))
             .await
-            .map_err(|e| format!("not a WebSocket upgrade: {e}"))?;
-        Ok::<_, String>((ws, cert))
+            .map_err(|e| Refusal {
+                reason: format!("not a WebSocket upgrade: {e}"),
+                seal: None,
+                dialer_left: dialer_left(&e),
+            })?;
+        Ok::<_, Refusal>((ws, cert))
     };
     // One time budget for the upgrade and the handshake: a connection that has not proven
     // itself within it gives its slot back.
@@ -93,7 +97,10 @@ async fn serve(shared: Arc<Shared>, tcp: TcpStream, addr: SocketAddr, inbound: I
     let (mut ws, cert) = tokio::select! {
         upgraded = tokio::time::timeout_at(deadline, upgrade) => match upgraded {
             Ok(Ok(upgraded)) => upgraded,
-            Ok(Err(reason)) => return refused(&reason),
+            Ok(Err(Refusal { reason, dialer_left: true, .. })) => {
+                return tracing::debug!(%addr, "the dialer left during the upgrade: {reason}")
+            }
+            Ok(Err(Refusal { reason, .. })) => return refused(&reason),
             Err(_) => return refused("upgrade timed out"),
         },
         _ = admission.evicted() => return tracing::debug!(%addr, "{EVICTED}"),
@@ -106,8 +113,14 @@ async fn serve(shared: Arc<Shared>, tcp: TcpStream, addr: SocketAddr, inbound: I
     };
     let (from, claim, mut keys) = match handshake {
         Ok(accepted) => accepted,
-        Err(Refusal { reason, mut seal }) => {
-            if reason != EVICTED {
+        Err(Refusal {
+            reason,
+            mut seal,
+            dialer_left,
+        }) => {
+            if dialer_left {
+                tracing::debug!(%addr, "the dialer left during the handshake: {reason}");
+            } else if reason != EVICTED {
                 refused(&reason);
             }
             refuse(&mut ws, &reason, seal.as_deref_mut()).await;
@@ -277,11 +290,38 @@ struct Refusal {
     reason: String,
     /// Boxed: a key schedule is hundreds of bytes, and most refusals have none.
     seal: Option<Box<Sealer>>,
+    /// The dialer closed or reset its connection: nothing it sent was wrong (a member
+    /// stopping or redialling mid-handshake, a port probe), so nothing is logged above debug.
+    dialer_left: bool,
+}
+
+/// True when `e` says the dialer went away rather than sent something wrong.
+fn dialer_left(e: &WsError) -> bool {
+    use std::io::ErrorKind;
+    use tokio_tungstenite::tungstenite::error::ProtocolError;
+    match e {
+        WsError::ConnectionClosed | WsError::AlreadyClosed => true,
+        WsError::Protocol(
+            ProtocolError::HandshakeIncomplete | ProtocolError::ResetWithoutClosingHandshake,
+        ) => true,
+        WsError::Io(io) => matches!(
+            io.kind(),
+            ErrorKind::ConnectionReset
+                | ErrorKind::ConnectionAborted
+                | ErrorKind::UnexpectedEof
+                | ErrorKind::BrokenPipe
+        ),
+        _ => false,
+    }
 }
 
 impl From<String> for Refusal {
     fn from(reason: String) -> Refusal {
-        Refusal { reason, seal: None }
+        Refusal {
+            reason,
+            seal: None,
+            dialer_left: false,
+        }
     }
 }
 
@@ -321,12 +361,18 @@ fn for_peer(reason: &str) -> String {
 }
 
 /// The next handshake frame from the dialer (the caller bounds the time).
-async fn next_frame(ws: &mut WebSocketStream<Box<dyn Io>>) -> Result<Frame, String> {
+async fn next_frame(ws: &mut WebSocketStream<Box<dyn Io>>) -> Result<Frame, Refusal> {
+    let left = |reason: String| Refusal {
+        reason,
+        seal: None,
+        dialer_left: true,
+    };
     match ws.next().await {
-        Some(Ok(WsMessage::Binary(bytes))) => Frame::decode(&bytes),
-        Some(Ok(_)) => Err("handshake must be a binary frame".into()),
-        Some(Err(e)) => Err(format!("read failed: {e}")),
-        None => Err("closed before the handshake".into()),
+        Some(Ok(WsMessage::Binary(bytes))) => Ok(Frame::decode(&bytes)?),
+        Some(Ok(WsMessage::Close(_))) | None => Err(left("closed before the handshake".into())),
+        Some(Ok(_)) => Err("handshake must be a binary frame".to_string().into()),
+        Some(Err(e)) if dialer_left(&e) => Err(left(format!("read failed: {e}"))),
+        Some(Err(e)) => Err(format!("read failed: {e}").into()),
     }
 }
 
@@ -390,6 +436,7 @@ async fn handshake<'a>(
     let refusal = |reason: String, keys: Option<SessionKeys>| Refusal {
         reason,
         seal: keys.map(|k| Box::new(k.listener)),
+        dialer_left: false,
     };
     let id = raft_id(&from);
     if !shared.registry.is_member(id) {
