@@ -171,6 +171,15 @@ fn put_wide_len(out: &mut Vec<u8>, len: usize, tag16: u8, tag32: u8) {
     }
 }
 
+/// Takes the byte at the front of `bytes` (a MessagePack type tag).
+fn take_tag(bytes: &mut &[u8]) -> Result<u8, String> {
+    let Some((&tag, rest)) = bytes.split_first() else {
+        return Err("malformed frame: truncated".into());
+    };
+    *bytes = rest;
+    Ok(tag)
+}
+
 /// Reads a big-endian length of `N` bytes at the front of `bytes`.
 fn take_len<const N: usize>(bytes: &mut &[u8]) -> Result<usize, String> {
     let Some((head, rest)) = bytes.split_first_chunk::<N>() else {
@@ -184,12 +193,8 @@ fn take_len<const N: usize>(bytes: &mut &[u8]) -> Result<usize, String> {
 
 /// The messages of a raft frame after [`raft_prefix`]: an array of bins, nothing after.
 fn parse_raft_messages(mut rest: &[u8]) -> Result<Vec<&[u8]>, String> {
-    let Some((&tag, after)) = rest.split_first() else {
-        return Err("malformed frame: truncated".into());
-    };
-    rest = after;
-    let count = match tag {
-        0x90..=0x9f => usize::from(tag & 0x0f),
+    let count = match take_tag(&mut rest)? {
+        tag @ 0x90..=0x9f => usize::from(tag & 0x0f),
         0xdc => take_len::<2>(&mut rest)?,
         0xdd => take_len::<4>(&mut rest)?,
         _ => return Err("malformed frame: raft messages must be an array".into()),
@@ -201,11 +206,7 @@ fn parse_raft_messages(mut rest: &[u8]) -> Result<Vec<&[u8]>, String> {
     }
     let mut messages = Vec::with_capacity(count);
     for _ in 0..count {
-        let Some((&tag, after)) = rest.split_first() else {
-            return Err("malformed frame: truncated".into());
-        };
-        rest = after;
-        let len = match tag {
+        let len = match take_tag(&mut rest)? {
             0xc4 => take_len::<1>(&mut rest)?,
             0xc5 => take_len::<2>(&mut rest)?,
             0xc6 => take_len::<4>(&mut rest)?,
@@ -223,9 +224,6 @@ fn parse_raft_messages(mut rest: &[u8]) -> Result<Vec<&[u8]>, String> {
     }
     Ok(messages)
 }
-
-/// Room left at the end of a frame's buffer for the seal's tag (no reallocation to add it).
-const SEAL_ROOM: usize = 16;
 
 /// The encoded frames that carry `batch` in order, made one at a time as they are taken
 /// (a writer sends the first frame of a large batch before it encodes the next: encoding a
@@ -300,7 +298,9 @@ impl Iterator for Frames<'_> {
         }
         // The bytes `Frame::Raft` encodes to, each message encoded in place.
         let prefix = raft_prefix();
-        let mut frame = Vec::with_capacity(prefix.len() + 5 + packed_bytes + SEAL_ROOM);
+        // Room for the seal's tag too: no reallocation to add it.
+        let room = prefix.len() + 5 + packed_bytes + super::seal::SEAL_OVERHEAD;
+        let mut frame = Vec::with_capacity(room);
         frame.extend_from_slice(prefix);
         put_array_len(&mut frame, sizes.len());
         for (message, size) in self.batch[first..self.next].iter().zip(sizes) {
