@@ -13,6 +13,7 @@ use tokio_tungstenite::tungstenite::Message as WsMessage;
 use tokio_tungstenite::WebSocketStream;
 
 use super::auth::{self, Side, Transcript};
+use super::quiet::Quiet;
 use super::registry::Claim;
 use super::seal::{Sealer, SessionKeys};
 use super::{
@@ -141,29 +142,19 @@ async fn serve(shared: Arc<Shared>, tcp: TcpStream, addr: SocketAddr, inbound: I
     let mut partial: Vec<u8> = Vec::new();
     // The peer has sent on this connection what only a leader sends (heartbeats, appends).
     let mut acts_as_leader = false;
-    // One timer for the idle timeout, moved on only when it fires (a timer per frame cost a
-    // registration and a removal in the runtime's timer wheel each).
-    let idle = shared.idle_timeout;
-    let mut heard_at = tokio::time::Instant::now();
-    let idle_check = tokio::time::sleep(idle);
-    tokio::pin!(idle_check);
+    let mut idle = Quiet::new(shared.idle_timeout);
     let reason = loop {
         let next = tokio::select! {
             next = ws.next() => next,
-            () = &mut idle_check => {
-                let due = heard_at + idle;
-                if tokio::time::Instant::now() >= due {
-                    break format!("idle for {} ms", idle.as_millis());
-                }
-                idle_check.as_mut().reset(due);
-                continue;
+            () = idle.elapsed() => {
+                break format!("idle for {} ms", shared.idle_timeout.as_millis());
             }
             _ = reject_rx.changed() => {
                 break reject_rx.borrow().clone().unwrap_or_default();
             }
             _ = claim.slot.replaced.notified() => break "replaced by a newer connection".into(),
         };
-        heard_at = tokio::time::Instant::now();
+        idle.heard();
         let bytes = match next {
             Some(Ok(WsMessage::Binary(bytes))) => match &mut keys {
                 Some(keys) => match keys.dialer.open(bytes.into()) {

@@ -6,6 +6,7 @@ mod auth;
 mod fault;
 mod listener;
 mod peer;
+mod quiet;
 mod registry;
 mod seal;
 mod tls;

@@ -17,6 +17,7 @@ use std::sync::atomic::Ordering;
 use serde_bytes::ByteBuf;
 
 use super::auth::{self, Side, Transcript};
+use super::quiet::Quiet;
 use super::seal::{Sealer, SessionKeys};
 use crate::ids::raft_id;
 use crate::peer_messages::Delivery;
@@ -396,12 +397,7 @@ async fn pump(
     };
     let mut writer = Writer { sink, seal };
     let mut first = Some(first);
-    // One timer for the keep-alive ping, moved on only when it fires (a timer per batch cost
-    // a registration and a removal in the runtime's timer wheel each).
-    let ping_every = shared.idle_timeout / 4;
-    let mut sent_at = tokio::time::Instant::now();
-    let ping_check = tokio::time::sleep(ping_every);
-    tokio::pin!(ping_check);
+    let mut sent = Quiet::new(shared.idle_timeout / 4);
     loop {
         let mut batch = if let Some(first) = first.take() {
             first
@@ -412,13 +408,9 @@ async fn pump(
                     None => return Ok(()),
                 },
                 // Nothing to send for a while: a ping keeps the listener from closing us as idle.
-                () = &mut ping_check => {
-                    let due = sent_at + ping_every;
-                    if tokio::time::Instant::now() >= due {
-                        writer.sink.send(WsMessage::Ping(Vec::new().into())).await.map_err(|e| e.to_string())?;
-                        sent_at = tokio::time::Instant::now();
-                    }
-                    ping_check.as_mut().reset(sent_at + ping_every);
+                () = sent.elapsed() => {
+                    writer.sink.send(WsMessage::Ping(Vec::new().into())).await.map_err(|e| e.to_string())?;
+                    sent.heard();
                     continue;
                 }
                 // The listener sends nothing after the handshake but the pongs to our pings
@@ -456,7 +448,7 @@ async fn pump(
         if batch.is_empty() {
             continue; // a probe's connection, with nothing to send yet
         }
-        sent_at = tokio::time::Instant::now();
+        sent.heard();
         let mut frames = crate::transport::wire::Frames::new(&batch);
         for frame in frames.by_ref() {
             writer.write(frame, shared, &batch).await?;
