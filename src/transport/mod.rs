@@ -158,7 +158,7 @@ fn is_snapshot(m: &Message) -> bool {
 pub struct TransportStats {
     pub bytes_sent: AtomicU64,
     pub bytes_received: AtomicU64,
-    /// Large raft messages (snapshots) sent in chunks.
+    /// Large raft messages (snapshots) sent in chunks, counted as their first chunk leaves.
     pub chunked_messages: AtomicU64,
     /// Outbound connections established (a steady cluster stops adding to it).
     pub connections_opened: AtomicU64,

@@ -450,8 +450,17 @@ async fn pump(
         }
         sent.heard();
         let mut frames = crate::transport::wire::Frames::new(&batch);
-        for frame in frames.by_ref() {
+        let mut counted = 0;
+        while let Some(frame) = frames.next() {
             writer.write(frame, shared, &batch).await?;
+            // A message cut into chunks counts once its first chunk is out: counted after
+            // the whole batch, it showed up after the peer had received and applied it (or
+            // never, when the connection failed after its last chunk).
+            shared
+                .stats
+                .chunked_messages
+                .fetch_add(frames.chunked - counted, Ordering::Relaxed);
+            counted = frames.chunked;
             // Encoding a frame of megabytes takes a while: let the drivers sharing this
             // thread tick between frames, and let heartbeats overtake the rest of the batch.
             tokio::task::yield_now().await;
@@ -461,10 +470,6 @@ async fn pump(
                 }
             }
         }
-        let stats = &shared.stats;
-        stats
-            .chunked_messages
-            .fetch_add(frames.chunked, Ordering::Relaxed);
         let to = batch.first().map_or(0, |m| m.to);
         super::report_snapshots(&shared.reports, to, &batch, true);
     }
