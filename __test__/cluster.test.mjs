@@ -49,9 +49,9 @@ describe('election', () => {
 });
 
 describe('writes and reads', () => {
-  it('writes issued in one turn cross as one batch: all settle, each at its own index, and past the request queue ERR_OVERLOADED', async () => {
-    // Phase 1: 5,000 writes in one turn, through a follower: each answered at an index of
-    // its own. Phase 2: the follower's engine stalled (the leader's would lose its lead),
+  it('writes issued in one turn cross in batches: all settle, each at its own index in the order issued, and past the request queue ERR_OVERLOADED', async () => {
+    // Phase 1: 5,000 writes in one turn, through a follower (they cross 64 at a time): each
+    // answered at an index of its own, in the order they were issued. Phase 2: the follower's engine stalled (the leader's would lose its lead),
     // 80,000 more in one turn: the driver's queue (65,536, and up to 1,024 taken with the
     // stall) takes what it holds and the rest are refused at once with ERR_OVERLOADED;
     // every promise settles.
@@ -60,6 +60,7 @@ describe('writes and reads', () => {
     const follower = c.nodes.find((n) => n !== leader);
     const results = await Promise.all(Array.from({ length: 5000 }, (_, i) => follower.set(`b/${i % 50}`, i)));
     expect(new Set(results.map((r) => r.index)).size).toBe(5000);
+    expect(results.every((r, i) => i === 0 || r.index > results[i - 1].index)).toBe(true);
     expect(await follower.get('b/49')).toBe(4999);
 
     await c.stall(follower.id, 2000);

@@ -6,7 +6,7 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use raft::eraftpb::Message;
+use raft::eraftpb::{Message, MessageType};
 use raftline::clock::Clock;
 use raftline::core::requests::{Deadline, Waiter};
 use raftline::core::{Core, WriteOutcome};
@@ -35,6 +35,8 @@ struct Sim {
     leaders: HashMap<u64, String>,
     /// Every event but the applied entries, in the order each node raised them.
     events: Vec<String>,
+    /// Append messages that carried entries, delivered or not.
+    appends_with_entries: usize,
 }
 
 impl Sim {
@@ -85,6 +87,7 @@ impl Sim {
             applied: HashMap::new(),
             leaders: HashMap::new(),
             events: Vec::new(),
+            appends_with_entries: 0,
         };
         // Every core applies its bootstrap log (the initial voters) before anything else.
         sim.settle("bootstrap");
@@ -182,6 +185,9 @@ impl Sim {
             }
             while let Some(m) = self.queue.pop_front() {
                 busy = true;
+                if m.get_msg_type() == MessageType::MsgAppend && !m.entries.is_empty() {
+                    self.appends_with_entries += 1;
+                }
                 let (from, to) = (self.name_of(m.from), self.name_of(m.to));
                 if !self.cut.contains(&(from.clone(), to.clone())) {
                     match self.cores.get_mut(&to).unwrap().step(m) {
@@ -446,6 +452,41 @@ fn proposals_from_any_node_replicate_in_one_order() {
     }
     let reference = &sim.applied["n1"];
     assert_eq!(reference.len(), 30, "{case}: all applied");
+    for n in ["n2", "n3"] {
+        assert_eq!(
+            &sim.applied[n], reference,
+            "{case}: {n} applied the same sequence"
+        );
+    }
+}
+
+/// The raft crate sends every proposal to every follower in an append of its own: writes
+/// proposed one by one cost each member a message, a step and a response per write.
+#[test]
+fn writes_of_one_turn_reach_each_follower_in_one_append() {
+    let case = "one turn";
+    let mut sim = Sim::new(3);
+    sim.cores.get_mut("n1").unwrap().campaign().unwrap();
+    sim.settle(case);
+    let before = sim.appends_with_entries;
+
+    // Phase 1: 100 writes on the leader and 50 on a follower, all in one turn of each.
+    let mut replies = Vec::new();
+    for i in 0..150 {
+        let on = if i < 100 { "n1" } else { "n2" };
+        replies.push(sim.propose(on, &format!("k{i}"), on));
+    }
+    sim.settle(case);
+
+    // Phase 2: each follower received the leader's writes in one append and the
+    // forwarded ones in another (before, 150 each).
+    let appends = sim.appends_with_entries - before;
+    assert_eq!(appends, 4, "{case}: appends carrying entries");
+    for (i, mut rx) in replies.into_iter().enumerate() {
+        let outcome = rx.try_recv().expect("answered");
+        assert!(outcome.is_ok(), "{case}: write {i}: {outcome:?}");
+    }
+    let reference = &sim.applied["n1"];
     for n in ["n2", "n3"] {
         assert_eq!(
             &sim.applied[n], reference,

@@ -117,7 +117,7 @@ struct Outbox {
 }
 
 /// Entries in one append message, in bytes (but for a single larger entry).
-const MAX_APPEND_BYTES: u64 = 512 << 10;
+pub(super) const MAX_APPEND_BYTES: u64 = 512 << 10;
 /// Append messages in flight to one follower. With [`MAX_APPEND_BYTES`], a leader sends a
 /// follower far behind at most 32 MiB before it acknowledges: the turn that copies them out
 /// of the log stays short (with 1 MiB and 256, it was the whole backlog of a follower 120 MiB
@@ -390,9 +390,9 @@ impl<S: LogStore> Core<S> {
         events
     }
 
-    /// True when a Ready is waiting (or reads wait to be sent).
+    /// True when a Ready is waiting, or reads or writes wait to be sent.
     pub fn has_ready(&self) -> bool {
-        self.reads.has_unsent() || self.raw.has_ready()
+        self.reads.has_unsent() || self.can_propose_parked() || self.raw.has_ready()
     }
 }
 

@@ -5,12 +5,16 @@ use super::*;
 
 impl<S: LogStore> Core<S> {
     /// Proposes a command; the waiter gets the outcome once this node applies it. With no
-    /// leader known, the write waits for one until its deadline.
+    /// leader known, the write waits for one until its deadline. The write is proposed with
+    /// the others of its turn, by the next Ready ([`Core::has_ready`] says so) or as soon as
+    /// they fill an append.
     pub fn propose(&mut self, command: Command, forward: bool, waiter: Waiter<WriteOutcome>) {
         match self.encode_proposal(&command, forward) {
             Ok(data) => {
                 self.writes.park(data, forward, waiter);
-                self.propose_parked();
+                if self.writes.parked_bytes >= MAX_APPEND_BYTES as usize {
+                    self.propose_parked();
+                }
             }
             Err(e) => waiter.send(Err(e)),
         }
@@ -36,30 +40,63 @@ impl<S: LogStore> Core<S> {
         Ok(data)
     }
 
-    /// Proposes the parked writes once the raft crate would take them: a leader is known
-    /// and no leadership transfer is pending (it drops proposals meanwhile).
-    pub(super) fn propose_parked(&mut self) {
+    /// Parked writes wait, and the raft crate would take them now: a leader is known and no
+    /// leadership transfer is pending (it drops proposals meanwhile).
+    pub(super) fn can_propose_parked(&self) -> bool {
         let raft = &self.raw.raft;
-        let leader = raft.leader_id;
         let transferring = raft.state == StateRole::Leader && raft.lead_transferee.is_some();
-        if self.writes.parked.is_empty() || leader == INVALID_ID || transferring {
+        !self.writes.parked.is_empty() && raft.leader_id != INVALID_ID && !transferring
+    }
+
+    /// Proposes the parked writes if the raft crate would take them, in as few proposals as
+    /// [`MAX_APPEND_BYTES`] allows: the raft crate sends each proposal to every follower in
+    /// an append of its own, so writes proposed one by one cost a message, a response and a
+    /// step on every member each.
+    pub(super) fn propose_parked(&mut self) {
+        if !self.can_propose_parked() {
             return;
         }
+        let leader = self.raw.raft.leader_id;
+        let mut group = ProposalGroup::default();
         for parked in self.writes.take_parked() {
             if !parked.forward && leader != self.id {
                 let error = self.not_leader();
                 parked.waiter.send(Err(error));
                 continue;
             }
+            if group.is_full_before(parked.data.len()) {
+                self.propose_group(std::mem::take(&mut group));
+            }
             let (seq, context) = self.ids.next();
-            match self.raw.propose(context, parked.data) {
-                Ok(()) => {
-                    self.writes.proposed(seq, self.raw.raft.term, parked.waiter);
+            group.push(seq, context, parked);
+        }
+        self.propose_group(group);
+    }
+
+    /// Steps one proposal of `group`'s entries: the raft crate takes or drops them together.
+    fn propose_group(&mut self, group: ProposalGroup) {
+        if group.entries.is_empty() {
+            return;
+        }
+        let mut m = Message::default();
+        m.set_msg_type(MessageType::MsgPropose);
+        m.from = self.id;
+        m.entries = group.entries;
+        let term = self.raw.raft.term;
+        match self.raw.raft.step(m) {
+            Ok(()) => {
+                for (seq, waiter) in group.waiters {
+                    self.writes.proposed(seq, term, waiter);
                 }
-                Err(raft::Error::ProposalDropped) => parked.waiter.send(Err(Error::NoLeader)),
-                Err(e) => parked
-                    .waiter
-                    .send(Err(Error::Invalid(format!("proposal refused: {e}")))),
+            }
+            Err(e) => {
+                let error = match e {
+                    raft::Error::ProposalDropped => Error::NoLeader,
+                    e => Error::Invalid(format!("proposal refused: {e}")),
+                };
+                for (_, waiter) in group.waiters {
+                    waiter.send(Err(error.clone()));
+                }
             }
         }
     }
@@ -83,6 +120,32 @@ pub const MAX_PENDING_WRITES: usize = 65_536;
 /// Most bytes of entries a node holds for writes that wait for a leader; past it a write
 /// fails at once with `ERR_OVERLOADED`.
 pub const MAX_PARKED_BYTES: usize = 256 << 20;
+
+/// Writes proposed together, in one message to the raft crate.
+#[derive(Default)]
+struct ProposalGroup {
+    entries: Vec<Entry>,
+    waiters: Vec<(u64, Waiter<WriteOutcome>)>,
+    bytes: usize,
+}
+
+impl ProposalGroup {
+    /// Whether an entry of `bytes` would take the group past one append's worth (a group
+    /// of one entry may be larger).
+    fn is_full_before(&self, bytes: usize) -> bool {
+        !self.entries.is_empty() && self.bytes + bytes > MAX_APPEND_BYTES as usize
+    }
+
+    fn push(&mut self, seq: u64, context: Vec<u8>, parked: Parked) {
+        self.bytes += parked.data.len();
+        self.entries.push(Entry {
+            data: parked.data,
+            context,
+            ..Default::default()
+        });
+        self.waiters.push((seq, parked.waiter));
+    }
+}
 
 /// A write proposed by this node.
 struct Proposal {
