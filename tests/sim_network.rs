@@ -94,6 +94,14 @@ impl Sim {
         sim
     }
 
+    /// A cluster of `size` once n1 has been elected.
+    fn led_by_n1(size: usize, case: &str) -> Sim {
+        let mut sim = Sim::new(size);
+        sim.cores.get_mut("n1").unwrap().campaign().unwrap();
+        sim.settle(case);
+        sim
+    }
+
     fn name_of(&self, id: u64) -> String {
         self.names
             .iter()
@@ -136,6 +144,10 @@ impl Sim {
             for name in self.names.clone() {
                 let core = self.cores.get_mut(&name).unwrap();
                 if !core.has_ready() {
+                    // As the driver does in a turn without a Ready.
+                    for event in core.quiet_events() {
+                        self.events.push(format!("{name} {event:?}"));
+                    }
                     continue;
                 }
                 busy = true;
@@ -279,12 +291,32 @@ impl Sim {
             key: key.into(),
             value: ByteBuf::from(value.as_bytes().to_vec()),
         };
+        self.submit(on, command)
+    }
+
+    /// Asks `on` to write `command`.
+    fn submit(
+        &mut self,
+        on: &str,
+        command: Command,
+    ) -> oneshot::Receiver<Result<WriteOutcome, Error>> {
         let (waiter, rx) = self.waiter();
         self.cores
             .get_mut(on)
             .unwrap()
             .propose(command, true, waiter);
         rx
+    }
+
+    /// Whether `name`'s state holds session `id`.
+    fn has_session(&self, name: &str, id: u64) -> bool {
+        self.kvs[name].read().unwrap().sessions().get(id).is_some()
+    }
+
+    /// Whether `name` reported session `id` lost.
+    fn reported_lost(&self, name: &str, id: u64) -> bool {
+        let lost = format!("{name} SessionEnded {{ id: {id}, lost: true }}");
+        self.events.contains(&lost)
     }
 }
 
@@ -432,9 +464,7 @@ fn elections_happen_by_ticking_alone() {
 #[test]
 fn proposals_from_any_node_replicate_in_one_order() {
     let case = "replication";
-    let mut sim = Sim::new(3);
-    sim.cores.get_mut("n1").unwrap().campaign().unwrap();
-    sim.settle(case);
+    let mut sim = Sim::led_by_n1(3, case);
     let mut replies = Vec::new();
     for i in 0..30 {
         let on = ["n1", "n2", "n3"][i % 3];
@@ -465,9 +495,7 @@ fn proposals_from_any_node_replicate_in_one_order() {
 #[test]
 fn writes_of_one_turn_reach_each_follower_in_one_append() {
     let case = "one turn";
-    let mut sim = Sim::new(3);
-    sim.cores.get_mut("n1").unwrap().campaign().unwrap();
-    sim.settle(case);
+    let mut sim = Sim::led_by_n1(3, case);
     let before = sim.appends_with_entries;
 
     // Phase 1: 100 writes on the leader and 50 on a follower, all in one turn of each.
@@ -498,9 +526,7 @@ fn writes_of_one_turn_reach_each_follower_in_one_append() {
 #[test]
 fn partitioned_leader_is_replaced_and_its_log_converges_after_recovery() {
     let case = "partition and recover";
-    let mut sim = Sim::new(3);
-    sim.cores.get_mut("n1").unwrap().campaign().unwrap();
-    sim.settle(case);
+    let mut sim = Sim::led_by_n1(3, case);
     let mut committed = sim.propose("n1", "a", "1");
     sim.settle(case);
     assert!(
@@ -631,9 +657,7 @@ fn a_follower_alone_in_believing_its_leader_gone_disturbs_nothing() {
 #[test]
 fn a_heartbeat_committing_beyond_the_log_is_clamped_not_fatal() {
     let case = "heartbeat beyond the log";
-    let mut sim = Sim::new(3);
-    sim.cores.get_mut("n1").unwrap().campaign().unwrap();
-    sim.settle(case);
+    let mut sim = Sim::led_by_n1(3, case);
     let last = sim.cores["n2"].status().last_index;
     // As a leader would send it to a follower that lost the tail of its log.
     let mut m = Message::default();
@@ -668,9 +692,7 @@ fn a_snapshot_that_would_not_restore_is_refused_before_it_replaces_the_log() {
     // Found by the fuzzer: well-formed for the raft crate, undecodable for the state
     // machine; the follower used to install it, then fail for good on restoring it.
     let case = "undecodable snapshot";
-    let mut sim = Sim::new(3);
-    sim.cores.get_mut("n1").unwrap().campaign().unwrap();
-    sim.settle(case);
+    let mut sim = Sim::led_by_n1(3, case);
     let before = sim.cores["n2"].status();
     let mut m = Message::default();
     m.set_msg_type(raft::eraftpb::MessageType::MsgSnapshot);
@@ -795,9 +817,7 @@ fn writes_in_flight_on_a_follower_that_installs_a_snapshot_are_answered_at_once(
 #[test]
 fn a_write_forwarded_twice_leaves_each_node_in_that_nodes_name_and_commits() {
     let case = "forwarded twice";
-    let mut sim = Sim::new(3);
-    sim.cores.get_mut("n1").unwrap().campaign().unwrap();
-    sim.settle(case);
+    let mut sim = Sim::led_by_n1(3, case);
 
     // Phase 1: n3 is away while n1 hands leadership to n2: n3 still follows n1.
     sim.isolate("n3");
@@ -873,9 +893,7 @@ fn a_forwarded_membership_change_without_its_epoch_is_refused() {
         ConfChangeSingle, ConfChangeType, ConfChangeV2, Entry, EntryType, MessageType,
     };
     let case = "conf change without epoch";
-    let mut sim = Sim::new(3);
-    sim.cores.get_mut("n1").unwrap().campaign().unwrap();
-    sim.settle(case);
+    let mut sim = Sim::led_by_n1(3, case);
     let change = ConfChangeV2 {
         changes: vec![ConfChangeSingle {
             change_type: ConfChangeType::RemoveNode as i32,
@@ -1116,4 +1134,133 @@ fn a_seeded_schedule_replays_identically() {
             assert!(seen(what), "seed {seed}: no {what} in {:#?}", first.events);
         }
     }
+}
+
+/// Ticks of `sim` in `d` (rounded up).
+fn ticks_in(sim: &Sim, d: Duration) -> usize {
+    d.as_nanos().div_ceil(sim.tick_interval.as_nanos()) as usize
+}
+
+/// Opens a session of `ttl` on `on`; returns its id.
+fn open_session(sim: &mut Sim, on: &str, ttl: Duration, case: &str) -> u64 {
+    let ttl_ms = ttl.as_millis() as u64;
+    let mut rx = sim.submit(on, Command::SessionOpen { ttl_ms });
+    sim.settle(case);
+    let outcome = rx.try_recv().expect("answered").expect("opened");
+    assert!(outcome.ok, "{case}: opened");
+    outcome.index
+}
+
+#[test]
+fn a_session_lives_while_renewed_and_its_holder_gives_it_up_before_the_cluster_expires_it() {
+    let case = "session";
+    let mut sim = Sim::led_by_n1(3, case);
+    let ttl = Duration::from_secs(1);
+
+    // Phase 1: n2 opens a session; it is in every member's state.
+    let id = open_session(&mut sim, "n2", ttl, case);
+    for n in ["n1", "n2", "n3"] {
+        assert!(sim.has_session(n, id), "{case}: {n} holds the session");
+    }
+
+    // Phase 2: n2 renews it: it outlives three TTLs.
+    let ttl_ticks = ticks_in(&sim, ttl);
+    sim.tick(3 * ttl_ticks, case);
+    assert!(sim.has_session("n1", id), "{case}: renewed");
+    assert!(!sim.reported_lost("n2", id));
+
+    // Phase 3: n2 is cut off, so its renewals stop. It reports the session lost first; the
+    // leader expires it later, within a TTL of the cut.
+    sim.isolate("n2");
+    let mut lost_at = None;
+    let mut expired_at = None;
+    for tick in 1..=3 * ttl_ticks {
+        sim.tick(1, case);
+        if lost_at.is_none() && sim.reported_lost("n2", id) {
+            lost_at = Some(tick);
+        }
+        if expired_at.is_none() && !sim.has_session("n1", id) {
+            expired_at = Some(tick);
+        }
+    }
+    let lost_at = lost_at.expect("n2 gave the session up");
+    let expired_at = expired_at.expect("the leader expired the session");
+    assert!(
+        lost_at < expired_at,
+        "{case}: given up at {lost_at}, expired at {expired_at}"
+    );
+    // The last renewal that applied was sent within a third of the TTL before the cut.
+    assert!(
+        (2 * ttl_ticks / 3..=ttl_ticks + 2).contains(&expired_at),
+        "{case}: expired {expired_at} ticks after the cut (ttl {ttl_ticks})"
+    );
+    assert!(!sim.has_session("n3", id), "{case}: ended on every member");
+    assert!(
+        sim.has_session("n2", id),
+        "{case}: the cut-off holder applied nothing since"
+    );
+}
+
+/// etcd restarts a lease's TTL when the leader changes, so a dead holder's lock stays taken
+/// for longer than its TTL. Here a new leader measures from when it applied the last
+/// renewal itself.
+#[test]
+fn a_leader_change_does_not_extend_a_session() {
+    let case = "leader change";
+    let mut sim = Sim::led_by_n1(5, case);
+    let ttl = Duration::from_secs(1);
+    let ttl_ticks = ticks_in(&sim, ttl);
+    let election_ticks = ticks_in(&sim, 2 * Config::new("n1").election_timeout);
+
+    // Phase 1: n5 opens a session, then dies (cut off).
+    let id = open_session(&mut sim, "n5", ttl, case);
+    sim.tick(ttl_ticks / 2, case);
+    sim.isolate("n5");
+
+    // Phase 2: half a TTL later the leader is cut off too; the others elect a new one.
+    sim.tick(ttl_ticks / 2, case);
+    sim.isolate("n1");
+    let mut expired_at = None;
+    for tick in 1..=2 * ttl_ticks {
+        sim.tick(1, case);
+        if !sim.has_session("n2", id) {
+            expired_at = Some(tick);
+            break;
+        }
+    }
+
+    // Phase 3: the session ended within its TTL (from the holder's death) and one
+    // election, not a TTL after the new leader took over.
+    let expired_at = expired_at.expect("expired") + ttl_ticks / 2;
+    assert!(
+        expired_at <= ttl_ticks + election_ticks + 2,
+        "{case}: expired {expired_at} ticks after the holder died (ttl {ttl_ticks}, election {election_ticks})"
+    );
+    let leaders = sim.leaders_among(&["n2", "n3", "n4"]);
+    assert_eq!(leaders.len(), 1, "{case}: a new leader among the rest");
+}
+
+#[test]
+fn session_commands_refuse_bad_input() {
+    let case = "bad input";
+    let mut sim = Sim::led_by_n1(3, case);
+    // A TTL under ten heartbeats (500 ms at the defaults), or over a day.
+    for ttl_ms in [0, 100, 499, 24 * 60 * 60 * 1000 + 1] {
+        let mut rx = sim.submit("n1", Command::SessionOpen { ttl_ms });
+        sim.settle(case);
+        let err = rx.try_recv().expect("answered").expect_err("refused");
+        assert_eq!(err.code(), "ERR_INVALID", "{case}: ttl {ttl_ms}: {err}");
+    }
+    // Closing an unknown session, or one twice: nothing to close, no failure.
+    let id = open_session(&mut sim, "n3", Duration::from_secs(1), case);
+    for (what, expected) in [("first close", true), ("second close", false)] {
+        let mut rx = sim.submit("n3", Command::SessionClose { id });
+        sim.settle(case);
+        let outcome = rx.try_recv().expect("answered").expect("applied");
+        assert_eq!(outcome.ok, expected, "{case}: {what}");
+    }
+    assert!(!sim.reported_lost("n3", id), "{case}: closed, not lost");
+    let mut rx = sim.submit("n2", Command::SessionClose { id: 999_999 });
+    sim.settle(case);
+    assert!(!rx.try_recv().expect("answered").expect("applied").ok);
 }

@@ -63,6 +63,8 @@ pub enum NativeEvent {
     },
     /// The application's state is due for a snapshot at `index`.
     SnapshotRequest { index: f64 },
+    /// A session this node kept ended (`lost`: expired or given up, not closed here).
+    Session { id: f64, lost: bool },
     /// The engine stopped itself: the error's code and message.
     Failed { code: String, message: String },
 }
@@ -81,6 +83,7 @@ fn op_name(op: &OpKind) -> &'static str {
         OpKind::Batch => "batch",
         OpKind::Raw => "raw",
         OpKind::Incr => "incr",
+        OpKind::Session => "session",
     }
 }
 
@@ -157,6 +160,10 @@ impl From<Event> for NativeEvent {
             },
             Event::SnapshotRequest { index } => NativeEvent::SnapshotRequest {
                 index: index as f64,
+            },
+            Event::SessionEnded { id, lost } => NativeEvent::Session {
+                id: id as f64,
+                lost,
             },
             Event::Failed { code, message } => NativeEvent::Failed {
                 code: code.to_string(),

@@ -2,6 +2,7 @@
 //! requests among them.
 
 use super::*;
+use crate::state_machine::OpKind;
 
 impl<S: LogStore> Core<S> {
     /// Applies committed entries to the state machine (under one write lock for the batch)
@@ -50,14 +51,27 @@ impl<S: LogStore> Core<S> {
                         continue;
                     }
                     let record = self.outbox.applied_wanted.load(Ordering::Relaxed);
+                    let (opened_ttl, renewed) = match &command {
+                        Command::SessionOpen { ttl_ms } => (Some(*ttl_ms), Vec::new()),
+                        Command::SessionRenew { ids } => (None, ids.clone()),
+                        _ => (None, Vec::new()),
+                    };
                     let ApplyResult {
                         op,
                         changes,
                         ok,
                         value,
                         data,
-                    } = kv.apply(command, record);
-                    if record {
+                        session,
+                    } = kv.apply(index, command, record);
+                    if op == OpKind::Session {
+                        // The library's own bookkeeping: no `apply` event.
+                        let mut ended = std::mem::take(&mut self.outbox.sessions);
+                        self.sessions_applied(
+                            index, &context, opened_ttl, &renewed, &session, &mut ended,
+                        );
+                        self.outbox.sessions = ended;
+                    } else if record {
                         applied.push(AppliedEntry {
                             index,
                             term,

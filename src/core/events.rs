@@ -81,6 +81,10 @@ pub enum Event {
         health: crate::core::health::Health,
         previous: crate::core::health::Health,
     },
+    /// A session this node kept ended: closed by its holder here (`lost: false`), or lost
+    /// (`lost: true`: expired by the leader, found ended by a renewal, or given up here
+    /// because no renewal applied in time, before the cluster could expire it).
+    SessionEnded { id: u64, lost: bool },
     /// A fault stopped the node: the error's stable code (`ERR_STORAGE`, `ERR_INTERNAL`, ...)
     /// and what happened.
     Failed { code: &'static str, message: String },

@@ -10,8 +10,9 @@
 //! `inbound` (screening and stepping peers' messages), `writes` (admission, parking,
 //! proposing, answering), `reads` (ReadIndex rounds), `leadership` (campaigns, transfers,
 //! the lease, role events), `members` (the member directory, membership changes, health),
-//! `snapshotting` (taking, adopting and installing snapshots), `apply` (committed entries
-//! to the state machine) and `status` (what the node reports).
+//! `snapshotting` (taking, adopting and installing snapshots), `sessions` (measuring,
+//! expiring and keeping sessions), `apply` (committed entries to the state machine) and
+//! `status` (what the node reports).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -49,10 +50,12 @@ mod inbound;
 mod leadership;
 mod members;
 mod reads;
+mod sessions;
 mod snapshotting;
 mod status;
 mod writes;
 
+pub use sessions::{give_up_after, CLOCK_DRIFT_PER_MILLE};
 pub use writes::{MAX_PARKED_BYTES, MAX_PENDING_WRITES};
 
 pub use status::{Status, WriteOutcome};
@@ -87,6 +90,8 @@ pub struct Core<S: LogStore> {
     leadership: leadership::Leadership,
     /// Snapshot points: when the next is due, the one being taken, the newest stored.
     snapshots: snapshotting::Snapshots,
+    /// Sessions' clocks, the leader's expiries, the sessions this node keeps alive.
+    sessions: sessions::SessionKeeper,
     /// Events waiting for their turn to be delivered.
     outbox: Outbox,
 }
@@ -112,6 +117,8 @@ struct Outbox {
     deferred: Vec<Event>,
     /// Membership changes applied in this Ready, delivered after its applied entries.
     membership: Vec<Event>,
+    /// Sessions of this node's that ended in this Ready, delivered after its applied entries.
+    sessions: Vec<Event>,
     /// The application wants applied-entry events (shared with the handles).
     applied_wanted: Arc<AtomicBool>,
 }
@@ -223,6 +230,7 @@ impl<S: LogStore> Core<S> {
                 config.check_quorum,
             )),
             snapshots: snapshotting::Snapshots::new(config, snapshot_index),
+            sessions: sessions::SessionKeeper::default(),
             outbox: Outbox {
                 initial: initial_events,
                 applied_wanted: Arc::new(AtomicBool::new(true)),
@@ -231,6 +239,7 @@ impl<S: LogStore> Core<S> {
         };
         core.directory.learn(known_members);
         core.refresh_members();
+        core.measure_sessions_from_now();
         core.leadership.role = core.current_role();
         Ok(core)
     }
@@ -272,6 +281,7 @@ impl<S: LogStore> Core<S> {
             self.retry_conf_changes();
         }
         self.continue_failover();
+        self.keep_sessions();
         self.expire(self.time.clock.now());
     }
 
@@ -375,6 +385,7 @@ impl<S: LogStore> Core<S> {
         events.extend(self.lease_change());
         flush_applied(&mut applied, &mut events);
         events.append(&mut self.outbox.membership);
+        events.append(&mut self.outbox.sessions);
         Ok(events)
     }
 

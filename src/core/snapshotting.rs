@@ -67,6 +67,7 @@ impl<S: LogStore> Core<S> {
         self.snapshots.pending = None;
         self.refresh_members();
         flush_applied(applied, events);
+        self.sessions_replaced(events);
         events.push(Event::Snapshot {
             index: meta.index,
             term: meta.term,

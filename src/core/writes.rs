@@ -9,7 +9,10 @@ impl<S: LogStore> Core<S> {
     /// the others of its turn, by the next Ready ([`Core::has_ready`] says so) or as soon as
     /// they fill an append.
     pub fn propose(&mut self, command: Command, forward: bool, waiter: Waiter<WriteOutcome>) {
-        match self.encode_proposal(&command, forward) {
+        let checked = self
+            .check_session_command(&command)
+            .and_then(|()| self.encode_proposal(&command, forward));
+        match checked {
             Ok(data) => {
                 self.writes.park(data, forward, waiter);
                 if self.writes.parked_bytes >= MAX_APPEND_BYTES as usize {
@@ -221,6 +224,17 @@ impl Writes {
     fn take_parked(&mut self) -> Vec<Parked> {
         self.parked_bytes = 0;
         std::mem::take(&mut self.parked)
+    }
+
+    /// When the caller of write `seq` asked for it (its deadline less its timeout).
+    pub(super) fn started_at(&self, seq: u64) -> Option<Instant> {
+        let deadline = &self.proposals.get(&seq)?.waiter.deadline;
+        Some(
+            deadline
+                .at
+                .checked_sub(deadline.timeout)
+                .unwrap_or(deadline.at),
+        )
     }
 
     fn proposed(&mut self, seq: u64, term: u64, waiter: Waiter<WriteOutcome>) {

@@ -440,6 +440,37 @@ impl NodeHandle {
         .map(|outcome| outcome.index)
     }
 
+    /// Opens a session kept alive by this node, with `ttl` (at least ten heartbeats, at most
+    /// a day); resolves with its id, unique in the cluster for all time. The node renews it
+    /// until [`NodeHandle::close_session`], or until it reports it lost
+    /// (`Event::SessionEnded`). `Overloaded` when the cluster holds its most sessions.
+    pub async fn open_session(&self, ttl: Duration, options: WriteOptions) -> Result<u64> {
+        let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
+        let outcome = self.write(Command::SessionOpen { ttl_ms }, options).await?;
+        if !outcome.ok {
+            let max = crate::state_machine::sessions::MAX_SESSIONS;
+            return Err(Error::Overloaded(format!(
+                "the cluster holds {max} sessions"
+            )));
+        }
+        Ok(outcome.index)
+    }
+
+    /// Ends session `id` now (idempotent: `false` when it had ended already).
+    pub async fn close_session(&self, id: u64, options: WriteOptions) -> Result<bool> {
+        let outcome = self.write(Command::SessionClose { id }, options).await?;
+        Ok(outcome.ok)
+    }
+
+    /// The sessions that exist, as this node has applied them: `(id, ttl)`.
+    pub fn sessions(&self) -> Vec<(u64, Duration)> {
+        let kv = self.inner.kv.read().recover();
+        kv.sessions()
+            .iter()
+            .map(|(id, r)| (id, Duration::from_millis(r.ttl_ms)))
+            .collect()
+    }
+
     /// Hands leadership to `to` (or the most up-to-date voter); resolves with the new leader.
     pub async fn transfer_leadership(&self, to: Option<&str>, timeout: Duration) -> Result<String> {
         let to = to.map(str::to_string);

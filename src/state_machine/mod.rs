@@ -6,12 +6,15 @@
 //! state and the same results on every member.
 
 mod number;
+pub mod sessions;
 
 use std::collections::BTreeMap;
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
+
+use crate::state_machine::sessions::{SessionOutcome, Sessions};
 
 /// Longest key, in bytes of UTF-8.
 pub const MAX_KEY_BYTES: usize = 4096;
@@ -29,7 +32,9 @@ pub struct SnapshotData {
 }
 
 impl SnapshotData {
-    /// MessagePack bytes: `[[key, value]...], app bytes or nil, [[name, url]...], epoch`.
+    /// MessagePack bytes: `[[key, value]...], app bytes or nil, [[name, url]...], epoch`, and
+    /// when sessions exist `[[id, ttl_ms, renewed_at]...]` (without them, the bytes of the
+    /// snapshots written before sessions existed).
     pub fn encode(&self) -> Vec<u8> {
         Self::encode_parts(
             &self.kv,
@@ -62,8 +67,13 @@ impl SnapshotData {
         let payload: usize = kv.map.iter().map(|(k, v)| k.len() + v.len() + 12).sum();
         let mut bytes = Vec::with_capacity(payload + app.map_or(0, <[u8]>::len) + 64);
         let app = app.map(serde_bytes::Bytes::new);
-        rmp_serde::encode::write(&mut bytes, &(Pairs(kv), app, members, conf_epoch))
-            .expect("the state always encodes");
+        let written = if kv.sessions.is_empty() {
+            rmp_serde::encode::write(&mut bytes, &(Pairs(kv), app, members, conf_epoch))
+        } else {
+            let sessions = kv.sessions.to_rows();
+            rmp_serde::encode::write(&mut bytes, &(Pairs(kv), app, members, conf_epoch, sessions))
+        };
+        written.expect("the state always encodes");
         bytes
     }
 
@@ -72,20 +82,28 @@ impl SnapshotData {
         if bytes.is_empty() {
             return Ok(SnapshotData::default());
         }
-        type Parts = (
-            Vec<(String, ByteBuf)>,
-            Option<ByteBuf>,
-            Vec<(String, String)>,
-            u64,
-        );
-        let (pairs, app, members, conf_epoch): Parts =
-            rmp_serde::from_slice(bytes).map_err(|e| format!("undecodable snapshot: {e}"))?;
+        type Pairs = Vec<(String, ByteBuf)>;
+        type Members = Vec<(String, String)>;
+        type Parts = (Pairs, Option<ByteBuf>, Members, u64);
+        type WithSessions = (Pairs, Option<ByteBuf>, Members, u64, Vec<(u64, u64, u64)>);
+        let (pairs, app, members, conf_epoch, sessions) =
+            match rmp_serde::from_slice::<WithSessions>(bytes) {
+                Ok(parts) => parts,
+                Err(_) => {
+                    let (pairs, app, members, conf_epoch): Parts = rmp_serde::from_slice(bytes)
+                        .map_err(|e| format!("undecodable snapshot: {e}"))?;
+                    (pairs, app, members, conf_epoch, Vec::new())
+                }
+            };
         let map = pairs
             .into_iter()
             .map(|(k, v)| (k, Bytes::from(v.into_vec())))
             .collect();
         Ok(SnapshotData {
-            kv: KvStore { map },
+            kv: KvStore {
+                map,
+                sessions: Sessions::from_rows(sessions),
+            },
             app: app.map(ByteBuf::into_vec),
             members,
             conf_epoch,
@@ -118,6 +136,14 @@ pub enum Command {
     /// number is left as it is and the command reports `ok: false`. (Last variant: the
     /// encoding of the earlier ones, already in logs on disk, stays as it was.)
     Incr { key: String, by: f64 },
+    /// Opens a session whose id is this entry's index (see [`sessions`]).
+    SessionOpen { ttl_ms: u64 },
+    /// Renews the sessions named: a node's keepalives for the sessions it keeps, together.
+    SessionRenew { ids: Vec<u64> },
+    /// Ends a session now: its holder closed it.
+    SessionClose { id: u64 },
+    /// Ends a session the leader measured out, unless an entry after `renewed_at` renewed it.
+    SessionExpire { id: u64, renewed_at: u64 },
 }
 
 /// One operation of a [`Command::Batch`].
@@ -145,7 +171,12 @@ impl Command {
                     + next.as_ref().map_or(0, |v| v.len())
             }
             Command::Raw(data) => data.len(),
-            Command::Batch { .. } | Command::Refused { .. } => 0,
+            Command::SessionRenew { ids } => 9 * ids.len(),
+            Command::Batch { .. }
+            | Command::Refused { .. }
+            | Command::SessionOpen { .. }
+            | Command::SessionClose { .. }
+            | Command::SessionExpire { .. } => 0,
         };
         let mut bytes = Vec::with_capacity(payload + 32);
         rmp_serde::encode::write(&mut bytes, self).expect("commands always encode");
@@ -178,8 +209,27 @@ impl Command {
             Command::Batch { ops } => ops.iter().try_for_each(|op| match op {
                 BatchOp::Set { key, .. } | BatchOp::Delete { key } => check(key),
             }),
-            Command::Raw(_) => Ok(()),
+            Command::Raw(_) | Command::SessionClose { .. } | Command::SessionExpire { .. } => {
+                Ok(())
+            }
             Command::Refused { .. } => Err("a refusal is not a write".into()),
+            Command::SessionOpen { ttl_ms } => {
+                use sessions::{MAX_SESSION_TTL_MS as MAX, MIN_SESSION_TTL_MS as MIN};
+                if (MIN..=MAX).contains(ttl_ms) {
+                    Ok(())
+                } else {
+                    Err(format!(
+                        "a session's ttl must be {MIN}-{MAX} ms, got {ttl_ms}"
+                    ))
+                }
+            }
+            Command::SessionRenew { ids } if ids.len() > sessions::MAX_RENEWALS_PER_ENTRY => {
+                Err(format!(
+                    "one renewal names at most {} sessions",
+                    sessions::MAX_RENEWALS_PER_ENTRY
+                ))
+            }
+            Command::SessionRenew { .. } => Ok(()),
         }
     }
 }
@@ -193,6 +243,8 @@ pub enum OpKind {
     Batch,
     Raw,
     Incr,
+    /// A session opened, renewed or ended (the library's own bookkeeping).
+    Session,
 }
 
 /// One key's change: `value: None` means deleted.
@@ -217,6 +269,8 @@ pub struct ApplyResult {
     pub value: Option<Bytes>,
     /// For `Raw`: the user's bytes.
     pub data: Option<Vec<u8>>,
+    /// For the session commands: what changed.
+    pub session: SessionOutcome,
 }
 
 /// The key-value state. Values are shared buffers: a copy of the state (for a snapshot,
@@ -225,6 +279,7 @@ pub struct ApplyResult {
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct KvStore {
     map: BTreeMap<String, Bytes>,
+    sessions: Sessions,
 }
 
 impl KvStore {
@@ -252,15 +307,22 @@ impl KvStore {
         self.map.is_empty()
     }
 
-    /// Applies a command; the command is consumed so its values move into the map. With
-    /// `record`, every key change is listed in the result (copies of key and values).
-    pub fn apply(&mut self, command: Command, record: bool) -> ApplyResult {
+    /// The sessions that exist.
+    pub fn sessions(&self) -> &Sessions {
+        &self.sessions
+    }
+
+    /// Applies the command of entry `index`; the command is consumed so its values move into
+    /// the map. With `record`, every key change is listed in the result (copies of key and
+    /// values).
+    pub fn apply(&mut self, index: u64, command: Command, record: bool) -> ApplyResult {
         let mut result = ApplyResult {
             op: OpKind::Raw,
             changes: Vec::new(),
             ok: true,
             value: None,
             data: None,
+            session: SessionOutcome::default(),
         };
         match command {
             Command::Set { key, value } => {
@@ -329,6 +391,26 @@ impl KvStore {
             }
             Command::Raw(data) => result.data = Some(data.into_vec()),
             Command::Refused { .. } => {}
+            Command::SessionOpen { ttl_ms } => {
+                result.op = OpKind::Session;
+                result.session = self.sessions.open(index, ttl_ms);
+                result.ok = result.session.opened;
+            }
+            Command::SessionRenew { ids } => {
+                result.op = OpKind::Session;
+                result.session = self.sessions.renew(index, &ids);
+                result.ok = result.session.unknown.is_empty();
+            }
+            Command::SessionClose { id } => {
+                result.op = OpKind::Session;
+                result.session = self.sessions.close(id);
+                result.ok = !result.session.ended.is_empty();
+            }
+            Command::SessionExpire { id, renewed_at } => {
+                result.op = OpKind::Session;
+                result.session = self.sessions.expire(id, renewed_at);
+                result.ok = !result.session.ended.is_empty();
+            }
         }
         result
     }
@@ -397,6 +479,13 @@ mod tests {
             Command::Incr {
                 key: "n".into(),
                 by: -2.5,
+            },
+            Command::SessionOpen { ttl_ms: 10_000 },
+            Command::SessionRenew { ids: vec![3, 9] },
+            Command::SessionClose { id: 3 },
+            Command::SessionExpire {
+                id: 9,
+                renewed_at: 12,
             },
         ];
         for cmd in cmds {
@@ -505,7 +594,7 @@ mod tests {
             ),
         ];
         for (case, cmd, ok, value, changed) in cases {
-            let r = kv.apply(cmd, true);
+            let r = kv.apply(1, cmd, true);
             assert_eq!(r.ok, ok, "{case}: ok");
             assert_eq!(
                 r.value.as_deref(),
@@ -524,7 +613,7 @@ mod tests {
             key: "n".into(),
             by,
         };
-        let r = kv.apply(incr(5.0), true);
+        let r = kv.apply(1, incr(5.0), true);
         assert!(r.ok);
         assert_eq!(
             r.value.as_deref(),
@@ -532,19 +621,20 @@ mod tests {
             "absent counts as 0"
         );
         assert_eq!(r.changes.len(), 1);
-        let r = kv.apply(incr(-7.5), true);
+        let r = kv.apply(1, incr(-7.5), true);
         assert_eq!(
             crate::state_machine::number::read(&r.value.unwrap()),
             Some(-2.5)
         );
         kv.apply(
+            1,
             Command::Set {
                 key: "n".into(),
                 value: ByteBuf::from(vec![0xa1, b'x']),
             },
             false,
         );
-        let r = kv.apply(incr(1.0), true);
+        let r = kv.apply(1, incr(1.0), true);
         assert!(!r.ok, "a string is not a number");
         assert!(r.changes.is_empty());
         assert_eq!(kv.get("n").unwrap(), &[0xa1, b'x']);
@@ -556,6 +646,7 @@ mod tests {
     fn snapshot_data_round_trips() {
         let mut kv = KvStore::default();
         kv.apply(
+            1,
             Command::Set {
                 key: "a".into(),
                 value: b("1"),
@@ -581,10 +672,35 @@ mod tests {
     }
 
     #[test]
+    fn sessions_travel_in_snapshots_and_older_snapshots_have_none() {
+        let mut kv = KvStore::default();
+        kv.apply(3, Command::SessionOpen { ttl_ms: 5000 }, false);
+        kv.apply(4, Command::SessionRenew { ids: vec![3, 99] }, false);
+        let data = SnapshotData {
+            kv,
+            ..SnapshotData::default()
+        };
+        let back = SnapshotData::decode(&data.encode()).unwrap();
+        assert_eq!(back, data);
+        let record = back.kv.sessions().get(3).unwrap();
+        assert_eq!((record.ttl_ms, record.renewed_at), (5000, 4));
+        // A snapshot written before sessions existed: four parts.
+        let old = rmp_serde::to_vec(&(
+            Vec::<(String, ByteBuf)>::new(),
+            None::<ByteBuf>,
+            Vec::<(String, String)>::new(),
+            0u64,
+        ))
+        .unwrap();
+        assert!(SnapshotData::decode(&old).unwrap().kv.sessions().is_empty());
+    }
+
+    #[test]
     fn range_is_prefix_bounded_and_sorted() {
         let mut kv = KvStore::default();
         for k in ["u/2", "u/1", "v/1", "u", "t"] {
             kv.apply(
+                1,
                 Command::Set {
                     key: k.into(),
                     value: b(k),

@@ -1,0 +1,271 @@
+//! Sessions as this node takes part in them (the replicated table is
+//! [`crate::state_machine::sessions`]). Three duties, each on the core's clock:
+//!
+//! 1. **Measure.** Every member notes when it applied the entry that last renewed each
+//!    session. Only its own apply times count: a leader elected meanwhile measures from when
+//!    it applied the last renewal, never from an older one, so a leader change never
+//!    shortens a session and never resets it either (etcd's leases restart their TTL on a
+//!    new leader; these do not).
+//! 2. **Expire.** The leader proposes the expiry of a session unrenewed for its TTL by its
+//!    measure, naming the renewal it measured from; the entry ends the session only if no
+//!    later renewal applied first.
+//! 3. **Keep.** The node that opened a session renews it every third of its TTL, and gives it
+//!    up (an event, before the cluster can expire it) once [`give_up_after`] has passed since
+//!    it *sent* the last renewal that applied. The renewal was applied on the leader after it
+//!    was sent, and the leader waits a whole TTL from then by its own clock.
+
+use std::collections::{BTreeMap, HashMap};
+
+use super::*;
+use crate::state_machine::sessions::SessionOutcome;
+
+/// Most that two members' clocks may differ in rate, in parts per thousand: a holder gives
+/// its session up this much earlier than its TTL (docs/API.md states the assumption).
+pub const CLOCK_DRIFT_PER_MILLE: u32 = 10;
+
+/// How long after sending the last renewal that applied a holder may still count on its
+/// session: the TTL shortened by the clocks' drift and by `margin` (the holder's own tick).
+pub fn give_up_after(ttl: Duration, margin: Duration) -> Duration {
+    (ttl * 1000 / (1000 + CLOCK_DRIFT_PER_MILLE)).saturating_sub(margin)
+}
+
+/// One member's measure of one session.
+struct Measure {
+    /// The index of the entry that opened or last renewed it.
+    renewed_at: u64,
+    ttl: Duration,
+    /// When this node applied that entry.
+    applied: Instant,
+}
+
+/// A session this node opened and keeps alive.
+struct Kept {
+    ttl: Duration,
+    /// When the newest renewal was proposed.
+    sent: Instant,
+    /// When the newest renewal that applied (or the opening) was sent.
+    acked: Instant,
+}
+
+/// The sessions' clocks and the sessions this node keeps.
+#[derive(Default)]
+pub(super) struct SessionKeeper {
+    measures: HashMap<u64, Measure>,
+    /// Expiries this leader proposed, and when: proposed again after an election timeout
+    /// if the first was lost.
+    expiring: HashMap<u64, Instant>,
+    kept: BTreeMap<u64, Kept>,
+    /// Renewals this node proposed that have not applied, by request sequence: when each was
+    /// sent.
+    renewals: HashMap<u64, Instant>,
+}
+
+impl<S: LogStore> Core<S> {
+    /// A session command of this node's (open or close) is checked against the node's timing:
+    /// a TTL shorter than ten heartbeats would expire between two renewals.
+    pub(super) fn check_session_command(&self, command: &Command) -> Result<()> {
+        if let Command::SessionOpen { ttl_ms } = command {
+            let min = self.time.heartbeat * 10;
+            if Duration::from_millis(*ttl_ms) < min {
+                return Err(Error::Invalid(format!(
+                    "a session's ttl must be at least ten heartbeats ({} ms), got {ttl_ms} ms",
+                    min.as_millis()
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Entry `index` opened, renewed or ended sessions (`renewed`: the ids a renewal named).
+    pub(super) fn sessions_applied(
+        &mut self,
+        index: u64,
+        context: &[u8],
+        opened_ttl: Option<u64>,
+        renewed: &[u64],
+        outcome: &SessionOutcome,
+        events: &mut Vec<Event>,
+    ) {
+        let now = self.time.clock.now();
+        let ours = self.ids.ours(context);
+        let keeper = &mut self.sessions;
+        if outcome.opened {
+            let ttl = opened_ttl.map(Duration::from_millis);
+            if let Some(ttl) = ttl {
+                let measure = Measure {
+                    renewed_at: index,
+                    ttl,
+                    applied: now,
+                };
+                keeper.measures.insert(index, measure);
+                let sent = ours.and_then(|seq| self.writes.started_at(seq));
+                if let Some(sent) = sent {
+                    let kept = Kept {
+                        ttl,
+                        sent,
+                        acked: sent,
+                    };
+                    keeper.kept.insert(index, kept);
+                }
+            }
+        }
+        let sent = ours.and_then(|seq| keeper.renewals.remove(&seq));
+        for id in renewed {
+            if outcome.unknown.contains(id) {
+                continue;
+            }
+            if let Some(measure) = keeper.measures.get_mut(id) {
+                measure.renewed_at = index;
+                measure.applied = now;
+            }
+            keeper.expiring.remove(id);
+            if let (Some(kept), Some(sent)) = (keeper.kept.get_mut(id), sent) {
+                kept.acked = kept.acked.max(sent);
+            }
+        }
+        for id in &outcome.unknown {
+            if keeper.kept.remove(id).is_some() {
+                events.push(Event::SessionEnded {
+                    id: *id,
+                    lost: true,
+                });
+            }
+        }
+        for id in &outcome.ended {
+            keeper.measures.remove(id);
+            keeper.expiring.remove(id);
+            if keeper.kept.remove(id).is_some() {
+                // Closed by its holder here, or expired by the leader.
+                let closed = ours.is_some();
+                events.push(Event::SessionEnded {
+                    id: *id,
+                    lost: !closed,
+                });
+            }
+        }
+    }
+
+    /// Measures every session anew from now: the table was replaced (a snapshot restored or
+    /// installed), and when its renewals applied elsewhere is unknown here.
+    pub(super) fn measure_sessions_from_now(&mut self) {
+        let now = self.time.clock.now();
+        let kv = self.kv.read().recover();
+        self.sessions.measures = kv
+            .sessions()
+            .iter()
+            .map(|(id, r)| {
+                let measure = Measure {
+                    renewed_at: r.renewed_at,
+                    ttl: Duration::from_millis(r.ttl_ms),
+                    applied: now,
+                };
+                (id, measure)
+            })
+            .collect();
+        self.sessions.expiring.clear();
+    }
+
+    /// The table was replaced by an installed snapshot: every session is measured from now,
+    /// and a kept session the snapshot does not hold is lost.
+    pub(super) fn sessions_replaced(&mut self, events: &mut Vec<Event>) {
+        self.measure_sessions_from_now();
+        let measures = &self.sessions.measures;
+        let mut gone = Vec::new();
+        self.sessions.kept.retain(|id, _| {
+            let held = measures.contains_key(id);
+            if !held {
+                gone.push(*id);
+            }
+            held
+        });
+        events.extend(
+            gone.into_iter()
+                .map(|id| Event::SessionEnded { id, lost: true }),
+        );
+    }
+
+    /// On each tick: gives up kept sessions it can no longer count on, renews those due,
+    /// and, on the leader, proposes the expiry of sessions unrenewed for their TTL.
+    pub(super) fn keep_sessions(&mut self) {
+        if self.sessions.measures.is_empty() && self.sessions.kept.is_empty() {
+            return;
+        }
+        let now = self.time.clock.now();
+        let margin = self.time.heartbeat / self.time.heartbeat_ticks.max(1) as u32;
+        let mut lost = Vec::new();
+        self.sessions.kept.retain(|id, kept| {
+            let keep = now < kept.acked + give_up_after(kept.ttl, margin);
+            if !keep {
+                lost.push(*id);
+            }
+            keep
+        });
+        for id in lost {
+            tracing::warn!(session = id, "session lost: no renewal applied in time");
+            self.outbox
+                .deferred
+                .push(Event::SessionEnded { id, lost: true });
+        }
+        self.renew_sessions(now);
+        if self.raw.raft.state == StateRole::Leader {
+            self.propose_expiries(now);
+        }
+    }
+
+    /// Proposes one renewal of the kept sessions a third of whose TTL passed since their
+    /// last renewal was sent.
+    fn renew_sessions(&mut self, now: Instant) {
+        let longest = self.sessions.kept.values().map(|k| k.ttl).max();
+        // A renewal that never applied (dropped with a leader) is forgotten after a TTL.
+        if let Some(longest) = longest {
+            self.sessions
+                .renewals
+                .retain(|_, sent| now.duration_since(*sent) < longest);
+        } else {
+            self.sessions.renewals.clear();
+        }
+        let due: Vec<u64> = self
+            .sessions
+            .kept
+            .iter()
+            .filter(|(_, k)| now.duration_since(k.sent) >= k.ttl / 3)
+            .map(|(id, _)| *id)
+            .collect();
+        if due.is_empty() || self.raw.raft.leader_id == INVALID_ID {
+            return;
+        }
+        use crate::state_machine::sessions::MAX_RENEWALS_PER_ENTRY;
+        for ids in due.chunks(MAX_RENEWALS_PER_ENTRY) {
+            let data = Command::SessionRenew { ids: ids.to_vec() }.encode();
+            let (seq, context) = self.ids.next();
+            if self.raw.propose(context, data).is_ok() {
+                self.sessions.renewals.insert(seq, now);
+                for id in ids {
+                    if let Some(kept) = self.sessions.kept.get_mut(id) {
+                        kept.sent = now;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Proposes the expiry of every session this leader measured out.
+    fn propose_expiries(&mut self, now: Instant) {
+        let retry = self.time.election;
+        let mut expired = Vec::new();
+        for (id, measure) in &self.sessions.measures {
+            let proposed = self.sessions.expiring.get(id);
+            if now.duration_since(measure.applied) >= measure.ttl
+                && proposed.is_none_or(|at| now.duration_since(*at) >= retry)
+            {
+                expired.push((*id, measure.renewed_at));
+            }
+        }
+        for (id, renewed_at) in expired {
+            let data = Command::SessionExpire { id, renewed_at }.encode();
+            if self.raw.propose(Vec::new(), data).is_ok() {
+                self.sessions.expiring.insert(id, now);
+            }
+        }
+    }
+}
