@@ -51,11 +51,6 @@ impl<S: LogStore> Core<S> {
                         continue;
                     }
                     let record = self.outbox.applied_wanted.load(Ordering::Relaxed);
-                    let (opened_ttl, renewed) = match &command {
-                        Command::SessionOpen { ttl_ms } => (Some(*ttl_ms), Vec::new()),
-                        Command::SessionRenew { ids } => (None, ids.clone()),
-                        _ => (None, Vec::new()),
-                    };
                     let ApplyResult {
                         op,
                         changes,
@@ -66,11 +61,7 @@ impl<S: LogStore> Core<S> {
                     } = kv.apply(index, command, record);
                     if op == OpKind::Session {
                         // The library's own bookkeeping: no `apply` event.
-                        let mut ended = std::mem::take(&mut self.outbox.sessions);
-                        self.sessions_applied(
-                            index, &context, opened_ttl, &renewed, &session, &mut ended,
-                        );
-                        self.outbox.sessions = ended;
+                        self.sessions_applied(index, &context, &session);
                     } else if record {
                         applied.push(AppliedEntry {
                             index,

@@ -76,44 +76,36 @@ impl<S: LogStore> Core<S> {
         Ok(())
     }
 
-    /// Entry `index` opened, renewed or ended sessions (`renewed`: the ids a renewal named).
+    /// Entry `index` opened, renewed or ended sessions as `outcome` says; the sessions of
+    /// this node's that ended are reported after the Ready's applied entries.
     pub(super) fn sessions_applied(
         &mut self,
         index: u64,
         context: &[u8],
-        opened_ttl: Option<u64>,
-        renewed: &[u64],
         outcome: &SessionOutcome,
-        events: &mut Vec<Event>,
     ) {
         let now = self.time.clock.now();
         let ours = self.ids.ours(context);
         let keeper = &mut self.sessions;
-        if outcome.opened {
-            let ttl = opened_ttl.map(Duration::from_millis);
-            if let Some(ttl) = ttl {
-                let measure = Measure {
-                    renewed_at: index,
+        if let Some(ttl_ms) = outcome.opened {
+            let ttl = Duration::from_millis(ttl_ms);
+            let measure = Measure {
+                renewed_at: index,
+                ttl,
+                applied: now,
+            };
+            keeper.measures.insert(index, measure);
+            if let Some(sent) = ours.and_then(|seq| self.writes.started_at(seq)) {
+                let kept = Kept {
                     ttl,
-                    applied: now,
+                    sent,
+                    acked: sent,
                 };
-                keeper.measures.insert(index, measure);
-                let sent = ours.and_then(|seq| self.writes.started_at(seq));
-                if let Some(sent) = sent {
-                    let kept = Kept {
-                        ttl,
-                        sent,
-                        acked: sent,
-                    };
-                    keeper.kept.insert(index, kept);
-                }
+                keeper.kept.insert(index, kept);
             }
         }
         let sent = ours.and_then(|seq| keeper.renewals.remove(&seq));
-        for id in renewed {
-            if outcome.unknown.contains(id) {
-                continue;
-            }
+        for id in &outcome.renewed {
             if let Some(measure) = keeper.measures.get_mut(id) {
                 measure.renewed_at = index;
                 measure.applied = now;
@@ -123,6 +115,7 @@ impl<S: LogStore> Core<S> {
                 kept.acked = kept.acked.max(sent);
             }
         }
+        let events = &mut self.outbox.sessions;
         for id in &outcome.unknown {
             if keeper.kept.remove(id).is_some() {
                 events.push(Event::SessionEnded {
@@ -136,10 +129,9 @@ impl<S: LogStore> Core<S> {
             keeper.expiring.remove(id);
             if keeper.kept.remove(id).is_some() {
                 // Closed by its holder here, or expired by the leader.
-                let closed = ours.is_some();
                 events.push(Event::SessionEnded {
                     id: *id,
-                    lost: !closed,
+                    lost: ours.is_none(),
                 });
             }
         }
@@ -170,18 +162,16 @@ impl<S: LogStore> Core<S> {
     pub(super) fn sessions_replaced(&mut self, events: &mut Vec<Event>) {
         self.measure_sessions_from_now();
         let measures = &self.sessions.measures;
-        let mut gone = Vec::new();
-        self.sessions.kept.retain(|id, _| {
-            let held = measures.contains_key(id);
-            if !held {
-                gone.push(*id);
-            }
-            held
-        });
-        events.extend(
-            gone.into_iter()
-                .map(|id| Event::SessionEnded { id, lost: true }),
-        );
+        let kept = &self.sessions.kept;
+        let gone: Vec<u64> = kept
+            .keys()
+            .copied()
+            .filter(|id| !measures.contains_key(id))
+            .collect();
+        for id in gone {
+            self.sessions.kept.remove(&id);
+            events.push(Event::SessionEnded { id, lost: true });
+        }
     }
 
     /// On each tick: gives up kept sessions it can no longer count on, renews those due,
@@ -192,15 +182,14 @@ impl<S: LogStore> Core<S> {
         }
         let now = self.time.clock.now();
         let margin = self.time.heartbeat / self.time.heartbeat_ticks.max(1) as u32;
-        let mut lost = Vec::new();
-        self.sessions.kept.retain(|id, kept| {
-            let keep = now < kept.acked + give_up_after(kept.ttl, margin);
-            if !keep {
-                lost.push(*id);
-            }
-            keep
-        });
+        let kept = &self.sessions.kept;
+        let lost: Vec<u64> = kept
+            .iter()
+            .filter(|(_, k)| now >= k.acked + give_up_after(k.ttl, margin))
+            .map(|(id, _)| *id)
+            .collect();
         for id in lost {
+            self.sessions.kept.remove(&id);
             tracing::warn!(session = id, "session lost: no renewal applied in time");
             self.outbox
                 .deferred

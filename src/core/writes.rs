@@ -9,10 +9,7 @@ impl<S: LogStore> Core<S> {
     /// the others of its turn, by the next Ready ([`Core::has_ready`] says so) or as soon as
     /// they fill an append.
     pub fn propose(&mut self, command: Command, forward: bool, waiter: Waiter<WriteOutcome>) {
-        let checked = self
-            .check_session_command(&command)
-            .and_then(|()| self.encode_proposal(&command, forward));
-        match checked {
+        match self.encode_proposal(&command, forward) {
             Ok(data) => {
                 self.writes.park(data, forward, waiter);
                 if self.writes.parked_bytes >= MAX_APPEND_BYTES as usize {
@@ -29,6 +26,7 @@ impl<S: LogStore> Core<S> {
             return Err(Error::Removed);
         }
         command.validate().map_err(Error::Invalid)?;
+        self.check_session_command(command)?;
         let data = command.encode();
         if data.len() > self.max_proposal_bytes {
             return Err(Error::TooLarge {

@@ -394,7 +394,7 @@ impl KvStore {
             Command::SessionOpen { ttl_ms } => {
                 result.op = OpKind::Session;
                 result.session = self.sessions.open(index, ttl_ms);
-                result.ok = result.session.opened;
+                result.ok = result.session.opened.is_some();
             }
             Command::SessionRenew { ids } => {
                 result.op = OpKind::Session;

@@ -34,10 +34,12 @@ pub struct SessionRecord {
 pub struct SessionOutcome {
     /// Sessions that ended in this entry (closed or expired), in id order.
     pub ended: Vec<u64>,
-    /// For a renewal: the ids it named that no longer exist (ended before it applied).
+    /// For a renewal: the ids it renewed, and those it named that no longer exist (ended
+    /// before it applied).
+    pub renewed: Vec<u64>,
     pub unknown: Vec<u64>,
-    /// For an open: whether the session was created (false: the table is full).
-    pub opened: bool,
+    /// For an open that created the session (the table was not full): its TTL in ms.
+    pub opened: Option<u64>,
 }
 
 /// The sessions that exist, by id. A session's id is the index of the entry that opened it:
@@ -69,8 +71,8 @@ impl Sessions {
     /// Opens session `index` (the opening entry's index) with `ttl_ms`, unless the table is
     /// full.
     pub(super) fn open(&mut self, index: u64, ttl_ms: u64) -> SessionOutcome {
-        let opened = self.by_id.len() < MAX_SESSIONS;
-        if opened {
+        let opened = (self.by_id.len() < MAX_SESSIONS).then_some(ttl_ms);
+        if opened.is_some() {
             let record = SessionRecord {
                 ttl_ms,
                 renewed_at: index,
@@ -88,7 +90,10 @@ impl Sessions {
         let mut outcome = SessionOutcome::default();
         for id in ids {
             match self.by_id.get_mut(id) {
-                Some(record) => record.renewed_at = index,
+                Some(record) => {
+                    record.renewed_at = index;
+                    outcome.renewed.push(*id);
+                }
                 None => outcome.unknown.push(*id),
             }
         }
@@ -138,10 +143,10 @@ mod tests {
     #[test]
     fn an_expiry_measured_from_an_older_renewal_keeps_the_session() {
         let mut sessions = Sessions::default();
-        assert!(sessions.open(5, 1000).opened);
+        assert_eq!(sessions.open(5, 1000).opened, Some(1000));
         // The leader measured the session out from its opening (5), but a renewal at 9
         // applied first: the expiry proposed meanwhile changes nothing.
-        assert!(sessions.renew(9, &[5]).unknown.is_empty());
+        assert_eq!(sessions.renew(9, &[5]).renewed, vec![5]);
         assert_eq!(sessions.expire(5, 5), SessionOutcome::default());
         assert_eq!(sessions.get(5).unwrap().renewed_at, 9);
         // Measured from the renewal itself, it ends.
