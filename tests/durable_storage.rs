@@ -4,22 +4,25 @@
 
 mod common;
 
-use common::{dir_size, fast, wait_until, Cluster, TempDir, DEADLINE};
+use common::{dir_size, fast, wait_until, Cluster, TempDir, DEADLINE, ONE_AT_A_TIME};
 use raftline::{Consistency, Role, WriteOptions};
 
 fn opts() -> WriteOptions {
     WriteOptions::default()
 }
 
+/// A node of a durable cluster, at the default timing: with the fast one (election 50 ms),
+/// a follower's fsync of megabytes outlasted the election timeout on this machine, and the
+/// leader stepped down (check-quorum) with writes in flight.
 fn durable(dir: &TempDir) -> impl Fn(&mut raftline::Config) + '_ {
     move |c| {
-        fast(c);
         c.data_dir = Some(dir.join(&c.name));
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restarted_cluster_keeps_every_acknowledged_write() {
+    let _serial = ONE_AT_A_TIME.lock().await;
     let dir = TempDir::new("restart");
     let mut cluster = Cluster::start(3, durable(&dir)).await;
     cluster.wait_for_leader().await;
@@ -62,6 +65,7 @@ async fn a_restarted_cluster_keeps_every_acknowledged_write() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_single_node_recovers_alone() {
+    let _serial = ONE_AT_A_TIME.lock().await;
     let dir = TempDir::new("single");
     let mut cluster = Cluster::start(1, durable(&dir)).await;
     cluster.wait_for_leader().await;
@@ -86,6 +90,7 @@ async fn a_single_node_recovers_alone() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn snapshots_bound_the_disk_and_a_stopped_follower_catches_up_by_snapshot() {
+    let _serial = ONE_AT_A_TIME.lock().await;
     let dir = TempDir::new("compaction");
     let mut cluster = Cluster::start(3, |c| {
         durable(&dir)(c);
@@ -160,6 +165,7 @@ async fn snapshots_bound_the_disk_and_a_stopped_follower_catches_up_by_snapshot(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_torn_tail_is_repaired_and_corruption_is_refused() {
+    let _serial = ONE_AT_A_TIME.lock().await;
     let dir = TempDir::new("damage");
     let mut cluster = Cluster::start(3, durable(&dir)).await;
     cluster.wait_for_leader().await;
@@ -238,6 +244,7 @@ async fn a_torn_tail_is_repaired_and_corruption_is_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_snapshot_larger_than_a_frame_travels_in_chunks() {
+    let _serial = ONE_AT_A_TIME.lock().await;
     let dir = TempDir::new("chunks");
     let mut cluster = Cluster::start(3, |c| {
         durable(&dir)(c);
@@ -292,6 +299,7 @@ async fn a_snapshot_larger_than_a_frame_travels_in_chunks() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_data_directory_serves_one_node_at_a_time() {
+    let _serial = ONE_AT_A_TIME.lock().await;
     let dir = TempDir::new("lock");
     let config = |name: &str| {
         let mut c = raftline::Config::new(name);
@@ -319,6 +327,7 @@ async fn a_data_directory_serves_one_node_at_a_time() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_snapshot_lost_on_the_way_is_sent_again_without_an_election() {
+    let _serial = ONE_AT_A_TIME.lock().await;
     let dir = TempDir::new("lost-snapshot");
     let cluster = Cluster::start(3, |c| {
         durable(&dir)(c);
@@ -381,6 +390,7 @@ async fn a_snapshot_lost_on_the_way_is_sent_again_without_an_election() {
 /// `log_syncs`. Measured at about 60-70 writes per fsync here and from JS at 256 in flight.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn writes_in_flight_together_share_each_members_fsyncs() {
+    let _serial = ONE_AT_A_TIME.lock().await;
     // Phase 1: a durable 3-node cluster.
     let dir = TempDir::new("grouped");
     let cluster = Cluster::start(3, durable(&dir)).await;

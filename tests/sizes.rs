@@ -6,11 +6,8 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{fast, wait_until, Cluster, TempDir, DEADLINE};
+use common::{fast, wait_until, Cluster, TempDir, DEADLINE, ONE_AT_A_TIME};
 
-/// The tests here move hundreds of megabytes: one at a time, so that each has the machine's
-/// two cores (as a node has its own process in production), and its timing is its own.
-static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 use raftline::{Command, Consistency, Error, WriteOptions};
 
 fn within(timeout: Duration) -> WriteOptions {

@@ -11,6 +11,13 @@ use raftline::{AppliedEntry, Config, Event, Node, NodeHandle, Role};
 /// Generous bound for conditions that normally hold within milliseconds.
 pub const DEADLINE: Duration = Duration::from_secs(10);
 
+/// Taken by tests of one file that must run one at a time, so that each cluster has the
+/// machine's two cores (as a node has its own process in production) and its timing is its
+/// own: heavy ones (`sizes.rs`), and durable ones whose fsyncs, eight clusters at once on a
+/// loaded machine, stalled a follower past the fast election timeout (a check-quorum
+/// step-down failed a write).
+pub static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// What the nodes reported, shared with the recorder tasks.
 #[derive(Default)]
 pub struct Record {
