@@ -125,12 +125,15 @@ struct Outbox {
 
 /// Entries in one append message, in bytes (but for a single larger entry).
 pub(super) const MAX_APPEND_BYTES: u64 = 512 << 10;
-/// Append messages in flight to one follower. With [`MAX_APPEND_BYTES`], a leader sends a
-/// follower far behind at most 32 MiB before it acknowledges: the turn that copies them out
-/// of the log stays short (with 1 MiB and 256, it was the whole backlog of a follower 120 MiB
-/// behind, in one turn, and the other follower missed heartbeats). Small entries still go
-/// thousands to a message.
-const MAX_INFLIGHT_APPENDS: usize = 64;
+/// Append messages in flight to one follower. Each carries [`MAX_APPEND_BYTES`] or one larger
+/// entry, so a leader sends a follower far behind at most 16 of them (16 MiB of 1 MiB writes)
+/// before it acknowledges, and the turn that copies them out of the log stays short. With 256,
+/// it was the whole backlog of a follower 120 MiB behind in one turn; with 64, a debug build
+/// of three nodes on two cores still delayed the leader's ticks past the other follower's
+/// election timeout in 1 of 4 catch-ups (`sizes.rs`; 0 of 16 with 16). Small entries still go
+/// thousands to a message, and a follower's window fills only while it persists: what waits
+/// meanwhile leaves in the next, fuller append.
+const MAX_INFLIGHT_APPENDS: usize = 16;
 
 /// A follower heard from within this many election timeouts is active: the leader keeps the
 /// entries it still needs when compacting (see `Core::entries_to_keep`).
