@@ -173,7 +173,20 @@ export type ErrorCode =
    * A `watch()` whose consumer fell `maxBuffered` changes behind ended with this error; its
    * `lastIndex` is the last log index whose changes it received in full.
    */
-  | 'ERR_WATCH_OVERFLOW';
+  | 'ERR_WATCH_OVERFLOW'
+  /**
+   * The session is gone: its signal aborts with this reason when it is lost (no keepalive
+   * applied in time; the holder gives it up before the cluster can expire it), closed, or its
+   * node stops; locking in a session that is gone rejects with it.
+   */
+  | 'ERR_SESSION_LOST'
+  /** `lock()` waited `timeoutMs` without being granted (it left the queue). */
+  | 'ERR_LOCK_TIMEOUT'
+  /**
+   * raftline/fence: a fence older than the highest one recorded for the resource (the write
+   * must not happen). Carries `resource`, `fence` and `highest`.
+   */
+  | 'ERR_FENCED';
 
 /**
  * Every rejection of a RaftNode method (aborted signals reject with the standard AbortError,
@@ -186,7 +199,56 @@ export declare class RaftError extends Error {
   readonly leaderId?: string | null;
   /** With ERR_WATCH_OVERFLOW: the last index whose changes the watch delivered in full. */
   readonly lastIndex?: number;
+  /** With ERR_FENCED: the resource, the stale fence, and the highest recorded (if known). */
+  readonly resource?: string;
+  readonly fence?: number;
+  readonly highest?: number | null;
   static readonly codes: readonly ErrorCode[];
+}
+
+export interface SessionOptions {
+  /** Default 10,000. At least ten heartbeats (and 100 ms), at most 86,400,000. */
+  ttlMs?: number;
+  signal?: AbortSignal;
+}
+
+/** A session kept alive by the node that opened it (see `RaftNode.session`). */
+export interface Session {
+  /** Unique in the cluster for all time (the index of the entry that opened it). */
+  readonly id: string;
+  readonly ttlMs: number;
+  /** Aborts (reason: RaftError ERR_SESSION_LOST) before the cluster can expire the session. */
+  readonly signal: AbortSignal;
+  readonly alive: boolean;
+  /** Revokes it now: the signal aborts first, then one entry releases its locks. Idempotent. */
+  close(): Promise<void>;
+  [Symbol.asyncDispose](): Promise<void>;
+}
+
+export interface LockOptions {
+  /** The session that holds the lock; without it the lock makes its own (closed on release). */
+  session?: Session;
+  /** The TTL of the lock's own session (not with `session`). Default 10,000. */
+  ttlMs?: number;
+  /** How long `lock()` waits to be granted; default: no limit. */
+  timeoutMs?: number;
+  signal?: AbortSignal;
+}
+
+/** A lock held by a session (see `RaftNode.lock`). */
+export interface Lock {
+  readonly name: string;
+  /**
+   * The index of the log entry that granted it: strictly increasing over every grant in the
+   * cluster. Give it to what the lock protects (raftline/fence) so that it refuses a holder
+   * that woke up late.
+   */
+  readonly fence: number;
+  /** Aborts when the lock is lost (its session ended) or released. */
+  readonly signal: AbortSignal;
+  /** Releases it (the next waiter is granted in the same entry). Idempotent. */
+  release(): Promise<void>;
+  [Symbol.asyncDispose](): Promise<void>;
 }
 
 /** Log position of a write. */
@@ -405,6 +467,29 @@ export declare class RaftNode extends EventEmitter<RaftNodeEvents> {
    * and the iteration ends; nothing is skipped silently.
    */
   watch(opts?: { prefix?: string; signal?: AbortSignal; maxBuffered?: number }): AsyncIterableIterator<ChangeEvent>;
+  // Coordination: sessions and locks
+  /**
+   * Opens a session that this node keeps alive with keepalive entries (`ttlMs` default 10 s,
+   * at least ten heartbeats and 100 ms, at most a day). Its `signal` aborts (ERR_SESSION_LOST)
+   * on this node before the cluster can expire it: the holder counts from when it sent the
+   * last keepalive that applied, less 1% for clock-rate drift and one tick. A session whose
+   * node dies expires after its TTL (a leader change does not extend it). `signal` aborts the
+   * opening, and closes the session once open.
+   */
+  session(opts?: SessionOptions): Promise<Session>;
+  /**
+   * Waits for lock `name`, first come first served (by the index of the request's entry), and
+   * resolves with it; rejects ERR_LOCK_TIMEOUT after `timeoutMs` (default: no limit), or on
+   * `signal`, or ERR_SESSION_LOST when its session ends first. Without `session` the lock makes
+   * a session of its own (`ttlMs`) and closes it on release. One session holds a lock once:
+   * asking again resolves with the same grant.
+   */
+  lock(name: string, opts?: LockOptions): Promise<Lock>;
+  /** Like `lock()` but does not wait: `null` when another session holds or waits for it. */
+  tryLock(name: string, opts?: LockOptions): Promise<Lock | null>;
+  /** Runs `fn` holding lock `name` and releases it whatever `fn` does; resolves with its result. */
+  withLock<T>(name: string, fn: (ctx: { fence: number; signal: AbortSignal }) => Promise<T> | T, opts?: LockOptions): Promise<T>;
+
   /** A raw command for a state machine of your own: it reaches you through `apply` with op 'raw'. */
   propose(data: Buffer | Uint8Array, opts?: WriteOptions): Promise<WriteResult>;
 
@@ -479,5 +564,11 @@ export interface MetricsJson {
   framesRefused: number;
   /** Fsyncs of this node's log (a durable node; 0 in memory). Under load many writes share one. */
   logSyncs: number;
+  /** Sessions open in the cluster, locks held and sessions waiting for locks (as this node applied them). */
+  sessions: number;
+  locksHeld: number;
+  lockWaiters: number;
+  /** Sessions whose expiry this node applied since it started. */
+  sessionsExpired: number;
   peers: Array<{ id: string; health: Health; matchIndex: number | null; lastContactMs: number | null }>;
 }

@@ -73,7 +73,7 @@ describe('the 3-process Express service', () => {
     for (const name of ['raftline_term', 'raftline_is_leader', 'raftline_leader_changes_total', 'raftline_elections_total',
       'raftline_proposals_total', 'raftline_proposals_failed_total', 'raftline_commit_index', 'raftline_applied_index',
       'raftline_proposal_duration_seconds', 'raftline_peer_health', 'raftline_bytes_sent_total', 'raftline_bytes_received_total',
-      'raftline_log_syncs_total']) {
+      'raftline_log_syncs_total', 'raftline_sessions', 'raftline_locks_held', 'raftline_lock_waiters', 'raftline_session_expiries_total']) {
       expect(names).toContain(name);
     }
     const gauge = (f, name) => Number(f.find((m) => m.name === name).metrics[0].value);

@@ -3,6 +3,7 @@
 import { RaftNode, RaftError, type LeaderChangeEvent, type WriteResult } from 'raftline';
 import { createTestCluster } from 'raftline/testing';
 import { leaderOnly, raftRouter, errorHandler } from 'raftline/express';
+import { checkFence, ensureFenceTable, FENCE_HEADER, fenceHeader, requireFence, type PgLike } from 'raftline/fence';
 import express from 'express';
 
 export async function typed(): Promise<void> {
@@ -70,4 +71,30 @@ export async function typed(): Promise<void> {
     logger: { error: () => {}, warn: () => {}, info: () => {}, debug: (fields, message) => fields.node + message },
   });
   void [text, sum, leaderHttp, logged];
+
+  // Coordination: sessions, locks, fences.
+  await using session = await node.session({ ttlMs: 5000 });
+  const sid: string = session.id;
+  session.signal.addEventListener('abort', () => session.signal.reason as RaftError);
+  const lock = await node.lock('tenant-1', { session, timeoutMs: 1000 });
+  const fence: number = lock.fence;
+  await lock.release();
+  const maybe = await node.tryLock('tenant-2', { ttlMs: 2000 });
+  if (maybe) await maybe.release();
+  // @ts-expect-error tryLock may give null
+  void (await node.tryLock('x')).fence;
+  const total: number = await node.withLock('tenant-3', async ({ fence: f, signal }) => (signal.aborted ? 0 : f));
+  // @ts-expect-error the session option is a Session, not its id
+  await node.lock('x', { session: sid });
+  const pg: PgLike = { query: async () => ({ rowCount: 1, rows: [] }) };
+  await ensureFenceTable(pg, { table: 'fences' });
+  await checkFence(pg, 'invoices', fence);
+  const header: Record<string, string> = { [FENCE_HEADER]: fenceHeader('invoices', fence) };
+  app.put('/r', requireFence({ resource: (req) => req.url ?? '' }), (_req, res) => res.end());
+  void [total, header];
+  try {
+    await checkFence(pg, 'invoices', 1);
+  } catch (err) {
+    if (err instanceof RaftError && err.code === 'ERR_FENCED') void err.message;
+  }
 }

@@ -6,6 +6,7 @@
 const { NativeFailure } = require('./native.js');
 const { RaftError, fromNative, abortError, callbackError } = require('./errors.js');
 const { decode } = require('./codec.js');
+const { Coordination } = require('./coordination.js');
 
 /** @typedef {'new' | 'starting' | 'running' | 'stopping' | 'stopped'} NodeState */
 
@@ -77,6 +78,8 @@ class NodeCore {
     this.leaseListeners = new Set();
     /** The status a stopped node reports (the term it reached: terms never go back). */
     this.lastStatus = null;
+    /** Sessions and lock requests (js/coordination.js). */
+    this.coordination = new Coordination();
   }
 
   /** The native node, or ERR_STOPPED when the node is not running. */

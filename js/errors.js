@@ -18,6 +18,9 @@ const CODES = Object.freeze([
   'ERR_CALLBACK',
   'ERR_OVERLOADED',
   'ERR_WATCH_OVERFLOW',
+  'ERR_SESSION_LOST',
+  'ERR_LOCK_TIMEOUT',
+  'ERR_FENCED',
 ]);
 
 /**

@@ -46,6 +46,12 @@ function onEvents(core, events, node) {
       case 'snapshotRequest':
         saveApp(core, e.index);
         break;
+      case 'session':
+        if (e.lost) core.coordination.sessionLost(e.id);
+        break;
+      case 'lock':
+        core.coordination.granted(e.name, e.session, e.fence);
+        break;
       case 'failed':
         // The engine stopped itself: report why, then finish the stop (port, timers, jobs).
         core.node.reportError(new RaftError(e.code, e.message));

@@ -11,7 +11,7 @@ const HEALTH_VALUE = { healthy: 1, degraded: 0.5, unhealthy: 0 };
 function metricsJson({ status, members, counters }) {
   const c = counters ?? {
     proposals: 0, proposalsFailed: 0, elections: 0, leaderChanges: 0, bytesSent: 0, bytesReceived: 0,
-    proposalsOverloaded: 0, framesRefused: 0, logSyncs: 0,
+    proposalsOverloaded: 0, framesRefused: 0, logSyncs: 0, sessions: 0, locksHeld: 0, lockWaiters: 0, sessionsExpired: 0,
     proposalBucketBounds: [], proposalBuckets: [0], proposalSecondsSum: 0,
   };
   const buckets = c.proposalBucketBounds.map((le, i) => ({ le, count: c.proposalBuckets[i] }));
@@ -39,6 +39,10 @@ function metricsJson({ status, members, counters }) {
     bytesReceived: c.bytesReceived,
     framesRefused: c.framesRefused,
     logSyncs: c.logSyncs,
+    sessions: c.sessions,
+    locksHeld: c.locksHeld,
+    lockWaiters: c.lockWaiters,
+    sessionsExpired: c.sessionsExpired,
     // Health is known on the leader only: elsewhere every peer is 'unknown'.
     peers: members.filter((m) => m.id !== status.id).map((m) => ({
       id: m.id,
@@ -91,6 +95,10 @@ function prometheusText(m) {
   one('raftline_proposals_overloaded_total', 'counter', 'Writes through this node refused at once for overload (ERR_OVERLOADED).', m.proposalsOverloaded);
   one('raftline_frames_refused_total', 'counter', 'Peer frames this node refused for their size, number of messages or failed authentication (each closed its connection).', m.framesRefused);
   one('raftline_log_syncs_total', 'counter', 'Fsyncs of this node\'s log (0 in memory); writes are grouped, many to an fsync, under load.', m.logSyncs);
+  one('raftline_sessions', 'gauge', 'Sessions open in the cluster, as this node applied them.', m.sessions);
+  one('raftline_locks_held', 'gauge', 'Locks held in the cluster, as this node applied them.', m.locksHeld);
+  one('raftline_lock_waiters', 'gauge', 'Sessions waiting for a lock in the cluster, as this node applied them.', m.lockWaiters);
+  one('raftline_session_expiries_total', 'counter', 'Sessions this node applied the expiry of (not renewed within their TTL) since it started.', m.sessionsExpired);
   return out.join('\n') + '\n';
 }
 

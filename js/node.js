@@ -14,6 +14,7 @@ const { Batch } = require('./batch.js');
 const kv = require('./kv.js');
 const membership = require('./membership.js');
 const leadership = require('./leadership.js');
+const coordination = require('./coordination.js');
 const { metricsJson, prometheusText } = require('./metrics.js');
 
 // Test clusters build nodes whose peer URLs are learnt after start (ephemeral ports).
@@ -123,6 +124,7 @@ class RaftNode extends EventEmitter {
     core.lastStatus = stoppedStatus();
     core.state = 'stopping';
     core.notifyLease(); // jobs stop the moment the node begins to stop
+    core.coordination.stopped(core.id); // and so do the holders of its sessions and locks
     const native = core.native;
     if (transfer && !abrupt && native && wasLeader) {
       // No other voter reachable (a failure resolved or thrown): stop anyway.
@@ -270,6 +272,24 @@ class RaftNode extends EventEmitter {
 
   removeMember(id, opts) {
     return membership.removeMember(this.#core, id, opts);
+  }
+
+  // ---- coordination (coordination.js) --------------------------------------------------------
+
+  session(opts) {
+    return coordination.openSession(this.#core, opts);
+  }
+
+  lock(name, opts) {
+    return coordination.acquire(this.#core, this, name, opts, true);
+  }
+
+  tryLock(name, opts) {
+    return coordination.acquire(this.#core, this, name, opts, false);
+  }
+
+  withLock(name, fn, opts) {
+    return coordination.withLock(this.#core, this, name, fn, opts);
   }
 
   // ---- key-value (kv.js) ---------------------------------------------------------------------

@@ -49,6 +49,10 @@ pub enum Error {
     /// nothing was done: retry later.
     #[error("overloaded: {0}")]
     Overloaded(String),
+    /// The session named does not exist: it ended (closed, expired, or given up by its
+    /// holder) or never did.
+    #[error("session lost: {0}")]
+    SessionLost(String),
     /// A bug in the engine (a panic) stopped the node; its state on disk is as last written.
     #[error("internal fault: {0}")]
     Internal(String),
@@ -73,6 +77,7 @@ impl Error {
             Error::Invalid(_) => "ERR_INVALID",
             Error::Removed => "ERR_REMOVED",
             Error::Overloaded(_) => "ERR_OVERLOADED",
+            Error::SessionLost(_) => "ERR_SESSION_LOST",
             Error::Internal(_) => "ERR_INTERNAL",
         }
     }

@@ -49,4 +49,5 @@ pub use error::{Error, Result};
 pub use membership::MembershipChange;
 pub use runtime::handle::{Consistency, NodeHandle, ReadOptions, WriteOptions, DEFAULT_TIMEOUT};
 pub use runtime::{start, EventStream, Node};
+pub use state_machine::locks::LockReply;
 pub use state_machine::{BatchOp, Command, KeyChange, OpKind};

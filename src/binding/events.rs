@@ -65,6 +65,12 @@ pub enum NativeEvent {
     SnapshotRequest { index: f64 },
     /// A session this node kept ended (`lost`: expired or given up, not closed here).
     Session { id: f64, lost: bool },
+    /// A session this node keeps was granted lock `name` with `fence`.
+    Lock {
+        name: String,
+        session: f64,
+        fence: f64,
+    },
     /// The engine stopped itself: the error's code and message.
     Failed { code: String, message: String },
 }
@@ -84,6 +90,7 @@ fn op_name(op: &OpKind) -> &'static str {
         OpKind::Raw => "raw",
         OpKind::Incr => "incr",
         OpKind::Session => "session",
+        OpKind::Lock => "lock",
     }
 }
 
@@ -164,6 +171,15 @@ impl From<Event> for NativeEvent {
             Event::SessionEnded { id, lost } => NativeEvent::Session {
                 id: id as f64,
                 lost,
+            },
+            Event::LockGranted {
+                name,
+                session,
+                fence,
+            } => NativeEvent::Lock {
+                name,
+                session: session as f64,
+                fence: fence as f64,
             },
             Event::Failed { code, message } => NativeEvent::Failed {
                 code: code.to_string(),

@@ -11,6 +11,7 @@
 mod allocator;
 mod batch;
 mod convert;
+mod coordination;
 mod errors;
 mod events;
 mod faults;

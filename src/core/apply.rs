@@ -58,10 +58,12 @@ impl<S: LogStore> Core<S> {
                         value,
                         data,
                         session,
+                        lock,
                     } = kv.apply(index, command, record);
-                    if op == OpKind::Session {
+                    if matches!(op, OpKind::Session | OpKind::Lock) {
                         // The library's own bookkeeping: no `apply` event.
                         self.sessions_applied(index, &context, &session);
+                        self.locks_applied(&lock);
                     } else if record {
                         applied.push(AppliedEntry {
                             index,
@@ -77,6 +79,7 @@ impl<S: LogStore> Core<S> {
                         term,
                         ok,
                         value,
+                        lock: lock.reply,
                     };
                     self.answer_proposal(&context, outcome);
                 }

@@ -81,10 +81,18 @@ pub enum Event {
         health: crate::core::health::Health,
         previous: crate::core::health::Health,
     },
-    /// A session this node kept ended: closed by its holder here (`lost: false`), or lost
-    /// (`lost: true`: expired by the leader, found ended by a renewal, or given up here
-    /// because no renewal applied in time, before the cluster could expire it).
+    /// A session this node kept ended without its holder closing it (`lost` is always true:
+    /// expired by the leader, found ended by a renewal, or given up here because no renewal
+    /// applied in time, before the cluster could expire it). A close stops the keeping at
+    /// once and reports nothing.
     SessionEnded { id: u64, lost: bool },
+    /// Session `session`, which this node keeps, was granted lock `name` with `fence` (the
+    /// index of the granting entry).
+    LockGranted {
+        name: String,
+        session: u64,
+        fence: u64,
+    },
     /// A fault stopped the node: the error's stable code (`ERR_STORAGE`, `ERR_INTERNAL`, ...)
     /// and what happened.
     Failed { code: &'static str, message: String },

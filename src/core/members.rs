@@ -74,6 +74,7 @@ impl<S: LogStore> Core<S> {
                     term,
                     ok: true,
                     value: None,
+                    lock: None,
                 };
                 waiter.send(Ok(outcome));
             }

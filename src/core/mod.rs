@@ -48,6 +48,7 @@ mod apply;
 mod directory;
 mod inbound;
 mod leadership;
+mod locks;
 mod members;
 mod reads;
 mod sessions;
@@ -55,7 +56,7 @@ mod snapshotting;
 mod status;
 mod writes;
 
-pub use sessions::{give_up_after, CLOCK_DRIFT_PER_MILLE};
+pub use sessions::{give_up_after, SessionDeadlines, CLOCK_DRIFT_PER_MILLE};
 pub use writes::{MAX_PARKED_BYTES, MAX_PENDING_WRITES};
 
 pub use status::{Status, WriteOutcome};
@@ -92,6 +93,8 @@ pub struct Core<S: LogStore> {
     snapshots: snapshotting::Snapshots,
     /// Sessions' clocks, the leader's expiries, the sessions this node keeps alive.
     sessions: sessions::SessionKeeper,
+    /// Grants of pending locks this leader proposed.
+    locks: locks::LockKeeper,
     /// Events waiting for their turn to be delivered.
     outbox: Outbox,
 }
@@ -234,6 +237,7 @@ impl<S: LogStore> Core<S> {
             )),
             snapshots: snapshotting::Snapshots::new(config, snapshot_index),
             sessions: sessions::SessionKeeper::default(),
+            locks: locks::LockKeeper::default(),
             outbox: Outbox {
                 initial: initial_events,
                 applied_wanted: Arc::new(AtomicBool::new(true)),
@@ -285,6 +289,7 @@ impl<S: LogStore> Core<S> {
         }
         self.continue_failover();
         self.keep_sessions();
+        self.grant_pending_locks();
         self.expire(self.time.clock.now());
     }
 

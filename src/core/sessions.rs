@@ -15,6 +15,7 @@
 //!    was sent, and the leader waits a whole TTL from then by its own clock.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
 
 use super::*;
 use crate::state_machine::sessions::SessionOutcome;
@@ -58,6 +59,56 @@ pub(super) struct SessionKeeper {
     /// Renewals this node proposed that have not applied, by request sequence: when each was
     /// sent.
     renewals: HashMap<u64, Instant>,
+    /// Until when each kept session may be counted on, shared with the handles: the holder's
+    /// JavaScript side times its signal by it, so that a driver that stalls (a disk that
+    /// hangs an fsync) cannot hold the signal back past the moment the cluster may expire it.
+    deadlines: Arc<Mutex<HashMap<u64, Instant>>>,
+    /// Sessions this node applied the expiry of.
+    expired: u64,
+}
+
+/// Until when kept sessions may be counted on (see `SessionKeeper::deadlines`).
+pub type SessionDeadlines = Arc<Mutex<HashMap<u64, Instant>>>;
+
+impl SessionKeeper {
+    /// Whether this node keeps session `id` (opened it, and has not lost it).
+    pub(super) fn keeps(&self, id: u64) -> bool {
+        self.kept.contains_key(&id)
+    }
+
+    /// Stops renewing session `id`: its holder closes it (and reports no event for it).
+    pub(super) fn stop_keeping(&mut self, id: u64) {
+        if self.kept.remove(&id).is_some() {
+            self.deadlines.lock().recover().remove(&id);
+        }
+    }
+
+    /// Publishes every kept session's deadline anew (`margin`: the node's tick).
+    fn publish_deadlines(&self, margin: Duration) {
+        let deadlines = self
+            .kept
+            .iter()
+            .map(|(id, k)| (*id, k.acked + give_up_after(k.ttl, margin)))
+            .collect();
+        *self.deadlines.lock().recover() = deadlines;
+    }
+}
+
+impl<S: LogStore> Core<S> {
+    /// Until when each session this node keeps may be counted on (shared, kept current).
+    pub fn session_deadlines(&self) -> SessionDeadlines {
+        Arc::clone(&self.sessions.deadlines)
+    }
+
+    /// Sessions whose expiry this node applied since it started.
+    pub fn sessions_expired(&self) -> u64 {
+        self.sessions.expired
+    }
+
+    /// The margin a holder keeps below its TTL besides the clocks' drift: one tick.
+    fn session_margin(&self) -> Duration {
+        self.time.heartbeat / self.time.heartbeat_ticks.max(1) as u32
+    }
 }
 
 impl<S: LogStore> Core<S> {
@@ -128,12 +179,18 @@ impl<S: LogStore> Core<S> {
             keeper.measures.remove(id);
             keeper.expiring.remove(id);
             if keeper.kept.remove(id).is_some() {
-                // Closed by its holder here, or expired by the leader.
+                // Expired by the leader, or closed elsewhere (a close here stopped the
+                // keeping when it was proposed).
                 events.push(Event::SessionEnded {
                     id: *id,
-                    lost: ours.is_none(),
+                    lost: true,
                 });
             }
+        }
+        self.sessions.expired += u64::from(outcome.expired);
+        if outcome != &SessionOutcome::default() {
+            let margin = self.session_margin();
+            self.sessions.publish_deadlines(margin);
         }
     }
 
@@ -172,6 +229,8 @@ impl<S: LogStore> Core<S> {
             self.sessions.kept.remove(&id);
             events.push(Event::SessionEnded { id, lost: true });
         }
+        let margin = self.session_margin();
+        self.sessions.publish_deadlines(margin);
     }
 
     /// On each tick: gives up kept sessions it can no longer count on, renews those due,
@@ -181,15 +240,20 @@ impl<S: LogStore> Core<S> {
             return;
         }
         let now = self.time.clock.now();
-        let margin = self.time.heartbeat / self.time.heartbeat_ticks.max(1) as u32;
+        let margin = self.session_margin();
         let kept = &self.sessions.kept;
         let lost: Vec<u64> = kept
             .iter()
             .filter(|(_, k)| now >= k.acked + give_up_after(k.ttl, margin))
             .map(|(id, _)| *id)
             .collect();
+        if !lost.is_empty() {
+            for id in &lost {
+                self.sessions.kept.remove(id);
+            }
+            self.sessions.publish_deadlines(margin);
+        }
         for id in lost {
-            self.sessions.kept.remove(&id);
             tracing::warn!(session = id, "session lost: no renewal applied in time");
             self.outbox
                 .deferred

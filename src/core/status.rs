@@ -11,6 +11,8 @@ pub struct WriteOutcome {
     pub ok: bool,
     /// For `Cas`: the value after the command. For `Set`/`Delete`: the previous value.
     pub value: Option<bytes::Bytes>,
+    /// For the lock commands: the answer.
+    pub lock: Option<crate::state_machine::locks::LockReply>,
 }
 
 /// A snapshot of a node's state.

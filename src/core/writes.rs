@@ -11,6 +11,11 @@ impl<S: LogStore> Core<S> {
     pub fn propose(&mut self, command: Command, forward: bool, waiter: Waiter<WriteOutcome>) {
         match self.encode_proposal(&command, forward) {
             Ok(data) => {
+                if let Command::SessionClose { id } = command {
+                    // Its holder is done with it: no more renewals, whether or not the close
+                    // commits (if it is lost, the session expires after its TTL).
+                    self.sessions.stop_keeping(id);
+                }
                 self.writes.park(data, forward, waiter);
                 if self.writes.parked_bytes >= MAX_APPEND_BYTES as usize {
                     self.propose_parked();

@@ -400,6 +400,8 @@ impl<S: LogStore> Driver<S> {
             self.snapshots.start(job);
         }
         self.metrics.observe_log_syncs(self.core.log_syncs());
+        self.metrics
+            .observe_sessions_expired(self.core.sessions_expired());
         Ok(stop)
     }
 

@@ -14,6 +14,7 @@ use crate::core::requests::{Callback, Deadline, Reply, Waiter};
 use crate::core::{Status, WriteOutcome};
 use crate::error::{Error, Result};
 use crate::runtime::driver::Request;
+use crate::state_machine::locks::LockReply;
 use crate::state_machine::{BatchOp, Command, KvStore};
 use crate::transport::{FaultFilter, TransportControl};
 
@@ -100,6 +101,7 @@ pub(crate) struct HandleState {
     pub http_url: Option<String>,
     pub applied_events: Arc<std::sync::atomic::AtomicBool>,
     pub members: Arc<RwLock<Vec<crate::core::health::MemberView>>>,
+    pub session_deadlines: crate::core::SessionDeadlines,
     pub metrics: Arc<crate::runtime::metrics::NodeMetrics>,
     pub turn_end: Arc<TurnEnd>,
 }
@@ -322,7 +324,13 @@ impl NodeHandle {
 
     /// The node's counters, with the bytes its transport sent and received.
     pub fn metrics(&self) -> crate::runtime::metrics::MetricsSnapshot {
-        self.inner.metrics.snapshot(self.inner.transport.stats())
+        let mut snapshot = self.inner.metrics.snapshot(self.inner.transport.stats());
+        let kv = self.inner.kv.read().recover();
+        let (held, waiting) = kv.locks().counts();
+        snapshot.sessions = kv.sessions().len() as u64;
+        snapshot.locks_held = held as u64;
+        snapshot.lock_waiters = waiting as u64;
+        snapshot
     }
 
     /// Sets `key` to `value`.
@@ -460,6 +468,61 @@ impl NodeHandle {
     pub async fn close_session(&self, id: u64, options: WriteOptions) -> Result<bool> {
         let outcome = self.write(Command::SessionClose { id }, options).await?;
         Ok(outcome.ok)
+    }
+
+    /// Session `session` asks for lock `name`: `Granted { fence }` (now, or held already),
+    /// `Queued` (with `wait`: an `Event::LockGranted` follows when its turn comes) or `Busy`
+    /// (without `wait`). `SessionLost` when the session does not exist; `Overloaded` past
+    /// [`MAX_WAITERS_PER_LOCK`](crate::state_machine::locks::MAX_WAITERS_PER_LOCK) or
+    /// [`MAX_LOCKS`](crate::state_machine::locks::MAX_LOCKS).
+    pub async fn lock(
+        &self,
+        name: &str,
+        session: u64,
+        wait: bool,
+        options: WriteOptions,
+    ) -> Result<LockReply> {
+        let command = Command::LockAcquire {
+            name: name.to_string(),
+            session,
+            wait,
+        };
+        let outcome = self.write(command, options).await?;
+        match outcome.lock {
+            Some(LockReply::NoSession) => Err(Error::SessionLost(format!(
+                "session {session} does not exist (it ended)"
+            ))),
+            Some(LockReply::Full) => Err(Error::Overloaded(format!(
+                "lock {name:?} has {} waiters, or the cluster holds {} locks",
+                crate::state_machine::locks::MAX_WAITERS_PER_LOCK,
+                crate::state_machine::locks::MAX_LOCKS
+            ))),
+            Some(reply) => Ok(reply),
+            None => Err(Error::Internal("a lock request got no answer".into())),
+        }
+    }
+
+    /// Session `session` releases lock `name` or leaves its queue (idempotent: `false` when
+    /// it neither held nor waited).
+    pub async fn unlock(&self, name: &str, session: u64, options: WriteOptions) -> Result<bool> {
+        let command = Command::LockRelease {
+            name: name.to_string(),
+            session,
+        };
+        let outcome = self.write(command, options).await?;
+        Ok(matches!(
+            outcome.lock,
+            Some(LockReply::Released { held, waited }) if held || waited
+        ))
+    }
+
+    /// How much longer session `id`, kept by this node, may be counted on: `None` once it
+    /// is not (lost, closed, or never kept here). Read without the driver, so a stalled
+    /// driver cannot make it late: the holder stops when this runs out.
+    pub fn session_valid_for(&self, id: u64) -> Option<Duration> {
+        let deadlines = self.inner.session_deadlines.lock().recover();
+        let until = deadlines.get(&id)?;
+        until.checked_duration_since(std::time::Instant::now())
     }
 
     /// The sessions that exist, as this node has applied them: `(id, ttl)`.

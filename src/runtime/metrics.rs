@@ -28,6 +28,8 @@ pub struct NodeMetrics {
     duration_micros: AtomicU64,
     /// Fsyncs of the log, as the store last reported them.
     log_syncs: AtomicU64,
+    /// Session expiries applied, as the core last reported them.
+    sessions_expired: AtomicU64,
 }
 
 /// The counters at one moment.
@@ -50,6 +52,12 @@ pub struct MetricsSnapshot {
     /// Fsyncs of the log (a durable node; 0 in memory): with the entries written, how well
     /// writes are grouped.
     pub log_syncs: u64,
+    /// Sessions in the cluster, locks held and sessions waiting for locks (as this node
+    /// applied them), and the session expiries it applied since it started.
+    pub sessions: u64,
+    pub locks_held: u64,
+    pub lock_waiters: u64,
+    pub sessions_expired: u64,
 }
 
 impl NodeMetrics {
@@ -114,7 +122,16 @@ impl NodeMetrics {
             proposals_overloaded: self.overloaded.load(Ordering::Relaxed),
             frames_refused: transport.frames_refused.load(Ordering::Relaxed),
             log_syncs: self.log_syncs.load(Ordering::Relaxed),
+            sessions: 0,
+            locks_held: 0,
+            lock_waiters: 0,
+            sessions_expired: self.sessions_expired.load(Ordering::Relaxed),
         }
+    }
+
+    /// Records the core's count of session expiries (read on the driver after each turn).
+    pub fn observe_sessions_expired(&self, expired: u64) {
+        self.sessions_expired.store(expired, Ordering::Relaxed);
     }
 
     /// Records the store's count of log fsyncs (read on the driver after each turn).

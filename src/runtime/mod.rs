@@ -100,6 +100,7 @@ async fn spawn_node<S: LogStore>(config: Config, store: S) -> Result<Node> {
     let (status_tx, status_rx) = watch::channel(core.status());
     let applied_events = core.applied_events();
     let members = core.members_view();
+    let session_deadlines = core.session_deadlines();
     let metrics = Arc::new(crate::runtime::metrics::NodeMetrics::default());
     let turn_end = Arc::new(crate::runtime::handle::TurnEnd::default());
     let handle = NodeHandle::new(HandleState {
@@ -113,6 +114,7 @@ async fn spawn_node<S: LogStore>(config: Config, store: S) -> Result<Node> {
         http_url: config.http_url.clone(),
         applied_events,
         members,
+        session_deadlines,
         metrics: Arc::clone(&metrics),
         turn_end: Arc::clone(&turn_end),
     });

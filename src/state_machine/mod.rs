@@ -5,6 +5,7 @@
 //! in the data of a log entry and are applied deterministically: the same log gives the same
 //! state and the same results on every member.
 
+pub mod locks;
 mod number;
 pub mod sessions;
 
@@ -14,6 +15,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
 
+use crate::state_machine::locks::{LockOutcome, LockRow, Locks};
 use crate::state_machine::sessions::{SessionOutcome, Sessions};
 
 /// Longest key, in bytes of UTF-8.
@@ -33,8 +35,9 @@ pub struct SnapshotData {
 
 impl SnapshotData {
     /// MessagePack bytes: `[[key, value]...], app bytes or nil, [[name, url]...], epoch`, and
-    /// when sessions exist `[[id, ttl_ms, renewed_at]...]` (without them, the bytes of the
-    /// snapshots written before sessions existed).
+    /// when sessions exist `[[id, ttl_ms, renewed_at]...], [lock row...]` (see
+    /// [`locks::LockRow`]; without sessions, the bytes of the snapshots written before
+    /// sessions existed).
     pub fn encode(&self) -> Vec<u8> {
         Self::encode_parts(
             &self.kv,
@@ -67,11 +70,14 @@ impl SnapshotData {
         let payload: usize = kv.map.iter().map(|(k, v)| k.len() + v.len() + 12).sum();
         let mut bytes = Vec::with_capacity(payload + app.map_or(0, <[u8]>::len) + 64);
         let app = app.map(serde_bytes::Bytes::new);
+        // Locks belong to sessions: without sessions there are none.
         let written = if kv.sessions.is_empty() {
             rmp_serde::encode::write(&mut bytes, &(Pairs(kv), app, members, conf_epoch))
         } else {
             let sessions = kv.sessions.to_rows();
-            rmp_serde::encode::write(&mut bytes, &(Pairs(kv), app, members, conf_epoch, sessions))
+            let locks = kv.locks.to_rows();
+            let parts = (Pairs(kv), app, members, conf_epoch, sessions, locks);
+            rmp_serde::encode::write(&mut bytes, &parts)
         };
         written.expect("the state always encodes");
         bytes
@@ -85,15 +91,23 @@ impl SnapshotData {
         type Pairs = Vec<(String, ByteBuf)>;
         type Members = Vec<(String, String)>;
         type Parts = (Pairs, Option<ByteBuf>, Members, u64);
-        type WithSessions = (Pairs, Option<ByteBuf>, Members, u64, Vec<(u64, u64, u64)>);
-        let (pairs, app, members, conf_epoch, sessions) =
-            match rmp_serde::from_slice::<WithSessions>(bytes) {
+        type Rows = Vec<(u64, u64, u64)>;
+        type WithSessions = (Pairs, Option<ByteBuf>, Members, u64, Rows);
+        type WithLocks = (Pairs, Option<ByteBuf>, Members, u64, Rows, Vec<LockRow>);
+        // The newest layout first, then the older ones (sessions without locks, neither).
+        let (pairs, app, members, conf_epoch, sessions, locks) =
+            match rmp_serde::from_slice::<WithLocks>(bytes) {
                 Ok(parts) => parts,
-                Err(_) => {
-                    let (pairs, app, members, conf_epoch): Parts = rmp_serde::from_slice(bytes)
-                        .map_err(|e| format!("undecodable snapshot: {e}"))?;
-                    (pairs, app, members, conf_epoch, Vec::new())
-                }
+                Err(_) => match rmp_serde::from_slice::<WithSessions>(bytes) {
+                    Ok((pairs, app, members, epoch, sessions)) => {
+                        (pairs, app, members, epoch, sessions, Vec::new())
+                    }
+                    Err(_) => {
+                        let (pairs, app, members, epoch): Parts = rmp_serde::from_slice(bytes)
+                            .map_err(|e| format!("undecodable snapshot: {e}"))?;
+                        (pairs, app, members, epoch, Vec::new(), Vec::new())
+                    }
+                },
             };
         let map = pairs
             .into_iter()
@@ -103,6 +117,7 @@ impl SnapshotData {
             kv: KvStore {
                 map,
                 sessions: Sessions::from_rows(sessions),
+                locks: Locks::from_rows(locks),
             },
             app: app.map(ByteBuf::into_vec),
             members,
@@ -144,6 +159,16 @@ pub enum Command {
     SessionClose { id: u64 },
     /// Ends a session the leader measured out, unless an entry after `renewed_at` renewed it.
     SessionExpire { id: u64, renewed_at: u64 },
+    /// Session `session` asks for lock `name`; `wait`: queue when it is taken (see [`locks`]).
+    LockAcquire {
+        name: String,
+        session: u64,
+        wait: bool,
+    },
+    /// Session `session` releases lock `name`, or leaves its queue.
+    LockRelease { name: String, session: u64 },
+    /// Grants pending lock `name` to its next waiter (appended by the leader).
+    LockGrant { name: String },
 }
 
 /// One operation of a [`Command::Batch`].
@@ -161,6 +186,9 @@ impl Command {
         let payload = match self {
             Command::Set { key, value } => key.len() + value.len(),
             Command::Delete { key } | Command::Incr { key, .. } => key.len(),
+            Command::LockAcquire { name, .. }
+            | Command::LockRelease { name, .. }
+            | Command::LockGrant { name } => name.len(),
             Command::Cas {
                 key,
                 expected,
@@ -204,6 +232,9 @@ impl Command {
             Command::Set { key, .. } | Command::Delete { key } | Command::Cas { key, .. } => {
                 check(key)
             }
+            Command::LockAcquire { name, .. }
+            | Command::LockRelease { name, .. }
+            | Command::LockGrant { name } => check(name).map_err(|e| e.replace("key", "name")),
             Command::Incr { key, by } if by.is_finite() => check(key),
             Command::Incr { by, .. } => Err(format!("incr needs a finite number, got {by}")),
             Command::Batch { ops } => ops.iter().try_for_each(|op| match op {
@@ -245,6 +276,8 @@ pub enum OpKind {
     Incr,
     /// A session opened, renewed or ended (the library's own bookkeeping).
     Session,
+    /// A lock asked for, released or granted (the library's own bookkeeping).
+    Lock,
 }
 
 /// One key's change: `value: None` means deleted.
@@ -271,6 +304,8 @@ pub struct ApplyResult {
     pub data: Option<Vec<u8>>,
     /// For the session commands: what changed.
     pub session: SessionOutcome,
+    /// For the lock commands, and a session's end: the answer and the grant made.
+    pub lock: LockOutcome,
 }
 
 /// The key-value state. Values are shared buffers: a copy of the state (for a snapshot,
@@ -280,6 +315,7 @@ pub struct ApplyResult {
 pub struct KvStore {
     map: BTreeMap<String, Bytes>,
     sessions: Sessions,
+    locks: Locks,
 }
 
 impl KvStore {
@@ -312,6 +348,11 @@ impl KvStore {
         &self.sessions
     }
 
+    /// The locks held or waited on.
+    pub fn locks(&self) -> &Locks {
+        &self.locks
+    }
+
     /// Applies the command of entry `index`; the command is consumed so its values move into
     /// the map. With `record`, every key change is listed in the result (copies of key and
     /// values).
@@ -323,6 +364,7 @@ impl KvStore {
             value: None,
             data: None,
             session: SessionOutcome::default(),
+            lock: LockOutcome::default(),
         };
         match command {
             Command::Set { key, value } => {
@@ -411,6 +453,28 @@ impl KvStore {
                 result.session = self.sessions.expire(id, renewed_at);
                 result.ok = !result.session.ended.is_empty();
             }
+            Command::LockAcquire {
+                name,
+                session,
+                wait,
+            } => {
+                result.op = OpKind::Lock;
+                result.lock = self
+                    .locks
+                    .acquire(index, name, session, wait, &self.sessions);
+            }
+            Command::LockRelease { name, session } => {
+                result.op = OpKind::Lock;
+                result.lock = self.locks.release(index, &name, session);
+            }
+            Command::LockGrant { name } => {
+                result.op = OpKind::Lock;
+                result.lock = self.locks.grant_pending(index, &name);
+            }
+        }
+        // A session that ended releases its locks (one entry ends at most one session).
+        if let Some(&id) = result.session.ended.first() {
+            result.lock.granted = self.locks.session_ended(index, id);
         }
         result
     }
@@ -672,10 +736,18 @@ mod tests {
     }
 
     #[test]
-    fn sessions_travel_in_snapshots_and_older_snapshots_have_none() {
+    fn sessions_and_locks_travel_in_snapshots_and_older_snapshots_have_none() {
         let mut kv = KvStore::default();
         kv.apply(3, Command::SessionOpen { ttl_ms: 5000 }, false);
         kv.apply(4, Command::SessionRenew { ids: vec![3, 99] }, false);
+        kv.apply(5, Command::SessionOpen { ttl_ms: 5000 }, false);
+        let lock = |session| Command::LockAcquire {
+            name: "job".into(),
+            session,
+            wait: true,
+        };
+        kv.apply(6, lock(3), false);
+        kv.apply(7, lock(5), false);
         let data = SnapshotData {
             kv,
             ..SnapshotData::default()
@@ -684,6 +756,21 @@ mod tests {
         assert_eq!(back, data);
         let record = back.kv.sessions().get(3).unwrap();
         assert_eq!((record.ttl_ms, record.renewed_at), (5000, 4));
+        let job = back.kv.locks().get("job").unwrap();
+        assert_eq!(job.holder.map(|h| (h.session, h.fence)), Some((3, 6)));
+        assert_eq!(job.waiters, [(5, 7)]);
+        // A snapshot written with sessions and before locks existed: five parts.
+        let sessions_only = rmp_serde::to_vec(&(
+            Vec::<(String, ByteBuf)>::new(),
+            None::<ByteBuf>,
+            Vec::<(String, String)>::new(),
+            0u64,
+            vec![(3u64, 5000u64, 4u64)],
+        ))
+        .unwrap();
+        let back = SnapshotData::decode(&sessions_only).unwrap();
+        assert_eq!(back.kv.sessions().len(), 1);
+        assert!(back.kv.locks().is_empty());
         // A snapshot written before sessions existed: four parts.
         let old = rmp_serde::to_vec(&(
             Vec::<(String, ByteBuf)>::new(),

@@ -40,6 +40,8 @@ pub struct SessionOutcome {
     pub unknown: Vec<u64>,
     /// For an open that created the session (the table was not full): its TTL in ms.
     pub opened: Option<u64>,
+    /// For an expiry: whether it ended the session (no renewal applied since it was measured).
+    pub expired: bool,
 }
 
 /// The sessions that exist, by id. A session's id is the index of the entry that opened it:
@@ -113,7 +115,10 @@ impl Sessions {
     /// since the leader measured the session out keeps it.
     pub(super) fn expire(&mut self, id: u64, renewed_at: u64) -> SessionOutcome {
         match self.by_id.get(&id) {
-            Some(record) if record.renewed_at == renewed_at => self.close(id),
+            Some(record) if record.renewed_at == renewed_at => SessionOutcome {
+                expired: true,
+                ..self.close(id)
+            },
             _ => SessionOutcome::default(),
         }
     }
@@ -150,7 +155,8 @@ mod tests {
         assert_eq!(sessions.expire(5, 5), SessionOutcome::default());
         assert_eq!(sessions.get(5).unwrap().renewed_at, 9);
         // Measured from the renewal itself, it ends.
-        assert_eq!(sessions.expire(5, 9).ended, vec![5]);
+        let expired = sessions.expire(5, 9);
+        assert_eq!((expired.ended, expired.expired), (vec![5], true));
         assert!(sessions.get(5).is_none());
         // Renewing or closing what ended reports it and changes nothing.
         assert_eq!(sessions.renew(12, &[5]).unknown, vec![5]);
