@@ -1,6 +1,7 @@
 //! Jepsen-style verification (see `verify/`): clients against 3- and 5-node clusters under a
 //! nemesis, every history checked for linearizability, acknowledged writes at their index on
-//! every member, identical states, and never two lease holders at once.
+//! every member, identical states, never two lease holders at once, and never two holders
+//! of a lock (with fences in the order of the holds).
 //!
 //! `VERIFY_RUNS` (default 1) runs per cluster size and `VERIFY_SECONDS` (default 4) of faults
 //! per run; `npm run verify` runs 20 of each.
@@ -46,6 +47,16 @@ async fn runs(size: usize) {
             ("stale read", verify::inject_stale_read(&report.history)),
             ("lost write", verify::inject_lost_write(&report.history)),
         ];
+        let overlap = verify::locks::inject_overlap(&report.holds)
+            .unwrap_or_else(|| panic!("no lock hold to overlap in {report}"));
+        assert!(
+            !verify::locks::check(&overlap).is_empty(),
+            "an injected overlap of two lock holds goes unnoticed"
+        );
+        assert!(
+            report.holds.len() > 10,
+            "the lock clients held locks: {report}"
+        );
         for (what, history) in injected {
             let history = history.unwrap_or_else(|| panic!("no place for a {what} in {report}"));
             let verdicts = check(&history, verify::CHECK_BUDGET);

@@ -1,12 +1,13 @@
 //! A Jepsen-style verification run: concurrent clients read, write and compare-and-set a few
 //! keys of an in-process cluster (real sockets, real files) while a nemesis injects faults.
 //! Afterwards every history is checked for linearizability, every acknowledged write must be
-//! at its index on every member, the members' states must be identical, and no two nodes may
-//! ever have held a lease at the same instant.
+//! at its index on every member, the members' states must be identical, no two nodes may
+//! ever have held a lease at the same instant, and no two sessions a lock (see [`locks`]).
 
 pub mod checker;
 pub mod clients;
 pub mod history;
+pub mod locks;
 pub mod nemesis;
 
 use std::collections::HashMap;
@@ -37,6 +38,8 @@ pub struct Report {
     pub faults: Faults,
     /// Lease intervals checked.
     pub leases: usize,
+    /// Lock holds checked.
+    pub holds: Vec<locks::Hold>,
     pub history: Vec<Op>,
     pub problems: Vec<String>,
 }
@@ -46,7 +49,7 @@ impl std::fmt::Display for Report {
         write!(
             f,
             "{} nodes, seed {}: {} operations checked ({} of unknown outcome, {} refused), \
-             {} acknowledged writes, {} lease intervals, faults {:?}",
+             {} acknowledged writes, {} lease intervals, {} lock holds, faults {:?}",
             self.size,
             self.seed,
             self.ops,
@@ -54,6 +57,7 @@ impl std::fmt::Display for Report {
             self.refused,
             self.acked,
             self.leases,
+            self.holds.len(),
             self.faults
         )
     }
@@ -92,6 +96,15 @@ pub async fn run(size: usize, seed: u64, duration: Duration, clients: u64, keys:
             Arc::clone(&stop),
         ));
     }
+    let holds = locks::Holds::default();
+    for client in 0..3 {
+        tasks.spawn(locks::run(
+            seed.wrapping_mul(7000).wrapping_add(client),
+            Arc::clone(&nemesis.nodes),
+            Arc::clone(&holds),
+            Arc::clone(&stop),
+        ));
+    }
     nemesis.run(Instant::now() + duration).await;
     // Healed and all running: the clients go on a little, then stop.
     nemesis.cluster.wait_for_leader().await;
@@ -108,6 +121,9 @@ pub async fn run(size: usize, seed: u64, duration: Duration, clients: u64, keys:
         }
     }
     problems.extend(history::lease_overlaps(&spans));
+    let holds = std::mem::take(&mut *holds.lock().unwrap());
+    problems.extend(locks::check(&holds));
+    problems.extend(locks_left(&nemesis.cluster).await);
     problems.extend(check_members(&nemesis.cluster, &history).await);
     let report = Report {
         size,
@@ -118,11 +134,39 @@ pub async fn run(size: usize, seed: u64, duration: Duration, clients: u64, keys:
         acked: history.acked.len(),
         faults: nemesis.faults.clone(),
         leases: spans.len(),
+        holds,
         history: history.ops,
         problems,
     };
     nemesis.cluster.stop().await;
     report
+}
+
+/// Once the clients are done (their sessions closed, or expiring on a node that was killed),
+/// every lock is released or expired on every member.
+async fn locks_left(cluster: &Cluster) -> Vec<String> {
+    let idle = || {
+        cluster.live().iter().all(|n| {
+            let m = n.metrics();
+            m.locks_held == 0 && m.lock_waiters == 0
+        })
+    };
+    match crate::common::wait_until(Duration::from_secs(10), || idle().then_some(())).await {
+        Some(()) => Vec::new(),
+        None => cluster
+            .live()
+            .iter()
+            .map(|n| {
+                let m = n.metrics();
+                format!(
+                    "{}: {} locks held and {} waiters 10 s after the clients stopped",
+                    n.name(),
+                    m.locks_held,
+                    m.lock_waiters
+                )
+            })
+            .collect(),
+    }
 }
 
 /// After the heal: every member holds every acknowledged write at the index it was

@@ -75,11 +75,12 @@ impl Nemesis {
         // A quiet start: the clients' first operations make a fault-free history prefix.
         self.pause(300, 301).await;
         while Instant::now() < until {
-            match self.rng.gen_range(0..6) {
+            match self.rng.gen_range(0..7) {
                 0 => self.partition().await,
                 1 => self.isolate_leader().await,
                 2 => self.kill_and_restart().await,
                 3 => self.transfer().await,
+                4 => self.stall().await,
                 _ => self.change_membership().await,
             }
             self.pause(50, 250).await;
@@ -154,6 +155,23 @@ impl Nemesis {
             .transfer_leadership(Some(&to), Duration::from_secs(1))
             .await;
         self.count("transfer leadership");
+    }
+
+    /// Pauses a node's engine (the leader half the time), as a disk hanging an fsync or a
+    /// process paused would: longer than a lock client's session TTL, often.
+    async fn stall(&mut self) {
+        let name = match self.leader() {
+            Some(leader) if self.rng.gen_bool(0.5) => leader,
+            _ => {
+                let names = self.running();
+                let Some(name) = names.choose(&mut self.rng) else { return };
+                name.clone()
+            }
+        };
+        let pause = Duration::from_millis(self.rng.gen_range(150..600));
+        let _ = self.cluster.node(&name).stall_driver(pause).await;
+        self.count("stall");
+        self.pause(100, 400).await;
     }
 
     async fn change_membership(&mut self) {
