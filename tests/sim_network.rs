@@ -14,7 +14,7 @@ use raftline::ids::raft_id;
 use raftline::peer_messages::{Delivery, NOT_A_MEMBER};
 use raftline::state_machine::{Command, KvStore};
 use raftline::storage::{bootstrap_log, mem_storage, MemLog};
-use raftline::{Config, Error, Event, MembershipChange, Role};
+use raftline::{Config, Error, Event, LockReply, MembershipChange, Role};
 use serde_bytes::ByteBuf;
 use tokio::sync::oneshot;
 
@@ -317,6 +317,15 @@ impl Sim {
     fn reported_lost(&self, name: &str, id: u64) -> bool {
         let lost = format!("{name} SessionEnded {{ id: {id}, lost: true }}");
         self.events.contains(&lost)
+    }
+
+    /// The fences `name` reported lock `lock` granted with to its session `session`.
+    fn grants(&self, name: &str, lock: &str, session: u64) -> Vec<u64> {
+        let prefix = format!("{name} LockGranted {{ name: {lock:?}, session: {session}, fence: ");
+        self.events
+            .iter()
+            .filter_map(|e| e.strip_prefix(&prefix)?.strip_suffix(" }")?.parse().ok())
+            .collect()
     }
 }
 
@@ -1238,6 +1247,71 @@ fn a_leader_change_does_not_extend_a_session() {
     );
     let leaders = sim.leaders_among(&["n2", "n3", "n4"]);
     assert_eq!(leaders.len(), 1, "{case}: a new leader among the rest");
+}
+
+/// Asks for `lock` in `session` on `on`; returns the answer.
+fn lock(sim: &mut Sim, on: &str, lock: &str, session: u64, case: &str) -> LockReply {
+    let name = lock.to_string();
+    let wait = true;
+    let mut rx = sim.submit(
+        on,
+        Command::LockAcquire {
+            name,
+            session,
+            wait,
+        },
+    );
+    sim.settle(case);
+    let outcome = rx.try_recv().expect("answered").expect("applied");
+    outcome.lock.expect("a lock answer")
+}
+
+/// A session's end frees two locks with waiters: one entry may grant only one of them (a
+/// fence is one grant's), so the second is granted by an entry of its own, which a new
+/// leader appends when the old one dies first.
+#[test]
+fn a_session_end_grants_each_freed_lock_with_a_fence_of_its_own() {
+    let case = "two locks";
+    let mut sim = Sim::led_by_n1(5, case);
+    let ttl = Duration::from_secs(2);
+    // Phase 1: n2's session holds a and b; n3's waits for both.
+    let holder = open_session(&mut sim, "n2", ttl, case);
+    let waiter = open_session(&mut sim, "n3", ttl, case);
+    for name in ["a", "b"] {
+        let granted = lock(&mut sim, "n2", name, holder, case);
+        assert!(
+            matches!(granted, LockReply::Granted { .. }),
+            "{case}: {granted:?}"
+        );
+        assert_eq!(lock(&mut sim, "n3", name, waiter, case), LockReply::Queued);
+    }
+
+    // Phase 2: n2 closes its session; the close grants a, and the leader dies before it
+    // could append b's grant.
+    let mut rx = sim.submit("n2", Command::SessionClose { id: holder });
+    sim.settle(case);
+    let closed_at = rx.try_recv().expect("answered").expect("applied").index;
+    sim.isolate("n1");
+    assert_eq!(
+        sim.grants("n3", "a", waiter),
+        vec![closed_at],
+        "{case}: a in the close"
+    );
+    assert!(
+        sim.grants("n3", "b", waiter).is_empty(),
+        "{case}: b pending"
+    );
+
+    // Phase 3: the new leader grants b in an entry of its own: a higher fence.
+    let election = ticks_in(&sim, 3 * Config::new("n1").election_timeout);
+    sim.tick(election, case);
+    let b = sim.grants("n3", "b", waiter);
+    assert_eq!(b.len(), 1, "{case}: b granted once: {b:?}");
+    assert!(b[0] > closed_at, "{case}: fence {} after {closed_at}", b[0]);
+    assert_eq!(
+        lock(&mut sim, "n3", "b", waiter, case),
+        LockReply::Granted { fence: b[0] }
+    );
 }
 
 #[test]

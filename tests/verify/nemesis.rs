@@ -164,7 +164,9 @@ impl Nemesis {
             Some(leader) if self.rng.gen_bool(0.5) => leader,
             _ => {
                 let names = self.running();
-                let Some(name) = names.choose(&mut self.rng) else { return };
+                let Some(name) = names.choose(&mut self.rng) else {
+                    return;
+                };
                 name.clone()
             }
         };
