@@ -280,7 +280,19 @@ export interface ReadOptions {
   timeoutMs?: number;
 }
 
-export type BatchOp = { op: 'set'; key: string; value: Value } | { op: 'delete'; key: string };
+/** A set with `session` writes an ephemeral key (see `EphemeralWriteOptions`). */
+export type BatchOp = { op: 'set'; key: string; value: Value; session?: Session } | { op: 'delete'; key: string };
+
+/** `set` and `cas` options. */
+export interface EphemeralWriteOptions extends WriteOptions {
+  /**
+   * An ephemeral key: it belongs to this session (of this node) and is deleted in the entry
+   * that ends it (close or expiry; watchers see the deletion). A later write without a
+   * session makes it an ordinary key. ERR_SESSION_LOST, writing nothing, when the session
+   * has ended.
+   */
+  session?: Session;
+}
 
 export interface Member {
   id: string;
@@ -436,10 +448,10 @@ export declare class RaftNode extends EventEmitter<RaftNodeEvents> {
 
   // Replicated key-value state
   /** Resolves once the entry is committed and applied on this node. */
-  set(key: string, value: Value, opts?: WriteOptions): Promise<WriteResult>;
+  set(key: string, value: Value, opts?: EphemeralWriteOptions): Promise<WriteResult>;
   delete(key: string, opts?: WriteOptions): Promise<WriteResult & { existed: boolean }>;
   /** `expected === undefined`: the key must be absent; `next === undefined` deletes it. Deep equality. */
-  cas(key: string, expected: Value | undefined, next: Value | undefined, opts?: WriteOptions): Promise<WriteResult & { ok: boolean; current: unknown }>;
+  cas(key: string, expected: Value | undefined, next: Value | undefined, opts?: EphemeralWriteOptions): Promise<WriteResult & { ok: boolean; current: unknown }>;
   /** All ops in one log entry, applied atomically. */
   batch(ops: BatchOp[], opts?: WriteOptions): Promise<WriteResult>;
   /**

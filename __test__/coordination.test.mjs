@@ -85,6 +85,52 @@ describe('sessions', () => {
   });
 });
 
+describe('ephemeral keys', () => {
+  it("are deleted in the entry that ends their session, and watchers see it", async () => {
+    const c = await cluster({ timing: 'default' });
+    const leader = await c.waitForLeader();
+    const [worker, observer] = c.nodes.filter((n) => n !== leader);
+    const session = await worker.session({ ttlMs: 600 });
+    const seen = [];
+    const watching = (async () => {
+      for await (const change of observer.watch({ prefix: 'workers/' })) {
+        seen.push([change.op, change.key]);
+        if (seen.length === 6) return;
+      }
+    })();
+    // Phase 1: keys of the session by set, cas and batch; one made ordinary again.
+    await worker.set('workers/a', { at: 1 }, { session });
+    const swapped = await worker.cas('workers/b', undefined, { at: 2 }, { session });
+    expect(swapped.ok).toBe(true);
+    await worker.batch([{ op: 'set', key: 'workers/c', value: 3, session }, { op: 'set', key: 'config/x', value: 1 }]);
+    await worker.set('workers/c', 'kept'); // written outside the session: ordinary now
+    // Phase 2: the worker's engine stalls past the TTL: the session expires, its keys go.
+    await c.stall(worker.id, 1500);
+    await watching;
+    // Four sets (c twice), then the expiry's two deletes.
+    expect(seen.slice(0, 4).map(([op]) => op)).toEqual(['set', 'set', 'set', 'set']);
+    expect(seen.slice(4).map(([op]) => op)).toEqual(['delete', 'delete']);
+    expect(seen.slice(4).map(([, key]) => key).sort()).toEqual(['workers/a', 'workers/b']);
+    expect(await observer.get('workers/a')).toBeUndefined();
+    expect(await observer.get('workers/c')).toBe('kept');
+    expect(await observer.get('config/x')).toBe(1);
+    // Writing in a session that ended writes nothing.
+    await expect(worker.set('workers/d', 1, { session })).rejects.toMatchObject({ code: 'ERR_SESSION_LOST' });
+    await expect(worker.set('workers/d', 1, { session: 'x' })).rejects.toThrow(/opts\.session/);
+  });
+
+  it('close() deletes them at once; a session of another node is refused', async () => {
+    const c = await cluster();
+    const [a, b] = c.nodes;
+    const session = await a.session();
+    await a.set('presence/a', true, { session });
+    await expect(b.set('presence/b', true, { session })).rejects.toMatchObject({ code: 'ERR_INVALID' });
+    await expect(b.lock('l', { session })).rejects.toMatchObject({ code: 'ERR_INVALID' });
+    await session.close();
+    expect(await b.get('presence/a')).toBeUndefined();
+  });
+});
+
 describe('locks', () => {
   it('serves waiters in order with strictly increasing fences', async () => {
     const c = await cluster();

@@ -15,6 +15,7 @@ const MAX_NAME_BYTES = 4096;
 // Internals of a Session, out of users' reach.
 const kEnd = Symbol('raftline.session.end');
 const kEngineId = Symbol('raftline.session.engineId');
+const kCore = Symbol('raftline.session.core');
 
 /** The sessions and lock requests of one node (NodeCore#coordination). */
 class Coordination {
@@ -114,6 +115,11 @@ class Session {
   /** The engine's id (internal: lock requests name it). */
   get [kEngineId]() {
     return this.#engineId;
+  }
+
+  /** The node state it belongs to (internal). */
+  get [kCore]() {
+    return this.#core;
   }
 
   /** Ends the session here: the signal aborts with `reason`; it is forgotten. */
@@ -249,9 +255,7 @@ async function acquire(core, node, name, opts, wait) {
   const deadline = timeoutMs === undefined ? undefined : Date.now() + timeoutMs;
   // An own session whose opening was lost with a leader is kept by nobody: it expires.
   const session = own ? await retrying(() => openSession(core, { ttlMs }), deadline, signal) : o.session;
-  if (!own && core.coordination.sessions.get(session[kEngineId]) !== session) {
-    throw new RaftError('ERR_SESSION_LOST', `session ${session.id} is not open on node ${core.id}`);
-  }
+  if (!own) sessionIdOf(core, session, 'opts.session');
   try {
     const lock = await acquireIn(core, session, name, { wait, deadline, timeoutMs, signal, own });
     if (lock === null && own) await session.close();
@@ -382,4 +386,17 @@ async function withLock(core, node, name, fn, opts) {
   }
 }
 
-module.exports = { Coordination, Session, Lock, openSession, acquire, withLock };
+/**
+ * The engine id of `session` given as `name` (an ephemeral write's session): a Session of
+ * this node that is still alive.
+ * @param {NodeCore} core
+ */
+function sessionIdOf(core, session, name) {
+  if (!(session instanceof Session)) throw new TypeError(`${name} must be a Session, got ${check.typeName(session)}`);
+  // Only the node that keeps a session knows in time that it is lost.
+  if (session[kCore] !== core) throw new RaftError('ERR_INVALID', `${name}: session ${session.id} belongs to node ${session[kCore].id}, not ${core.id}`);
+  if (!session.alive) throw new RaftError('ERR_SESSION_LOST', `session ${session.id} has ended`);
+  return session[kEngineId];
+}
+
+module.exports = { Coordination, Session, Lock, openSession, acquire, withLock, sessionIdOf };

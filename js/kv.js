@@ -7,6 +7,7 @@ const { RaftError, abortError } = require('./errors.js');
 const { encode, decode } = require('./codec.js');
 const check = require('./options.js');
 const { WatchQueue } = require('./watch.js');
+const { sessionIdOf } = require('./coordination.js');
 
 /** @typedef {import('./core.js').NodeCore} NodeCore */
 
@@ -20,6 +21,8 @@ function writeOpts(opts) {
     timeoutMs: check.timeout(o.timeoutMs),
     forward: o.forward === undefined ? true : check.boolean('opts.forward', o.forward),
     signal: check.signal(o.signal),
+    /** @type {unknown} an ephemeral write's session (set, cas) */
+    session: o.session,
   };
 }
 
@@ -38,6 +41,11 @@ async function set(core, key, value, opts) {
   if (value === undefined) throw new TypeError('value must be MessagePack-encodable, got undefined (use delete)');
   const bytes = encode(value);
   const o = writeOpts(opts);
+  if (o.session !== undefined) {
+    // An ephemeral key: deleted in the entry that ends the session.
+    const session = sessionIdOf(core, o.session, 'opts.session');
+    return writeResult(await core.call((n) => n.setEphemeral(key, bytes, session, o.timeoutMs, o.forward), o.signal));
+  }
   return writeResult(await core.batched({ kind: 'set', key, value: bytes, timeoutMs: o.timeoutMs, forward: o.forward }, o.signal));
 }
 
@@ -58,7 +66,10 @@ async function cas(core, key, expected, next, opts) {
   const exp = expected === undefined ? null : encode(expected, 'expected');
   const nxt = next === undefined ? null : encode(next, 'next');
   const o = writeOpts(opts);
-  const r = await core.batched({ kind: 'cas', key, expected: exp, next: nxt, timeoutMs: o.timeoutMs, forward: o.forward }, o.signal);
+  const r =
+    o.session === undefined
+      ? await core.batched({ kind: 'cas', key, expected: exp, next: nxt, timeoutMs: o.timeoutMs, forward: o.forward }, o.signal)
+      : await core.call((n) => n.casEphemeral(key, exp, nxt, sessionIdOf(core, o.session, 'opts.session'), o.timeoutMs, o.forward), o.signal);
   return { ...writeResult(r), ok: r.ok, current: decode(r.value) };
 }
 
@@ -70,7 +81,8 @@ async function batch(core, ops, opts) {
     check.key(op.key, `ops[${i}].key`);
     if (op.op === 'set') {
       if (op.value === undefined) throw new TypeError(`ops[${i}].value must be MessagePack-encodable, got undefined`);
-      return { op: 'set', key: op.key, value: encode(op.value, `ops[${i}].value`) };
+      const session = op.session === undefined ? undefined : sessionIdOf(core, op.session, `ops[${i}].session`);
+      return { op: 'set', key: op.key, value: encode(op.value, `ops[${i}].value`), session };
     }
     if (op.op === 'delete') return { op: 'delete', key: op.key };
     throw new TypeError(`ops[${i}].op must be 'set' or 'delete', got ${JSON.stringify(op.op)}`);

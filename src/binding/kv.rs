@@ -16,6 +16,8 @@ pub struct NativeBatchOp {
     pub op: String,
     pub key: String,
     pub value: Option<Buffer>,
+    /// A set's session (an ephemeral key).
+    pub session: Option<f64>,
 }
 
 /// One key-value pair.
@@ -57,9 +59,16 @@ impl NativeRaftNode {
         let ops = ops
             .into_iter()
             .map(|op| match (op.op.as_str(), op.value) {
-                ("set", Some(value)) => Ok(BatchOp::Set {
-                    key: op.key,
-                    value: value.to_vec().into(),
+                ("set", Some(value)) => Ok(match op.session {
+                    None => BatchOp::Set {
+                        key: op.key,
+                        value: value.to_vec().into(),
+                    },
+                    Some(session) => BatchOp::SetEphemeral {
+                        key: op.key,
+                        value: value.to_vec().into(),
+                        session: session as u64,
+                    },
                 }),
                 ("delete", _) => Ok(BatchOp::Delete { key: op.key }),
                 (other, _) => Err(EngineError::Invalid(format!("invalid batch op {other:?}"))),
@@ -78,6 +87,54 @@ impl NativeRaftNode {
             outcome.value = None;
             NativeWriteResult::from(outcome)
         })
+    }
+
+    /// Sets `key` to `value` in session `session`: the key is deleted when it ends.
+    #[napi]
+    pub async fn set_ephemeral(
+        &self,
+        key: String,
+        value: Buffer,
+        session: f64,
+        timeout_ms: u32,
+        forward: bool,
+    ) -> Either<NativeWriteResult, NativeFailure> {
+        let command = Command::SetEphemeral {
+            key,
+            value: value.to_vec().into(),
+            session: session as u64,
+        };
+        let options = WriteOptions {
+            timeout: ms(timeout_ms),
+            forward,
+        };
+        let written = async { self.handle()?.write(command, options).await }.await;
+        settle(written, NativeWriteResult::from)
+    }
+
+    /// Compare-and-set whose new value belongs to session `session`.
+    #[napi]
+    pub async fn cas_ephemeral(
+        &self,
+        key: String,
+        expected: Option<Buffer>,
+        next: Option<Buffer>,
+        session: f64,
+        timeout_ms: u32,
+        forward: bool,
+    ) -> Either<NativeWriteResult, NativeFailure> {
+        let command = Command::CasEphemeral {
+            key,
+            expected: expected.map(|v| v.to_vec().into()),
+            next: next.map(|v| v.to_vec().into()),
+            session: session as u64,
+        };
+        let options = WriteOptions {
+            timeout: ms(timeout_ms),
+            forward,
+        };
+        let written = async { self.handle()?.write(command, options).await }.await;
+        settle(written, NativeWriteResult::from)
     }
 
     /// Synchronous read of this node's applied state.

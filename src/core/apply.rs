@@ -59,11 +59,33 @@ impl<S: LogStore> Core<S> {
                         data,
                         session,
                         lock,
+                        no_session,
                     } = kv.apply(index, command, record);
+                    if no_session {
+                        // A write in a session that had ended: nothing was written.
+                        if let Some(seq) = self.ids.ours(&context) {
+                            let error = Error::SessionLost(
+                                "the write's session does not exist (it ended)".into(),
+                            );
+                            self.writes.refused(seq, error);
+                        }
+                        continue;
+                    }
                     if matches!(op, OpKind::Session | OpKind::Lock) {
-                        // The library's own bookkeeping: no `apply` event.
+                        // The library's own bookkeeping: no `apply` event, but for the
+                        // deletion of an ended session's keys (a batch of deletes).
                         self.sessions_applied(index, &context, &session);
                         self.locks_applied(&lock);
+                        if record && !changes.is_empty() {
+                            applied.push(AppliedEntry {
+                                index,
+                                term,
+                                op: OpKind::Batch,
+                                changes,
+                                ok,
+                                data,
+                            });
+                        }
                     } else if record {
                         applied.push(AppliedEntry {
                             index,

@@ -5,6 +5,7 @@
 //! in the data of a log entry and are applied deterministically: the same log gives the same
 //! state and the same results on every member.
 
+mod ephemeral;
 pub mod locks;
 mod number;
 pub mod sessions;
@@ -15,6 +16,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
 
+use crate::state_machine::ephemeral::Ephemeral;
 use crate::state_machine::locks::{LockOutcome, LockRow, Locks};
 use crate::state_machine::sessions::{SessionOutcome, Sessions};
 
@@ -35,9 +37,9 @@ pub struct SnapshotData {
 
 impl SnapshotData {
     /// MessagePack bytes: `[[key, value]...], app bytes or nil, [[name, url]...], epoch`, and
-    /// when sessions exist `[[id, ttl_ms, renewed_at]...], [lock row...]` (see
-    /// [`locks::LockRow`]; without sessions, the bytes of the snapshots written before
-    /// sessions existed).
+    /// when sessions exist `[[id, ttl_ms, renewed_at]...], [lock row...], [[key, session]...]`
+    /// (see [`locks::LockRow`]; the last are the ephemeral keys; without sessions, the bytes
+    /// of the snapshots written before sessions existed).
     pub fn encode(&self) -> Vec<u8> {
         Self::encode_parts(
             &self.kv,
@@ -76,7 +78,16 @@ impl SnapshotData {
         } else {
             let sessions = kv.sessions.to_rows();
             let locks = kv.locks.to_rows();
-            let parts = (Pairs(kv), app, members, conf_epoch, sessions, locks);
+            let ephemeral = kv.ephemeral.to_rows();
+            let parts = (
+                Pairs(kv),
+                app,
+                members,
+                conf_epoch,
+                sessions,
+                locks,
+                ephemeral,
+            );
             rmp_serde::encode::write(&mut bytes, &parts)
         };
         written.expect("the state always encodes");
@@ -88,27 +99,29 @@ impl SnapshotData {
         if bytes.is_empty() {
             return Ok(SnapshotData::default());
         }
-        type Pairs = Vec<(String, ByteBuf)>;
-        type Members = Vec<(String, String)>;
-        type Parts = (Pairs, Option<ByteBuf>, Members, u64);
-        type Rows = Vec<(u64, u64, u64)>;
-        type WithSessions = (Pairs, Option<ByteBuf>, Members, u64, Rows);
-        type WithLocks = (Pairs, Option<ByteBuf>, Members, u64, Rows, Vec<LockRow>);
-        // The newest layout first, then the older ones (sessions without locks, neither).
-        let (pairs, app, members, conf_epoch, sessions, locks) =
-            match rmp_serde::from_slice::<WithLocks>(bytes) {
-                Ok(parts) => parts,
-                Err(_) => match rmp_serde::from_slice::<WithSessions>(bytes) {
-                    Ok((pairs, app, members, epoch, sessions)) => {
-                        (pairs, app, members, epoch, sessions, Vec::new())
-                    }
-                    Err(_) => {
-                        let (pairs, app, members, epoch): Parts = rmp_serde::from_slice(bytes)
-                            .map_err(|e| format!("undecodable snapshot: {e}"))?;
-                        (pairs, app, members, epoch, Vec::new(), Vec::new())
-                    }
-                },
-            };
+        /// The parts in order; those added later default when an older snapshot ends first.
+        #[derive(Deserialize)]
+        struct Parts {
+            pairs: Vec<(String, ByteBuf)>,
+            app: Option<ByteBuf>,
+            members: Vec<(String, String)>,
+            conf_epoch: u64,
+            #[serde(default)]
+            sessions: Vec<(u64, u64, u64)>,
+            #[serde(default)]
+            locks: Vec<LockRow>,
+            #[serde(default)]
+            ephemeral: Vec<(String, u64)>,
+        }
+        let Parts {
+            pairs,
+            app,
+            members,
+            conf_epoch,
+            sessions,
+            locks,
+            ephemeral,
+        } = rmp_serde::from_slice(bytes).map_err(|e| format!("undecodable snapshot: {e}"))?;
         let map = pairs
             .into_iter()
             .map(|(k, v)| (k, Bytes::from(v.into_vec())))
@@ -118,6 +131,7 @@ impl SnapshotData {
                 map,
                 sessions: Sessions::from_rows(sessions),
                 locks: Locks::from_rows(locks),
+                ephemeral: Ephemeral::from_rows(ephemeral),
             },
             app: app.map(ByteBuf::into_vec),
             members,
@@ -169,13 +183,38 @@ pub enum Command {
     LockRelease { name: String, session: u64 },
     /// Grants pending lock `name` to its next waiter (appended by the leader).
     LockGrant { name: String },
+    /// [`Command::Set`] of a key deleted when session `session` ends (refused, writing
+    /// nothing, when the session does not exist).
+    SetEphemeral {
+        key: String,
+        value: ByteBuf,
+        session: u64,
+    },
+    /// [`Command::Cas`] whose new value belongs to session `session` (as `SetEphemeral`).
+    CasEphemeral {
+        key: String,
+        expected: Option<ByteBuf>,
+        next: Option<ByteBuf>,
+        session: u64,
+    },
 }
 
 /// One operation of a [`Command::Batch`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum BatchOp {
-    Set { key: String, value: ByteBuf },
-    Delete { key: String },
+    Set {
+        key: String,
+        value: ByteBuf,
+    },
+    Delete {
+        key: String,
+    },
+    /// A set whose key belongs to session `session` (see [`Command::SetEphemeral`]).
+    SetEphemeral {
+        key: String,
+        value: ByteBuf,
+        session: u64,
+    },
 }
 
 impl Command {
@@ -184,7 +223,9 @@ impl Command {
         // Sized once for the common commands (a key and a value and a few bytes of framing),
         // instead of growing a few bytes at a time.
         let payload = match self {
-            Command::Set { key, value } => key.len() + value.len(),
+            Command::Set { key, value } | Command::SetEphemeral { key, value, .. } => {
+                key.len() + value.len()
+            }
             Command::Delete { key } | Command::Incr { key, .. } => key.len(),
             Command::LockAcquire { name, .. }
             | Command::LockRelease { name, .. }
@@ -193,6 +234,12 @@ impl Command {
                 key,
                 expected,
                 next,
+            }
+            | Command::CasEphemeral {
+                key,
+                expected,
+                next,
+                ..
             } => {
                 key.len()
                     + expected.as_ref().map_or(0, |v| v.len())
@@ -229,16 +276,20 @@ impl Command {
             }
         };
         match self {
-            Command::Set { key, .. } | Command::Delete { key } | Command::Cas { key, .. } => {
-                check(key)
-            }
+            Command::Set { key, .. }
+            | Command::Delete { key }
+            | Command::Cas { key, .. }
+            | Command::SetEphemeral { key, .. }
+            | Command::CasEphemeral { key, .. } => check(key),
             Command::LockAcquire { name, .. }
             | Command::LockRelease { name, .. }
             | Command::LockGrant { name } => check(name).map_err(|e| e.replace("key", "name")),
             Command::Incr { key, by } if by.is_finite() => check(key),
             Command::Incr { by, .. } => Err(format!("incr needs a finite number, got {by}")),
             Command::Batch { ops } => ops.iter().try_for_each(|op| match op {
-                BatchOp::Set { key, .. } | BatchOp::Delete { key } => check(key),
+                BatchOp::Set { key, .. }
+                | BatchOp::Delete { key }
+                | BatchOp::SetEphemeral { key, .. } => check(key),
             }),
             Command::Raw(_) | Command::SessionClose { .. } | Command::SessionExpire { .. } => {
                 Ok(())
@@ -306,6 +357,8 @@ pub struct ApplyResult {
     pub session: SessionOutcome,
     /// For the lock commands, and a session's end: the answer and the grant made.
     pub lock: LockOutcome,
+    /// A write in a session that does not exist: refused, nothing written.
+    pub no_session: bool,
 }
 
 /// The key-value state. Values are shared buffers: a copy of the state (for a snapshot,
@@ -316,6 +369,7 @@ pub struct KvStore {
     map: BTreeMap<String, Bytes>,
     sessions: Sessions,
     locks: Locks,
+    ephemeral: Ephemeral,
 }
 
 impl KvStore {
@@ -353,6 +407,11 @@ impl KvStore {
         &self.locks
     }
 
+    /// The session that owns `key`, if it is ephemeral.
+    pub fn owner_of(&self, key: &str) -> Option<u64> {
+        self.ephemeral.owner(key)
+    }
+
     /// Applies the command of entry `index`; the command is consumed so its values move into
     /// the map. With `record`, every key change is listed in the result (copies of key and
     /// values).
@@ -365,6 +424,7 @@ impl KvStore {
             data: None,
             session: SessionOutcome::default(),
             lock: LockOutcome::default(),
+            no_session: false,
         };
         match command {
             Command::Set { key, value } => {
@@ -401,6 +461,16 @@ impl KvStore {
             }
             Command::Batch { ops } => {
                 result.op = OpKind::Batch;
+                // All or nothing: a set in a session that does not exist refuses the batch.
+                let known = |op: &BatchOp| match op {
+                    BatchOp::SetEphemeral { session, .. } => self.sessions.get(*session).is_some(),
+                    _ => true,
+                };
+                if !ops.iter().all(known) {
+                    result.ok = false;
+                    result.no_session = true;
+                    return result;
+                }
                 for op in ops {
                     match op {
                         BatchOp::Set { key, value } => self.put(
@@ -410,7 +480,62 @@ impl KvStore {
                             Some(value.into_vec().into()),
                         ),
                         BatchOp::Delete { key } => self.put(record, &mut result.changes, key, None),
+                        BatchOp::SetEphemeral {
+                            key,
+                            value,
+                            session,
+                        } => {
+                            self.ephemeral.own(&key, session);
+                            self.put_keeping_owner(
+                                record,
+                                &mut result.changes,
+                                key,
+                                Some(value.into_vec().into()),
+                            )
+                        }
                     };
+                }
+            }
+            Command::SetEphemeral {
+                key,
+                value,
+                session,
+            } => {
+                result.op = OpKind::Set;
+                if self.sessions.get(session).is_none() {
+                    result.ok = false;
+                    result.no_session = true;
+                    return result;
+                }
+                self.ephemeral.own(&key, session);
+                let value = Some(value.into_vec().into());
+                result.value = self.put_keeping_owner(record, &mut result.changes, key, value);
+            }
+            Command::CasEphemeral {
+                key,
+                expected,
+                next,
+                session,
+            } => {
+                result.op = OpKind::Cas;
+                if self.sessions.get(session).is_none() {
+                    result.ok = false;
+                    result.no_session = true;
+                    return result;
+                }
+                let current = self.map.get(&key).map(Bytes::as_ref);
+                result.ok = current == expected.as_deref().map(|v| v.as_slice());
+                if result.ok {
+                    let next = next.map(|v| Bytes::from(v.into_vec()));
+                    result.value = next.clone();
+                    if next.is_some() {
+                        self.ephemeral.own(&key, session);
+                        self.put_keeping_owner(record, &mut result.changes, key, next);
+                    } else {
+                        self.put(record, &mut result.changes, key, None);
+                    }
+                } else {
+                    result.value = self.map.get(&key).cloned();
                 }
             }
             Command::Incr { key, by } => {
@@ -472,16 +597,34 @@ impl KvStore {
                 result.lock = self.locks.grant_pending(index, &name);
             }
         }
-        // A session that ended releases its locks (one entry ends at most one session).
+        // A session that ended releases its locks and deletes its keys (one entry ends at most
+        // one session).
         if let Some(&id) = result.session.ended.first() {
             result.lock.granted = self.locks.session_ended(index, id);
+            for key in self.ephemeral.session_ended(id) {
+                self.put_keeping_owner(record, &mut result.changes, key, None);
+            }
         }
         result
     }
 
-    /// Writes or removes one key, records the change (with `record`), returns the previous
-    /// value.
+    /// Writes or removes one key outside any session (an ephemeral key becomes an ordinary
+    /// one), records the change (with `record`), returns the previous value.
     fn put(
+        &mut self,
+        record: bool,
+        changes: &mut Vec<KeyChange>,
+        key: String,
+        value: Option<Bytes>,
+    ) -> Option<Bytes> {
+        if !self.ephemeral.is_empty() {
+            self.ephemeral.forget(&key);
+        }
+        self.put_keeping_owner(record, changes, key, value)
+    }
+
+    /// [`KvStore::put`] leaving the key's owner as it is.
+    fn put_keeping_owner(
         &mut self,
         record: bool,
         changes: &mut Vec<KeyChange>,
@@ -550,6 +693,27 @@ mod tests {
             Command::SessionExpire {
                 id: 9,
                 renewed_at: 12,
+            },
+            Command::LockAcquire {
+                name: "job".into(),
+                session: 3,
+                wait: true,
+            },
+            Command::LockRelease {
+                name: "job".into(),
+                session: 3,
+            },
+            Command::LockGrant { name: "job".into() },
+            Command::SetEphemeral {
+                key: "w".into(),
+                value: b("1"),
+                session: 3,
+            },
+            Command::CasEphemeral {
+                key: "w".into(),
+                expected: None,
+                next: Some(b("2")),
+                session: 3,
             },
         ];
         for cmd in cmds {
@@ -780,6 +944,74 @@ mod tests {
         ))
         .unwrap();
         assert!(SnapshotData::decode(&old).unwrap().kv.sessions().is_empty());
+    }
+
+    #[test]
+    fn a_session_end_deletes_its_keys_and_a_plain_write_makes_a_key_ordinary() {
+        let mut kv = KvStore::default();
+        kv.apply(2, Command::SessionOpen { ttl_ms: 5000 }, true);
+        let eph = |key: &str, session| Command::SetEphemeral {
+            key: key.into(),
+            value: b("v"),
+            session,
+        };
+        // Phase 1: a, b and c in session 2; c written again outside it; d in no session.
+        assert!(kv.apply(3, eph("a", 2), true).ok);
+        let cas = Command::CasEphemeral {
+            key: "b".into(),
+            expected: None,
+            next: Some(b("w")),
+            session: 2,
+        };
+        assert!(kv.apply(4, cas, true).ok);
+        let batch = Command::Batch {
+            ops: vec![BatchOp::SetEphemeral {
+                key: "c".into(),
+                value: b("x"),
+                session: 2,
+            }],
+        };
+        kv.apply(5, batch, true);
+        kv.apply(
+            6,
+            Command::Set {
+                key: "c".into(),
+                value: b("kept"),
+            },
+            true,
+        );
+        assert_eq!((kv.owner_of("a"), kv.owner_of("c")), (Some(2), None));
+        // Phase 2: writes in a session that does not exist write nothing, all or nothing.
+        let refused = kv.apply(7, eph("d", 99), true);
+        assert!(refused.no_session && refused.changes.is_empty());
+        let mixed = Command::Batch {
+            ops: vec![
+                BatchOp::Set {
+                    key: "e".into(),
+                    value: b("1"),
+                },
+                BatchOp::SetEphemeral {
+                    key: "f".into(),
+                    value: b("1"),
+                    session: 99,
+                },
+            ],
+        };
+        assert!(kv.apply(8, mixed, true).no_session);
+        assert_eq!((kv.get("d"), kv.get("e")), (None, None));
+        // Phase 3: the snapshot keeps the owners; the session's end deletes a and b only.
+        let data = SnapshotData {
+            kv,
+            ..SnapshotData::default()
+        };
+        let mut kv = SnapshotData::decode(&data.encode()).unwrap().kv;
+        assert_eq!(kv, data.kv);
+        let ended = kv.apply(9, Command::SessionClose { id: 2 }, true);
+        let deleted: Vec<&str> = ended.changes.iter().map(|c| c.key.as_str()).collect();
+        assert_eq!(deleted, ["a", "b"]);
+        assert!(ended.changes.iter().all(|c| c.value.is_none()));
+        assert_eq!(kv.get("c"), Some(&b"kept"[..]));
+        assert_eq!(kv.owner_of("a"), None);
     }
 
     #[test]
