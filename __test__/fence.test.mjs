@@ -10,6 +10,11 @@ import { createTestCluster } from 'raftline/testing';
 import { RaftError } from 'raftline';
 import { ensureFenceTable, checkFence, FENCE_HEADER, fenceHeader, requireFence } from 'raftline/fence';
 import { freePorts } from './helpers.mjs';
+import { execFile } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+
+const run = promisify(execFile);
 
 let postgres;
 let dataDir;
@@ -148,6 +153,19 @@ describe('fences in Postgres', () => {
     await expect(ensureFenceTable(db, { table: 'public.other_fences' })).resolves.toBeUndefined();
     await checkFence(db, 'r', 3, { table: 'public.other_fences' });
   });
+});
+
+describe('examples/tenant-jobs.mjs', () => {
+  it('runs: no two runs of a tenant overlap, and the paused replica is fenced off', async () => {
+    const script = fileURLToPath(new URL('../examples/tenant-jobs.mjs', import.meta.url));
+    const { stdout } = await run(process.execPath, [script], { timeout: 60_000 });
+    expect(stdout).toMatch(/runs of one tenant that overlapped in Postgres: 0/);
+    expect(stdout).toMatch(/wakes up and writes with fence \d+: ERR_FENCED/);
+    for (const tenant of ['acme', 'globex', 'initech']) {
+      const fences = [...stdout.match(new RegExp(`  ${tenant}: (.*)`))[1].matchAll(/fence (\d+)/g)].map((m) => Number(m[1]));
+      expect(fences).toHaveLength(4);
+    }
+  }, 90_000);
 });
 
 describe('fences over HTTP', () => {

@@ -723,6 +723,26 @@ mod tests {
     }
 
     #[test]
+    fn coordination_commands_refuse_bad_input() {
+        let renewal = |n: u64| Command::SessionRenew {
+            ids: (1..=n).collect(),
+        };
+        assert!(renewal(sessions::MAX_RENEWALS_PER_ENTRY as u64)
+            .validate()
+            .is_ok());
+        let err = renewal(sessions::MAX_RENEWALS_PER_ENTRY as u64 + 1).validate();
+        assert!(err.unwrap_err().contains("at most"));
+        for name in [String::new(), "x".repeat(MAX_KEY_BYTES + 1)] {
+            let acquire = Command::LockAcquire {
+                name,
+                session: 1,
+                wait: true,
+            };
+            assert!(acquire.validate().unwrap_err().starts_with("name must be"));
+        }
+    }
+
+    #[test]
     fn apply_table() {
         let mut kv = KvStore::default();
         // (case, command, expected ok, expected value, keys changed)
