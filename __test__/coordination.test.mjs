@@ -60,6 +60,27 @@ describe('sessions', () => {
     await next.release();
   });
 
+  it("a dead holder's session ends within its TTL and an election, though the leader dies too", async () => {
+    const c = await cluster({ size: 5, timing: 'default' }); // election timeout 150-300 ms
+    const leader = await c.waitForLeader();
+    const [holder, waiter] = c.nodes.filter((n) => n !== leader);
+    const ttlMs = 2000;
+    const held = await holder.lock('job', { ttlMs });
+    const waiting = waiter.lock('job');
+    // Phase 1: the holder dies; half a TTL later, so does the leader.
+    const died = Date.now();
+    await c.kill(holder.id);
+    await new Promise((resolve) => setTimeout(resolve, ttlMs / 2)); // the scenario's own timing
+    await c.kill(leader.id);
+    // Phase 2: the waiter is granted the lock within the TTL and one election (and the commit)
+    // of the holder's death, not a TTL after the new leader took over (that would be 3.1 s on).
+    const next = await waiting;
+    const took = Date.now() - died;
+    expect(next.fence).toBeGreaterThan(held.fence);
+    expect(took).toBeLessThan(ttlMs + 300 + 400);
+    await next.release();
+  });
+
   it('refuses bad options with errors naming them', async () => {
     const c = await cluster();
     const [a] = c.nodes;
