@@ -263,17 +263,26 @@ describe('locks', () => {
     const controller = new AbortController();
     setMaxListeners(20_000, controller.signal); // one signal for 10,000 requests, on purpose
     const waiters = Array.from({ length: 10_000 }, () => b.lock('busy', { signal: controller.signal, ttlMs: 60_000 }));
+    const outcomes = Promise.allSettled(waiters); // settled whatever happens below
     await waitFor(() => b.metricsJson().lockWaiters === 10_000, { what: '10,000 waiters', timeoutMs: 60_000 });
-    expect(b.metricsJson().sessions).toBe(10_001);
+    // Each waiter's own session and the holder's (and, under load, sessions whose opening
+    // timed out and was asked again: their node closes them as they apply).
+    expect(b.metricsJson().sessions).toBeGreaterThanOrEqual(10_001);
     controller.abort();
-    const outcomes = await Promise.allSettled(waiters);
-    expect(outcomes.every((o) => o.status === 'rejected' && o.reason.name === 'AbortError')).toBe(true);
+    await outcomes;
+    expect((await outcomes).every((o) => o.status === 'rejected' && o.reason.name === 'AbortError')).toBe(true);
     await held.release();
     // Every waiter left its queue and closed its session; the lock is free.
+    const left = () => {
+      const { sessions, locksHeld, lockWaiters } = b.metricsJson();
+      return { sessions, locksHeld, lockWaiters };
+    };
     await waitFor(() => {
-      const m = b.metricsJson();
+      const m = left();
       return m.lockWaiters === 0 && m.locksHeld === 0 && m.sessions === 0;
-    }, { what: 'nothing leaked', timeoutMs: 30_000 });
+    }, { what: 'nothing leaked', timeoutMs: 30_000 }).catch((err) => {
+      throw new Error(`${err.message}: ${JSON.stringify(left())}`);
+    });
     const again = await b.tryLock('busy');
     expect(again).not.toBeNull();
     await again.release();

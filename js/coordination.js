@@ -144,7 +144,11 @@ class Session {
     const wasAlive = this.alive;
     this[kEnd](new RaftError('ERR_SESSION_LOST', `session ${this.id} was closed`));
     if (!wasAlive || this.#core.state !== 'running') return;
-    await this.#core.call((n) => n.closeSession(this.#engineId, 5000));
+    // A close is idempotent: one whose outcome is unknown (a leader change) is sent again,
+    // for up to a TTL (after which the session has expired anyway).
+    const core = this.#core;
+    const deadline = Date.now() + Math.min(this.ttlMs, 30_000);
+    await retrying(() => core.call((n) => n.closeSession(this.#engineId, 5000)), deadline, undefined, null);
   }
 
   async [Symbol.asyncDispose]() {
@@ -294,7 +298,7 @@ async function acquireIn(core, session, name, { wait, deadline, timeoutMs, signa
     // Queued or granted meanwhile, or unknown (a request that timed out): leave the queue or
     // give the lock back. An own session is closed by the caller instead (one entry).
     if (!own && session.alive && core.state === 'running') {
-      await core.call((n) => n.unlock(name, session[kEngineId], 5000)).catch(() => {});
+      await unlock(core, session, name).catch(() => {});
     }
     throw err;
   } finally {
@@ -306,10 +310,11 @@ async function acquireIn(core, session, name, { wait, deadline, timeoutMs, signa
 const RETRIED = new Set(['ERR_TIMEOUT', 'ERR_NO_LEADER', 'ERR_NOT_LEADER']);
 
 /**
- * Runs `op` until it succeeds, fails otherwise, or `deadline` passes (then ERR_LOCK_TIMEOUT
- * with the last failure as its cause); waits an election-sized pause between tries.
+ * Runs `op` (an idempotent request) until it succeeds, fails otherwise, or `deadline` passes:
+ * then ERR_LOCK_TIMEOUT with the last failure as its cause (`timeoutCode` null: the last
+ * failure itself). Waits an election-sized pause between tries.
  */
-async function retrying(op, deadline, signal) {
+async function retrying(op, deadline, signal, timeoutCode = 'ERR_LOCK_TIMEOUT') {
   for (let attempt = 0; ; attempt++) {
     try {
       return await op();
@@ -317,7 +322,8 @@ async function retrying(op, deadline, signal) {
       if (!(err instanceof RaftError) || !RETRIED.has(err.code)) throw err;
       const pause = Math.min(200, 25 * 2 ** attempt);
       if (deadline !== undefined && Date.now() + pause >= deadline) {
-        throw new RaftError('ERR_LOCK_TIMEOUT', `the lock request did not complete in time: ${err.message}`, { cause: err });
+        if (timeoutCode === null) throw err;
+        throw new RaftError(timeoutCode, `the lock request did not complete in time: ${err.message}`, { cause: err });
       }
       await new Promise((resolve) => setTimeout(resolve, pause));
       if (signal && signal.aborted) throw abortError(signal);
@@ -361,7 +367,13 @@ function waitForGrant(grant, { deadline, signal, session, name, timeoutMs }) {
 async function release(core, session, lock, own) {
   if (own) return session.close();
   if (!session.alive || core.state !== 'running') return;
-  await core.call((n) => n.unlock(lock.name, session[kEngineId], 5000));
+  await unlock(core, session, lock.name);
+}
+
+/** Releases `name` in `session`, or leaves its queue; idempotent, so asked again on doubt. */
+function unlock(core, session, name) {
+  const deadline = Date.now() + Math.min(session.ttlMs, 30_000);
+  return retrying(() => core.call((n) => n.unlock(name, session[kEngineId], 5000)), deadline, undefined, null);
 }
 
 /** An AbortSignal aborted by either signal (or the one given). */

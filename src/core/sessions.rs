@@ -65,6 +65,8 @@ pub(super) struct SessionKeeper {
     deadlines: Arc<Mutex<HashMap<u64, Instant>>>,
     /// Sessions this node applied the expiry of.
     expired: u64,
+    /// Sessions opened here whose opener had given up: closed on the next tick.
+    orphans: Vec<u64>,
 }
 
 /// Until when kept sessions may be counted on (see `SessionKeeper::deadlines`).
@@ -146,13 +148,19 @@ impl<S: LogStore> Core<S> {
                 applied: now,
             };
             keeper.measures.insert(index, measure);
-            if let Some(sent) = ours.and_then(|seq| self.writes.started_at(seq)) {
-                let kept = Kept {
-                    ttl,
-                    sent,
-                    acked: sent,
-                };
-                keeper.kept.insert(index, kept);
+            match ours.map(|seq| self.writes.started_at(seq)) {
+                Some(Some(sent)) => {
+                    let kept = Kept {
+                        ttl,
+                        sent,
+                        acked: sent,
+                    };
+                    keeper.kept.insert(index, kept);
+                }
+                // Opened here for a caller that gave up waiting (its outcome unknown to it):
+                // nobody can use it, so it is closed rather than left to expire.
+                Some(None) => keeper.orphans.push(index),
+                None => {}
             }
         }
         let sent = ours.and_then(|seq| keeper.renewals.remove(&seq));
@@ -236,6 +244,11 @@ impl<S: LogStore> Core<S> {
     /// On each tick: gives up kept sessions it can no longer count on, renews those due,
     /// and, on the leader, proposes the expiry of sessions unrenewed for their TTL.
     pub(super) fn keep_sessions(&mut self) {
+        for id in std::mem::take(&mut self.sessions.orphans) {
+            let data = Command::SessionClose { id }.encode();
+            // A close lost with a leader leaves the session to expire.
+            let _ = self.raw.propose(Vec::new(), data);
+        }
         if self.sessions.measures.is_empty() && self.sessions.kept.is_empty() {
             return;
         }
