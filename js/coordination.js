@@ -257,12 +257,14 @@ async function acquire(core, node, name, opts, wait) {
   core.running();
   const own = o.session === undefined;
   const deadline = timeoutMs === undefined ? undefined : Date.now() + timeoutMs;
-  // An own session whose opening was lost with a leader is kept by nobody: it expires.
+  // An opening of unknown outcome is asked again; if the first did open a session, its node
+  // closes it as it applies (nobody knows its id).
   const session = own ? await retrying(() => openSession(core, { ttlMs }), deadline, signal) : o.session;
   if (!own) sessionIdOf(core, session, 'opts.session');
   try {
     const lock = await acquireIn(core, session, name, { wait, deadline, timeoutMs, signal, own });
-    if (lock === null && own) await session.close();
+    // A close that fails leaves the session to expire: tryLock's answer stands.
+    if (lock === null && own) await session.close().catch(() => {});
     return lock;
   } catch (err) {
     if (own) await session.close().catch(() => {});
