@@ -5,8 +5,8 @@ use napi::bindgen_prelude::Either;
 use napi_derive::napi;
 
 use super::errors::{settle, NativeFailure};
-use super::{ms, NativeRaftNode};
-use crate::{LockReply, WriteOptions};
+use super::{ms, write_options, NativeRaftNode};
+use crate::LockReply;
 
 /// The answer to a lock request.
 #[napi(object)]
@@ -17,13 +17,6 @@ pub struct NativeLockReply {
     pub fence: Option<f64>,
 }
 
-fn write_options(timeout_ms: u32) -> WriteOptions {
-    WriteOptions {
-        timeout: ms(timeout_ms),
-        forward: true,
-    }
-}
-
 #[napi]
 impl NativeRaftNode {
     /// Opens a session this node keeps alive; resolves with its id.
@@ -32,7 +25,7 @@ impl NativeRaftNode {
         let opened = async {
             let handle = self.handle()?;
             handle
-                .open_session(ms(ttl_ms), write_options(timeout_ms))
+                .open_session(ms(ttl_ms), write_options(timeout_ms, true))
                 .await
         }
         .await;
@@ -45,7 +38,7 @@ impl NativeRaftNode {
         let closed = async {
             let handle = self.handle()?;
             handle
-                .close_session(id as u64, write_options(timeout_ms))
+                .close_session(id as u64, write_options(timeout_ms, true))
                 .await
         }
         .await;
@@ -72,7 +65,7 @@ impl NativeRaftNode {
     ) -> Either<NativeLockReply, NativeFailure> {
         let reply = async {
             let handle = self.handle()?;
-            let options = write_options(timeout_ms);
+            let options = write_options(timeout_ms, true);
             handle.lock(&name, session as u64, wait, options).await
         }
         .await;
@@ -100,7 +93,7 @@ impl NativeRaftNode {
     ) -> Either<bool, NativeFailure> {
         let released = async {
             let handle = self.handle()?;
-            let options = write_options(timeout_ms);
+            let options = write_options(timeout_ms, true);
             handle.unlock(&name, session as u64, options).await
         }
         .await;

@@ -6,8 +6,8 @@ use napi_derive::napi;
 
 use super::convert::NativeWriteResult;
 use super::errors::{settle, thrown, NativeFailure, Thrown};
-use super::{ms, NativeRaftNode};
-use crate::{BatchOp, Command, Consistency, Error as EngineError, ReadOptions, WriteOptions};
+use super::{ms, write_options, NativeRaftNode};
+use crate::{BatchOp, Command, Consistency, Error as EngineError, ReadOptions};
 
 /// One operation of a batch.
 #[napi(object)]
@@ -45,6 +45,20 @@ fn read_options(consistency: &str, timeout_ms: u32) -> crate::Result<ReadOptions
     })
 }
 
+impl NativeRaftNode {
+    /// Writes `command` and settles with its outcome.
+    async fn write_command(
+        &self,
+        command: Command,
+        timeout_ms: u32,
+        forward: bool,
+    ) -> Either<NativeWriteResult, NativeFailure> {
+        let options = write_options(timeout_ms, forward);
+        let written = async { self.handle()?.write(command, options).await }.await;
+        settle(written, NativeWriteResult::from)
+    }
+}
+
 #[napi]
 impl NativeRaftNode {
     /// Applies `ops` atomically in one entry. (Single writes and reads cross in batches:
@@ -74,10 +88,7 @@ impl NativeRaftNode {
                 (other, _) => Err(EngineError::Invalid(format!("invalid batch op {other:?}"))),
             })
             .collect::<crate::Result<Vec<_>>>();
-        let options = WriteOptions {
-            timeout: ms(timeout_ms),
-            forward,
-        };
+        let options = write_options(timeout_ms, forward);
         let written = async {
             let command = Command::Batch { ops: ops? };
             self.handle()?.write(command, options).await
@@ -104,12 +115,7 @@ impl NativeRaftNode {
             value: value.to_vec().into(),
             session: session as u64,
         };
-        let options = WriteOptions {
-            timeout: ms(timeout_ms),
-            forward,
-        };
-        let written = async { self.handle()?.write(command, options).await }.await;
-        settle(written, NativeWriteResult::from)
+        self.write_command(command, timeout_ms, forward).await
     }
 
     /// Compare-and-set whose new value belongs to session `session`.
@@ -129,12 +135,7 @@ impl NativeRaftNode {
             next: next.map(|v| v.to_vec().into()),
             session: session as u64,
         };
-        let options = WriteOptions {
-            timeout: ms(timeout_ms),
-            forward,
-        };
-        let written = async { self.handle()?.write(command, options).await }.await;
-        settle(written, NativeWriteResult::from)
+        self.write_command(command, timeout_ms, forward).await
     }
 
     /// Synchronous read of this node's applied state.

@@ -91,6 +91,14 @@ fn ms(value: u32) -> Duration {
     Duration::from_millis(u64::from(value))
 }
 
+/// A write's options from the JS layer's words.
+fn write_options(timeout_ms: u32, forward: bool) -> crate::WriteOptions {
+    crate::WriteOptions {
+        timeout: ms(timeout_ms),
+        forward,
+    }
+}
+
 #[napi]
 impl NativeRaftNode {
     /// Checks the options; nothing starts.

@@ -265,16 +265,18 @@ impl Command {
 
     /// Checks every key of the command.
     pub fn validate(&self) -> Result<(), String> {
-        let check = |key: &str| {
+        // A key, or a lock's name (`what`): the same bounds.
+        let named = |what: &str, key: &str| {
             if key.is_empty() || key.len() > MAX_KEY_BYTES {
                 Err(format!(
-                    "key must be 1-{MAX_KEY_BYTES} bytes of UTF-8, got {} bytes",
+                    "{what} must be 1-{MAX_KEY_BYTES} bytes of UTF-8, got {} bytes",
                     key.len()
                 ))
             } else {
                 Ok(())
             }
         };
+        let check = |key: &str| named("key", key);
         match self {
             Command::Set { key, .. }
             | Command::Delete { key }
@@ -283,7 +285,7 @@ impl Command {
             | Command::CasEphemeral { key, .. } => check(key),
             Command::LockAcquire { name, .. }
             | Command::LockRelease { name, .. }
-            | Command::LockGrant { name } => check(name).map_err(|e| e.replace("key", "name")),
+            | Command::LockGrant { name } => named("name", name),
             Command::Incr { key, by } if by.is_finite() => check(key),
             Command::Incr { by, .. } => Err(format!("incr needs a finite number, got {by}")),
             Command::Batch { ops } => ops.iter().try_for_each(|op| match op {
@@ -426,6 +428,12 @@ impl KvStore {
             lock: LockOutcome::default(),
             no_session: false,
         };
+        // A write in a session that does not exist writes nothing (a batch: all or nothing).
+        if !self.sessions_known(&command) {
+            result.ok = false;
+            result.no_session = true;
+            return result;
+        }
         match command {
             Command::Set { key, value } => {
                 result.op = OpKind::Set;
@@ -447,30 +455,9 @@ impl KvStore {
                 key,
                 expected,
                 next,
-            } => {
-                result.op = OpKind::Cas;
-                let current = self.map.get(&key).map(Bytes::as_ref);
-                result.ok = current == expected.as_deref().map(|v| v.as_slice());
-                if result.ok {
-                    let next = next.map(|v| Bytes::from(v.into_vec()));
-                    result.value = next.clone();
-                    self.put(record, &mut result.changes, key, next);
-                } else {
-                    result.value = self.map.get(&key).cloned();
-                }
-            }
+            } => self.cas(&mut result, record, key, expected, next, None),
             Command::Batch { ops } => {
                 result.op = OpKind::Batch;
-                // All or nothing: a set in a session that does not exist refuses the batch.
-                let known = |op: &BatchOp| match op {
-                    BatchOp::SetEphemeral { session, .. } => self.sessions.get(*session).is_some(),
-                    _ => true,
-                };
-                if !ops.iter().all(known) {
-                    result.ok = false;
-                    result.no_session = true;
-                    return result;
-                }
                 for op in ops {
                     match op {
                         BatchOp::Set { key, value } => self.put(
@@ -484,15 +471,13 @@ impl KvStore {
                             key,
                             value,
                             session,
-                        } => {
-                            self.ephemeral.own(&key, session);
-                            self.put_keeping_owner(
-                                record,
-                                &mut result.changes,
-                                key,
-                                Some(value.into_vec().into()),
-                            )
-                        }
+                        } => self.put_in(
+                            Some(session),
+                            record,
+                            &mut result.changes,
+                            key,
+                            Some(value.into_vec().into()),
+                        ),
                     };
                 }
             }
@@ -502,42 +487,16 @@ impl KvStore {
                 session,
             } => {
                 result.op = OpKind::Set;
-                if self.sessions.get(session).is_none() {
-                    result.ok = false;
-                    result.no_session = true;
-                    return result;
-                }
-                self.ephemeral.own(&key, session);
                 let value = Some(value.into_vec().into());
-                result.value = self.put_keeping_owner(record, &mut result.changes, key, value);
+                let changes = &mut result.changes;
+                result.value = self.put_in(Some(session), record, changes, key, value);
             }
             Command::CasEphemeral {
                 key,
                 expected,
                 next,
                 session,
-            } => {
-                result.op = OpKind::Cas;
-                if self.sessions.get(session).is_none() {
-                    result.ok = false;
-                    result.no_session = true;
-                    return result;
-                }
-                let current = self.map.get(&key).map(Bytes::as_ref);
-                result.ok = current == expected.as_deref().map(|v| v.as_slice());
-                if result.ok {
-                    let next = next.map(|v| Bytes::from(v.into_vec()));
-                    result.value = next.clone();
-                    if next.is_some() {
-                        self.ephemeral.own(&key, session);
-                        self.put_keeping_owner(record, &mut result.changes, key, next);
-                    } else {
-                        self.put(record, &mut result.changes, key, None);
-                    }
-                } else {
-                    result.value = self.map.get(&key).cloned();
-                }
-            }
+            } => self.cas(&mut result, record, key, expected, next, Some(session)),
             Command::Incr { key, by } => {
                 result.op = OpKind::Incr;
                 let current = match self.map.get(&key) {
@@ -602,10 +561,47 @@ impl KvStore {
         if let Some(&id) = result.session.ended.first() {
             result.lock.granted = self.locks.session_ended(index, id);
             for key in self.ephemeral.session_ended(id) {
-                self.put_keeping_owner(record, &mut result.changes, key, None);
+                self.put(record, &mut result.changes, key, None);
             }
         }
         result
+    }
+
+    /// Whether every session the command writes keys in exists.
+    fn sessions_known(&self, command: &Command) -> bool {
+        let known = |session: &u64| self.sessions.get(*session).is_some();
+        match command {
+            Command::SetEphemeral { session, .. } | Command::CasEphemeral { session, .. } => {
+                known(session)
+            }
+            Command::Batch { ops } => ops.iter().all(|op| match op {
+                BatchOp::SetEphemeral { session, .. } => known(session),
+                BatchOp::Set { .. } | BatchOp::Delete { .. } => true,
+            }),
+            _ => true,
+        }
+    }
+
+    /// A compare-and-set (its new value owned by `session`, if any).
+    fn cas(
+        &mut self,
+        result: &mut ApplyResult,
+        record: bool,
+        key: String,
+        expected: Option<ByteBuf>,
+        next: Option<ByteBuf>,
+        session: Option<u64>,
+    ) {
+        result.op = OpKind::Cas;
+        let current = self.map.get(&key).map(Bytes::as_ref);
+        result.ok = current == expected.as_deref().map(|v| v.as_slice());
+        if result.ok {
+            let next = next.map(|v| Bytes::from(v.into_vec()));
+            result.value = next.clone();
+            self.put_in(session, record, &mut result.changes, key, next);
+        } else {
+            result.value = self.map.get(&key).cloned();
+        }
     }
 
     /// Writes or removes one key outside any session (an ephemeral key becomes an ordinary
@@ -617,20 +613,25 @@ impl KvStore {
         key: String,
         value: Option<Bytes>,
     ) -> Option<Bytes> {
-        if !self.ephemeral.is_empty() {
-            self.ephemeral.forget(&key);
-        }
-        self.put_keeping_owner(record, changes, key, value)
+        self.put_in(None, record, changes, key, value)
     }
 
-    /// [`KvStore::put`] leaving the key's owner as it is.
-    fn put_keeping_owner(
+    /// [`KvStore::put`] of a value that `session` owns (with `Some` of both): an ephemeral
+    /// key. Otherwise the key has no owner afterwards.
+    fn put_in(
         &mut self,
+        session: Option<u64>,
         record: bool,
         changes: &mut Vec<KeyChange>,
         key: String,
         value: Option<Bytes>,
     ) -> Option<Bytes> {
+        match (session, &value) {
+            (Some(session), Some(_)) => self.ephemeral.own(&key, session),
+            // One branch on the hot path while no key is ephemeral.
+            _ if !self.ephemeral.is_empty() => self.ephemeral.forget(&key),
+            _ => {}
+        }
         if !record {
             return match value {
                 Some(v) => self.map.insert(key, v),
