@@ -1,6 +1,6 @@
 // Sessions and locks: node.session(), lock(), tryLock(), withLock() on real clusters.
 import { describe, it, expect, afterEach } from 'vitest';
-import { setMaxListeners } from 'node:events';
+import { getEventListeners, setMaxListeners } from 'node:events';
 import { createTestCluster } from 'raftline/testing';
 import { RaftError } from 'raftline';
 import { waitFor } from './helpers.mjs';
@@ -252,6 +252,10 @@ describe('locks', () => {
     expect(two.fence).toBe(one.fence);
     await one.release();
     await two.release(); // releasing twice is harmless
+    // Locks taken and released in turn leave no listener on the session's signal behind.
+    const listening = getEventListeners(session.signal, 'abort').length;
+    for (let i = 0; i < 20; i++) await (await a.lock(`r${i}`, { session })).release();
+    expect(getEventListeners(session.signal, 'abort').length).toBe(listening);
     await session.close();
     await expect(a.lock('r', { session })).rejects.toMatchObject({ code: 'ERR_SESSION_LOST' });
   });

@@ -174,8 +174,13 @@ class Lock {
     this.fence = fence;
     this.#release = release;
     const lost = () => this.#controller.abort(session.signal.reason);
-    if (session.signal.aborted) lost();
-    else session.signal.addEventListener('abort', lost, { once: true });
+    if (session.signal.aborted) {
+      lost();
+    } else {
+      session.signal.addEventListener('abort', lost, { once: true });
+      // Released first: the session (which may hold many locks in turn) stops telling it.
+      this.#controller.signal.addEventListener('abort', () => session.signal.removeEventListener('abort', lost), { once: true });
+    }
   }
 
   /** Aborted when the lock is lost (its session ended) or released. */
