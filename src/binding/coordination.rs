@@ -6,7 +6,7 @@ use napi_derive::napi;
 
 use super::errors::{settle, NativeFailure};
 use super::{ms, write_options, NativeRaftNode};
-use crate::LockReply;
+use crate::state_machine::locks::LockReply;
 
 /// The answer to a lock request.
 #[napi(object)]

@@ -29,7 +29,7 @@ use napi::bindgen_prelude::*;
 use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
 use napi_derive::napi;
 
-use crate::{Config, Error as EngineError, Node, NodeHandle};
+use crate::{Config, Error as EngineError, Node, NodeHandle, WriteOptions};
 use convert::NativeStatus;
 use errors::{settle, thrown, NativeFailure, Thrown};
 use events::{to_events, NativeEventBatch};
@@ -92,8 +92,8 @@ fn ms(value: u32) -> Duration {
 }
 
 /// A write's options from the JS layer's words.
-fn write_options(timeout_ms: u32, forward: bool) -> crate::WriteOptions {
-    crate::WriteOptions {
+fn write_options(timeout_ms: u32, forward: bool) -> WriteOptions {
+    WriteOptions {
         timeout: ms(timeout_ms),
         forward,
     }
