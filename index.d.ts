@@ -283,6 +283,49 @@ export interface ReadOptions {
 /** A set with `session` writes an ephemeral key (see `EphemeralWriteOptions`). */
 export type BatchOp = { op: 'set'; key: string; value: Value; session?: Session } | { op: 'delete'; key: string };
 
+/** A key's value with its revisions (log indexes: the same on every member). */
+export interface KeyEntry<T = unknown> {
+  value: T;
+  /** Index of the entry that created the key (a key deleted and set again starts over). */
+  createIndex: number;
+  /** Index of the entry that last wrote it. */
+  modIndex: number;
+  /** Writes since its creation, that one included (1 after the creating write). */
+  version: number;
+  /** The id of the session that owns the key, if it is ephemeral. */
+  session?: string;
+}
+
+/** One comparison of a transaction; an absent key has `modIndex` and `version` 0. */
+export type TxnCompare = { key: string } & (
+  | { exists: boolean }
+  | { value: Value }
+  | { modIndex: number }
+  | { version: number }
+);
+
+/** One operation of a transaction's branch. */
+export type TxnOp =
+  | { op: 'set'; key: string; value: Value; session?: Session }
+  | { op: 'delete'; key: string }
+  | { op: 'get'; key: string };
+
+/** At most 128 comparisons and operations together. */
+export interface Txn {
+  if?: TxnCompare[];
+  then?: TxnOp[];
+  else?: TxnOp[];
+}
+
+/** Per operation of the branch that ran: a set or delete `{ existed }`, a get its entry. */
+export type TxnOpResult = { existed: boolean } | KeyEntry | undefined;
+
+export interface TxnResult extends WriteResult {
+  /** Whether every comparison held (`then` ran) or not (`else` ran). */
+  succeeded: boolean;
+  results: TxnOpResult[];
+}
+
 /** `set` and `cas` options. */
 export interface EphemeralWriteOptions extends WriteOptions {
   /**
@@ -336,7 +379,8 @@ export interface RoleChangeEvent {
 export interface ApplyEvent {
   index: number;
   term: number;
-  op: 'set' | 'delete' | 'cas' | 'batch' | 'raw' | 'incr';
+  /** txn: `ops` lists the keys it changed, as for a batch. */
+  op: 'set' | 'delete' | 'cas' | 'batch' | 'raw' | 'incr' | 'txn';
   key?: string;
   value?: unknown;
   prev?: unknown;
@@ -470,8 +514,18 @@ export declare class RaftNode extends EventEmitter<RaftNodeEvents> {
   get<T = unknown>(key: string, opts?: ReadOptions): Promise<T | undefined>;
   /** Synchronous read of this node's applied state. */
   getLocal<T = unknown>(key: string): T | undefined;
-  /** Sorted by key. */
-  entries(opts?: ReadOptions & { prefix?: string }): Promise<Array<[string, unknown]>>;
+  /**
+   * Sorted by key: at most `limit` pairs, after the key `after` when given (the last key of
+   * the previous page).
+   */
+  entries(opts?: ReadOptions & { prefix?: string; limit?: number; after?: string }): Promise<Array<[string, unknown]>>;
+  /** The value at `key` with its revisions; undefined when absent. */
+  getEntry<T = unknown>(key: string, opts?: ReadOptions): Promise<KeyEntry<T> | undefined>;
+  /**
+   * Compares keys and runs `then` when every comparison holds, `else` otherwise, in one log
+   * entry: atomically, the operations in order (a get sees the writes before it).
+   */
+  txn(t: Txn, opts?: WriteOptions): Promise<TxnResult>;
   /**
    * Every applied change from now on, in log order. Ends when the node stops; rejects with
    * AbortError on abort. Changes wait for the consumer up to `maxBuffered` (default 10,000):

@@ -34,6 +34,22 @@ export async function typed(): Promise<void> {
   const n: number | undefined = v?.a;
   // @ts-expect-error unknown consistency
   await node.get('k', { consistency: 'eventual' });
+  // Revisions, paging, transactions.
+  const entry = await node.getEntry<{ host: string }>('cfg', { consistency: 'local' });
+  const revision: number | undefined = entry && entry.modIndex + entry.createIndex + entry.version;
+  const host: string | undefined = entry?.value.host;
+  const page: Array<[string, unknown]> = await node.entries({ prefix: 'cfg/', limit: 100, after: 'cfg/a' });
+  const t = await node.txn({
+    if: [{ key: 'cfg', modIndex: revision ?? 0 }, { key: 'lock', exists: false }, { key: 'x', value: [1] }],
+    then: [{ op: 'set', key: 'cfg', value: 2 }, { op: 'get', key: 'cfg' }],
+    else: [{ op: 'delete', key: 'cfg' }],
+  });
+  const txnOk: boolean = t.succeeded && t.index > 0;
+  // @ts-expect-error a comparison needs its key
+  await node.txn({ if: [{ exists: true }] });
+  // @ts-expect-error no such operation
+  await node.txn({ then: [{ op: 'put', key: 'a', value: 1 }] });
+  void [host, page, txnOk, t.results];
   for await (const change of node.watch({ prefix: 'k' })) {
     const op: 'set' | 'delete' = change.op;
     void op;

@@ -141,6 +141,7 @@ function applyEvent(entry, decodeValue) {
       }
       break;
     case 'batch':
+    case 'txn':
       e.ops = entry.changes.map((c) =>
         c.value === undefined || c.value === null ? { op: 'delete', key: c.key } : { op: 'set', key: c.key, value: decodeValue(c.value, ` key ${JSON.stringify(c.key)}`) },
       );

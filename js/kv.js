@@ -161,13 +161,37 @@ function getLocal(core, key) {
 }
 
 /**
+ * A key's entry as the engine gave it (none: undefined), its value decoded.
+ * @param {import('./binding').NativeKeyRecord | null | undefined} r
+ */
+function entryOf(r) {
+  if (r === null || r === undefined) return undefined;
+  /** @type {{ value: any, createIndex: number, modIndex: number, version: number, session?: string }} */
+  const entry = { value: decode(r.value), createIndex: r.createIndex, modIndex: r.modIndex, version: r.version };
+  if (r.session !== null && r.session !== undefined) entry.session = String(r.session);
+  return entry;
+}
+
+/** @param {NodeCore} core */
+async function getEntry(core, key, opts) {
+  check.key(key);
+  const o = readOpts(opts);
+  return entryOf(await core.call((n) => n.getEntry(key, o.consistency, o.timeoutMs), o.signal));
+}
+
+/**
+ * Pairs under `opts.prefix` in key order: at most `opts.limit` of them, after the key
+ * `opts.after` when given (the last key of the previous page).
  * @param {NodeCore} core
  * @returns {Promise<Array<[string, unknown]>>}
  */
 async function entries(core, opts) {
   const o = readOpts(opts);
-  const prefix = check.prefix(check.opts(opts).prefix);
-  const pairs = await core.call((n) => n.entries(prefix, o.consistency, o.timeoutMs), o.signal);
+  const given = check.opts(opts);
+  const prefix = check.prefix(given.prefix);
+  const after = given.after === undefined ? undefined : check.prefix(given.after, 'opts.after');
+  const limit = given.limit === undefined ? undefined : check.integer('opts.limit', given.limit, 1, 2 ** 32 - 1);
+  const pairs = await core.call((n) => n.entries(prefix, o.consistency, o.timeoutMs, after, limit), o.signal);
   return pairs.map((p) => [p.key, decode(p.value)]);
 }
 
@@ -192,4 +216,4 @@ function watch(core, opts) {
   return queue;
 }
 
-module.exports = { set, delete: del, cas, batch, update, incr, propose, get, getLocal, entries, watch };
+module.exports = { set, delete: del, cas, batch, update, incr, propose, get, getLocal, getEntry, entries, entryOf, watch, writeOpts };

@@ -12,6 +12,7 @@ const { NodeCore, settled } = require('./core.js');
 const { onEvents } = require('./events.js');
 const { Batch } = require('./batch.js');
 const kv = require('./kv.js');
+const { txn } = require('./txn.js');
 const membership = require('./membership.js');
 const leadership = require('./leadership.js');
 const coordination = require('./coordination.js');
@@ -332,6 +333,14 @@ class RaftNode extends EventEmitter {
 
   entries(opts) {
     return kv.entries(this.#core, opts);
+  }
+
+  getEntry(key, opts) {
+    return kv.getEntry(this.#core, key, opts);
+  }
+
+  txn(t, opts) {
+    return txn(this.#core, t, opts, kv.writeOpts);
   }
 
   watch(opts) {

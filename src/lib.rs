@@ -50,4 +50,5 @@ pub use membership::MembershipChange;
 pub use runtime::handle::{Consistency, NodeHandle, ReadOptions, WriteOptions, DEFAULT_TIMEOUT};
 pub use runtime::{start, EventStream, Node};
 pub use state_machine::locks::LockReply;
-pub use state_machine::{BatchOp, Command, KeyChange, OpKind};
+pub use state_machine::txn::{Compare, Txn, TxnOp, TxnOpResult, TxnOutcome};
+pub use state_machine::{BatchOp, Command, KeyChange, KeyRecord, OpKind};

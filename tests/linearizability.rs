@@ -1,5 +1,6 @@
 //! Jepsen-style verification (see `verify/`): clients against 3- and 5-node clusters under a
-//! nemesis, every history checked for linearizability, acknowledged writes at their index on
+//! nemesis, every history (reads, writes, compare-and-sets, and transactions on groups of two
+//! keys) checked for linearizability, acknowledged writes at their index on
 //! every member, identical states, never two lease holders at once, and never two holders
 //! of a lock (with fences in the order of the holds).
 //!
@@ -40,12 +41,20 @@ async fn runs(size: usize) {
             report.problems
         );
         assert!(report.ops > 100, "the clients got work done: {report}");
+        assert!(
+            report.txns > 20,
+            "the transaction clients got work done: {report}"
+        );
         totals.0 += report.ops;
         totals.1 += report.faults.values().sum::<u32>() as usize;
         // The checker is not vacuous: it flags faults injected into this very history.
         let injected = [
             ("stale read", verify::inject_stale_read(&report.history)),
             ("lost write", verify::inject_lost_write(&report.history)),
+            (
+                "torn transaction",
+                verify::inject_torn_read(&report.history),
+            ),
         ];
         let overlap = verify::locks::inject_overlap(&report.holds)
             .unwrap_or_else(|| panic!("no lock hold to overlap in {report}"));

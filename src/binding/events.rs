@@ -91,6 +91,7 @@ fn op_name(op: &OpKind) -> &'static str {
         OpKind::Incr => "incr",
         OpKind::Session => "session",
         OpKind::Lock => "lock",
+        OpKind::Txn => "txn",
     }
 }
 

@@ -7,6 +7,7 @@ use napi_derive::napi;
 use super::convert::NativeWriteResult;
 use super::errors::{settle, thrown, NativeFailure, Thrown};
 use super::{ms, write_options, NativeRaftNode};
+use crate::state_machine::KeyRecord;
 use crate::{BatchOp, Command, Consistency, Error as EngineError, ReadOptions};
 
 /// One operation of a batch.
@@ -25,6 +26,30 @@ pub struct NativeBatchOp {
 pub struct NativeEntry {
     pub key: String,
     pub value: Buffer,
+}
+
+/// A key's value and revisions.
+#[napi(object)]
+pub struct NativeKeyRecord {
+    pub value: Buffer,
+    pub create_index: f64,
+    pub mod_index: f64,
+    pub version: f64,
+    /// The session that owns the key, if it is ephemeral.
+    pub session: Option<f64>,
+}
+
+impl NativeKeyRecord {
+    /// The record as JS gets it (its value's bytes copied out of the state).
+    pub fn new(record: &KeyRecord, session: Option<u64>) -> Self {
+        NativeKeyRecord {
+            value: record.value.to_vec().into(),
+            create_index: record.create_index as f64,
+            mod_index: record.mod_index as f64,
+            version: record.version as f64,
+            session: session.map(|s| s as f64),
+        }
+    }
 }
 
 /// Read options from the JS layer's words.
@@ -145,24 +170,47 @@ impl NativeRaftNode {
         Ok(handle.get_local(&key).map(Buffer::from))
     }
 
-    /// Pairs under `prefix`, sorted by key.
+    /// At most `limit` pairs under `prefix` after the key `after` (all: `None`), sorted by key.
     #[napi]
     pub async fn entries(
         &self,
         prefix: String,
         consistency: String,
         timeout_ms: u32,
+        after: Option<String>,
+        limit: Option<u32>,
     ) -> Either<Vec<NativeEntry>, NativeFailure> {
         let options = read_options(&consistency, timeout_ms);
-        let pairs = async { self.handle()?.entries(&prefix, options?).await }.await;
-        settle(pairs, |pairs| {
+        let limit = limit.map_or(usize::MAX, |n| n as usize);
+        let pairs = async {
+            let handle = self.handle()?;
+            handle
+                .page(&prefix, after.as_deref(), limit, options?)
+                .await
+        };
+        settle(pairs.await, |pairs| {
             pairs
                 .into_iter()
-                .map(|(key, value)| NativeEntry {
+                .map(|(key, record)| NativeEntry {
                     key,
-                    value: value.into(),
+                    value: record.value.to_vec().into(),
                 })
                 .collect()
+        })
+    }
+
+    /// The value at `key` with its revisions.
+    #[napi]
+    pub async fn get_entry(
+        &self,
+        key: String,
+        consistency: String,
+        timeout_ms: u32,
+    ) -> Either<Option<NativeKeyRecord>, NativeFailure> {
+        let options = read_options(&consistency, timeout_ms);
+        let found = async { self.handle()?.get_entry(&key, options?).await }.await;
+        settle(found, |found| {
+            found.map(|(record, session)| NativeKeyRecord::new(&record, session))
         })
     }
 }

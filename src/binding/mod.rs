@@ -18,6 +18,7 @@ mod faults;
 mod kv;
 mod logging;
 mod membership;
+mod txn;
 
 use crate::sync::Recover;
 use std::collections::HashMap;

@@ -60,6 +60,7 @@ impl<S: LogStore> Core<S> {
                         session,
                         lock,
                         no_session,
+                        txn,
                     } = kv.apply(index, command, record);
                     if no_session {
                         // A write in a session that had ended: nothing was written.
@@ -102,6 +103,7 @@ impl<S: LogStore> Core<S> {
                         ok,
                         value,
                         lock: lock.reply,
+                        txn,
                     };
                     self.answer_proposal(&context, outcome);
                 }

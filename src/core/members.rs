@@ -73,8 +73,7 @@ impl<S: LogStore> Core<S> {
                     index,
                     term,
                     ok: true,
-                    value: None,
-                    lock: None,
+                    ..WriteOutcome::default()
                 };
                 waiter.send(Ok(outcome));
             }

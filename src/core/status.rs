@@ -3,7 +3,7 @@
 use super::*;
 
 /// A committed and applied write, as its proposer learns it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct WriteOutcome {
     pub index: u64,
     pub term: u64,
@@ -13,6 +13,8 @@ pub struct WriteOutcome {
     pub value: Option<bytes::Bytes>,
     /// For the lock commands: the answer.
     pub lock: Option<crate::state_machine::locks::LockReply>,
+    /// For a transaction: which branch ran and what its operations did.
+    pub txn: Option<crate::state_machine::txn::TxnOutcome>,
 }
 
 /// A snapshot of a node's state.

@@ -14,7 +14,7 @@ use crate::core::requests::{Callback, Deadline, Reply, Waiter};
 use crate::core::{Status, WriteOutcome};
 use crate::error::{Error, Result};
 use crate::runtime::driver::Request;
-use crate::state_machine::{BatchOp, Command, KvStore};
+use crate::state_machine::{BatchOp, Command, KeyRecord, KvStore};
 use crate::transport::{FaultFilter, TransportControl};
 
 mod coordination;
@@ -427,6 +427,29 @@ impl NodeHandle {
     ) -> Result<Vec<(String, Vec<u8>)>> {
         self.barrier_for(options.into()).await?;
         Ok(self.read_kv(|kv| kv.range(prefix)))
+    }
+
+    /// The value at `key` with its revisions, and the session that owns it if it is ephemeral.
+    pub async fn get_entry(
+        &self,
+        key: &str,
+        options: impl Into<ReadOptions>,
+    ) -> Result<Option<(KeyRecord, Option<u64>)>> {
+        self.barrier_for(options.into()).await?;
+        Ok(self.read_kv(|kv| kv.record(key).map(|r| (r.clone(), kv.owner_of(key)))))
+    }
+
+    /// At most `limit` keys under `prefix` that sort after `after`, in key order, with their
+    /// values and revisions (see [`KvStore::page`]).
+    pub async fn page(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+        options: impl Into<ReadOptions>,
+    ) -> Result<Vec<(String, KeyRecord)>> {
+        self.barrier_for(options.into()).await?;
+        Ok(self.read_kv(|kv| kv.page(prefix, after, limit)))
     }
 
     fn read_kv<T>(&self, read: impl FnOnce(&KvStore) -> T) -> T {

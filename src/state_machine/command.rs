@@ -5,6 +5,7 @@
 use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
 
+use super::txn::Txn;
 use super::{sessions, MAX_KEY_BYTES};
 
 /// A replicated command.
@@ -64,6 +65,8 @@ pub enum Command {
         next: Option<ByteBuf>,
         session: u64,
     },
+    /// A transaction (see [`super::txn`]).
+    Txn(Txn),
 }
 
 /// One operation of a [`Command::Batch`].
@@ -113,6 +116,7 @@ impl Command {
                     + next.as_ref().map_or(0, |v| v.len())
             }
             Command::Raw(data) => data.len(),
+            Command::Txn(txn) => txn.payload(),
             Command::SessionRenew { ids } => 9 * ids.len(),
             Command::Batch { .. }
             | Command::Refused { .. }
@@ -181,6 +185,7 @@ impl Command {
                 ))
             }
             Command::SessionRenew { .. } => Ok(()),
+            Command::Txn(txn) => txn.validate(check),
         }
     }
 }

@@ -10,8 +10,9 @@ mod ephemeral;
 pub mod locks;
 mod number;
 pub mod sessions;
+pub mod txn;
 
-use std::collections::BTreeMap;
+use std::collections::btree_map::{BTreeMap, Entry};
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
@@ -20,6 +21,7 @@ use serde_bytes::ByteBuf;
 use crate::state_machine::ephemeral::Ephemeral;
 use crate::state_machine::locks::{LockOutcome, LockRow, Locks};
 use crate::state_machine::sessions::{SessionOutcome, Sessions};
+use crate::state_machine::txn::TxnOutcome;
 pub use command::{BatchOp, Command};
 
 /// Longest key, in bytes of UTF-8.
@@ -38,10 +40,11 @@ pub struct SnapshotData {
 }
 
 impl SnapshotData {
-    /// MessagePack bytes: `[[key, value]...], app bytes or nil, [[name, url]...], epoch`, and
-    /// when sessions exist `[[id, ttl_ms, renewed_at]...], [lock row...], [[key, session]...]`
-    /// (see [`locks::LockRow`]; the last are the ephemeral keys; without sessions, the bytes
-    /// of the snapshots written before sessions existed).
+    /// MessagePack bytes: `[[key, value, create_index, mod_index, version]...], app bytes or
+    /// nil, [[name, url]...], epoch, [[id, ttl_ms, renewed_at]...], [lock row...],
+    /// [[key, session]...]` (see [`locks::LockRow`]; the last are the ephemeral keys).
+    /// Snapshots written before revisions existed have pairs of two (see [`KeyRecord`]), and
+    /// those before sessions existed end after the epoch: both still decode.
     pub fn encode(&self) -> Vec<u8> {
         Self::encode_parts(
             &self.kv,
@@ -58,41 +61,34 @@ impl SnapshotData {
         members: &[(String, String)],
         conf_epoch: u64,
     ) -> Vec<u8> {
-        /// The pairs as a sequence, straight from the map (no list of them first).
+        /// The keys as a sequence, straight from the map (no list of them first).
         struct Pairs<'a>(&'a KvStore);
         impl Serialize for Pairs<'_> {
             fn serialize<Ser: serde::Serializer>(&self, s: Ser) -> Result<Ser::Ok, Ser::Error> {
-                s.collect_seq(
-                    self.0
-                        .map
-                        .iter()
-                        .map(|(k, v)| (k.as_str(), serde_bytes::Bytes::new(v.as_ref()))),
-                )
+                s.collect_seq(self.0.map.iter().map(|(k, r)| {
+                    let value = serde_bytes::Bytes::new(r.value.as_ref());
+                    (k.as_str(), value, r.create_index, r.mod_index, r.version)
+                }))
             }
         }
         // Sized once (keys, values and their few bytes of framing) instead of doubling.
-        let payload: usize = kv.map.iter().map(|(k, v)| k.len() + v.len() + 12).sum();
+        let payload: usize = kv
+            .map
+            .iter()
+            .map(|(k, r)| k.len() + r.value.len() + 24)
+            .sum();
         let mut bytes = Vec::with_capacity(payload + app.map_or(0, <[u8]>::len) + 64);
         let app = app.map(serde_bytes::Bytes::new);
-        // Locks belong to sessions: without sessions there are none.
-        let written = if kv.sessions.is_empty() {
-            rmp_serde::encode::write(&mut bytes, &(Pairs(kv), app, members, conf_epoch))
-        } else {
-            let sessions = kv.sessions.to_rows();
-            let locks = kv.locks.to_rows();
-            let ephemeral = kv.ephemeral.to_rows();
-            let parts = (
-                Pairs(kv),
-                app,
-                members,
-                conf_epoch,
-                sessions,
-                locks,
-                ephemeral,
-            );
-            rmp_serde::encode::write(&mut bytes, &parts)
-        };
-        written.expect("the state always encodes");
+        let parts = (
+            Pairs(kv),
+            app,
+            members,
+            conf_epoch,
+            kv.sessions.to_rows(),
+            kv.locks.to_rows(),
+            kv.ephemeral.to_rows(),
+        );
+        rmp_serde::encode::write(&mut bytes, &parts).expect("the state always encodes");
         bytes
     }
 
@@ -104,7 +100,7 @@ impl SnapshotData {
         /// The parts in order; those added later default when an older snapshot ends first.
         #[derive(Deserialize)]
         struct Parts {
-            pairs: Vec<(String, ByteBuf)>,
+            pairs: Vec<Pair>,
             app: Option<ByteBuf>,
             members: Vec<(String, String)>,
             conf_epoch: u64,
@@ -124,9 +120,32 @@ impl SnapshotData {
             locks,
             ephemeral,
         } = rmp_serde::from_slice(bytes).map_err(|e| format!("undecodable snapshot: {e}"))?;
+        /// One key; an older snapshot's pairs have no revisions.
+        #[derive(Deserialize)]
+        struct Pair {
+            key: String,
+            value: ByteBuf,
+            #[serde(default)]
+            create_index: u64,
+            #[serde(default)]
+            mod_index: u64,
+            #[serde(default = "first_version")]
+            version: u64,
+        }
+        fn first_version() -> u64 {
+            1
+        }
         let map = pairs
             .into_iter()
-            .map(|(k, v)| (k, Bytes::from(v.into_vec())))
+            .map(|p| {
+                let record = KeyRecord {
+                    value: Bytes::from(p.value.into_vec()),
+                    create_index: p.create_index,
+                    mod_index: p.mod_index,
+                    version: p.version,
+                };
+                (p.key, record)
+            })
             .collect();
         Ok(SnapshotData {
             kv: KvStore {
@@ -155,6 +174,8 @@ pub enum OpKind {
     Session,
     /// A lock asked for, released or granted (the library's own bookkeeping).
     Lock,
+    /// A transaction (see [`txn`]).
+    Txn,
 }
 
 /// One key's change: `value: None` means deleted.
@@ -185,6 +206,24 @@ pub struct ApplyResult {
     pub lock: LockOutcome,
     /// A write in a session that does not exist: refused, nothing written.
     pub no_session: bool,
+    /// For `Txn`: which branch ran and what each of its operations did.
+    pub txn: Option<TxnOutcome>,
+}
+
+/// A key's value and its revisions: log indexes, so the same on every member.
+///
+/// A key deleted and written again starts over (a new `create_index`, version 1). Keys
+/// loaded from a snapshot written before revisions existed have indexes 0 and version 1.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyRecord {
+    /// The value (shared with copies of the state: no copy of the bytes).
+    pub value: Bytes,
+    /// Index of the entry that created the key.
+    pub create_index: u64,
+    /// Index of the entry that last wrote it.
+    pub mod_index: u64,
+    /// Writes since its creation, that one included.
+    pub version: u64,
 }
 
 /// The key-value state. Values are shared buffers: a copy of the state (for a snapshot,
@@ -192,7 +231,7 @@ pub struct ApplyResult {
 /// the values' bytes.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct KvStore {
-    map: BTreeMap<String, Bytes>,
+    map: BTreeMap<String, KeyRecord>,
     sessions: Sessions,
     locks: Locks,
     ephemeral: Ephemeral,
@@ -201,15 +240,40 @@ pub struct KvStore {
 impl KvStore {
     /// The value at `key`.
     pub fn get(&self, key: &str) -> Option<&[u8]> {
-        self.map.get(key).map(Bytes::as_ref)
+        self.map.get(key).map(|r| r.value.as_ref())
+    }
+
+    /// The value at `key` with its revisions.
+    pub fn record(&self, key: &str) -> Option<&KeyRecord> {
+        self.map.get(key)
     }
 
     /// All pairs whose key starts with `prefix`, sorted by key.
     pub fn range(&self, prefix: &str) -> Vec<(String, Vec<u8>)> {
+        self.page(prefix, None, usize::MAX)
+            .into_iter()
+            .map(|(k, r)| (k, r.value.to_vec()))
+            .collect()
+    }
+
+    /// At most `limit` keys that start with `prefix` and sort after `after` (all of them when
+    /// `None`), sorted by key, with their revisions.
+    pub fn page(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Vec<(String, KeyRecord)> {
+        use std::ops::Bound::{Excluded, Included};
+        let start = match after {
+            Some(after) if after >= prefix => Excluded(after),
+            _ => Included(prefix),
+        };
         self.map
-            .range(prefix.to_string()..)
+            .range::<str, _>((start, std::ops::Bound::Unbounded))
             .take_while(|(k, _)| k.starts_with(prefix))
-            .map(|(k, v)| (k.clone(), v.to_vec()))
+            .take(limit)
+            .map(|(k, r)| (k.clone(), r.clone()))
             .collect()
     }
 
@@ -251,7 +315,9 @@ impl KvStore {
             session: SessionOutcome::default(),
             lock: LockOutcome::default(),
             no_session: false,
+            txn: None,
         };
+        let at = Write { index, record };
         // A write in a session that does not exist writes nothing (a batch: all or nothing).
         if !self.sessions_known(&command) {
             result.ok = false;
@@ -261,17 +327,12 @@ impl KvStore {
         match command {
             Command::Set { key, value } => {
                 result.op = OpKind::Set;
-                let prev = self.put(
-                    record,
-                    &mut result.changes,
-                    key,
-                    Some(value.into_vec().into()),
-                );
+                let prev = self.put(at, &mut result.changes, key, Some(value.into_vec().into()));
                 result.value = prev;
             }
             Command::Delete { key } => {
                 result.op = OpKind::Delete;
-                let prev = self.put(record, &mut result.changes, key, None);
+                let prev = self.put(at, &mut result.changes, key, None);
                 result.ok = prev.is_some();
                 result.value = prev;
             }
@@ -279,25 +340,22 @@ impl KvStore {
                 key,
                 expected,
                 next,
-            } => self.cas(&mut result, record, key, expected, next, None),
+            } => self.cas(&mut result, at, key, expected, next, None),
             Command::Batch { ops } => {
                 result.op = OpKind::Batch;
                 for op in ops {
                     match op {
-                        BatchOp::Set { key, value } => self.put(
-                            record,
-                            &mut result.changes,
-                            key,
-                            Some(value.into_vec().into()),
-                        ),
-                        BatchOp::Delete { key } => self.put(record, &mut result.changes, key, None),
+                        BatchOp::Set { key, value } => {
+                            self.put(at, &mut result.changes, key, Some(value.into_vec().into()))
+                        }
+                        BatchOp::Delete { key } => self.put(at, &mut result.changes, key, None),
                         BatchOp::SetEphemeral {
                             key,
                             value,
                             session,
                         } => self.put_in(
                             Some(session),
-                            record,
+                            at,
                             &mut result.changes,
                             key,
                             Some(value.into_vec().into()),
@@ -313,29 +371,29 @@ impl KvStore {
                 result.op = OpKind::Set;
                 let value = Some(value.into_vec().into());
                 let changes = &mut result.changes;
-                result.value = self.put_in(Some(session), record, changes, key, value);
+                result.value = self.put_in(Some(session), at, changes, key, value);
             }
             Command::CasEphemeral {
                 key,
                 expected,
                 next,
                 session,
-            } => self.cas(&mut result, record, key, expected, next, Some(session)),
+            } => self.cas(&mut result, at, key, expected, next, Some(session)),
             Command::Incr { key, by } => {
                 result.op = OpKind::Incr;
                 let current = match self.map.get(&key) {
                     None => Some(0.0),
-                    Some(bytes) => crate::state_machine::number::read(bytes),
+                    Some(r) => crate::state_machine::number::read(&r.value),
                 };
                 match current {
                     Some(n) => {
                         let next = Bytes::from(crate::state_machine::number::write(n + by));
                         result.value = Some(next.clone());
-                        self.put(record, &mut result.changes, key, Some(next));
+                        self.put(at, &mut result.changes, key, Some(next));
                     }
                     None => {
                         result.ok = false;
-                        result.value = self.map.get(&key).cloned();
+                        result.value = self.value_of(&key);
                     }
                 }
             }
@@ -379,13 +437,14 @@ impl KvStore {
                 result.op = OpKind::Lock;
                 result.lock = self.locks.grant_pending(index, &name);
             }
+            Command::Txn(txn) => self.txn(&mut result, at, txn),
         }
         // A session that ended releases its locks and deletes its keys (one entry ends at most
         // one session).
         if let Some(&id) = result.session.ended.first() {
             result.lock.granted = self.locks.session_ended(index, id);
             for key in self.ephemeral.session_ended(id) {
-                self.put(record, &mut result.changes, key, None);
+                self.put(at, &mut result.changes, key, None);
             }
         }
         result
@@ -406,38 +465,43 @@ impl KvStore {
         }
     }
 
+    /// The value at `key`, shared.
+    fn value_of(&self, key: &str) -> Option<Bytes> {
+        self.map.get(key).map(|r| r.value.clone())
+    }
+
     /// A compare-and-set (its new value owned by `session`, if any).
     fn cas(
         &mut self,
         result: &mut ApplyResult,
-        record: bool,
+        at: Write,
         key: String,
         expected: Option<ByteBuf>,
         next: Option<ByteBuf>,
         session: Option<u64>,
     ) {
         result.op = OpKind::Cas;
-        let current = self.map.get(&key).map(Bytes::as_ref);
+        let current = self.get(&key);
         result.ok = current == expected.as_deref().map(|v| v.as_slice());
         if result.ok {
             let next = next.map(|v| Bytes::from(v.into_vec()));
             result.value = next.clone();
-            self.put_in(session, record, &mut result.changes, key, next);
+            self.put_in(session, at, &mut result.changes, key, next);
         } else {
-            result.value = self.map.get(&key).cloned();
+            result.value = self.value_of(&key);
         }
     }
 
     /// Writes or removes one key outside any session (an ephemeral key becomes an ordinary
-    /// one), records the change (with `record`), returns the previous value.
+    /// one), records the change (when `at.record`), returns the previous value.
     fn put(
         &mut self,
-        record: bool,
+        at: Write,
         changes: &mut Vec<KeyChange>,
         key: String,
         value: Option<Bytes>,
     ) -> Option<Bytes> {
-        self.put_in(None, record, changes, key, value)
+        self.put_in(None, at, changes, key, value)
     }
 
     /// [`KvStore::put`] of a value that `session` owns (with `Some` of both): an ephemeral
@@ -445,7 +509,7 @@ impl KvStore {
     fn put_in(
         &mut self,
         session: Option<u64>,
-        record: bool,
+        at: Write,
         changes: &mut Vec<KeyChange>,
         key: String,
         value: Option<Bytes>,
@@ -456,444 +520,44 @@ impl KvStore {
             _ if !self.ephemeral.is_empty() => self.ephemeral.forget(&key),
             _ => {}
         }
-        if !record {
-            return match value {
-                Some(v) => self.map.insert(key, v),
-                None => self.map.remove(&key),
-            };
-        }
-        let prev = match &value {
-            Some(v) => self.map.insert(key.clone(), v.clone()),
-            None => self.map.remove(&key),
+        let recorded = at.record.then(|| (key.clone(), value.clone()));
+        let prev = match value {
+            Some(value) => match self.map.entry(key) {
+                Entry::Occupied(mut slot) => {
+                    let r = slot.get_mut();
+                    r.mod_index = at.index;
+                    r.version += 1;
+                    Some(std::mem::replace(&mut r.value, value))
+                }
+                Entry::Vacant(slot) => {
+                    slot.insert(KeyRecord {
+                        value,
+                        create_index: at.index,
+                        mod_index: at.index,
+                        version: 1,
+                    });
+                    None
+                }
+            },
+            None => self.map.remove(&key).map(|r| r.value),
         };
-        if value.is_some() || prev.is_some() {
-            changes.push(KeyChange {
-                key,
-                value,
-                prev: prev.clone(),
-            });
+        if let Some((key, value)) = recorded {
+            if value.is_some() || prev.is_some() {
+                let prev = prev.clone();
+                changes.push(KeyChange { key, value, prev });
+            }
         }
         prev
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn b(s: &str) -> ByteBuf {
-        ByteBuf::from(s.as_bytes().to_vec())
-    }
-
-    #[test]
-    fn commands_round_trip() {
-        let cmds = [
-            Command::Set {
-                key: "k".into(),
-                value: b("v"),
-            },
-            Command::Delete { key: "k".into() },
-            Command::Cas {
-                key: "k".into(),
-                expected: None,
-                next: Some(b("1")),
-            },
-            Command::Batch {
-                ops: vec![
-                    BatchOp::Set {
-                        key: "a".into(),
-                        value: b("1"),
-                    },
-                    BatchOp::Delete { key: "b".into() },
-                ],
-            },
-            Command::Raw(b("raw")),
-            Command::Incr {
-                key: "n".into(),
-                by: -2.5,
-            },
-            Command::SessionOpen { ttl_ms: 10_000 },
-            Command::SessionRenew { ids: vec![3, 9] },
-            Command::SessionClose { id: 3 },
-            Command::SessionExpire {
-                id: 9,
-                renewed_at: 12,
-            },
-            Command::LockAcquire {
-                name: "job".into(),
-                session: 3,
-                wait: true,
-            },
-            Command::LockRelease {
-                name: "job".into(),
-                session: 3,
-            },
-            Command::LockGrant { name: "job".into() },
-            Command::SetEphemeral {
-                key: "w".into(),
-                value: b("1"),
-                session: 3,
-            },
-            Command::CasEphemeral {
-                key: "w".into(),
-                expected: None,
-                next: Some(b("2")),
-                session: 3,
-            },
-        ];
-        for cmd in cmds {
-            assert_eq!(Command::decode(&cmd.encode()).unwrap(), cmd);
-        }
-        assert!(Command::decode(b"\xc1garbage").is_err());
-    }
-
-    #[test]
-    fn coordination_commands_refuse_bad_input() {
-        let renewal = |n: u64| Command::SessionRenew {
-            ids: (1..=n).collect(),
-        };
-        assert!(renewal(sessions::MAX_RENEWALS_PER_ENTRY as u64)
-            .validate()
-            .is_ok());
-        let err = renewal(sessions::MAX_RENEWALS_PER_ENTRY as u64 + 1).validate();
-        assert!(err.unwrap_err().contains("at most"));
-        for name in [String::new(), "x".repeat(MAX_KEY_BYTES + 1)] {
-            let acquire = Command::LockAcquire {
-                name,
-                session: 1,
-                wait: true,
-            };
-            assert!(acquire.validate().unwrap_err().starts_with("name must be"));
-        }
-    }
-
-    #[test]
-    fn apply_table() {
-        let mut kv = KvStore::default();
-        // (case, command, expected ok, expected value, keys changed)
-        let cases: Vec<(&str, Command, bool, Option<&str>, usize)> = vec![
-            (
-                "set new",
-                Command::Set {
-                    key: "a".into(),
-                    value: b("1"),
-                },
-                true,
-                None,
-                1,
-            ),
-            (
-                "set again returns prev",
-                Command::Set {
-                    key: "a".into(),
-                    value: b("2"),
-                },
-                true,
-                Some("1"),
-                1,
-            ),
-            (
-                "cas match",
-                Command::Cas {
-                    key: "a".into(),
-                    expected: Some(b("2")),
-                    next: Some(b("3")),
-                },
-                true,
-                Some("3"),
-                1,
-            ),
-            (
-                "cas mismatch",
-                Command::Cas {
-                    key: "a".into(),
-                    expected: Some(b("2")),
-                    next: Some(b("4")),
-                },
-                false,
-                Some("3"),
-                0,
-            ),
-            (
-                "cas absent fails on present",
-                Command::Cas {
-                    key: "a".into(),
-                    expected: None,
-                    next: Some(b("9")),
-                },
-                false,
-                Some("3"),
-                0,
-            ),
-            (
-                "cas absent on absent",
-                Command::Cas {
-                    key: "z".into(),
-                    expected: None,
-                    next: Some(b("1")),
-                },
-                true,
-                Some("1"),
-                1,
-            ),
-            (
-                "delete existing",
-                Command::Delete { key: "z".into() },
-                true,
-                Some("1"),
-                1,
-            ),
-            (
-                "delete missing",
-                Command::Delete { key: "z".into() },
-                false,
-                None,
-                0,
-            ),
-            (
-                "batch",
-                Command::Batch {
-                    ops: vec![
-                        BatchOp::Set {
-                            key: "b".into(),
-                            value: b("x"),
-                        },
-                        BatchOp::Delete { key: "a".into() },
-                    ],
-                },
-                true,
-                None,
-                2,
-            ),
-        ];
-        for (case, cmd, ok, value, changed) in cases {
-            let r = kv.apply(1, cmd, true);
-            assert_eq!(r.ok, ok, "{case}: ok");
-            assert_eq!(
-                r.value.as_deref(),
-                value.map(str::as_bytes),
-                "{case}: value"
-            );
-            assert_eq!(r.changes.len(), changed, "{case}: changes");
-        }
-        assert_eq!(kv.range(""), vec![("b".to_string(), b"x".to_vec())]);
-    }
-
-    #[test]
-    fn incr_adds_to_numbers_only() {
-        let mut kv = KvStore::default();
-        let incr = |by: f64| Command::Incr {
-            key: "n".into(),
-            by,
-        };
-        let r = kv.apply(1, incr(5.0), true);
-        assert!(r.ok);
-        assert_eq!(
-            r.value.as_deref(),
-            Some(&[0x05u8][..]),
-            "absent counts as 0"
-        );
-        assert_eq!(r.changes.len(), 1);
-        let r = kv.apply(1, incr(-7.5), true);
-        assert_eq!(
-            crate::state_machine::number::read(&r.value.unwrap()),
-            Some(-2.5)
-        );
-        kv.apply(
-            1,
-            Command::Set {
-                key: "n".into(),
-                value: ByteBuf::from(vec![0xa1, b'x']),
-            },
-            false,
-        );
-        let r = kv.apply(1, incr(1.0), true);
-        assert!(!r.ok, "a string is not a number");
-        assert!(r.changes.is_empty());
-        assert_eq!(kv.get("n").unwrap(), &[0xa1, b'x']);
-        assert!(incr(f64::NAN).validate().is_err());
-        assert!(incr(f64::INFINITY).validate().is_err());
-    }
-
-    #[test]
-    fn snapshot_data_round_trips() {
-        let mut kv = KvStore::default();
-        kv.apply(
-            1,
-            Command::Set {
-                key: "a".into(),
-                value: b("1"),
-            },
-            false,
-        );
-        for app in [None, Some(b"app state".to_vec())] {
-            let data = SnapshotData {
-                kv: kv.clone(),
-                app,
-                members: vec![("n1".to_string(), "ws://h:1".to_string())],
-                conf_epoch: 7,
-            };
-            assert_eq!(SnapshotData::decode(&data.encode()).unwrap(), data);
-            // The bytes of snapshots already on disk: a list of pairs, then the rest.
-            let pairs: Vec<(String, ByteBuf)> = vec![("a".into(), b("1"))];
-            let app = data.app.clone().map(ByteBuf::from);
-            let written = rmp_serde::to_vec(&(pairs, app, &data.members, 7u64)).unwrap();
-            assert_eq!(data.encode(), written);
-        }
-        assert_eq!(SnapshotData::decode(b"").unwrap(), SnapshotData::default());
-        assert!(SnapshotData::decode(b"\xc1").is_err());
-    }
-
-    #[test]
-    fn sessions_and_locks_travel_in_snapshots_and_older_snapshots_have_none() {
-        let mut kv = KvStore::default();
-        kv.apply(3, Command::SessionOpen { ttl_ms: 5000 }, false);
-        kv.apply(4, Command::SessionRenew { ids: vec![3, 99] }, false);
-        kv.apply(5, Command::SessionOpen { ttl_ms: 5000 }, false);
-        let lock = |session| Command::LockAcquire {
-            name: "job".into(),
-            session,
-            wait: true,
-        };
-        kv.apply(6, lock(3), false);
-        kv.apply(7, lock(5), false);
-        let data = SnapshotData {
-            kv,
-            ..SnapshotData::default()
-        };
-        let back = SnapshotData::decode(&data.encode()).unwrap();
-        assert_eq!(back, data);
-        let record = back.kv.sessions().get(3).unwrap();
-        assert_eq!((record.ttl_ms, record.renewed_at), (5000, 4));
-        let job = back.kv.locks().get("job").unwrap();
-        assert_eq!(job.holder.map(|h| (h.session, h.fence)), Some((3, 6)));
-        assert_eq!(job.waiters, [(5, 7)]);
-        // A snapshot written with sessions and before locks existed: five parts.
-        let sessions_only = rmp_serde::to_vec(&(
-            Vec::<(String, ByteBuf)>::new(),
-            None::<ByteBuf>,
-            Vec::<(String, String)>::new(),
-            0u64,
-            vec![(3u64, 5000u64, 4u64)],
-        ))
-        .unwrap();
-        let back = SnapshotData::decode(&sessions_only).unwrap();
-        assert_eq!(back.kv.sessions().len(), 1);
-        assert!(back.kv.locks().is_empty());
-        // A snapshot written before sessions existed: four parts.
-        let old = rmp_serde::to_vec(&(
-            Vec::<(String, ByteBuf)>::new(),
-            None::<ByteBuf>,
-            Vec::<(String, String)>::new(),
-            0u64,
-        ))
-        .unwrap();
-        assert!(SnapshotData::decode(&old).unwrap().kv.sessions().is_empty());
-    }
-
-    #[test]
-    fn a_session_end_deletes_its_keys_and_a_plain_write_makes_a_key_ordinary() {
-        let mut kv = KvStore::default();
-        kv.apply(2, Command::SessionOpen { ttl_ms: 5000 }, true);
-        let eph = |key: &str, session| Command::SetEphemeral {
-            key: key.into(),
-            value: b("v"),
-            session,
-        };
-        // Phase 1: a, b and c in session 2; c written again outside it; d in no session.
-        assert!(kv.apply(3, eph("a", 2), true).ok);
-        let cas = Command::CasEphemeral {
-            key: "b".into(),
-            expected: None,
-            next: Some(b("w")),
-            session: 2,
-        };
-        assert!(kv.apply(4, cas, true).ok);
-        let batch = Command::Batch {
-            ops: vec![BatchOp::SetEphemeral {
-                key: "c".into(),
-                value: b("x"),
-                session: 2,
-            }],
-        };
-        kv.apply(5, batch, true);
-        kv.apply(
-            6,
-            Command::Set {
-                key: "c".into(),
-                value: b("kept"),
-            },
-            true,
-        );
-        assert_eq!((kv.owner_of("a"), kv.owner_of("c")), (Some(2), None));
-        // Phase 2: writes in a session that does not exist write nothing, all or nothing.
-        let refused = kv.apply(7, eph("d", 99), true);
-        assert!(refused.no_session && refused.changes.is_empty());
-        let mixed = Command::Batch {
-            ops: vec![
-                BatchOp::Set {
-                    key: "e".into(),
-                    value: b("1"),
-                },
-                BatchOp::SetEphemeral {
-                    key: "f".into(),
-                    value: b("1"),
-                    session: 99,
-                },
-            ],
-        };
-        assert!(kv.apply(8, mixed, true).no_session);
-        assert_eq!((kv.get("d"), kv.get("e")), (None, None));
-        // Phase 3: the snapshot keeps the owners; the session's end deletes a and b only.
-        let data = SnapshotData {
-            kv,
-            ..SnapshotData::default()
-        };
-        let mut kv = SnapshotData::decode(&data.encode()).unwrap().kv;
-        assert_eq!(kv, data.kv);
-        let ended = kv.apply(9, Command::SessionClose { id: 2 }, true);
-        let deleted: Vec<&str> = ended.changes.iter().map(|c| c.key.as_str()).collect();
-        assert_eq!(deleted, ["a", "b"]);
-        assert!(ended.changes.iter().all(|c| c.value.is_none()));
-        assert_eq!(kv.get("c"), Some(&b"kept"[..]));
-        assert_eq!(kv.owner_of("a"), None);
-    }
-
-    #[test]
-    fn range_is_prefix_bounded_and_sorted() {
-        let mut kv = KvStore::default();
-        for k in ["u/2", "u/1", "v/1", "u", "t"] {
-            kv.apply(
-                1,
-                Command::Set {
-                    key: k.into(),
-                    value: b(k),
-                },
-                false,
-            );
-        }
-        let keys: Vec<_> = kv.range("u/").into_iter().map(|(k, _)| k).collect();
-        assert_eq!(keys, ["u/1", "u/2"]);
-    }
-
-    #[test]
-    fn keys_are_validated() {
-        assert!(Command::Set {
-            key: "".into(),
-            value: b("")
-        }
-        .validate()
-        .is_err());
-        assert!(Command::Delete {
-            key: "k".repeat(MAX_KEY_BYTES + 1)
-        }
-        .validate()
-        .is_err());
-        assert!(Command::Batch {
-            ops: vec![BatchOp::Delete { key: "".into() }]
-        }
-        .validate()
-        .is_err());
-        assert!(Command::Raw(b("")).validate().is_ok());
-    }
+/// Where a write happens: the index of its entry (the revision it gives the keys it
+/// writes), and whether its changes are listed in the result.
+#[derive(Debug, Clone, Copy)]
+struct Write {
+    index: u64,
+    record: bool,
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,8 +1,9 @@
 //! A linearizability checker for histories of reads, writes and compare-and-sets on
-//! independent registers: the Wing & Gong search with Lowe's memoization, as Porcupine and
-//! Knossos implement it.
+//! independent registers, and of transactions on groups of two registers: the Wing & Gong
+//! search with Lowe's memoization, as Porcupine and Knossos implement it.
 //!
-//! Each key is checked on its own (linearizability is compositional). An operation whose
+//! Each key (or group: one object of two registers) is checked on its own (linearizability
+//! is compositional). An operation whose
 //! outcome is unknown (a timed-out or aborted write) has no return event: it may take effect
 //! at any point after its call, or never. The model is run over *sets* of possible register
 //! values, which turns that nondeterminism into a deterministic search.
@@ -11,6 +12,34 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 
 /// A register value; `None` is an absent key.
 pub type Value = Option<u64>;
+
+/// Registers of one object: a key's operations use the first; a transaction's group of
+/// keys uses both.
+pub const SLOTS: usize = 2;
+
+/// The state of one object.
+pub type State = [Value; SLOTS];
+
+/// One operation of a transaction's branch, on a register of its group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TxnStep {
+    Set { slot: usize, value: u64 },
+    Delete { slot: usize },
+    Get { slot: usize },
+}
+
+/// Runs a branch from `state`: the state after it, and what its gets read.
+fn run_branch(mut state: State, steps: &[TxnStep]) -> (State, Vec<Value>) {
+    let mut reads = Vec::new();
+    for step in steps {
+        match *step {
+            TxnStep::Set { slot, value } => state[slot] = Some(value),
+            TxnStep::Delete { slot } => state[slot] = None,
+            TxnStep::Get { slot } => reads.push(state[slot]),
+        }
+    }
+    (state, reads)
+}
 
 /// What a client asked, and what it saw.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,6 +54,15 @@ pub enum Action {
         expected: Value,
         next: u64,
         outcome: Option<(bool, Value)>,
+    },
+    /// A transaction on a group: `then` when every `(slot, value)` compared holds (`None`:
+    /// absent), `otherwise` else. `outcome`: whether it succeeded and what its gets read;
+    /// `None`: unknown.
+    Txn {
+        compares: Vec<(usize, Value)>,
+        then: Vec<TxnStep>,
+        otherwise: Vec<TxnStep>,
+        outcome: Option<(bool, Vec<Value>)>,
     },
 }
 
@@ -48,19 +86,48 @@ impl Op {
 
 /// The register's possible values after `op`, from those possible before, or `None` when
 /// no value explains what the client saw.
-fn step(states: &BTreeSet<Value>, op: &Op) -> Option<BTreeSet<Value>> {
+fn step(states: &BTreeSet<State>, op: &Op) -> Option<BTreeSet<State>> {
     let mut next = BTreeSet::new();
-    for &state in states {
+    for &whole in states {
+        if let Action::Txn {
+            compares,
+            then,
+            otherwise,
+            outcome,
+        } = &op.action
+        {
+            let holds = compares.iter().all(|&(slot, v)| whole[slot] == v);
+            let (after, reads) = run_branch(whole, if holds { then } else { otherwise });
+            match outcome {
+                Some((succeeded, saw)) => {
+                    if *succeeded == holds && reads == *saw {
+                        next.insert(after);
+                    }
+                }
+                None => {
+                    next.insert(after);
+                    next.insert(whole); // perhaps it never happened
+                }
+            }
+            continue;
+        }
+        // A single key's operation: the first register.
+        let state = whole[0];
+        let with = |value: Value| {
+            let mut s = whole;
+            s[0] = value;
+            s
+        };
         match &op.action {
             Action::Read { saw } => {
                 if *saw == state {
-                    next.insert(state);
+                    next.insert(whole);
                 }
             }
             Action::Write { value } => {
-                next.insert(Some(*value));
+                next.insert(with(Some(*value)));
                 if !op.known() {
-                    next.insert(state); // perhaps it never happened
+                    next.insert(whole); // perhaps it never happened
                 }
             }
             Action::Cas {
@@ -69,21 +136,22 @@ fn step(states: &BTreeSet<Value>, op: &Op) -> Option<BTreeSet<Value>> {
                 outcome,
             } => match outcome {
                 Some((true, _)) if state == *expected => {
-                    next.insert(Some(*new));
+                    next.insert(with(Some(*new)));
                 }
                 Some((false, current)) if state != *expected && state == *current => {
-                    next.insert(state);
+                    next.insert(whole);
                 }
                 Some(_) => {}
                 None => {
                     next.insert(if state == *expected {
-                        Some(*new)
+                        with(Some(*new))
                     } else {
-                        state
+                        whole
                     });
-                    next.insert(state);
+                    next.insert(whole);
                 }
             },
+            Action::Txn { .. } => unreachable!("handled above"),
         }
     }
     (!next.is_empty()).then_some(next)
@@ -178,9 +246,9 @@ fn check_key(key: &str, ops: &[&Op], budget: u64) -> Verdict {
 
     let words = ops.len().div_ceil(64);
     let mut linearized = vec![0u64; words];
-    let mut states: BTreeSet<Value> = BTreeSet::from([None]);
-    let mut cache: HashSet<(Vec<u64>, BTreeSet<Value>)> = HashSet::new();
-    let mut stack: Vec<(usize, BTreeSet<Value>)> = Vec::new();
+    let mut states: BTreeSet<State> = BTreeSet::from([[None; SLOTS]]);
+    let mut cache: HashSet<(Vec<u64>, BTreeSet<State>)> = HashSet::new();
+    let mut stack: Vec<(usize, BTreeSet<State>)> = Vec::new();
     let mut longest = 0;
     let mut entry = events[0].next;
     let mut steps = 0u64;
@@ -342,6 +410,122 @@ mod tests {
                             next: 2,
                             outcome: Some((false, Some(1))),
                         },
+                        3,
+                        Some(4),
+                    ),
+                ],
+                true,
+            ),
+        ];
+        for (case, history, linearizable) in cases {
+            let v = verdict(&history);
+            assert_eq!(v == Verdict::Linearizable, linearizable, "{case}: {v:?}");
+        }
+    }
+
+    fn txn(
+        compares: Vec<(usize, Value)>,
+        then: Vec<TxnStep>,
+        outcome: Option<(bool, Vec<Value>)>,
+        call: u64,
+        ret: Option<u64>,
+    ) -> Op {
+        let otherwise = vec![TxnStep::Get { slot: 0 }, TxnStep::Get { slot: 1 }];
+        let action = Action::Txn {
+            compares,
+            then,
+            otherwise,
+            outcome,
+        };
+        op(action, call, ret)
+    }
+
+    #[test]
+    fn transactions_on_a_group() {
+        use TxnStep::{Get, Set};
+        let both = |value| vec![Set { slot: 0, value }, Set { slot: 1, value }];
+        let read_both = || vec![Get { slot: 0 }, Get { slot: 1 }];
+        type Case = (&'static str, Vec<Op>, bool);
+        let cases: Vec<Case> = vec![
+            (
+                "writes both, then a read sees both",
+                vec![
+                    txn(vec![], both(1), Some((true, vec![])), 1, Some(2)),
+                    txn(
+                        vec![],
+                        read_both(),
+                        Some((true, vec![Some(1), Some(1)])),
+                        3,
+                        Some(4),
+                    ),
+                ],
+                true,
+            ),
+            (
+                "a torn read: one key of an applied transaction",
+                vec![
+                    txn(vec![], both(1), Some((true, vec![])), 1, Some(2)),
+                    txn(
+                        vec![],
+                        read_both(),
+                        Some((true, vec![Some(1), None])),
+                        3,
+                        Some(4),
+                    ),
+                ],
+                false,
+            ),
+            (
+                "a comparison that held where it could not",
+                vec![
+                    txn(vec![], both(1), Some((true, vec![])), 1, Some(2)),
+                    txn(vec![(0, None)], both(2), Some((true, vec![])), 3, Some(4)),
+                ],
+                false,
+            ),
+            (
+                "a failed comparison runs the other branch",
+                vec![
+                    txn(vec![], both(1), Some((true, vec![])), 1, Some(2)),
+                    txn(
+                        vec![(0, None)],
+                        both(2),
+                        Some((false, vec![Some(1), Some(1)])),
+                        3,
+                        Some(4),
+                    ),
+                ],
+                true,
+            ),
+            (
+                "an unknown transaction may apply late, whole",
+                vec![
+                    txn(vec![], both(1), None, 1, None),
+                    txn(
+                        vec![],
+                        read_both(),
+                        Some((true, vec![None, None])),
+                        2,
+                        Some(3),
+                    ),
+                    txn(
+                        vec![],
+                        read_both(),
+                        Some((true, vec![Some(1), Some(1)])),
+                        4,
+                        Some(5),
+                    ),
+                ],
+                true,
+            ),
+            (
+                "a single key's write is the first register of its object",
+                vec![
+                    write(7, 1, Some(2)),
+                    txn(
+                        vec![(0, Some(7))],
+                        read_both(),
+                        Some((true, vec![Some(7), None])),
                         3,
                         Some(4),
                     ),

@@ -112,7 +112,7 @@ pub async fn run(
         let written = match &action {
             Action::Write { value } => Some(*value),
             Action::Cas { next, .. } => Some(*next),
-            Action::Read { .. } => None,
+            Action::Read { .. } | Action::Txn { .. } => None,
         };
         let op = Op {
             key,

@@ -9,6 +9,7 @@ pub mod clients;
 pub mod history;
 pub mod locks;
 pub mod nemesis;
+pub mod txns;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -32,6 +33,8 @@ pub struct Report {
     pub size: usize,
     pub seed: u64,
     pub ops: usize,
+    /// Of which transactions.
+    pub txns: usize,
     pub unknown: usize,
     pub refused: u64,
     pub acked: usize,
@@ -48,11 +51,12 @@ impl std::fmt::Display for Report {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "{} nodes, seed {}: {} operations checked ({} of unknown outcome, {} refused), \
-             {} acknowledged writes, {} lease intervals, {} lock holds, faults {:?}",
+            "{} nodes, seed {}: {} operations checked ({} transactions, {} of unknown outcome, \
+             {} refused), {} acknowledged writes, {} lease intervals, {} lock holds, faults {:?}",
             self.size,
             self.seed,
             self.ops,
+            self.txns,
             self.unknown,
             self.refused,
             self.acked,
@@ -96,6 +100,18 @@ pub async fn run(size: usize, seed: u64, duration: Duration, clients: u64, keys:
             Arc::clone(&stop),
         ));
     }
+    let groups: Vec<String> = (0..2).map(|g| format!("group{g}")).collect();
+    for client in 0..2 {
+        tasks.spawn(txns::run(
+            client + 1,
+            seed.wrapping_mul(3000).wrapping_add(client),
+            Arc::clone(&nemesis.nodes),
+            groups.clone(),
+            Arc::clone(&clock),
+            Arc::clone(&history),
+            Arc::clone(&stop),
+        ));
+    }
     let holds = locks::Holds::default();
     for client in 0..3 {
         tasks.spawn(locks::run(
@@ -129,6 +145,7 @@ pub async fn run(size: usize, seed: u64, duration: Duration, clients: u64, keys:
         size,
         seed,
         ops: history.ops.len(),
+        txns: history.ops.iter().filter(|o| is_txn(o)).count(),
         unknown: history.ops.iter().filter(|o| o.ret.is_none()).count(),
         refused: history.refused,
         acked: history.acked.len(),
@@ -214,6 +231,54 @@ async fn check_members(cluster: &Cluster, history: &History) -> Vec<String> {
 /// The longest part of one key's history that has no operation of unknown outcome: its
 /// operations called before the first such one. (A failing search must try every place for
 /// every unknown outcome; on this prefix it is quick.)
+fn is_txn(op: &Op) -> bool {
+    matches!(op.action, checker::Action::Txn { .. })
+}
+
+/// The longest definite prefix (see [`definite_prefix`]) among single keys (`txn: false`) or
+/// transactions' groups (`txn: true`).
+fn definite_prefix_of(history: &[Op], txn: bool) -> Vec<Op> {
+    let groups: std::collections::HashSet<&str> = history
+        .iter()
+        .filter(|op| is_txn(op))
+        .map(|op| op.key.as_str())
+        .collect();
+    let ops: Vec<Op> = history
+        .iter()
+        .filter(|op| groups.contains(op.key.as_str()) == txn)
+        .cloned()
+        .collect();
+    definite_prefix(&ops)
+}
+
+/// A torn transaction, appended to the definite prefix of one group: a transaction writes a
+/// fresh value to both keys, then another reads the fresh value from one key and nothing
+/// from the other. No order explains it.
+pub fn inject_torn_read(history: &[Op]) -> Option<Vec<Op>> {
+    use checker::{Action, TxnStep};
+    let mut history = definite_prefix_of(history, true);
+    let group = history.first()?.key.clone();
+    let end = history.iter().filter_map(|op| op.ret).max()?;
+    let fresh = u64::MAX;
+    let txn = |then: Vec<TxnStep>, reads: Vec<Option<u64>>, call: u64| Op {
+        key: group.clone(),
+        action: Action::Txn {
+            compares: vec![],
+            then,
+            otherwise: vec![],
+            outcome: Some((true, reads)),
+        },
+        call,
+        ret: Some(call + 1),
+        by: "injected".into(),
+    };
+    let set = |slot| TxnStep::Set { slot, value: fresh };
+    let get = |slot| TxnStep::Get { slot };
+    history.push(txn(vec![set(0), set(1)], vec![], end + 1));
+    history.push(txn(vec![get(0), get(1)], vec![Some(fresh), None], end + 3));
+    Some(history)
+}
+
 fn definite_prefix(history: &[Op]) -> Vec<Op> {
     let mut keys: Vec<&str> = history.iter().map(|op| op.key.as_str()).collect();
     keys.sort();
@@ -241,7 +306,7 @@ fn definite_prefix(history: &[Op]) -> Vec<Op> {
 /// two acknowledged writes one after the other.
 pub fn inject_stale_read(history: &[Op]) -> Option<Vec<Op>> {
     use checker::Action;
-    let mut history = definite_prefix(history);
+    let mut history = definite_prefix_of(history, false);
     let written = |op: &Op| match op.action {
         Action::Write { value } => Some(value),
         Action::Cas {
@@ -274,7 +339,7 @@ pub fn inject_stale_read(history: &[Op]) -> Option<Vec<Op>> {
 /// another fresh value, then a read that still returns `a`. No order explains it.
 pub fn inject_lost_write(history: &[Op]) -> Option<Vec<Op>> {
     use checker::Action;
-    let mut history = definite_prefix(history);
+    let mut history = definite_prefix_of(history, false);
     let key = history.first()?.key.clone();
     let end = history.iter().filter_map(|op| op.ret).max()?;
     let (a, lost) = (u64::MAX - 1, u64::MAX);
