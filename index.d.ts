@@ -255,6 +255,11 @@ export interface Lock {
 export interface WriteResult {
   index: number;
   term: number;
+  /**
+   * A retry of a write with the same `idempotencyKey` that applied before: this is the
+   * first write's result (its index, term and answer), and nothing applied now.
+   */
+  duplicate?: true;
 }
 
 /**
@@ -270,6 +275,14 @@ export interface WriteOptions {
   timeoutMs?: number;
   /** On a follower, forward to the leader (default) or reject with ERR_NOT_LEADER. */
   forward?: boolean;
+  /**
+   * 1-256 bytes: the write applies once per key. A retry with the same key (from any
+   * member, after ERR_TIMEOUT or a leader change) applies nothing and resolves with the
+   * first write's result and `duplicate: true`. The cluster remembers the last 100,000 keyed
+   * writes (fewer when their keys and results pass 64 MiB); a retry after that applies
+   * again. Not for `update()` (its `fn` runs again on every conflict).
+   */
+  idempotencyKey?: string;
 }
 
 export interface ReadOptions {

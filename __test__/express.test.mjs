@@ -156,6 +156,33 @@ describe('raftline/express in process', () => {
     }
   }, 30_000);
 
+  it('an Idempotency-Key header reaches the leader through forwarding: a retry on another follower applies nothing', async () => {
+    const app = (node) => {
+      const a = express();
+      a.post('/orders', leaderOnly(node), async (req, res, next) => {
+        try {
+          const r = await node.incr('orders', 1, { idempotencyKey: req.get('idempotency-key') });
+          res.json({ by: node.id, count: r.value, duplicate: r.duplicate ?? false });
+        } catch (err) {
+          next(err);
+        }
+      });
+      return a.use(errorHandler());
+    };
+    const t = await clusterWithApps(app);
+    try {
+      const others = t.cluster.nodes.filter((n) => n !== t.leader);
+      const order = (node) => fetch(`${t.urlOf(node)}/orders`, { method: 'POST', headers: { 'idempotency-key': 'order-77' } }).then((r) => r.json());
+      const first = await order(others[0]);
+      const retry = await order(others[1]);
+      expect(first).toEqual({ by: t.leader.id, count: 1, duplicate: false });
+      expect(retry).toEqual({ by: t.leader.id, count: 1, duplicate: true });
+      expect(await t.leader.get('orders')).toBe(1);
+    } finally {
+      await t.close();
+    }
+  }, 30_000);
+
   // Before: the forwarded request stayed open on the leader after its client went away
   // (pipe() propagates neither errors nor closes).
   it('a client that goes away aborts the request forwarded to the leader', async () => {

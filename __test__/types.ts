@@ -50,6 +50,12 @@ export async function typed(): Promise<void> {
   // @ts-expect-error no such operation
   await node.txn({ then: [{ op: 'put', key: 'a', value: 1 }] });
   void [host, page, txnOk, t.results];
+  const once = await node.incr('orders', 1, { idempotencyKey: 'order-1' });
+  const dup: true | undefined = once.duplicate;
+  const txnDup: true | undefined = (await node.txn({ then: [] }, { idempotencyKey: 't-1' })).duplicate;
+  // @ts-expect-error the key is a string
+  await node.set('k', 1, { idempotencyKey: 7 });
+  void [dup, txnDup];
   for await (const change of node.watch({ prefix: 'k' })) {
     const op: 'set' | 'delete' = change.op;
     void op;

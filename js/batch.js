@@ -23,12 +23,13 @@ const HEADER_BYTES = 14;
 const FLUSH_OPS = 64;
 
 /**
- * @typedef {{ kind: 'set' | 'propose', key: string, value: Buffer, timeoutMs: number, forward: boolean }
- *   | { kind: 'delete', key: string, timeoutMs: number, forward: boolean }
- *   | { kind: 'cas', key: string, expected: Buffer | null, next: Buffer | null, timeoutMs: number, forward: boolean }
- *   | { kind: 'incr', key: string, by: number, timeoutMs: number, forward: boolean }
- *   | { kind: 'get', key: string, consistency: 'linearizable' | 'lease' | 'local', timeoutMs: number }} Op
- * @typedef {{ index: number, term: number, ok: boolean, value: Buffer | undefined }} WriteAnswer
+ * A write's `once` is its idempotency key.
+ * @typedef {{ kind: 'set' | 'propose', key: string, value: Buffer, timeoutMs: number, forward: boolean, once?: string }
+ *   | { kind: 'delete', key: string, timeoutMs: number, forward: boolean, once?: string }
+ *   | { kind: 'cas', key: string, expected: Buffer | null, next: Buffer | null, timeoutMs: number, forward: boolean, once?: string }
+ *   | { kind: 'incr', key: string, by: number, timeoutMs: number, forward: boolean, once?: string }
+ *   | { kind: 'get', key: string, consistency: 'linearizable' | 'lease' | 'local', timeoutMs: number, once?: undefined }} Op
+ * @typedef {{ index: number, term: number, ok: boolean, value: Buffer | undefined, duplicate: boolean }} WriteAnswer
  */
 
 function optionalBytes(buf) {
@@ -115,14 +116,14 @@ class Batch {
     if (ops.length === 0) return; // flushed when it reached FLUSH_OPS
     this.#queued = [];
     let size = 0;
-    for (const op of ops) size += HEADER_BYTES + op.keyBytes + valueBytes(op);
+    for (const op of ops) size += HEADER_BYTES + op.keyBytes + valueBytes(op) + (op.once === undefined ? 0 : 4 + Buffer.byteLength(op.once));
     const buf = Buffer.allocUnsafe(size);
     let at = 0;
     for (const op of ops) {
       buf[at] = KINDS[op.kind];
       buf.writeUInt32LE(op.id, at + 1);
       buf.writeUInt32LE(op.timeoutMs, at + 5);
-      buf[at + 9] = op.kind === 'get' ? CONSISTENCY[op.consistency] << 1 : op.forward ? 1 : 0;
+      buf[at + 9] = op.kind === 'get' ? CONSISTENCY[op.consistency] << 1 : (op.forward ? 1 : 0) | (op.once === undefined ? 0 : 8);
       buf.writeUInt32LE(op.keyBytes, at + 10);
       at += HEADER_BYTES;
       at += buf.write(op.key, at, op.keyBytes, 'utf8');
@@ -140,6 +141,11 @@ class Batch {
           buf.writeDoubleLE(op.by, at);
           at += 8;
           break;
+      }
+      if (op.once !== undefined) {
+        const n = buf.write(op.once, at + 4, 'utf8');
+        buf.writeUInt32LE(n, at);
+        at += 4 + n;
       }
     }
     try {
@@ -173,10 +179,11 @@ class Batch {
       if (tag === 0) {
         const index = buf.readDoubleLE(at);
         const term = buf.readDoubleLE(at + 8);
-        const ok = buf[at + 16] === 1;
+        const ok = (buf[at + 16] & 1) === 1;
+        const duplicate = (buf[at + 16] & 2) === 2;
         let value;
         [value, at] = readOptional(buf, at + 17);
-        this.#settle(id, (p) => p.resolve({ index, term, ok, value }));
+        this.#settle(id, (p) => p.resolve({ index, term, ok, value, duplicate }));
       } else if (tag === 1) {
         let value;
         [value, at] = readOptional(buf, at);

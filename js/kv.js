@@ -11,8 +11,12 @@ const { sessionIdOf } = require('./coordination.js');
 
 /** @typedef {import('./core.js').NodeCore} NodeCore */
 
+/**
+ * `{ index, term }`, and `duplicate: true` for a retry of a keyed write that applied before.
+ * @returns {{ index: number, term: number, duplicate?: true }}
+ */
 function writeResult(r) {
-  return { index: r.index, term: r.term };
+  return r.duplicate ? { index: r.index, term: r.term, duplicate: true } : { index: r.index, term: r.term };
 }
 
 function writeOpts(opts) {
@@ -23,7 +27,13 @@ function writeOpts(opts) {
     signal: check.signal(o.signal),
     /** @type {unknown} an ephemeral write's session (set, cas) */
     session: o.session,
+    once: check.idempotencyKey(o.idempotencyKey),
   };
+}
+
+/** The options of a write that does not cross in batches, in the engine's form. */
+function nativeOpts(o) {
+  return { timeoutMs: o.timeoutMs, forward: o.forward, idempotencyKey: o.once };
 }
 
 function readOpts(opts) {
@@ -44,16 +54,16 @@ async function set(core, key, value, opts) {
   if (o.session !== undefined) {
     // An ephemeral key: deleted in the entry that ends the session.
     const session = sessionIdOf(core, o.session, 'opts.session');
-    return writeResult(await core.call((n) => n.setEphemeral(key, bytes, session, o.timeoutMs, o.forward), o.signal));
+    return writeResult(await core.call((n) => n.setEphemeral(key, bytes, session, nativeOpts(o)), o.signal));
   }
-  return writeResult(await core.batched({ kind: 'set', key, value: bytes, timeoutMs: o.timeoutMs, forward: o.forward }, o.signal));
+  return writeResult(await core.batched({ kind: 'set', key, value: bytes, timeoutMs: o.timeoutMs, forward: o.forward, once: o.once }, o.signal));
 }
 
 /** @param {NodeCore} core */
 async function del(core, key, opts) {
   check.key(key);
   const o = writeOpts(opts);
-  const r = await core.batched({ kind: 'delete', key, timeoutMs: o.timeoutMs, forward: o.forward }, o.signal);
+  const r = await core.batched({ kind: 'delete', key, timeoutMs: o.timeoutMs, forward: o.forward, once: o.once }, o.signal);
   return { ...writeResult(r), existed: r.ok };
 }
 
@@ -68,8 +78,8 @@ async function cas(core, key, expected, next, opts) {
   const o = writeOpts(opts);
   const r =
     o.session === undefined
-      ? await core.batched({ kind: 'cas', key, expected: exp, next: nxt, timeoutMs: o.timeoutMs, forward: o.forward }, o.signal)
-      : await core.call((n) => n.casEphemeral(key, exp, nxt, sessionIdOf(core, o.session, 'opts.session'), o.timeoutMs, o.forward), o.signal);
+      ? await core.batched({ kind: 'cas', key, expected: exp, next: nxt, timeoutMs: o.timeoutMs, forward: o.forward, once: o.once }, o.signal)
+      : await core.call((n) => n.casEphemeral(key, exp, nxt, sessionIdOf(core, o.session, 'opts.session'), nativeOpts(o)), o.signal);
   return { ...writeResult(r), ok: r.ok, current: decode(r.value) };
 }
 
@@ -88,7 +98,7 @@ async function batch(core, ops, opts) {
     throw new TypeError(`ops[${i}].op must be 'set' or 'delete', got ${JSON.stringify(op.op)}`);
   });
   const o = writeOpts(opts);
-  return writeResult(await core.call((n) => n.batch(native, o.timeoutMs, o.forward), o.signal));
+  return writeResult(await core.call((n) => n.batch(native, nativeOpts(o)), o.signal));
 }
 
 /**
@@ -101,6 +111,9 @@ async function update(core, key, fn, opts) {
   check.key(key);
   if (typeof fn !== 'function') throw new TypeError(`fn must be a function, got ${check.typeName(fn)}`);
   const o = writeOpts(opts);
+  if (o.once !== undefined) {
+    throw new TypeError('opts.idempotencyKey does not fit update(): fn runs again on every conflict; retry a cas or txn with a key instead');
+  }
   const deadline = Date.now() + o.timeoutMs;
   const remaining = () => Math.max(1, deadline - Date.now());
   // The loop compares the stored bytes themselves: `fn` gets them decoded, never re-encoded.
@@ -131,7 +144,7 @@ async function incr(core, key, by = 1, opts) {
   if (typeof by !== 'number') throw new TypeError(`by must be a number, got ${check.typeName(by)}`);
   if (!Number.isFinite(by)) throw new RangeError(`by must be a finite number, got ${by}`);
   const o = writeOpts(opts);
-  const r = await core.batched({ kind: 'incr', key, by, timeoutMs: o.timeoutMs, forward: o.forward }, o.signal);
+  const r = await core.batched({ kind: 'incr', key, by, timeoutMs: o.timeoutMs, forward: o.forward, once: o.once }, o.signal);
   if (!r.ok) {
     throw new RaftError('ERR_INVALID', `incr(${JSON.stringify(key)}): the value there is not a number (entry ${r.index} changed nothing)`);
   }
@@ -143,7 +156,7 @@ async function propose(core, data, opts) {
   if (!(data instanceof Uint8Array)) throw new TypeError(`data must be a Buffer or Uint8Array, got ${check.typeName(data)}`);
   const o = writeOpts(opts);
   const buf = Buffer.isBuffer(data) ? data : Buffer.from(data.buffer, data.byteOffset, data.byteLength);
-  return writeResult(await core.batched({ kind: 'propose', key: '', value: buf, timeoutMs: o.timeoutMs, forward: o.forward }, o.signal));
+  return writeResult(await core.batched({ kind: 'propose', key: '', value: buf, timeoutMs: o.timeoutMs, forward: o.forward, once: o.once }, o.signal));
 }
 
 /** @param {NodeCore} core */
@@ -216,4 +229,4 @@ function watch(core, opts) {
   return queue;
 }
 
-module.exports = { set, delete: del, cas, batch, update, incr, propose, get, getLocal, getEntry, entries, entryOf, watch, writeOpts };
+module.exports = { set, delete: del, cas, batch, update, incr, propose, get, getLocal, getEntry, entries, entryOf, watch, writeOpts, nativeOpts };

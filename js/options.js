@@ -179,6 +179,16 @@ function key(v, name = 'key') {
   return v;
 }
 
+/** A write's idempotency key (1-256 bytes of UTF-8), or undefined. */
+function idempotencyKey(v, name = 'opts.idempotencyKey') {
+  if (v === undefined) return undefined;
+  if (typeof v !== 'string') throw new TypeError(`${name} must be a string, got ${typeName(v)}`);
+  wellFormed(v, name);
+  const bytes = Buffer.byteLength(v, 'utf8');
+  if (bytes === 0 || bytes > 256) throw new RangeError(`${name} must be 1-256 bytes of UTF-8, got ${bytes}`);
+  return v;
+}
+
 /** A key prefix: any string ('' for all keys), as valid UTF-16. */
 function prefix(v, name = 'opts.prefix') {
   if (v === undefined) return '';
@@ -204,4 +214,4 @@ function opts(v, name = 'opts') {
   return v;
 }
 
-module.exports = { validateOptions, key, prefix, wellFormed, timeout, signal, opts, integer, boolean, memberName, typeName };
+module.exports = { validateOptions, key, prefix, idempotencyKey, wellFormed, timeout, signal, opts, integer, boolean, memberName, typeName };

@@ -6,7 +6,7 @@
 const { encode } = require('./codec.js');
 const check = require('./options.js');
 const { sessionIdOf } = require('./coordination.js');
-const { entryOf } = require('./kv.js');
+const { entryOf, nativeOpts } = require('./kv.js');
 
 /** Comparisons and operations together, at most (the engine's bound, checked here first). */
 const MAX_TXN_OPS = 128;
@@ -60,7 +60,7 @@ function list(v, name) {
  * @param {import('./core.js').NodeCore} core
  * @param {{ if?: object[], then?: object[], else?: object[] }} t
  * @param {unknown} opts write options
- * @param {(opts: unknown) => { timeoutMs: number, forward: boolean, signal?: AbortSignal }} writeOpts
+ * @param {(opts: unknown) => { timeoutMs: number, forward: boolean, signal?: AbortSignal, once?: string }} writeOpts
  */
 async function txn(core, t, opts, writeOpts) {
   if (t === null || typeof t !== 'object' || Array.isArray(t)) throw new TypeError(`t must be an object, got ${check.typeName(t)}`);
@@ -75,9 +75,10 @@ async function txn(core, t, opts, writeOpts) {
     otherwise: elses.map((op, i) => operation(core, op, `t.else[${i}]`)),
   };
   const o = writeOpts(opts);
-  const r = await core.call((n) => n.txn(native, o.timeoutMs, o.forward), o.signal);
+  const r = await core.call((n) => n.txn(native, nativeOpts(o)), o.signal);
   const results = r.results.map((res) => (res.existed === undefined || res.existed === null ? entryOf(res.entry) : { existed: res.existed }));
-  return { index: r.index, term: r.term, succeeded: r.succeeded, results };
+  const written = { index: r.index, term: r.term, succeeded: r.succeeded, results };
+  return r.duplicate ? { ...written, duplicate: true } : written;
 }
 
 module.exports = { txn, MAX_TXN_OPS };

@@ -5,11 +5,13 @@
 //!
 //! An operation: `kind u8` (1 set, 2 delete, 3 cas, 4 incr, 5 propose, 6 get), `id u32`,
 //! `timeout_ms u32`, `flags u8` (bit 0: forward; bits 1-2 of a get: 0 linearizable, 1 lease,
-//! 2 local), the key (`u32` length, UTF-8), then by kind: set and propose a value (`u32`
-//! length, bytes); cas the expected and the next value (`i32` length, -1 for none, bytes);
-//! incr an `f64`. Little-endian throughout.
+//! 2 local; bit 3 of a write: an idempotency key follows), the key (`u32` length, UTF-8),
+//! then by kind: set and propose a value (`u32` length, bytes); cas the expected and the next
+//! value (`i32` length, -1 for none, bytes); incr an `f64`; and last the idempotency key
+//! (`u32` length, UTF-8) when flagged. Little-endian throughout.
 //!
-//! An answer: `id u32`, then `0` and a write's `index f64`, `term f64`, `ok u8` and value
+//! An answer: `id u32`, then `0` and a write's `index f64`, `term f64`, `ok u8` (bit 0: ok,
+//! bit 1: a retry's duplicate) and value
 //! (`i32` length, -1 for none, bytes); or `1` and a read's value (the same); or `2` and a
 //! failure's code (`u8` length, ASCII), message (`u32` length, UTF-8) and leader (`i32`
 //! length, -1 for none, UTF-8).
@@ -166,7 +168,7 @@ impl<'a> Reader<'a> {
             options,
             with_value,
         };
-        Some(match kind {
+        let mut op = match kind {
             1 => {
                 let value = self.bytes()?.into();
                 write(Command::Set { key, value }, false)
@@ -204,7 +206,19 @@ impl<'a> Reader<'a> {
                 Op::Read { id, key, options }
             }
             _ => return None,
-        })
+        };
+        if flags & 8 != 0 {
+            let once = self.key()?;
+            let Op::Write { command, .. } = &mut op else {
+                return None;
+            };
+            let write = std::mem::replace(command, Command::Raw(Default::default()));
+            *command = Command::Idempotent {
+                key: once,
+                command: Box::new(write),
+            };
+        }
+        Some(op)
     }
 }
 
@@ -243,7 +257,7 @@ impl NativeRaftNode {
                                 out.push(0);
                                 out.extend_from_slice(&(o.index as f64).to_le_bytes());
                                 out.extend_from_slice(&(o.term as f64).to_le_bytes());
-                                out.push(u8::from(o.ok));
+                                out.push(u8::from(o.ok) | u8::from(o.duplicate) << 1);
                                 put_bytes(out, o.value.as_deref().filter(|_| with_value));
                             }
                             Err(error) => put_failure(out, &error),

@@ -85,6 +85,8 @@ pub struct NativeWriteResult {
     pub ok: bool,
     /// `cas`/`incr`: the value after it; `set`/`delete`: the previous value.
     pub value: Option<Buffer>,
+    /// A retry of a keyed write: the first one's result, and nothing applied now.
+    pub duplicate: bool,
 }
 
 impl From<WriteOutcome> for NativeWriteResult {
@@ -94,6 +96,7 @@ impl From<WriteOutcome> for NativeWriteResult {
             term: o.term as f64,
             ok: o.ok,
             value: o.value.map(|v| Buffer::from(v.to_vec())),
+            duplicate: o.duplicate,
         }
     }
 }

@@ -6,7 +6,7 @@ use napi_derive::napi;
 
 use super::convert::NativeWriteResult;
 use super::errors::{settle, thrown, NativeFailure, Thrown};
-use super::{ms, write_options, NativeRaftNode};
+use super::{ms, NativeRaftNode, NativeWriteOptions};
 use crate::state_machine::KeyRecord;
 use crate::{BatchOp, Command, Consistency, Error as EngineError, ReadOptions};
 
@@ -75,10 +75,9 @@ impl NativeRaftNode {
     async fn write_command(
         &self,
         command: Command,
-        timeout_ms: u32,
-        forward: bool,
+        opts: NativeWriteOptions,
     ) -> Either<NativeWriteResult, NativeFailure> {
-        let options = write_options(timeout_ms, forward);
+        let (command, options) = opts.write(command);
         let written = async { self.handle()?.write(command, options).await }.await;
         settle(written, NativeWriteResult::from)
     }
@@ -92,8 +91,7 @@ impl NativeRaftNode {
     pub async fn batch(
         &self,
         ops: Vec<NativeBatchOp>,
-        timeout_ms: u32,
-        forward: bool,
+        opts: NativeWriteOptions,
     ) -> Either<NativeWriteResult, NativeFailure> {
         let ops = ops
             .into_iter()
@@ -113,9 +111,8 @@ impl NativeRaftNode {
                 (other, _) => Err(EngineError::Invalid(format!("invalid batch op {other:?}"))),
             })
             .collect::<crate::Result<Vec<_>>>();
-        let options = write_options(timeout_ms, forward);
         let written = async {
-            let command = Command::Batch { ops: ops? };
+            let (command, options) = opts.write(Command::Batch { ops: ops? });
             self.handle()?.write(command, options).await
         }
         .await;
@@ -132,15 +129,14 @@ impl NativeRaftNode {
         key: String,
         value: Buffer,
         session: f64,
-        timeout_ms: u32,
-        forward: bool,
+        opts: NativeWriteOptions,
     ) -> Either<NativeWriteResult, NativeFailure> {
         let command = Command::SetEphemeral {
             key,
             value: value.to_vec().into(),
             session: session as u64,
         };
-        self.write_command(command, timeout_ms, forward).await
+        self.write_command(command, opts).await
     }
 
     /// Compare-and-set whose new value belongs to session `session`.
@@ -151,8 +147,7 @@ impl NativeRaftNode {
         expected: Option<Buffer>,
         next: Option<Buffer>,
         session: f64,
-        timeout_ms: u32,
-        forward: bool,
+        opts: NativeWriteOptions,
     ) -> Either<NativeWriteResult, NativeFailure> {
         let command = Command::CasEphemeral {
             key,
@@ -160,7 +155,7 @@ impl NativeRaftNode {
             next: next.map(|v| v.to_vec().into()),
             session: session as u64,
         };
-        self.write_command(command, timeout_ms, forward).await
+        self.write_command(command, opts).await
     }
 
     /// Synchronous read of this node's applied state.

@@ -30,7 +30,7 @@ use napi::bindgen_prelude::*;
 use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
 use napi_derive::napi;
 
-use crate::{Config, Error as EngineError, Node, NodeHandle, WriteOptions};
+use crate::{Command, Config, Error as EngineError, Node, NodeHandle, WriteOptions};
 use convert::NativeStatus;
 use errors::{settle, thrown, NativeFailure, Thrown};
 use events::{to_events, NativeEventBatch};
@@ -97,6 +97,30 @@ fn write_options(timeout_ms: u32, forward: bool) -> WriteOptions {
     WriteOptions {
         timeout: ms(timeout_ms),
         forward,
+    }
+}
+
+/// A write's options as JS gives them to the writes that do not cross in batches.
+#[napi(object)]
+pub struct NativeWriteOptions {
+    pub timeout_ms: u32,
+    pub forward: bool,
+    /// The write applies once per key (see `state_machine::idempotency`).
+    pub idempotency_key: Option<String>,
+}
+
+impl NativeWriteOptions {
+    /// `command` as proposed (applied once per idempotency key, when one is given), and the
+    /// options of its proposal.
+    fn write(self, command: Command) -> (Command, WriteOptions) {
+        let command = match self.idempotency_key {
+            Some(key) => Command::Idempotent {
+                key,
+                command: Box::new(command),
+            },
+            None => command,
+        };
+        (command, write_options(self.timeout_ms, self.forward))
     }
 }
 

@@ -6,7 +6,7 @@ use napi_derive::napi;
 
 use super::errors::{settle, NativeFailure};
 use super::kv::NativeKeyRecord;
-use super::{write_options, NativeRaftNode};
+use super::{NativeRaftNode, NativeWriteOptions};
 use crate::state_machine::txn::{Compare, Txn, TxnOp, TxnOpResult};
 use crate::{Command, Error as EngineError};
 
@@ -54,6 +54,8 @@ pub struct NativeTxnResult {
     pub term: f64,
     pub succeeded: bool,
     pub results: Vec<NativeTxnOpResult>,
+    /// A retry's: the first transaction's result, and nothing applied now.
+    pub duplicate: bool,
 }
 
 fn invalid(message: String) -> EngineError {
@@ -143,14 +145,11 @@ impl NativeRaftNode {
     pub async fn txn(
         &self,
         txn: NativeTxn,
-        timeout_ms: u32,
-        forward: bool,
+        opts: NativeWriteOptions,
     ) -> Either<NativeTxnResult, NativeFailure> {
         let written = async {
-            let command = Command::Txn(read(txn)?);
-            self.handle()?
-                .write(command, write_options(timeout_ms, forward))
-                .await
+            let (command, options) = opts.write(Command::Txn(read(txn)?));
+            self.handle()?.write(command, options).await
         };
         settle(written.await, |outcome| {
             let txn = outcome
@@ -178,6 +177,7 @@ impl NativeRaftNode {
                 term: outcome.term as f64,
                 succeeded: txn.succeeded,
                 results,
+                duplicate: outcome.duplicate,
             }
         })
     }

@@ -61,7 +61,23 @@ impl<S: LogStore> Core<S> {
                         lock,
                         no_session,
                         txn,
-                    } = kv.apply(index, command, record);
+                        duplicate_of,
+                    } = kv.apply_entry(index, term, command, record);
+                    if let Some((index, term)) = duplicate_of {
+                        // A retry of a keyed write that applied before: it applied nothing
+                        // (no event), and answers with the first one's result.
+                        let outcome = WriteOutcome {
+                            index,
+                            term,
+                            ok,
+                            value,
+                            txn,
+                            duplicate: true,
+                            ..WriteOutcome::default()
+                        };
+                        self.answer_proposal(&context, outcome);
+                        continue;
+                    }
                     if no_session {
                         // A write in a session that had ended: nothing was written.
                         if let Some(seq) = self.ids.ours(&context) {
@@ -104,6 +120,7 @@ impl<S: LogStore> Core<S> {
                         value,
                         lock: lock.reply,
                         txn,
+                        duplicate: false,
                     };
                     self.answer_proposal(&context, outcome);
                 }

@@ -15,6 +15,8 @@ pub struct WriteOutcome {
     pub lock: Option<crate::state_machine::locks::LockReply>,
     /// For a transaction: which branch ran and what its operations did.
     pub txn: Option<crate::state_machine::txn::TxnOutcome>,
+    /// A retry of a keyed write: this is the first one's outcome, and nothing applied now.
+    pub duplicate: bool,
 }
 
 /// A snapshot of a node's state.

@@ -67,6 +67,9 @@ pub enum Command {
     },
     /// A transaction (see [`super::txn`]).
     Txn(Txn),
+    /// `command` (a write of the user's) applied once: a retry with the same `key` applies
+    /// nothing and answers the first one's result (see [`super::idempotency`]).
+    Idempotent { key: String, command: Box<Command> },
 }
 
 /// One operation of a [`Command::Batch`].
@@ -92,7 +95,14 @@ impl Command {
     pub fn encode(&self) -> Vec<u8> {
         // Sized once for the common commands (a key and a value and a few bytes of framing),
         // instead of growing a few bytes at a time.
-        let payload = match self {
+        let mut bytes = Vec::with_capacity(self.payload() + 32);
+        rmp_serde::encode::write(&mut bytes, self).expect("commands always encode");
+        bytes
+    }
+
+    /// Bytes of its keys and values: most of its encoding.
+    fn payload(&self) -> usize {
+        match self {
             Command::Set { key, value } | Command::SetEphemeral { key, value, .. } => {
                 key.len() + value.len()
             }
@@ -117,16 +127,14 @@ impl Command {
             }
             Command::Raw(data) => data.len(),
             Command::Txn(txn) => txn.payload(),
+            Command::Idempotent { key, command } => key.len() + 16 + command.payload(),
             Command::SessionRenew { ids } => 9 * ids.len(),
             Command::Batch { .. }
             | Command::Refused { .. }
             | Command::SessionOpen { .. }
             | Command::SessionClose { .. }
             | Command::SessionExpire { .. } => 0,
-        };
-        let mut bytes = Vec::with_capacity(payload + 32);
-        rmp_serde::encode::write(&mut bytes, self).expect("commands always encode");
-        bytes
+        }
     }
 
     /// Parses a log entry's data.
@@ -186,6 +194,27 @@ impl Command {
             }
             Command::SessionRenew { .. } => Ok(()),
             Command::Txn(txn) => txn.validate(check),
+            Command::Idempotent { key, command } => {
+                use super::idempotency::MAX_IDEMPOTENCY_KEY_BYTES as MAX;
+                if key.is_empty() || key.len() > MAX {
+                    return Err(format!(
+                        "an idempotency key must be 1-{MAX} bytes of UTF-8, got {} bytes",
+                        key.len()
+                    ));
+                }
+                match **command {
+                    Command::Set { .. }
+                    | Command::Delete { .. }
+                    | Command::Cas { .. }
+                    | Command::Batch { .. }
+                    | Command::Raw(_)
+                    | Command::Incr { .. }
+                    | Command::SetEphemeral { .. }
+                    | Command::CasEphemeral { .. }
+                    | Command::Txn(_) => command.validate(),
+                    _ => Err("only a write of keys or raw data takes an idempotency key".into()),
+                }
+            }
         }
     }
 }

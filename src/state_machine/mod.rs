@@ -7,6 +7,7 @@
 
 mod command;
 mod ephemeral;
+pub mod idempotency;
 pub mod locks;
 mod number;
 pub mod sessions;
@@ -19,6 +20,7 @@ use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
 
 use crate::state_machine::ephemeral::Ephemeral;
+use crate::state_machine::idempotency::{Idempotency, Recorded};
 use crate::state_machine::locks::{LockOutcome, LockRow, Locks};
 use crate::state_machine::sessions::{SessionOutcome, Sessions};
 use crate::state_machine::txn::TxnOutcome;
@@ -42,7 +44,8 @@ pub struct SnapshotData {
 impl SnapshotData {
     /// MessagePack bytes: `[[key, value, create_index, mod_index, version]...], app bytes or
     /// nil, [[name, url]...], epoch, [[id, ttl_ms, renewed_at]...], [lock row...],
-    /// [[key, session]...]` (see [`locks::LockRow`]; the last are the ephemeral keys).
+    /// [[key, session]...], [[idempotency key, result]...]` (see [`locks::LockRow`] and
+    /// [`idempotency::Recorded`]; the third last are the ephemeral keys).
     /// Snapshots written before revisions existed have pairs of two (see [`KeyRecord`]), and
     /// those before sessions existed end after the epoch: both still decode.
     pub fn encode(&self) -> Vec<u8> {
@@ -87,6 +90,7 @@ impl SnapshotData {
             kv.sessions.to_rows(),
             kv.locks.to_rows(),
             kv.ephemeral.to_rows(),
+            kv.idempotency.to_rows(),
         );
         rmp_serde::encode::write(&mut bytes, &parts).expect("the state always encodes");
         bytes
@@ -110,6 +114,8 @@ impl SnapshotData {
             locks: Vec<LockRow>,
             #[serde(default)]
             ephemeral: Vec<(String, u64)>,
+            #[serde(default)]
+            idempotency: Vec<(String, Recorded)>,
         }
         let Parts {
             pairs,
@@ -119,6 +125,7 @@ impl SnapshotData {
             sessions,
             locks,
             ephemeral,
+            idempotency,
         } = rmp_serde::from_slice(bytes).map_err(|e| format!("undecodable snapshot: {e}"))?;
         /// One key; an older snapshot's pairs have no revisions.
         #[derive(Deserialize)]
@@ -153,6 +160,7 @@ impl SnapshotData {
                 sessions: Sessions::from_rows(sessions),
                 locks: Locks::from_rows(locks),
                 ephemeral: Ephemeral::from_rows(ephemeral),
+                idempotency: Idempotency::from_rows(idempotency),
             },
             app: app.map(ByteBuf::into_vec),
             members,
@@ -208,13 +216,34 @@ pub struct ApplyResult {
     pub no_session: bool,
     /// For `Txn`: which branch ran and what each of its operations did.
     pub txn: Option<TxnOutcome>,
+    /// A retry of a keyed write that applied before: nothing applied now, and this is the
+    /// first one's result (its index and term, `ok`, `value` and `txn` above).
+    pub duplicate_of: Option<(u64, u64)>,
+}
+
+impl ApplyResult {
+    /// A retry's result: the first write's, and nothing applied.
+    fn duplicate(first: &Recorded) -> Self {
+        ApplyResult {
+            op: OpKind::Raw,
+            changes: Vec::new(),
+            ok: first.ok,
+            value: first.value.clone(),
+            data: None,
+            session: SessionOutcome::default(),
+            lock: LockOutcome::default(),
+            no_session: false,
+            txn: first.txn.clone(),
+            duplicate_of: Some((first.index, first.term)),
+        }
+    }
 }
 
 /// A key's value and its revisions: log indexes, so the same on every member.
 ///
 /// A key deleted and written again starts over (a new `create_index`, version 1). Keys
 /// loaded from a snapshot written before revisions existed have indexes 0 and version 1.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KeyRecord {
     /// The value (shared with copies of the state: no copy of the bytes).
     pub value: Bytes,
@@ -235,6 +264,7 @@ pub struct KvStore {
     sessions: Sessions,
     locks: Locks,
     ephemeral: Ephemeral,
+    idempotency: Idempotency,
 }
 
 impl KvStore {
@@ -302,10 +332,39 @@ impl KvStore {
         self.ephemeral.owner(key)
     }
 
-    /// Applies the command of entry `index`; the command is consumed so its values move into
-    /// the map. With `record`, every key change is listed in the result (copies of key and
-    /// values).
+    /// The keyed writes remembered.
+    pub fn idempotency(&self) -> &Idempotency {
+        &self.idempotency
+    }
+
+    /// [`KvStore::apply_entry`] in term 0 (for tests that do not follow terms).
+    #[cfg(test)]
     pub fn apply(&mut self, index: u64, command: Command, record: bool) -> ApplyResult {
+        self.apply_entry(index, 0, command, record)
+    }
+
+    /// Applies the command of entry `index` of `term`; the command is consumed so its values
+    /// move into the map. With `record`, every key change is listed in the result (copies of
+    /// key and values).
+    pub fn apply_entry(
+        &mut self,
+        index: u64,
+        term: u64,
+        command: Command,
+        record: bool,
+    ) -> ApplyResult {
+        if let Command::Idempotent { key, command } = command {
+            if let Some(first) = self.idempotency.get(&key) {
+                return ApplyResult::duplicate(first);
+            }
+            let result = self.apply_entry(index, term, *command, record);
+            if !result.no_session {
+                // A write refused for its dead session wrote nothing: a retry is refused too.
+                self.idempotency
+                    .record(key, Recorded::new(index, term, &result));
+            }
+            return result;
+        }
         let mut result = ApplyResult {
             op: OpKind::Raw,
             changes: Vec::new(),
@@ -316,6 +375,7 @@ impl KvStore {
             lock: LockOutcome::default(),
             no_session: false,
             txn: None,
+            duplicate_of: None,
         };
         let at = Write { index, record };
         // A write in a session that does not exist writes nothing (a batch: all or nothing).
@@ -438,6 +498,7 @@ impl KvStore {
                 result.lock = self.locks.grant_pending(index, &name);
             }
             Command::Txn(txn) => self.txn(&mut result, at, txn),
+            Command::Idempotent { .. } => unreachable!("unwrapped above"),
         }
         // A session that ended releases its locks and deletes its keys (one entry ends at most
         // one session).

@@ -766,3 +766,90 @@ mod transactions {
         assert_eq!(Command::decode(&cmd.encode()).unwrap(), cmd);
     }
 }
+
+mod idempotent_writes {
+    use super::*;
+
+    fn once(key: &str, command: Command) -> Command {
+        Command::Idempotent {
+            key: key.into(),
+            command: Box::new(command),
+        }
+    }
+
+    fn incr(by: f64) -> Command {
+        Command::Incr {
+            key: "n".into(),
+            by,
+        }
+    }
+
+    #[test]
+    fn a_retry_applies_nothing_and_answers_the_first_result() {
+        let mut kv = KvStore::default();
+        // Phase 1: the first write applies; its retry (a later entry) does not.
+        let first = kv.apply_entry(5, 2, once("req-1", incr(3.0)), true);
+        assert!(first.ok && first.duplicate_of.is_none());
+        let retry = kv.apply_entry(9, 3, once("req-1", incr(3.0)), true);
+        assert_eq!(retry.duplicate_of, Some((5, 2)));
+        assert!(retry.changes.is_empty());
+        assert_eq!((retry.ok, &retry.value), (first.ok, &first.value));
+        assert_eq!(
+            crate::state_machine::number::read(kv.get("n").unwrap()),
+            Some(3.0)
+        );
+        // Another key applies; the same key with another command is still the first one's.
+        assert!(kv
+            .apply_entry(10, 3, once("req-2", incr(1.0)), true)
+            .duplicate_of
+            .is_none());
+        let other = kv.apply_entry(11, 3, once("req-1", set("x", "1")), true);
+        assert_eq!(other.duplicate_of, Some((5, 2)));
+        assert_eq!(kv.get("x"), None);
+        // Phase 2: a transaction's retry gets its outcome back.
+        let t = Command::Txn(crate::state_machine::txn::Txn {
+            compares: vec![],
+            then: vec![crate::state_machine::txn::TxnOp::Get { key: "n".into() }],
+            otherwise: vec![],
+        });
+        let first = kv.apply_entry(12, 3, once("req-3", t.clone()), true);
+        let retry = kv.apply_entry(13, 3, once("req-3", t), true);
+        assert_eq!(retry.txn, first.txn);
+        // Phase 3: snapshots carry the records; a write in a dead session is not recorded.
+        let dead = Command::SetEphemeral {
+            key: "e".into(),
+            value: b("v"),
+            session: 99,
+        };
+        assert!(kv.apply_entry(14, 3, once("req-4", dead), true).no_session);
+        assert!(kv.idempotency().get("req-4").is_none());
+        let data = SnapshotData {
+            kv,
+            ..SnapshotData::default()
+        };
+        let mut back = SnapshotData::decode(&data.encode()).unwrap().kv;
+        assert_eq!(back, data.kv);
+        let retry = back.apply_entry(20, 4, once("req-1", incr(3.0)), true);
+        assert_eq!(retry.duplicate_of, Some((5, 2)));
+    }
+
+    #[test]
+    fn only_writes_take_a_key_and_keys_are_bounded() {
+        assert!(once("k", set("a", "1")).validate().is_ok());
+        assert!(once("", set("a", "1"))
+            .validate()
+            .unwrap_err()
+            .contains("idempotency key"));
+        assert!(once(&"k".repeat(257), set("a", "1")).validate().is_err());
+        let nested = once("k", once("j", set("a", "1")));
+        assert!(nested.validate().is_err());
+        let session = once("k", Command::SessionOpen { ttl_ms: 5000 });
+        assert!(session.validate().is_err());
+        assert!(
+            once("k", set("", "1")).validate().is_err(),
+            "the write itself is checked"
+        );
+        let cmd = once("k", set("a", "1"));
+        assert_eq!(Command::decode(&cmd.encode()).unwrap(), cmd);
+    }
+}

@@ -56,7 +56,7 @@ pub enum TxnOp {
 }
 
 /// What a transaction did.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TxnOutcome {
     /// Whether every comparison held (and `then` ran).
     pub succeeded: bool,
@@ -65,12 +65,23 @@ pub struct TxnOutcome {
 }
 
 /// What one operation did.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum TxnOpResult {
     /// A set or delete: whether the key existed before it.
     Written { existed: bool },
     /// A get: the key's value and revisions, if it exists.
     Read(Option<KeyRecord>),
+}
+
+impl TxnOutcome {
+    /// Bytes of the values its gets read.
+    pub fn value_bytes(&self) -> usize {
+        let read = |r: &TxnOpResult| match r {
+            TxnOpResult::Read(Some(record)) => record.value.len(),
+            _ => 0,
+        };
+        self.results.iter().map(read).sum()
+    }
 }
 
 impl Compare {
