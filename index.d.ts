@@ -107,6 +107,12 @@ export interface RaftNodeOptions {
   snapshotEvery?: number;
   /** Default 1 MiB; larger proposals reject with ERR_TOO_LARGE. */
   maxProposalBytes?: number;
+  /**
+   * Most writes this node holds at once, waiting for a leader or for their entry to apply
+   * (default 65,536, at most 1,048,576): past it a write rejects at once with
+   * ERR_OVERLOADED (retryable, nothing was done) instead of queuing without bound.
+   */
+  maxPendingWrites?: number;
   /** This node's engine log level, default 'warn'. Other nodes in the process keep theirs. */
   logLevel?: LogLevel;
   /**
@@ -404,6 +410,23 @@ export interface ApplyEvent {
   data?: Buffer;
 }
 
+/**
+ * First of a watch from an index older than what this node keeps: the prefix's pairs at
+ * `index` (its last applied entry), sorted by key; the changes after `index` follow.
+ */
+export interface ResyncEvent {
+  op: 'resync';
+  index: number;
+  entries: Array<[string, unknown]>;
+}
+
+export interface WatchOptions {
+  prefix?: string;
+  signal?: AbortSignal;
+  /** Live changes held for a consumer that does not keep up (default 10,000). */
+  maxBuffered?: number;
+}
+
 export interface ChangeEvent {
   index: number;
   key: string;
@@ -545,7 +568,15 @@ export declare class RaftNode extends EventEmitter<RaftNodeEvents> {
    * one that falls further behind gets ERR_WATCH_OVERFLOW (with `lastIndex`) from `next()`
    * and the iteration ends; nothing is skipped silently.
    */
-  watch(opts?: { prefix?: string; signal?: AbortSignal; maxBuffered?: number }): AsyncIterableIterator<ChangeEvent>;
+  watch(opts?: WatchOptions): AsyncIterableIterator<ChangeEvent>;
+  /**
+   * Every change after `fromIndex` (0 for all this node keeps), then live ones, with no gap
+   * and no duplicate. When this node no longer keeps the changes after `fromIndex` (it keeps
+   * the last 100,000, and none from before a snapshot it installed), the first item is a
+   * resync: the prefix's state at an index, then the changes after it. To resume after an
+   * ERR_WATCH_OVERFLOW, watch again from its `lastIndex`.
+   */
+  watch(opts: WatchOptions & { fromIndex: number }): AsyncIterableIterator<ChangeEvent | ResyncEvent>;
   // Coordination: sessions and locks
   /**
    * Opens a session that this node keeps alive with keepalive entries (`ttlMs` default 10 s,

@@ -61,6 +61,16 @@ export async function typed(): Promise<void> {
     void op;
     break;
   }
+  for await (const item of node.watch({ prefix: 'k', fromIndex: 0 })) {
+    if (item.op === 'resync') {
+      const pairs: Array<[string, unknown]> = item.entries;
+      void pairs;
+    } else {
+      const key: string = item.key;
+      void key;
+    }
+    break;
+  }
   const cancel = node.runWhileLeader(async ({ signal, term }) => {
     void term;
     await new Promise((resolve) => signal.addEventListener('abort', resolve));

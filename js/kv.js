@@ -208,12 +208,17 @@ async function entries(core, opts) {
   return pairs.map((p) => [p.key, decode(p.value)]);
 }
 
-/** @param {NodeCore} core */
+/**
+ * Changes under `opts.prefix` in log order: from now on, or every change after
+ * `opts.fromIndex` first (a resync when this node no longer keeps them), then live ones.
+ * @param {NodeCore} core
+ */
 function watch(core, opts) {
   const o = check.opts(opts);
   const prefix = check.prefix(o.prefix);
   const signal = check.signal(o.signal);
   const maxBuffered = o.maxBuffered === undefined ? undefined : check.integer('opts.maxBuffered', o.maxBuffered, 1, 2 ** 31 - 1);
+  const fromIndex = o.fromIndex === undefined ? undefined : check.integer('opts.fromIndex', o.fromIndex, 0, Number.MAX_SAFE_INTEGER);
   const queue = new WatchQueue(
     prefix,
     signal,
@@ -223,10 +228,32 @@ function watch(core, opts) {
     },
     maxBuffered,
   );
-  if (core.state === 'stopped') queue.close();
-  else core.watchers.add(queue);
+  if (core.state === 'stopped') {
+    queue.close();
+    return queue;
+  }
+  core.watchers.add(queue);
   core.syncWantApplied();
+  // In the same turn as live changes are switched on (none is delivered before this turn
+  // ends): the replay ends at `through`, and live changes are taken after it.
+  if (fromIndex !== undefined) replayInto(core, queue, prefix, fromIndex);
   return queue;
+}
+
+/** What the engine replays of `prefix` after `fromIndex`, decoded, into `queue`. */
+function replayInto(core, queue, prefix, fromIndex) {
+  const since = core.callSync((n) => n.changesSince(prefix, fromIndex));
+  const where = (index, key) => `entry ${index}, key ${JSON.stringify(key)}`;
+  const items = since.resync
+    ? [{ op: 'resync', index: since.through, entries: since.entries.map((e) => [e.key, core.decodeForEvent(e.value, where(since.through, e.key))]) }]
+    : since.changes.map(({ index, change: c }) => ({
+        index,
+        key: c.key,
+        op: c.value === undefined || c.value === null ? 'delete' : 'set',
+        value: core.decodeForEvent(c.value, where(index, c.key)),
+        prev: core.decodeForEvent(c.prev, `${where(index, c.key)} (previous value)`),
+      }));
+  queue.replay(items, Math.max(since.through, fromIndex));
 }
 
 module.exports = { set, delete: del, cas, batch, update, incr, propose, get, getLocal, getEntry, entries, entryOf, watch, writeOpts, nativeOpts };

@@ -6,7 +6,7 @@ const WS_URL = /^wss?:\/\/[^\s/:]+(:\d{1,5})?(\/\S*)?$/;
 const LOG_LEVELS = ['error', 'warn', 'info', 'debug', 'trace', 'off'];
 const KNOWN = new Set([
   'id', 'peers', 'listen', 'dataDir', 'join', 'clusterId', 'secret', 'tls', 'heartbeatMs',
-  'electionTimeoutMs', 'preVote', 'checkQuorum', 'snapshotEvery', 'maxProposalBytes',
+  'electionTimeoutMs', 'preVote', 'checkQuorum', 'snapshotEvery', 'maxProposalBytes', 'maxPendingWrites',
   'logLevel', 'logger', 'httpUrl', 'snapshotHooks', 'insecure',
 ]);
 
@@ -113,6 +113,7 @@ function validateOptions(options, internal = {}) {
     preVote: o.preVote === undefined ? true : boolean('options.preVote', o.preVote),
     checkQuorum: o.checkQuorum === undefined ? true : boolean('options.checkQuorum', o.checkQuorum),
     maxProposalBytes: o.maxProposalBytes === undefined ? 1 << 20 : integer('options.maxProposalBytes', o.maxProposalBytes, 1, 32 << 20),
+    maxPendingWrites: o.maxPendingWrites === undefined ? 65_536 : integer('options.maxPendingWrites', o.maxPendingWrites, 1, 1 << 20),
     logLevel: o.logLevel ?? 'warn',
     httpUrl: o.httpUrl,
     dataDir: o.dataDir === undefined ? undefined : require('node:path').resolve(o.dataDir),

@@ -1,8 +1,10 @@
 'use strict';
 // The async iterator behind RaftNode.watch(): a queue of changes under a prefix that ends
 // when the signal aborts or the node stops, or with ERR_WATCH_OVERFLOW when its consumer
-// falls more than `maxBuffered` changes behind (changes keep coming whether it reads or not:
-// an unbounded queue would grow without limit).
+// falls more than `maxBuffered` live changes behind (changes keep coming whether it reads or
+// not: an unbounded queue would grow without limit). A watch from an index starts with what
+// the engine replays (the changes after it, or a resync), then takes live changes after the
+// last index replayed: no gap, no duplicate.
 
 const { abortError, RaftError } = require('./errors.js');
 
@@ -14,7 +16,13 @@ class WatchQueue {
   #signal;
   #onClose;
   #maxBuffered;
+  /** Items from `#head` on are unread (an index instead of shift(): a replay may be long). */
   #items = [];
+  #head = 0;
+  /** Of the unread items, those replayed (not counted against `maxBuffered`). */
+  #replayed = 0;
+  /** Live changes at or below this index were replayed already. */
+  #floor = -1;
   #waiting = null; // { resolve, reject } of a pending next()
   #done = false;
   #error = null;
@@ -31,17 +39,50 @@ class WatchQueue {
     }
   }
 
+  /**
+   * Starts with `replay` (changes and a resync, in order), and takes live changes only after
+   * index `floor` from now on.
+   */
+  replay(replay, floor) {
+    this.#floor = floor;
+    if (this.#done) return;
+    for (const item of replay) this.#items.push(item);
+    this.#replayed += replay.length;
+    this.#wake();
+  }
+
   push(change) {
-    if (this.#done || !change.key.startsWith(this.#prefix)) return;
-    if (this.#waiting) {
+    if (this.#done || change.index <= this.#floor || !change.key.startsWith(this.#prefix)) return;
+    if (this.#unread() - this.#replayed >= this.#maxBuffered) return this.#overflow();
+    this.#items.push(change);
+    this.#wake();
+  }
+
+  #unread() {
+    return this.#items.length - this.#head;
+  }
+
+  /** Hands the next item to a consumer waiting in next(). */
+  #wake() {
+    if (this.#waiting && this.#unread() > 0) {
       const { resolve } = this.#waiting;
       this.#waiting = null;
-      resolve({ value: change, done: false });
-    } else if (this.#items.length < this.#maxBuffered) {
-      this.#items.push(change);
-    } else {
-      this.#overflow();
+      resolve({ value: this.#take(), done: false });
     }
+  }
+
+  #take() {
+    const item = this.#items[this.#head];
+    this.#items[this.#head++] = undefined;
+    if (this.#replayed > 0) this.#replayed--;
+    if (this.#head === this.#items.length) {
+      this.#items = [];
+      this.#head = 0;
+    } else if (this.#head > 1024 && this.#head * 2 > this.#items.length) {
+      this.#items = this.#items.slice(this.#head);
+      this.#head = 0;
+    }
+    return item;
   }
 
   /**
@@ -51,9 +92,11 @@ class WatchQueue {
    * only in part is replayed whole).
    */
   #overflow() {
-    const lastIndex = this.#items[0].index - 1;
-    const dropped = this.#items.length;
-    this.#items.length = 0;
+    const lastIndex = this.#items[this.#head].index - 1;
+    const dropped = this.#unread();
+    this.#items = [];
+    this.#head = 0;
+    this.#replayed = 0;
     const err = new RaftError(
       'ERR_WATCH_OVERFLOW',
       `the watch fell ${dropped} changes behind (the limit is ${this.#maxBuffered}): its changes after index ${lastIndex} were dropped; watch again from there`,
@@ -92,7 +135,7 @@ class WatchQueue {
   }
 
   next() {
-    if (this.#items.length > 0) return Promise.resolve({ value: this.#items.shift(), done: false });
+    if (this.#unread() > 0) return Promise.resolve({ value: this.#take(), done: false });
     if (this.#error) {
       // Delivered once; the iteration is over after it.
       const err = this.#error;
@@ -106,7 +149,8 @@ class WatchQueue {
   }
 
   return() {
-    this.#items.length = 0;
+    this.#items = [];
+    this.#head = 0;
     this.close();
     return Promise.resolve({ value: undefined, done: true });
   }

@@ -31,6 +31,10 @@ pub struct Config {
     pub check_quorum: bool,
     /// Largest accepted proposal, in bytes.
     pub max_proposal_bytes: usize,
+    /// Most writes this node holds at once, waiting for a leader or for their entry to
+    /// apply: past it a write fails at once with `ERR_OVERLOADED` (backpressure instead of a
+    /// queue without bound).
+    pub max_pending_writes: usize,
     /// Durable storage here; `None` keeps everything in memory (nothing survives).
     pub data_dir: Option<std::path::PathBuf>,
     /// With durable storage: snapshot the state and compact the log after this many
@@ -128,6 +132,10 @@ pub const DEFAULT_HEARTBEAT: Duration = Duration::from_millis(50);
 pub const DEFAULT_ELECTION_TIMEOUT: Duration = Duration::from_millis(150);
 /// Default largest proposal.
 pub const DEFAULT_MAX_PROPOSAL_BYTES: usize = 1 << 20;
+/// By default, most writes a node holds at once (see [`Config::max_pending_writes`]).
+pub const DEFAULT_MAX_PENDING_WRITES: usize = 65_536;
+/// The highest `max_pending_writes` accepted.
+pub const MAX_PENDING_WRITES: usize = 1 << 20;
 /// Default number of applied entries between snapshots.
 pub const DEFAULT_SNAPSHOT_EVERY: u64 = 10_000;
 /// Entries kept after a snapshot, so that slightly lagging followers catch up from the log.
@@ -157,6 +165,7 @@ impl Config {
             pre_vote: true,
             check_quorum: true,
             max_proposal_bytes: DEFAULT_MAX_PROPOSAL_BYTES,
+            max_pending_writes: DEFAULT_MAX_PENDING_WRITES,
             data_dir: None,
             snapshot_every: DEFAULT_SNAPSHOT_EVERY,
             wal_segment_bytes: crate::limits::DEFAULT_SEGMENT_BYTES,
@@ -210,6 +219,12 @@ impl Config {
             return Err(invalid(
                 "max_proposal_bytes",
                 format!("must be 1..={}", crate::limits::MAX_FRAME_BYTES / 2),
+            ));
+        }
+        if self.max_pending_writes == 0 || self.max_pending_writes > MAX_PENDING_WRITES {
+            return Err(invalid(
+                "max_pending_writes",
+                format!("must be 1..={MAX_PENDING_WRITES}"),
             ));
         }
         if self.snapshot_every == 0 {

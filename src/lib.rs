@@ -43,6 +43,7 @@ mod sync;
 
 pub use crate::core::events::{AppliedEntry, Event, Role};
 pub use crate::core::health::{Health, MemberView};
+pub use crate::core::history::Since;
 pub use crate::core::{Status, WriteOutcome};
 pub use config::Config;
 pub use error::{Error, Result};

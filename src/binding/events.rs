@@ -95,7 +95,7 @@ fn op_name(op: &OpKind) -> &'static str {
     }
 }
 
-fn change(c: KeyChange) -> NativeChange {
+pub(super) fn change(c: KeyChange) -> NativeChange {
     NativeChange {
         key: c.key,
         value: c.value.map(|v| Buffer::from(v.to_vec())),

@@ -19,6 +19,7 @@ mod kv;
 mod logging;
 mod membership;
 mod txn;
+mod watch;
 
 use crate::sync::Recover;
 use std::collections::HashMap;
@@ -47,6 +48,7 @@ pub struct NativeOptions {
     pub pre_vote: Option<bool>,
     pub check_quorum: Option<bool>,
     pub max_proposal_bytes: Option<u32>,
+    pub max_pending_writes: Option<u32>,
     pub log_level: Option<String>,
     pub http_url: Option<String>,
     pub data_dir: Option<String>,
@@ -145,6 +147,9 @@ impl NativeRaftNode {
         config.check_quorum = options.check_quorum.unwrap_or(true);
         if let Some(v) = options.max_proposal_bytes {
             config.max_proposal_bytes = v as usize;
+        }
+        if let Some(v) = options.max_pending_writes {
+            config.max_pending_writes = v as usize;
         }
         config.data_dir = options.data_dir.map(std::path::PathBuf::from);
         if let Some(v) = options.snapshot_every {

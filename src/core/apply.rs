@@ -18,6 +18,12 @@ impl<S: LogStore> Core<S> {
     pub(super) fn apply_entries(&mut self, entries: Vec<Entry>, applied: &mut Vec<AppliedEntry>) {
         let kv = Arc::clone(&self.kv);
         let mut kv = kv.write().recover();
+        // Under the state's lock: a watch reads both at the same index.
+        let history = Arc::clone(&self.history);
+        let mut history = history.lock().recover();
+        let Some(last) = entries.last().map(|e| e.index) else {
+            return;
+        };
         for entry in entries {
             match entry.get_entry_type() {
                 EntryType::EntryNormal if entry.data.is_empty() => {} // a new leader's no-op
@@ -50,10 +56,11 @@ impl<S: LogStore> Core<S> {
                         }
                         continue;
                     }
+                    // Changes are listed for the history always, and for events when wanted.
                     let record = self.outbox.applied_wanted.load(Ordering::Relaxed);
                     let ApplyResult {
                         op,
-                        changes,
+                        mut changes,
                         ok,
                         value,
                         data,
@@ -62,7 +69,7 @@ impl<S: LogStore> Core<S> {
                         no_session,
                         txn,
                         duplicate_of,
-                    } = kv.apply_entry(index, term, command, record);
+                    } = kv.apply_entry(index, term, command, true);
                     if let Some((index, term)) = duplicate_of {
                         // A retry of a keyed write that applied before: it applied nothing
                         // (no event), and answers with the first one's result.
@@ -87,6 +94,14 @@ impl<S: LogStore> Core<S> {
                             self.writes.refused(seq, error);
                         }
                         continue;
+                    }
+                    if !changes.is_empty() {
+                        let kept = if record {
+                            changes.clone()
+                        } else {
+                            std::mem::take(&mut changes)
+                        };
+                        history.applied(index, kept);
                     }
                     if matches!(op, OpKind::Session | OpKind::Lock) {
                         // The library's own bookkeeping: no `apply` event, but for the
@@ -129,10 +144,11 @@ impl<S: LogStore> Core<S> {
                 }
             }
         }
+        history.applied(last, Vec::new());
     }
 
-    /// The switch for `Event::Applied`: when off, applied entries are not reported (and
-    /// their changes are not copied), which saves work when nobody listens.
+    /// The switch for `Event::Applied`: when off, applied entries are not reported (their
+    /// changes go to the history only, not copied), which saves work when nobody listens.
     pub fn applied_events(&self) -> Arc<AtomicBool> {
         Arc::clone(&self.outbox.applied_wanted)
     }

@@ -39,6 +39,7 @@ use crate::sync::Recover;
 
 pub mod events;
 pub mod health;
+pub mod history;
 pub mod lease;
 pub mod requests;
 pub mod screen;
@@ -57,7 +58,7 @@ mod status;
 mod writes;
 
 pub use sessions::{give_up_after, SessionDeadlines, CLOCK_DRIFT_PER_MILLE};
-pub use writes::{MAX_PARKED_BYTES, MAX_PENDING_WRITES};
+pub use writes::MAX_PARKED_BYTES;
 
 pub use status::{Status, WriteOutcome};
 
@@ -70,6 +71,8 @@ pub struct Core<S: LogStore> {
     name: String,
     id: u64,
     kv: Arc<RwLock<KvStore>>,
+    /// The changes applied lately (written under `kv`'s write lock).
+    history: Arc<std::sync::Mutex<history::ChangeHistory>>,
     max_proposal_bytes: usize,
     /// Peers prove who they are (a secret or TLS): what they say in their own name counts.
     peers_authenticated: bool,
@@ -214,6 +217,9 @@ impl<S: LogStore> Core<S> {
             name: config.name.clone(),
             id,
             kv,
+            history: Arc::new(std::sync::Mutex::new(history::ChangeHistory::starting_at(
+                snapshot_index,
+            ))),
             max_proposal_bytes: config.max_proposal_bytes,
             peers_authenticated: config.secret.is_some() || config.tls.is_some(),
             ids: RequestIds::new(id),
@@ -225,7 +231,7 @@ impl<S: LogStore> Core<S> {
                 heartbeat: config.heartbeat,
                 election: config.election_timeout,
             },
-            writes: writes::Writes::default(),
+            writes: writes::Writes::new(config.max_pending_writes),
             reads: reads::Reads::default(),
             changes: members::Changes::default(),
             directory: directory::Directory::new(config, conf_epoch),
@@ -249,6 +255,11 @@ impl<S: LogStore> Core<S> {
         core.measure_sessions_from_now();
         core.leadership.role = core.current_role();
         Ok(core)
+    }
+
+    /// The changes this node applied lately, shared with its handles (see [`history`]).
+    pub fn history(&self) -> Arc<std::sync::Mutex<history::ChangeHistory>> {
+        Arc::clone(&self.history)
     }
 
     /// True when persisting blocks on the disk.

@@ -56,8 +56,13 @@ impl<S: LogStore> Core<S> {
         self.raw.mut_store().persist(Some(snapshot), &[], None)?;
         self.directory.learn(members);
         self.directory.conf_epoch = conf_epoch;
-        *self.kv.write().recover() = restored;
         let meta = snapshot.get_metadata();
+        {
+            // Under the state's lock: a watch never sees the new state with the old history.
+            let mut kv = self.kv.write().recover();
+            *kv = restored;
+            self.history.lock().recover().reset(meta.index);
+        }
         self.snapshots.last = meta.index;
         self.snapshots.index = meta.index;
         // The writes in flight from here may be in the snapshot: none of their entries will

@@ -120,9 +120,6 @@ impl<S: LogStore> Core<S> {
     }
 }
 
-/// Most writes a node holds at once, waiting for a leader or for their entry to apply:
-/// past it a write fails at once with `ERR_OVERLOADED` (docs/API.md).
-pub const MAX_PENDING_WRITES: usize = 65_536;
 /// Most bytes of entries a node holds for writes that wait for a leader; past it a write
 /// fails at once with `ERR_OVERLOADED`.
 pub const MAX_PARKED_BYTES: usize = 256 << 20;
@@ -172,6 +169,8 @@ struct Parked {
 /// method here: a deadline, a stop, a removal, a snapshot install, a newer term.
 #[derive(Default)]
 pub(super) struct Writes {
+    /// Most writes held at once (`Config::max_pending_writes`).
+    max_pending: usize,
     /// Proposed and awaiting their entry, by sequence number.
     proposals: HashMap<u64, Proposal>,
     /// Waiting for a leader to be known (never proposed yet).
@@ -184,14 +183,23 @@ pub(super) struct Writes {
 }
 
 impl Writes {
+    /// No writes yet; at most `max_pending` held at once.
+    pub(super) fn new(max_pending: usize) -> Self {
+        Writes {
+            max_pending,
+            ..Writes::default()
+        }
+    }
+
     /// Refuses a write past the bounds of what this node holds for writes in flight (it
     /// would otherwise queue without limit while no leader is known or the log is slow);
     /// else parks it until a leader is known.
     fn park(&mut self, data: Vec<u8>, forward: bool, waiter: Waiter<WriteOutcome>) {
         let pending = self.parked.len() + self.proposals.len();
-        let over = if pending >= MAX_PENDING_WRITES {
+        let over = if pending >= self.max_pending {
             Some(format!(
-                "{pending} writes are in flight on this node (the limit is {MAX_PENDING_WRITES})"
+                "{pending} writes are in flight on this node (the limit is {}: option maxPendingWrites)",
+                self.max_pending
             ))
         } else if self.parked_bytes + data.len() > MAX_PARKED_BYTES {
             Some(format!(

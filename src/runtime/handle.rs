@@ -10,6 +10,7 @@ use serde_bytes::ByteBuf;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::core::events::Role;
+use crate::core::history::{ChangeHistory, Since};
 use crate::core::requests::{Callback, Deadline, Reply, Waiter};
 use crate::core::{Status, WriteOutcome};
 use crate::error::{Error, Result};
@@ -95,6 +96,8 @@ pub(crate) struct HandleState {
     pub requests: mpsc::Sender<Request>,
     pub status: watch::Receiver<Status>,
     pub kv: Arc<RwLock<KvStore>>,
+    /// The changes applied lately (read under `kv`'s read lock).
+    pub history: Arc<std::sync::Mutex<ChangeHistory>>,
     pub transport: TransportControl,
     pub addr: SocketAddr,
     pub url: String,
@@ -450,6 +453,17 @@ impl NodeHandle {
     ) -> Result<Vec<(String, KeyRecord)>> {
         self.barrier_for(options.into()).await?;
         Ok(self.read_kv(|kv| kv.page(prefix, after, limit)))
+    }
+
+    /// What a watch of `prefix` from after index `from` gets before the live changes: the
+    /// changes after `from` that this node applied (up to its last applied index), or the
+    /// prefix's state when `from` is older than it keeps (see [`crate::core::history`]).
+    /// Applied entries must already be reported (`set_applied_events(true)`) for the live
+    /// changes to follow on with no gap.
+    pub fn changes_since(&self, prefix: &str, from: u64) -> Since {
+        let kv = self.inner.kv.read().recover();
+        let history = self.inner.history.lock().recover();
+        history.since(from, prefix, &kv)
     }
 
     fn read_kv<T>(&self, read: impl FnOnce(&KvStore) -> T) -> T {

@@ -108,6 +108,7 @@ async fn spawn_node<S: LogStore>(config: Config, store: S) -> Result<Node> {
         requests: requests_tx,
         status: status_rx,
         kv,
+        history: core.history(),
         transport: transport.control(),
         addr,
         url,
