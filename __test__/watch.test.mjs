@@ -1,13 +1,18 @@
 // Watches that resume: watch({ fromIndex }) replays every change after an index and goes on
 // live with no gap and no duplicate; an index older than the node keeps gets a resync; a
 // consumer that falls behind gets ERR_WATCH_OVERFLOW and resumes from its lastIndex.
-import { describe, it, expect, afterEach } from 'vitest';
+import { describe, it, expect, afterEach, afterAll } from 'vitest';
+import { mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { createTestCluster } from 'raftline/testing';
 
 const clusters = [];
 afterEach(async () => {
   await Promise.all(clusters.splice(0).map((c) => c.close()));
 });
+const dirs = [];
+afterAll(() => dirs.forEach((d) => rmSync(d, { recursive: true, force: true })));
 
 async function cluster(opts = {}) {
   const c = await createTestCluster({ size: 3, ...opts });
@@ -112,6 +117,26 @@ describe('watch({ fromIndex })', () => {
     expect((await watch.next()).value).toMatchObject({ index: after.index, key: 'big/after', op: 'set' });
     await watch.return();
   }, 60_000);
+
+  it('a restarted member resyncs a watch from before its snapshot, and replays the changes after it', async () => {
+    const dataDir = mkdtempSync(path.join(os.tmpdir(), 'raftline-watch-'));
+    dirs.push(dataDir);
+    const { c, leader, followers } = await cluster({ dataDir, snapshotEvery: 20 });
+    const early = await leader.set('d/early', 1);
+    for (let i = 0; i < 60; i++) await leader.set(`d/${i % 7}`, i);
+    // Restarted, the member starts from its newest snapshot: the changes before it are gone.
+    const node = await c.restart(followers[0].id);
+    const late = await leader.set('d/late', 1);
+    await node.get('d/late'); // linearizable: it has applied up to here
+    const resynced = node.watch({ prefix: 'd/', fromIndex: early.index });
+    const { value: resync } = await resynced.next();
+    expect(resync).toMatchObject({ op: 'resync' });
+    expect(resync.entries).toEqual(await node.entries({ prefix: 'd/', consistency: 'local' }));
+    await resynced.return();
+    // From an index it applied since its start: the changes themselves.
+    const replayed = await collect(node.watch({ prefix: 'd/', fromIndex: late.index - 1 }), (ch) => ch.key === 'd/late');
+    expect(replayed.map(brief)).toEqual([[late.index, 'set', 'd/late', 1]]);
+  }, 30_000);
 
   it('a consumer that stalls while 1M writes pass gets ERR_WATCH_OVERFLOW in bounded memory, and resumes from lastIndex without a gap', async () => {
     const { leader } = await cluster();
