@@ -572,7 +572,8 @@ export declare class RaftNode extends EventEmitter<RaftNodeEvents> {
   /**
    * Every change after `fromIndex` (0 for all this node keeps), then live ones, with no gap
    * and no duplicate. When this node no longer keeps the changes after `fromIndex` (it keeps
-   * the last 100,000, and none from before a snapshot it installed), the first item is a
+   * the last 100,000 from its first watch on, and none from before a snapshot it installed),
+   * the first item is a
    * resync: the prefix's state at an index, then the changes after it. To resume after an
    * ERR_WATCH_OVERFLOW, watch again from its `lastIndex`.
    */

@@ -21,6 +21,11 @@ async function cluster(opts = {}) {
   return { c, leader, followers: c.nodes.filter((n) => n !== leader) };
 }
 
+/** A node keeps the changes it applies from its first watch on: start one on each. */
+async function keepHistory(nodes) {
+  for (const node of nodes) await node.watch().return();
+}
+
 /** Items of `watch` until one satisfies `last` (included), within `timeoutMs`. */
 async function collect(watch, last, timeoutMs = 10_000) {
   const items = [];
@@ -40,7 +45,10 @@ const brief = (ch) => (ch.op === 'resync' ? ['resync', ch.index] : [ch.index, ch
 
 describe('watch({ fromIndex })', () => {
   it('from every index of a history: exactly the changes after it, in order, once, then live', async () => {
-    const { leader, followers } = await cluster();
+    const { c, leader, followers } = await cluster();
+    await keepHistory(c.nodes);
+    // Every node keeps what it applies from here on.
+    const start = await leader.set('w/start', 0);
     // Phase 1: a history of sets, deletes, batches, transactions and other prefixes.
     for (let i = 0; i < 12; i++) {
       await leader.set(`w/${i % 3}`, i);
@@ -50,11 +58,12 @@ describe('watch({ fromIndex })', () => {
     }
     const end = await leader.set('w/end', 'end');
     const isEnd = (ch) => ch.key === 'w/end';
-    const all = (await collect(leader.watch({ prefix: 'w/', fromIndex: 0 }), isEnd)).map(brief);
+    const all = (await collect(leader.watch({ prefix: 'w/', fromIndex: start.index - 1 }), isEnd)).map(brief);
+    expect(all[0]).toEqual([start.index, 'set', 'w/start', 0]);
     expect(all.length).toBeGreaterThan(20);
     expect(all.at(-1)).toEqual([end.index, 'set', 'w/end', 'end']);
     // Phase 2: from each index, on a follower (which may not have applied it all yet).
-    for (let from = 0; from < end.index; from++) {
+    for (let from = start.index - 1; from < end.index; from++) {
       const node = followers[from % 2];
       const got = await collect(node.watch({ prefix: 'w/', fromIndex: from }), isEnd);
       expect(got.map(brief), `from ${from}`).toEqual(all.filter(([index]) => index > from));
@@ -72,7 +81,8 @@ describe('watch({ fromIndex })', () => {
   });
 
   it('starting while writes stream in: no gap and no duplicate at the seam', async () => {
-    const { leader, followers } = await cluster();
+    const { c, leader, followers } = await cluster();
+    await keepHistory(c.nodes);
     const indexOf = new Map(); // key -> index of its write
     let n = 0;
     const writer = async () => {
@@ -101,7 +111,8 @@ describe('watch({ fromIndex })', () => {
   });
 
   it('an index older than the node keeps starts with a resync of the prefix, then the changes after it', async () => {
-    const { leader, followers } = await cluster();
+    const { c, leader, followers } = await cluster();
+    await keepHistory(c.nodes);
     const first = await leader.set('big/first', 0);
     // 101 entries of 1,000 changes: past the 100,000 changes a node keeps.
     for (let b = 0; b < 101; b++) {
@@ -126,6 +137,7 @@ describe('watch({ fromIndex })', () => {
     for (let i = 0; i < 60; i++) await leader.set(`d/${i % 7}`, i);
     // Restarted, the member starts from its newest snapshot: the changes before it are gone.
     const node = await c.restart(followers[0].id);
+    await keepHistory([node]);
     const late = await leader.set('d/late', 1);
     await node.get('d/late'); // linearizable: it has applied up to here
     const resynced = node.watch({ prefix: 'd/', fromIndex: early.index });
@@ -173,6 +185,20 @@ describe('watch({ fromIndex })', () => {
     expect((await resumed.next()).value).toMatchObject({ key: 'm/0', value: 'after', prev: 999 });
     await resumed.return();
   }, 120_000);
+
+  it('a node keeps changes from its first watch on: from before it, a resync', async () => {
+    const { leader } = await cluster();
+    const before = await leader.set('h/a', 1);
+    await leader.set('h/b', 2);
+    const w = leader.watch({ prefix: 'h/', fromIndex: before.index - 1 });
+    expect((await w.next()).value).toMatchObject({ op: 'resync', entries: [['h/a', 1], ['h/b', 2]] });
+    // Kept from then on: a later watch from an index after it replays the changes.
+    const next = await leader.set('h/c', 3);
+    expect(brief((await w.next()).value)).toEqual([next.index, 'set', 'h/c', 3]);
+    await w.return();
+    const again = await collect(leader.watch({ prefix: 'h/', fromIndex: next.index - 1 }), (ch) => ch.key === 'h/c');
+    expect(again.map(brief)).toEqual([[next.index, 'set', 'h/c', 3]]);
+  });
 
   it('refuses a bad fromIndex', async () => {
     const { leader } = await cluster();

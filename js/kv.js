@@ -234,6 +234,8 @@ function watch(core, opts) {
   }
   core.watchers.add(queue);
   core.syncWantApplied();
+  // From the first watch on, the node keeps what it applies: this one may resume later.
+  core.callSync((n) => n.keepHistory());
   // In the same turn as live changes are switched on (none is delivered before this turn
   // ends): the replay ends at `through`, and live changes are taken after it.
   if (fromIndex !== undefined) replayInto(core, queue, prefix, fromIndex);

@@ -28,6 +28,14 @@ pub struct NativeSince {
 
 #[napi]
 impl NativeRaftNode {
+    /// From now on this node keeps the changes it applies (a watch started: it may resume
+    /// from an index later).
+    #[napi]
+    pub fn keep_history(&self) -> std::result::Result<(), Thrown> {
+        self.handle().map_err(thrown)?.keep_history();
+        Ok(())
+    }
+
     /// The changes under `prefix` after index `from` that this node applied, or a resync
     /// when it no longer keeps them. Call it with applied events on, in the same turn as
     /// the watch starts listening to them.

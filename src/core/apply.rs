@@ -56,8 +56,10 @@ impl<S: LogStore> Core<S> {
                         }
                         continue;
                     }
-                    // Changes are listed for the history always, and for events when wanted.
+                    // Changes are listed for events when wanted, and for the history once a
+                    // watch asked for it.
                     let record = self.outbox.applied_wanted.load(Ordering::Relaxed);
+                    let listed = record || history.recording();
                     let ApplyResult {
                         op,
                         mut changes,
@@ -69,7 +71,7 @@ impl<S: LogStore> Core<S> {
                         no_session,
                         txn,
                         duplicate_of,
-                    } = kv.apply_entry(index, term, command, true);
+                    } = kv.apply_entry(index, term, command, listed);
                     if let Some((index, term)) = duplicate_of {
                         // A retry of a keyed write that applied before: it applied nothing
                         // (no event), and answers with the first one's result.
@@ -95,7 +97,7 @@ impl<S: LogStore> Core<S> {
                         }
                         continue;
                     }
-                    if !changes.is_empty() {
+                    if history.recording() && !changes.is_empty() {
                         let kept = if record {
                             changes.clone()
                         } else {

@@ -462,8 +462,15 @@ impl NodeHandle {
     /// changes to follow on with no gap.
     pub fn changes_since(&self, prefix: &str, from: u64) -> Since {
         let kv = self.inner.kv.read().recover();
-        let history = self.inner.history.lock().recover();
+        let mut history = self.inner.history.lock().recover();
+        history.keep();
         history.since(from, prefix, &kv)
+    }
+
+    /// Keeps the changes this node applies from now on, for watches from an index (a node
+    /// keeps none before its first watch: see [`crate::core::history`]).
+    pub fn keep_history(&self) {
+        self.inner.history.lock().recover().keep();
     }
 
     fn read_kv<T>(&self, read: impl FnOnce(&KvStore) -> T) -> T {
