@@ -200,11 +200,23 @@ describe('watch({ fromIndex })', () => {
     expect(again.map(brief)).toEqual([[next.index, 'set', 'h/c', 3]]);
   });
 
+  it('with recordChanges, a node keeps changes from its start: no watch needed before', async () => {
+    const { leader } = await cluster({ recordChanges: true });
+    const first = await leader.set('r/a', 1);
+    const second = await leader.set('r/b', 2);
+    const got = await collect(leader.watch({ prefix: 'r/', fromIndex: first.index - 1 }), (ch) => ch.key === 'r/b');
+    expect(got.map(brief)).toEqual([
+      [first.index, 'set', 'r/a', 1],
+      [second.index, 'set', 'r/b', 2],
+    ]);
+  });
+
   it('refuses a bad fromIndex', async () => {
     const { leader } = await cluster();
     expect(() => leader.watch({ fromIndex: -1 })).toThrow(RangeError);
     expect(() => leader.watch({ fromIndex: -1 })).toThrow(/opts\.fromIndex/);
     expect(() => leader.watch({ fromIndex: 1.5 })).toThrow(TypeError);
     expect(() => leader.watch({ fromIndex: '3' })).toThrow(TypeError);
+    await expect(createTestCluster({ size: 1, recordChanges: 'yes' })).rejects.toThrow(/options\.recordChanges must be a boolean/);
   });
 });

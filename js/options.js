@@ -7,7 +7,7 @@ const LOG_LEVELS = ['error', 'warn', 'info', 'debug', 'trace', 'off'];
 const KNOWN = new Set([
   'id', 'peers', 'listen', 'dataDir', 'join', 'clusterId', 'secret', 'tls', 'heartbeatMs',
   'electionTimeoutMs', 'preVote', 'checkQuorum', 'snapshotEvery', 'maxProposalBytes', 'maxPendingWrites',
-  'logLevel', 'logger', 'httpUrl', 'snapshotHooks', 'insecure',
+  'logLevel', 'logger', 'httpUrl', 'snapshotHooks', 'insecure', 'recordChanges',
 ]);
 
 function typeName(v) {
@@ -119,6 +119,7 @@ function validateOptions(options, internal = {}) {
     dataDir: o.dataDir === undefined ? undefined : require('node:path').resolve(o.dataDir),
     snapshotEvery: o.snapshotEvery,
     appSnapshots: o.snapshotHooks !== undefined,
+    recordChanges: o.recordChanges === undefined ? false : boolean('options.recordChanges', o.recordChanges),
     join: o.join === undefined ? false : boolean('options.join', o.join),
     secret: o.secret === undefined ? undefined : secret(o.secret),
     insecure: o.insecure === undefined ? false : boolean('options.insecure', o.insecure),

@@ -47,6 +47,9 @@ pub struct Config {
     /// bytes for each snapshot ([`crate::Event::SnapshotRequest`]); it is handed them back to
     /// restore from ([`crate::Event::Snapshot`] with `restore`).
     pub app_snapshots: bool,
+    /// Keep the changes applied for watches from an index from the start, not only from the
+    /// first watch on (see `core::history`: it costs write throughput).
+    pub record_changes: bool,
     /// Start empty and wait to be added to a running cluster (`peers` then only says where
     /// the members are, not who votes).
     pub join: bool,
@@ -170,6 +173,7 @@ impl Config {
             snapshot_every: DEFAULT_SNAPSHOT_EVERY,
             wal_segment_bytes: crate::limits::DEFAULT_SEGMENT_BYTES,
             app_snapshots: false,
+            record_changes: false,
             join: false,
             secret: None,
             tls: None,

@@ -55,6 +55,7 @@ pub struct NativeOptions {
     pub snapshot_every: Option<f64>,
     /// The JS side keeps a state machine of its own with snapshot hooks.
     pub app_snapshots: Option<bool>,
+    pub record_changes: Option<bool>,
     pub join: Option<bool>,
     /// The cluster's shared secret (peers must prove it).
     pub secret: Option<String>,
@@ -156,6 +157,7 @@ impl NativeRaftNode {
             config.snapshot_every = v as u64;
         }
         config.app_snapshots = options.app_snapshots.unwrap_or(false);
+        config.record_changes = options.record_changes.unwrap_or(false);
         config.join = options.join.unwrap_or(false);
         config.secret = options.secret.map(crate::config::Secret::new);
         config.insecure = options.insecure.unwrap_or(false);

@@ -217,9 +217,13 @@ impl<S: LogStore> Core<S> {
             name: config.name.clone(),
             id,
             kv,
-            history: Arc::new(std::sync::Mutex::new(history::ChangeHistory::starting_at(
-                snapshot_index,
-            ))),
+            history: Arc::new(std::sync::Mutex::new({
+                let mut history = history::ChangeHistory::starting_at(snapshot_index);
+                if config.record_changes {
+                    history.keep();
+                }
+                history
+            })),
             max_proposal_bytes: config.max_proposal_bytes,
             peers_authenticated: config.secret.is_some() || config.tls.is_some(),
             ids: RequestIds::new(id),
