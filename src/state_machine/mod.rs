@@ -266,23 +266,18 @@ impl KvStore {
             Command::Batch { ops } => {
                 result.op = OpKind::Batch;
                 for op in ops {
-                    match op {
-                        BatchOp::Set { key, value } => {
-                            self.put(at, &mut result.changes, key, Some(value.into_vec().into()))
-                        }
-                        BatchOp::Delete { key } => self.put(at, &mut result.changes, key, None),
+                    // Its key, new value (none: delete) and owning session.
+                    let (key, value, session) = match op {
+                        BatchOp::Set { key, value } => (key, Some(value), None),
+                        BatchOp::Delete { key } => (key, None, None),
                         BatchOp::SetEphemeral {
                             key,
                             value,
                             session,
-                        } => self.put_in(
-                            Some(session),
-                            at,
-                            &mut result.changes,
-                            key,
-                            Some(value.into_vec().into()),
-                        ),
+                        } => (key, Some(value), Some(session)),
                     };
+                    let value = value.map(|v| v.into_vec().into());
+                    self.put_in(session, at, &mut result.changes, key, value);
                 }
             }
             Command::SetEphemeral {

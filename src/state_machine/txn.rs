@@ -166,30 +166,24 @@ impl KvStore {
         }
         let mut results = Vec::with_capacity(ops.len());
         for op in ops {
-            let changes = &mut result.changes;
-            let existed = match op {
+            // A write: its key, new value (none: delete) and owning session.
+            let (key, value, session) = match op {
                 TxnOp::Get { key } => {
                     results.push(TxnOpResult::Read(self.map.get(&key).cloned()));
                     continue;
                 }
-                TxnOp::Set { key, value } => {
-                    self.put(at, changes, key, Some(value.into_vec().into()))
-                }
+                TxnOp::Set { key, value } => (key, Some(value), None),
                 TxnOp::SetEphemeral {
                     key,
                     value,
                     session,
-                } => self.put_in(
-                    Some(session),
-                    at,
-                    changes,
-                    key,
-                    Some(value.into_vec().into()),
-                ),
-                TxnOp::Delete { key } => self.put(at, changes, key, None),
+                } => (key, Some(value), Some(session)),
+                TxnOp::Delete { key } => (key, None, None),
             };
+            let value = value.map(|v| v.into_vec().into());
+            let prev = self.put_in(session, at, &mut result.changes, key, value);
             results.push(TxnOpResult::Written {
-                existed: existed.is_some(),
+                existed: prev.is_some(),
             });
         }
         result.ok = succeeded;
