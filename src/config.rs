@@ -53,6 +53,9 @@ pub struct Config {
     /// Start empty and wait to be added to a running cluster (`peers` then only says where
     /// the members are, not who votes).
     pub join: bool,
+    /// Restart this member, from its data, as the only member of a new cluster (recovery
+    /// from a lost quorum; see `operations::recovery`). Needs `data_dir`.
+    pub force_new_cluster: bool,
     /// Peers must prove this shared secret in the handshake (and this node proves it to
     /// them); `None` accepts any peer that names a member.
     pub secret: Option<Secret>,
@@ -175,6 +178,7 @@ impl Config {
             app_snapshots: false,
             record_changes: false,
             join: false,
+            force_new_cluster: false,
             secret: None,
             tls: None,
             insecure: false,
@@ -238,6 +242,18 @@ impl Config {
             return Err(invalid(
                 "peers",
                 "a node that joins needs the names and URLs of the members it joins",
+            ));
+        }
+        if self.force_new_cluster && self.data_dir.is_none() {
+            return Err(invalid(
+                "force_new_cluster",
+                "needs data_dir: it restarts a member from the data it kept",
+            ));
+        }
+        if self.force_new_cluster && self.join {
+            return Err(invalid(
+                "force_new_cluster",
+                "cannot be combined with join: it starts a new cluster of this member alone",
             ));
         }
         if let Some(listen) = &self.listen {

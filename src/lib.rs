@@ -27,6 +27,7 @@
 mod binding;
 pub mod core;
 pub mod logging;
+pub mod operations;
 mod runtime;
 pub mod state_machine;
 pub mod storage;

@@ -39,3 +39,25 @@ impl MemberInfo {
         rmp_serde::from_slice(bytes).ok()
     }
 }
+
+/// The conf change an entry carries, as a `ConfChangeV2` (a V1 change is one single change).
+pub fn decode_conf_change(
+    entry: &raft::eraftpb::Entry,
+) -> std::result::Result<raft::eraftpb::ConfChangeV2, String> {
+    use prost::Message as _;
+    use raft::eraftpb::{ConfChange, ConfChangeSingle, ConfChangeV2, EntryType};
+    let data = entry.data.as_slice();
+    if entry.get_entry_type() == EntryType::EntryConfChangeV2 {
+        return ConfChangeV2::decode(data).map_err(|e| e.to_string());
+    }
+    ConfChange::decode(data)
+        .map(|cc| ConfChangeV2 {
+            changes: vec![ConfChangeSingle {
+                change_type: cc.change_type,
+                node_id: cc.node_id,
+            }],
+            context: cc.context,
+            ..Default::default()
+        })
+        .map_err(|e| e.to_string())
+}

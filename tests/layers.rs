@@ -12,6 +12,7 @@ const RANKS: &[(&str, u8)] = &[
     ("binding", 6),
     ("runtime", 5),
     ("core", 4),
+    ("operations", 4),
     ("transport", 4),
     ("state_machine", 3),
     ("storage", 3),

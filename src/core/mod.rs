@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use raft::eraftpb::{ConfChange, ConfChangeV2, Entry, EntryType, Message, MessageType, Snapshot};
+use raft::eraftpb::{ConfChangeV2, Entry, EntryType, Message, MessageType, Snapshot};
 use raft::{RawNode, ReadState, StateRole, INVALID_ID};
 
 use crate::config::Config;
@@ -32,7 +32,7 @@ use crate::core::snapshots::{SnapshotJob, SnapshotPoint};
 use crate::error::{Error, Result};
 use crate::ids::raft_id;
 use crate::ids::validate_name;
-use crate::membership::{MemberInfo, MembershipChange};
+use crate::membership::{decode_conf_change, MemberInfo, MembershipChange};
 use crate::state_machine::{ApplyResult, Command, KvStore, SnapshotData};
 use crate::storage::LogStore;
 use crate::sync::Recover;
@@ -428,25 +428,6 @@ impl<S: LogStore> Core<S> {
     pub fn has_ready(&self) -> bool {
         self.reads.has_unsent() || self.can_propose_parked() || self.raw.has_ready()
     }
-}
-
-/// The conf change an entry carries (a V1 change is read as the single change it is).
-fn decode_conf_change(entry: &Entry) -> std::result::Result<ConfChangeV2, String> {
-    use prost::Message as _;
-    let data = entry.data.as_slice();
-    if entry.get_entry_type() == EntryType::EntryConfChangeV2 {
-        return ConfChangeV2::decode(data).map_err(|e| e.to_string());
-    }
-    ConfChange::decode(data)
-        .map(|cc| ConfChangeV2 {
-            changes: vec![raft::eraftpb::ConfChangeSingle {
-                change_type: cc.change_type,
-                node_id: cc.node_id,
-            }],
-            context: cc.context,
-            ..Default::default()
-        })
-        .map_err(|e| e.to_string())
 }
 
 /// The entry that stands in the log for a membership change the leader refused.

@@ -136,6 +136,27 @@ impl<S: LogStore> Core<S> {
         Ok(())
     }
 
+    /// The state at the applied index, for a backup (`operations::backup`). A node whose
+    /// application keeps a state machine of its own is refused: its backup would lack that.
+    pub fn capture(&self) -> Result<SnapshotPoint> {
+        if self.snapshots.app {
+            return Err(Error::Invalid(
+                "backup covers the built-in key-value state, and this node's application keeps \
+                 a state machine of its own (snapshot hooks): back that up with the application"
+                    .into(),
+            ));
+        }
+        let index = self.raw.raft.raft_log.applied;
+        Ok(SnapshotPoint {
+            index,
+            term: self.raw.raft.raft_log.term(index).unwrap_or(0),
+            conf_state: self.raw.raft.prs().conf().to_conf_state(),
+            kv: self.kv.read().recover().clone(),
+            members: self.directory.urls_of_members(),
+            conf_epoch: self.directory.conf_epoch,
+        })
+    }
+
     /// The application's bytes for the snapshot point `index`.
     pub fn provide_app_snapshot(&mut self, index: u64, app: Vec<u8>) {
         match self.snapshots.pending.take() {

@@ -61,6 +61,10 @@ pub(crate) enum Request {
         change: crate::membership::MembershipChange,
         waiter: Waiter<WriteOutcome>,
     },
+    /// The state at the applied index, for a backup.
+    Capture {
+        reply: Reply<crate::core::snapshots::SnapshotPoint>,
+    },
     /// Blocks the driver, as a disk stalled in fsync would (tests).
     Stall(Duration),
     /// Fails the driver's turn as a broken disk or an engine bug would (tests).
@@ -77,6 +81,7 @@ impl Request {
             }
             Request::ReadIndex { waiter, .. } => waiter.send(Err(error)),
             Request::Transfer { reply, .. } => reply.send(Err(error)),
+            Request::Capture { reply } => reply.send(Err(error)),
             Request::Stop { .. }
             | Request::AppSnapshot { .. }
             | Request::Stall(_)
@@ -344,6 +349,7 @@ impl<S: LogStore> Driver<S> {
                         } => self.core.propose(command, forward, waiter),
                         Request::ReadIndex { waiter, lease } => self.core.read_index(waiter, lease),
                         Request::Transfer { to, reply } => self.core.transfer_leader(to, reply),
+                        Request::Capture { reply } => reply.send(self.core.capture()),
                         Request::Stop { reply } => stop = Some(reply),
                         Request::Stall(pause) => stall(pause),
                         Request::Fault(InjectedFault::Storage) => {

@@ -68,8 +68,15 @@ async fn start_logged(config: Config) -> Result<Node> {
                 emulate_power_loss: config.emulate_power_loss,
             };
             let log = logging::current();
+            let (name, force) = (config.name.clone(), config.force_new_cluster);
             let store = tokio::task::spawn_blocking(move || {
-                logging::within_sync(log, || DiskStorage::open(&dir, bootstrap, wal))
+                logging::within_sync(log, || {
+                    let mut store = DiskStorage::open(&dir, &name, bootstrap, wal)?;
+                    if force {
+                        force_new_cluster(&mut store, &name)?;
+                    }
+                    Ok::<_, Error>(store)
+                })
             })
             .await
             .map_err(|e| Error::Storage(format!("recovery failed: {e}")))??;
@@ -169,4 +176,27 @@ impl Node {
     pub async fn kill(self) {
         self.stop().await;
     }
+}
+
+/// Rewrites the log of `store` so that member `name` starts as a one-member cluster, saying
+/// so loudly: the other members' data no longer counts.
+fn force_new_cluster(store: &mut DiskStorage, name: &str) -> Result<()> {
+    match crate::operations::recovery::force_new_cluster(store, name)? {
+        Some(done) => tracing::warn!(
+            removed = ?done.removed,
+            dropped = done.dropped,
+            commit = done.commit,
+            "forceNewCluster: {name} now starts as the only member of a new cluster, from its \
+             data up to index {}; removed {:?}; dropped {} uncommitted entries. Add members \
+             back with addMember, and start without forceNewCluster from now on",
+            done.commit,
+            done.removed,
+            done.dropped
+        ),
+        None => tracing::warn!(
+            "forceNewCluster: {name} is already the only member; nothing to do (start without \
+             forceNewCluster)"
+        ),
+    }
+    Ok(())
 }

@@ -140,10 +140,12 @@ pub struct DiskStorage {
 }
 
 impl DiskStorage {
-    /// Opens (or creates) the data directory; a new one starts from `bootstrap` (none for a
+    /// Opens (or creates) the data directory of the member `owner` (empty for a tool that
+    /// reads any member's; see [`super::meta`]); a new one starts from `bootstrap` (none for a
     /// node that joins a running cluster).
     pub fn open(
         dir: &Path,
+        owner: &str,
         bootstrap: super::Bootstrap,
         wal: super::WalOptions,
     ) -> Result<DiskStorage> {
@@ -157,6 +159,7 @@ impl DiskStorage {
             fs::create_dir_all(d).map_err(|e| storage_error("cannot create", d, e))?;
         }
         let lock = lock_dir(dir)?;
+        super::meta::claim(dir, owner)?;
         let snapshot = load_newest_snapshot(&snap_dir)?;
         let fresh = snapshot.get_metadata().index == 0 && list_segments(&wal_dir)?.is_empty();
         let snap_index = snapshot.get_metadata().index;

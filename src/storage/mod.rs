@@ -57,6 +57,7 @@ macro_rules! mirrored_storage {
 }
 
 mod disk;
+pub mod meta;
 mod wal;
 
 #[cfg(test)]

@@ -1,0 +1,117 @@
+//! Recovery from a lost quorum: one survivor restarts as the only member of a new cluster,
+//! keeping its data (etcd's `--force-new-cluster`).
+//!
+//! The survivor's log is rewritten before the node starts:
+//! 1. entries after the commit index are dropped (they were never acknowledged);
+//! 2. membership changes are appended at the commit index and marked committed: leave a
+//!    half-done (joint) change, make this member a voter, then remove every other member;
+//! 3. raft applies them on start as it applies any committed entry, so the configuration is
+//!    this member alone, which elects itself. Others are then added back with `addMember`
+//!    (each started with `join` and an empty data directory).
+//!
+//! Running it on a directory that already is a one-member cluster of this member writes
+//! nothing: an option left on by mistake does no harm on the next start. The entries have no
+//! epoch (see [`MemberInfo`]), so they apply whatever the epoch.
+
+use prost::Message as _;
+use raft::eraftpb::{ConfChangeSingle, ConfChangeType, ConfChangeV2, Entry, EntryType, HardState};
+
+use super::replay::state_at_commit;
+use crate::error::Result;
+use crate::ids::raft_id;
+use crate::membership::MemberInfo;
+use crate::storage::LogStore;
+
+/// What [`force_new_cluster`] did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Recovered {
+    /// Members removed from the configuration.
+    pub removed: Vec<String>,
+    /// Entries after the commit index that were dropped.
+    pub dropped: u64,
+    /// The commit index the new cluster starts from (after the appended changes).
+    pub commit: u64,
+}
+
+/// Rewrites `store`, the log of member `name`, so that it starts as a one-member cluster;
+/// `None` when it is one already (nothing is written).
+pub fn force_new_cluster<S: LogStore>(store: &mut S, name: &str) -> Result<Option<Recovered>> {
+    let state = state_at_commit(store)?;
+    let me = raft_id(name);
+    let cs = &state.conf_state;
+    let joint = !cs.voters_outgoing.is_empty();
+    let others: Vec<u64> = {
+        let mut ids: Vec<u64> = cs
+            .voters
+            .iter()
+            .chain(&cs.voters_outgoing)
+            .chain(&cs.learners)
+            .chain(&cs.learners_next)
+            .copied()
+            .filter(|&id| id != me)
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        ids
+    };
+    let voter = cs.voters.contains(&me) && !joint;
+    if others.is_empty() && voter {
+        return Ok(None);
+    }
+    let name_of = |id: u64| {
+        state
+            .names
+            .get(&id)
+            .map_or_else(|| format!("#{id:016x}"), |(name, _)| name.clone())
+    };
+    let single = |kind: ConfChangeType, id: u64, name: String| ConfChangeV2 {
+        changes: vec![ConfChangeSingle {
+            change_type: kind as i32,
+            node_id: id,
+        }],
+        context: MemberInfo {
+            name,
+            url: String::new(),
+            epoch: None,
+        }
+        .encode(),
+        ..Default::default()
+    };
+    let mut changes = Vec::new();
+    if joint {
+        // An empty change leaves the joint configuration.
+        changes.push(ConfChangeV2::default());
+    }
+    changes.push(single(ConfChangeType::AddNode, me, name.to_string()));
+    changes.extend(
+        others
+            .iter()
+            .map(|&id| single(ConfChangeType::RemoveNode, id, name_of(id))),
+    );
+    // A term of its own: nothing the old cluster did in a term can be confused with the new
+    // cluster's entries.
+    let term = state.hard_state.term.max(state.applied_term) + 1;
+    let entries: Vec<Entry> = changes
+        .iter()
+        .enumerate()
+        .map(|(i, change)| Entry {
+            entry_type: EntryType::EntryConfChangeV2 as i32,
+            term,
+            index: state.applied + 1 + i as u64,
+            data: change.encode_to_vec(),
+            ..Default::default()
+        })
+        .collect();
+    let commit = state.applied + entries.len() as u64;
+    let hard_state = HardState {
+        term,
+        vote: 0,
+        commit,
+    };
+    store.persist(None, &entries, Some(&hard_state))?;
+    Ok(Some(Recovered {
+        removed: others.iter().map(|&id| name_of(id)).collect(),
+        dropped: state.last_index.saturating_sub(state.applied),
+        commit,
+    }))
+}
