@@ -65,6 +65,13 @@ export interface RaftNodeOptions {
    * least one member other than this node (else TypeError).
    */
   join?: boolean;
+  /**
+   * Recovery from a lost quorum: restart this member, from the data in `dataDir`, as the
+   * only member of a new cluster (entries it had not seen committed are dropped; a loud
+   * warning says what was removed). Add the others back with `addMember`. Needs `dataDir`;
+   * not with `join`. Left on, later starts do nothing more.
+   */
+  forceNewCluster?: boolean;
   /** Default 'raftline'; peers of another cluster are refused at the handshake. */
   clusterId?: string;
   /**
@@ -309,6 +316,26 @@ export interface ReadOptions {
 export type BatchOp = { op: 'set'; key: string; value: Value; session?: Session } | { op: 'delete'; key: string };
 
 /** A key's value with its revisions (log indexes: the same on every member). */
+/** What `backup()` wrote. */
+export interface BackupResult {
+  /** The log index the state is at (every write acknowledged before the call is in it). */
+  index: number;
+  term: number;
+  /** Size of the backup file. */
+  bytes: number;
+  /** Hex SHA-256 of the file's bytes (as `sha256sum` prints it). */
+  sha256: string;
+}
+
+export interface RestoreOptions {
+  /** A new (absent or empty) data directory for this member. */
+  dataDir: string;
+  /** This member's name; it must be one of `peers`. */
+  id: string;
+  /** Every member of the new cluster, name -> ws:// or wss:// URL (the same on each member). */
+  peers: Record<string, string>;
+}
+
 export interface KeyEntry<T = unknown> {
   value: T;
   /** Index of the entry that created the key (a key deleted and set again starts over). */
@@ -584,6 +611,22 @@ export declare class RaftNode extends EventEmitter<RaftNodeEvents> {
    * ERR_WATCH_OVERFLOW, watch again from its `lastIndex`.
    */
   watch(opts: WatchOptions & { fromIndex: number }): AsyncIterableIterator<ChangeEvent | ResyncEvent>;
+  // Operations: backup and restore
+  /**
+   * Writes a backup of the replicated state (keys with revisions, sessions, locks, ephemeral
+   * keys, idempotency records, members) at a linearizable index, from any member: to a file
+   * (written to a temporary file, fsynced, renamed) or to a stream (which is ended). The file
+   * ends with a SHA-256 of its content, which `RaftNode.restore` checks. A node with
+   * `snapshotHooks` is refused (ERR_INVALID): its application's state is not in it.
+   */
+  backup(dest: string | NodeJS.WritableStream, opts?: { timeoutMs?: number; signal?: AbortSignal }): Promise<BackupResult>;
+  /**
+   * Seeds a new data directory from a backup (a file path, or its bytes), for member `id` of
+   * a new cluster of `peers`: every member restores the same backup with the same `peers`,
+   * then starts with that `dataDir`. A corrupt, cut or unknown backup is refused
+   * (ERR_INVALID) before anything is written; so is a `dataDir` that holds files.
+   */
+  static restore(backup: string | Uint8Array, opts: RestoreOptions): Promise<void>;
   // Coordination: sessions and locks
   /**
    * Opens a session that this node keeps alive with keepalive entries (`ttlMs` default 10 s,

@@ -68,6 +68,12 @@ describe('the packed package', () => {
     expect(() => run('sh', ['-c', 'command -v cargo || command -v protoc'], { env })).toThrow();
   });
 
+  it('installs the operators\' command line: `npx raftline` runs it', () => {
+    const npx = path.join(app, 'node_modules', '.bin', 'raftline');
+    expect(fs.existsSync(npx)).toBe(true);
+    expect(run(npx, ['help'], { cwd: app, env })).toMatch(/raftline inspect <dataDir>/);
+  });
+
   it('loads with require and import, and its types compile under node10, node16, nodenext and bundler', () => {
     const cjs = run('node', ['-e', "const r = require('raftline'); const t = require('raftline/testing'); const e = require('raftline/express'); console.log(typeof r.RaftNode, typeof t.createTestCluster, typeof e.leaderOnly)"], { cwd: app, env });
     expect(cjs.trim()).toBe('function function function');

@@ -56,6 +56,18 @@ export async function typed(): Promise<void> {
   // @ts-expect-error the key is a string
   await node.set('k', 1, { idempotencyKey: 7 });
   void [dup, txnDup];
+  // Backups and restore.
+  const backup = await node.backup('/backups/state.backup', { timeoutMs: 10_000 });
+  const digest: string = backup.sha256;
+  const size: number = backup.bytes + backup.index + backup.term;
+  await node.backup(process.stdout);
+  // @ts-expect-error a destination is a path or a stream
+  await node.backup(42);
+  await RaftNode.restore('/backups/state.backup', { dataDir: '/data/a', id: 'a', peers: { a: 'ws://a:7000' } });
+  // @ts-expect-error restore needs the new cluster's members
+  await RaftNode.restore('/backups/state.backup', { dataDir: '/data/a', id: 'a' });
+  void new RaftNode({ id: 'a', dataDir: '/data/a', forceNewCluster: true });
+  void [digest, size];
   for await (const change of node.watch({ prefix: 'k' })) {
     const op: 'set' | 'delete' = change.op;
     void op;

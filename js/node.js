@@ -16,6 +16,7 @@ const { txn } = require('./txn.js');
 const membership = require('./membership.js');
 const leadership = require('./leadership.js');
 const coordination = require('./coordination.js');
+const operations = require('./operations.js');
 const { metricsJson, prometheusText } = require('./metrics.js');
 
 // Test clusters build nodes whose peer URLs are learnt after start (ephemeral ports).
@@ -345,6 +346,16 @@ class RaftNode extends EventEmitter {
 
   watch(opts) {
     return kv.watch(this.#core, opts);
+  }
+
+  // ---- operations ----------------------------------------------------------------------------
+
+  backup(dest, opts) {
+    return operations.backup(this.#core, dest, opts);
+  }
+
+  static restore(backup, opts) {
+    return operations.restore(backup, opts);
   }
 }
 

@@ -7,7 +7,7 @@ const LOG_LEVELS = ['error', 'warn', 'info', 'debug', 'trace', 'off'];
 const KNOWN = new Set([
   'id', 'peers', 'listen', 'dataDir', 'join', 'clusterId', 'secret', 'tls', 'heartbeatMs',
   'electionTimeoutMs', 'preVote', 'checkQuorum', 'snapshotEvery', 'maxProposalBytes', 'maxPendingWrites',
-  'logLevel', 'logger', 'httpUrl', 'snapshotHooks', 'insecure', 'recordChanges',
+  'logLevel', 'logger', 'httpUrl', 'snapshotHooks', 'insecure', 'recordChanges', 'forceNewCluster',
 ]);
 
 function typeName(v) {
@@ -42,6 +42,28 @@ function hostPort(name, v) {
 }
 
 /**
+ * A map of member name -> ws:// or wss:// URL (with `allowEmpty`, '' for a URL learnt later).
+ * @param {string} name
+ * @param {unknown} v
+ * @returns {Record<string, string>}
+ */
+function peerUrls(name, v, allowEmpty = false) {
+  if (v === null || typeof v !== 'object' || Array.isArray(v)) {
+    throw new TypeError(`${name} must be an object of name -> ws:// URL, got ${typeName(v)}`);
+  }
+  /** @type {Record<string, string>} */
+  const peers = {};
+  for (const [member, url] of Object.entries(v)) {
+    memberName(`${name} key ${JSON.stringify(member)}`, member);
+    if (typeof url !== 'string' || !(WS_URL.test(url) || (allowEmpty && url === ''))) {
+      throw new TypeError(`${name}[${JSON.stringify(member)}] must be a ws:// or wss:// URL, got ${JSON.stringify(url)}`);
+    }
+    peers[member] = url;
+  }
+  return peers;
+}
+
+/**
  * Checks user options; returns what the binding takes plus the timing the JS layer uses.
  * @param {unknown} options
  * @param {{ allowUnknownUrls?: boolean }} internal
@@ -56,20 +78,7 @@ function validateOptions(options, internal = {}) {
   // Checked field by field below, against what index.d.ts's RaftNodeOptions says.
   const o = /** @type {Record<string, any>} */ (options);
   const id = memberName('options.id', o.id);
-  /** @type {Record<string, string>} */
-  const peers = {};
-  if (o.peers !== undefined) {
-    if (o.peers === null || typeof o.peers !== 'object' || Array.isArray(o.peers)) {
-      throw new TypeError(`options.peers must be an object of name -> ws:// URL, got ${typeName(o.peers)}`);
-    }
-    for (const [name, url] of Object.entries(o.peers)) {
-      memberName(`options.peers key ${JSON.stringify(name)}`, name);
-      if (typeof url !== 'string' || !(WS_URL.test(url) || (internal.allowUnknownUrls && url === ''))) {
-        throw new TypeError(`options.peers[${JSON.stringify(name)}] must be a ws:// or wss:// URL, got ${JSON.stringify(url)}`);
-      }
-      peers[name] = url;
-    }
-  }
+  const peers = o.peers === undefined ? {} : peerUrls('options.peers', o.peers, internal.allowUnknownUrls);
   const heartbeatMs = o.heartbeatMs === undefined ? 50 : integer('options.heartbeatMs', o.heartbeatMs, 1, 60_000);
   const electionTimeoutMs =
     o.electionTimeoutMs === undefined ? Math.max(150, heartbeatMs * 3) : integer('options.electionTimeoutMs', o.electionTimeoutMs, 2, 600_000);
@@ -121,6 +130,7 @@ function validateOptions(options, internal = {}) {
     appSnapshots: o.snapshotHooks !== undefined,
     recordChanges: o.recordChanges === undefined ? false : boolean('options.recordChanges', o.recordChanges),
     join: o.join === undefined ? false : boolean('options.join', o.join),
+    forceNewCluster: o.forceNewCluster === undefined ? false : boolean('options.forceNewCluster', o.forceNewCluster),
     secret: o.secret === undefined ? undefined : secret(o.secret),
     insecure: o.insecure === undefined ? false : boolean('options.insecure', o.insecure),
     emulatePowerLoss: false,
@@ -131,6 +141,12 @@ function validateOptions(options, internal = {}) {
     if (url !== null && url !== '' && !url.startsWith(scheme)) {
       throw new TypeError(`options.peers.${name} must be a ${scheme} URL ${o.tls === undefined ? '(wss:// needs options.tls)' : 'with options.tls'}, got ${JSON.stringify(url)}`);
     }
+  }
+  if (native.forceNewCluster && native.dataDir === undefined) {
+    throw new TypeError('options.forceNewCluster needs options.dataDir: it restarts a member from the data it kept');
+  }
+  if (native.forceNewCluster && native.join) {
+    throw new TypeError('options.forceNewCluster cannot be combined with options.join: it starts a new cluster of this member alone');
   }
   if (native.join && !Object.keys(peers).some((name) => name !== id)) {
     throw new TypeError('options.peers must name the members to join (with their URLs) when options.join is true');
@@ -216,4 +232,4 @@ function opts(v, name = 'opts') {
   return v;
 }
 
-module.exports = { validateOptions, key, prefix, idempotencyKey, wellFormed, timeout, signal, opts, integer, boolean, memberName, typeName };
+module.exports = { validateOptions, peerUrls, key, prefix, idempotencyKey, wellFormed, timeout, signal, opts, integer, boolean, memberName, typeName };

@@ -176,7 +176,17 @@ async fn a_survivor_of_a_lost_quorum_restarts_alone_with_its_data_and_grows_back
     let dir = TempDir::new("force-new-cluster");
     let mut cluster = Cluster::start(3, durable(&dir)).await;
     cluster.wait_for_leader().await;
-    // Phase 1: acknowledged writes, some past a snapshot.
+    // Phase 1: acknowledged writes, some past a snapshot, with the survivor-to-be leading
+    // (a leader records its commit index lazily: recovery must not lean on it).
+    let leader = cluster.wait_for_leader().await;
+    if leader != "n1" {
+        cluster
+            .node(&leader)
+            .transfer_leadership(Some("n1"), DEADLINE)
+            .await
+            .unwrap();
+        cluster.wait_for_leader_among(&["n1", "n2", "n3"]).await;
+    }
     let mut acked = Vec::new();
     for i in 0..700u32 {
         let node = cluster.node(&cluster.names[i as usize % 3]).clone();

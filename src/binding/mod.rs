@@ -5,7 +5,7 @@
 //! One file per engine concept, each a `#[napi] impl NativeRaftNode` block: this one the
 //! node's life (options, start, status, stop), `batch` the writes and reads that cross in
 //! batches, `kv` the rest of the key-value methods, `membership` the members and leadership,
-//! `faults` the test hooks; `events`, `errors` and `convert` the shapes values take on their
+//! `operations` backups, restore and stopped data directories, `faults` the test hooks; `events`, `errors` and `convert` the shapes values take on their
 //! way to JS.
 
 mod allocator;
@@ -18,6 +18,7 @@ mod faults;
 mod kv;
 mod logging;
 mod membership;
+mod operations;
 mod txn;
 mod watch;
 
@@ -57,6 +58,8 @@ pub struct NativeOptions {
     pub app_snapshots: Option<bool>,
     pub record_changes: Option<bool>,
     pub join: Option<bool>,
+    /// Restart as the only member of a new cluster, keeping the data (lost quorum).
+    pub force_new_cluster: Option<bool>,
     /// The cluster's shared secret (peers must prove it).
     pub secret: Option<String>,
     /// The peer network is trusted: no secret or TLS needed beyond loopback.
@@ -159,6 +162,7 @@ impl NativeRaftNode {
         config.app_snapshots = options.app_snapshots.unwrap_or(false);
         config.record_changes = options.record_changes.unwrap_or(false);
         config.join = options.join.unwrap_or(false);
+        config.force_new_cluster = options.force_new_cluster.unwrap_or(false);
         config.secret = options.secret.map(crate::config::Secret::new);
         config.insecure = options.insecure.unwrap_or(false);
         config.emulate_power_loss = options.emulate_power_loss.unwrap_or(false);

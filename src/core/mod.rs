@@ -154,6 +154,15 @@ fn flush_applied(applied: &mut Vec<AppliedEntry>, events: &mut Vec<Event>) {
 }
 
 impl<S: LogStore> Core<S> {
+    /// Records the commit index durably. Commit indexes learnt from a light ready are kept in
+    /// memory only (a lost one is learnt again from the leader), so a leader's stored one
+    /// lags; a node that stops cleanly records it, so that what its directory says is
+    /// committed (`operations::replay`, a backup of the stopped member) is up to date.
+    pub fn record_commit(&mut self) -> Result<()> {
+        let hard_state = self.raw.raft.hard_state();
+        self.raw.mut_store().persist(None, &[], Some(&hard_state))
+    }
+
     /// A core for `config` over `store`, sharing its key-value state through `kv`.
     pub fn new(config: &Config, store: S, kv: Arc<RwLock<KvStore>>) -> Result<Self> {
         let id = raft_id(&config.name);

@@ -2,8 +2,11 @@
 //! keeping its data (etcd's `--force-new-cluster`).
 //!
 //! The survivor's log is rewritten before the node starts:
-//! 1. entries after the commit index are dropped (they were never acknowledged);
-//! 2. membership changes are appended at the commit index and marked committed: leave a
+//! 1. every entry it holds is kept, committed or not. The commit index it recorded may lag
+//!    what was committed (a leader records its own commits lazily) and an acknowledged
+//!    write it holds must not be lost; an entry that never committed takes effect as a
+//!    timed-out write may;
+//! 2. membership changes are appended after its last entry and marked committed: leave a
 //!    half-done (joint) change, make this member a voter, then remove every other member;
 //! 3. raft applies them on start as it applies any committed entry, so the configuration is
 //!    this member alone, which elects itself. Others are then added back with `addMember`
@@ -16,7 +19,7 @@
 use prost::Message as _;
 use raft::eraftpb::{ConfChangeSingle, ConfChangeType, ConfChangeV2, Entry, EntryType, HardState};
 
-use super::replay::state_at_commit;
+use super::replay::{state_at, Upto};
 use crate::error::Result;
 use crate::ids::raft_id;
 use crate::membership::MemberInfo;
@@ -27,8 +30,8 @@ use crate::storage::LogStore;
 pub struct Recovered {
     /// Members removed from the configuration.
     pub removed: Vec<String>,
-    /// Entries after the commit index that were dropped.
-    pub dropped: u64,
+    /// Entries past the commit index the survivor had recorded, kept as committed.
+    pub uncommitted: u64,
     /// The commit index the new cluster starts from (after the appended changes).
     pub commit: u64,
 }
@@ -36,7 +39,7 @@ pub struct Recovered {
 /// Rewrites `store`, the log of member `name`, so that it starts as a one-member cluster;
 /// `None` when it is one already (nothing is written).
 pub fn force_new_cluster<S: LogStore>(store: &mut S, name: &str) -> Result<Option<Recovered>> {
-    let state = state_at_commit(store)?;
+    let state = state_at(store, Upto::Last)?;
     let me = raft_id(name);
     let cs = &state.conf_state;
     let joint = !cs.voters_outgoing.is_empty();
@@ -111,7 +114,7 @@ pub fn force_new_cluster<S: LogStore>(store: &mut S, name: &str) -> Result<Optio
     store.persist(None, &entries, Some(&hard_state))?;
     Ok(Some(Recovered {
         removed: others.iter().map(|&id| name_of(id)).collect(),
-        dropped: state.last_index.saturating_sub(state.applied),
+        uncommitted: state.last_index.saturating_sub(state.hard_state.commit),
         commit,
     }))
 }

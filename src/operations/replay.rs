@@ -26,7 +26,7 @@ pub struct DirState {
     pub last_index: u64,
     /// The newest snapshot: index, term and size of its state.
     pub snapshot: Option<(u64, u64, usize)>,
-    /// The index and term the state below is at (the commit index).
+    /// The index and term the state below is at.
     pub applied: u64,
     pub applied_term: u64,
     /// The configuration at `applied` (joint while a change is half done).
@@ -84,8 +84,23 @@ impl DirState {
     }
 }
 
+/// How far [`state_at`] applies the log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Upto {
+    /// The commit index the store recorded (up to date after a clean stop; after a crash, it
+    /// may lag what was committed).
+    Commit,
+    /// Every entry the store holds, committed or not.
+    Last,
+}
+
 /// Rebuilds the state of `store` at its commit index.
 pub fn state_at_commit<S: LogStore>(store: &S) -> Result<DirState> {
+    state_at(store, Upto::Commit)
+}
+
+/// Rebuilds the state of `store` with its log applied as far as `upto` says.
+pub fn state_at<S: LogStore>(store: &S, upto: Upto) -> Result<DirState> {
     let storage_error = |e: raft::Error| Error::Storage(e.to_string());
     let initial = store.initial_state().map_err(storage_error)?;
     let hard_state = initial.hard_state;
@@ -129,7 +144,10 @@ pub fn state_at_commit<S: LogStore>(store: &S) -> Result<DirState> {
     let logger = slog::Logger::root(slog::Discard, slog::o!());
     let mut tracker = raft::Raft::new(&config, mem, &logger)
         .map_err(|e| Error::Storage(format!("cannot read the configuration: {e}")))?;
-    let commit = hard_state.commit.min(state.last_index);
+    let commit = match upto {
+        Upto::Commit => hard_state.commit.min(state.last_index),
+        Upto::Last => state.last_index,
+    };
     let mut next = state.applied + 1;
     while next <= commit {
         let high = (next + CHUNK).min(commit + 1);
@@ -181,5 +199,36 @@ fn apply(state: &mut DirState, tracker: &mut raft::Raft<MemStorage>, entry: Entr
                 state.conf_epoch = entry.index;
             }
         }
+    }
+}
+
+/// Opens the data directory of a stopped member (refused while a node runs on it, or when
+/// `dir` is not a data directory) and rebuilds its state at the commit index.
+pub fn read_stopped(
+    dir: &std::path::Path,
+) -> Result<(crate::storage::meta::DataDirMeta, DirState)> {
+    if !dir.join("wal").is_dir() {
+        return Err(Error::Invalid(format!(
+            "{} is not a raftline data directory (it has no wal/)",
+            dir.display()
+        )));
+    }
+    let wal = crate::storage::WalOptions {
+        segment_bytes: crate::storage::DEFAULT_SEGMENT_BYTES,
+        emulate_power_loss: false,
+    };
+    let store = crate::storage::DiskStorage::open(dir, "", None, wal)?;
+    let meta = crate::storage::meta::claim(dir, "")?;
+    let state = state_at_commit(&store)?;
+    Ok((meta, state))
+}
+
+/// A backup of `state` (what a running member's backup at the same index holds).
+pub fn backup_of(state: &DirState) -> super::Backup {
+    super::Backup {
+        index: state.applied,
+        term: state.applied_term,
+        conf_state: state.conf_state.clone(),
+        data: state.snapshot_data(),
     }
 }

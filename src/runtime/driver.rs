@@ -179,6 +179,7 @@ impl<S: LogStore> Driver<S> {
         let mut ticker = tokio::time::interval(self.tick);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut stop_reply = None;
+        let mut failed = false;
         // The lease's timer, armed at the earliest deadline seen: a lease extended meanwhile
         // re-arms it when it fires (one timer operation per lease, not one per turn).
         let lease_timer = tokio::time::sleep(Duration::ZERO);
@@ -233,6 +234,7 @@ impl<S: LogStore> Driver<S> {
                     }
                     Err(e) => {
                         self.fail(e);
+                        failed = true;
                         break 'run;
                     }
                 }
@@ -241,6 +243,11 @@ impl<S: LogStore> Driver<S> {
         }
         self.core.fail_all(Error::Stopped);
         self.snapshots.finish().await;
+        if !failed {
+            if let Err(e) = self.core.record_commit() {
+                tracing::warn!("could not record the commit index on stop: {e}");
+            }
+        }
         let stopped = self.status.borrow().clone().stopped();
         // The lease ends here, before the listener closes: from then on the followers may
         // find this node's address refusing them and elect another leader at once (see

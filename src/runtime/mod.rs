@@ -184,14 +184,15 @@ fn force_new_cluster(store: &mut DiskStorage, name: &str) -> Result<()> {
     match crate::operations::recovery::force_new_cluster(store, name)? {
         Some(done) => tracing::warn!(
             removed = ?done.removed,
-            dropped = done.dropped,
+            uncommitted = done.uncommitted,
             commit = done.commit,
             "forceNewCluster: {name} now starts as the only member of a new cluster, from its \
-             data up to index {}; removed {:?}; dropped {} uncommitted entries. Add members \
-             back with addMember, and start without forceNewCluster from now on",
+             data up to index {} ({} entries past the commit index it had recorded are kept); \
+             removed {:?}. Add members back with addMember, and start without \
+             forceNewCluster from now on",
             done.commit,
-            done.removed,
-            done.dropped
+            done.uncommitted,
+            done.removed
         ),
         None => tracing::warn!(
             "forceNewCluster: {name} is already the only member; nothing to do (start without \
