@@ -30,7 +30,7 @@ use serde_bytes::ByteBuf;
 
 use crate::transport::wire::{
     check_hello, decode_raft_message, Frame, Hello, Received, MAX_MESSAGES_PER_FRAME,
-    MAX_MESSAGE_BYTES, PROTOCOL_VERSION,
+    MAX_MESSAGE_BYTES,
 };
 
 /// Accepts connections until the task is aborted; connection tasks die with it.
@@ -378,6 +378,7 @@ async fn handshake<'a>(
     cert: Option<CertificateDer<'static>>,
 ) -> Result<(String, Claim<'a>, Option<SessionKeys>), Refusal> {
     let Hello {
+        version,
         from,
         nonce,
         http_url,
@@ -437,10 +438,8 @@ async fn handshake<'a>(
         Ok(claim) => claim,
         Err(reason) => return Err(refusal(reason, keys)),
     };
-    let welcome = Frame::Welcome {
-        version: PROTOCOL_VERSION,
-    }
-    .encode();
+    // The version both speak (the dialer's, or this node's newest when the dialer's is newer).
+    let welcome = Frame::Welcome { version }.encode();
     let welcome = match &mut keys {
         Some(keys) => keys.listener.seal(welcome),
         None => welcome,

@@ -21,7 +21,7 @@ use super::quiet::Quiet;
 use super::seal::{Sealer, SessionKeys};
 use crate::ids::raft_id;
 use crate::peer_messages::Delivery;
-use crate::transport::wire::{Frame, MAX_MESSAGES_PER_FRAME, PROTOCOL_VERSION};
+use crate::transport::wire::{check_welcome, Frame, MAX_MESSAGES_PER_FRAME, PROTOCOL_VERSION};
 
 type PeerSocket = tokio_tungstenite::WebSocketStream<Box<dyn super::Io>>;
 
@@ -289,7 +289,10 @@ async fn dial(shared: &Shared, peer: &str, url: &str) -> Result<Link, DialFailur
             .await
             .map_err(|e| e.to_string())?;
         match (answer(shared, peer, &mut ws, None).await?, &shared.secret) {
-            (Frame::Welcome { .. }, None) => Ok(Link { ws, keys: None }),
+            (Frame::Welcome { version }, None) => {
+                check_welcome(version)?;
+                Ok(Link { ws, keys: None })
+            }
             (Frame::Welcome { .. }, Some(_)) => {
                 Err("the peer did not prove the cluster secret (has it none?)".into())
             }
@@ -319,10 +322,13 @@ async fn dial(shared: &Shared, peer: &str, url: &str) -> Result<Link, DialFailur
                 // From here on the listener seals what it sends.
                 let mut keys = SessionKeys::derive(secret, &transcript);
                 match answer(shared, peer, &mut ws, Some(&mut keys.listener)).await? {
-                    Frame::Welcome { .. } => Ok(Link {
-                        ws,
-                        keys: Some(keys),
-                    }),
+                    Frame::Welcome { version } => {
+                        check_welcome(version)?;
+                        Ok(Link {
+                            ws,
+                            keys: Some(keys),
+                        })
+                    }
                     _ => Err("unexpected handshake answer".to_string()),
                 }
             }

@@ -19,8 +19,14 @@ use serde_bytes::ByteBuf;
 
 use crate::config::valid_http_url;
 
-/// Version of this protocol; peers must speak the same one.
+/// The newest version of this protocol this release speaks. A dialer offers it in its Hello;
+/// the listener answers, in its Welcome, the version both speak ([`negotiate`]), and both
+/// speak that one on the connection. So a release talks to the one before it and the one
+/// after it, and a cluster upgrades one member at a time.
 pub const PROTOCOL_VERSION: u32 = 4;
+/// The oldest version this release still speaks (a peer offering an older one is refused:
+/// upgrade one release at a time).
+pub const MIN_PROTOCOL_VERSION: u32 = 4;
 /// Largest handshake field (names, cluster id, nonces, proofs) accepted.
 pub const MAX_HANDSHAKE_FIELD: usize = 256;
 // A member's HTTP URL travels in the handshake.
@@ -324,9 +330,38 @@ fn printable(text: &str) -> String {
 /// Length of the nonces in the handshake.
 pub const NONCE_BYTES: usize = 32;
 
+/// The version a listener speaks with a dialer that offered `offered` (its newest): the
+/// newest both speak. A dialer of a later release offers a version above this one's and gets
+/// this one's newest, which it still speaks; one older than [`MIN_PROTOCOL_VERSION`] is
+/// refused.
+pub fn negotiate(offered: u32) -> Result<u32, String> {
+    if offered < MIN_PROTOCOL_VERSION {
+        return Err(format!(
+            "protocol version {offered} is older than this node speaks \
+             ({MIN_PROTOCOL_VERSION} to {PROTOCOL_VERSION}): upgrade one release at a time"
+        ));
+    }
+    Ok(offered.min(PROTOCOL_VERSION))
+}
+
+/// Checks the version a listener chose in its Welcome (the dialer offered
+/// [`PROTOCOL_VERSION`]).
+pub fn check_welcome(version: u32) -> Result<u32, String> {
+    if (MIN_PROTOCOL_VERSION..=PROTOCOL_VERSION).contains(&version) {
+        Ok(version)
+    } else {
+        Err(format!(
+            "the peer chose protocol version {version}; this node speaks \
+             {MIN_PROTOCOL_VERSION} to {PROTOCOL_VERSION}"
+        ))
+    }
+}
+
 /// A dialer's Hello that passed [`check_hello`].
 #[derive(Debug)]
 pub struct Hello {
+    /// The protocol version the connection speaks ([`negotiate`]).
+    pub version: u32,
     /// The name the dialer claims (proven later if the cluster has a secret).
     pub from: String,
     pub nonce: ByteBuf,
@@ -348,11 +383,7 @@ pub fn check_hello(frame: Frame, cluster_id: &str, me: &str) -> Result<Hello, St
     else {
         return Err("the first frame must be a handshake".into());
     };
-    if version != PROTOCOL_VERSION {
-        return Err(format!(
-            "protocol version {version} is not {PROTOCOL_VERSION}"
-        ));
-    }
+    let version = negotiate(version)?;
     if [theirs.len(), from.len(), to.len(), http_url.len()]
         .iter()
         .any(|&len| len > MAX_HANDSHAKE_FIELD)
@@ -376,6 +407,7 @@ pub fn check_hello(frame: Frame, cluster_id: &str, me: &str) -> Result<Hello, St
         return Err("invalid http url".into());
     }
     Ok(Hello {
+        version,
         from,
         nonce,
         http_url,
