@@ -15,7 +15,7 @@ const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 const fmt = (x, digits = 0) => x.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits });
 
 /** A worktree of `rev` with its addon built; returns its root. */
-function prepare(rev) {
+export function prepare(rev) {
   const sha = execFileSync('git', ['rev-parse', '--short', rev], { cwd: here, encoding: 'utf8' }).trim();
   const root = path.join(os.tmpdir(), `raftline-ab-${sha}`);
   if (!existsSync(root)) execFileSync('git', ['worktree', 'add', '--detach', root, sha], { cwd: here, stdio: 'inherit' });
