@@ -183,6 +183,25 @@ describe('backup and restore', () => {
   });
 });
 
+describe('a data directory', () => {
+  it('records its member: another id is refused, the same id starts again', async () => {
+    const dataDir = path.join(tempDir(), 'a');
+    const a = new RaftNode({ id: 'a', dataDir });
+    await a.start();
+    await waitFor(() => a.isLeader, { what: 'a leading' });
+    await a.set('k', 1);
+    await a.stop();
+    const b = new RaftNode({ id: 'b', dataDir });
+    await expect(b.start()).rejects.toMatchObject({ code: 'ERR_INVALID', message: expect.stringMatching(/belongs to member "a", not "b"/) });
+    expect(fs.readFileSync(path.join(dataDir, 'raftline.meta'), 'utf8')).toBe('format 1\nnode a\n');
+    const again = new RaftNode({ id: 'a', dataDir });
+    cleanup.push(() => again.stop());
+    await again.start();
+    await waitFor(() => again.isLeader, { what: 'a leading again' });
+    expect(await again.get('k')).toBe(1);
+  });
+});
+
 describe('recovery from a lost quorum', () => {
   it('two of three members lose their data; the survivor restarts alone with every acknowledged write and grows back to three', async () => {
     const root = tempDir();
