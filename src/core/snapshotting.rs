@@ -98,14 +98,7 @@ impl<S: LogStore> Core<S> {
             return Ok(());
         }
         let forced = std::mem::take(&mut self.snapshots.forced);
-        let point = SnapshotPoint {
-            index,
-            term: self.raw.raft.raft_log.term(index).unwrap_or(0),
-            conf_state: self.raw.raft.prs().conf().to_conf_state(),
-            kv: self.kv.read().recover().clone(),
-            members: self.directory.urls_of_members(),
-            conf_epoch: self.directory.conf_epoch,
-        };
+        let point = self.applied_point();
         self.snapshots.last = index;
         flush_applied(applied, events);
         if self.snapshots.app {
@@ -146,15 +139,21 @@ impl<S: LogStore> Core<S> {
                     .into(),
             ));
         }
+        Ok(self.applied_point())
+    }
+
+    /// A copy of the state machine at the applied index, with what a snapshot of it carries
+    /// (a snapshot's point and a backup's alike).
+    fn applied_point(&self) -> SnapshotPoint {
         let index = self.raw.raft.raft_log.applied;
-        Ok(SnapshotPoint {
+        SnapshotPoint {
             index,
             term: self.raw.raft.raft_log.term(index).unwrap_or(0),
             conf_state: self.raw.raft.prs().conf().to_conf_state(),
             kv: self.kv.read().recover().clone(),
             members: self.directory.urls_of_members(),
             conf_epoch: self.directory.conf_epoch,
-        })
+        }
     }
 
     /// The application's bytes for the snapshot point `index`.
