@@ -107,9 +107,8 @@ async function main(argv) {
       expect(2, '<file> <dataDir> --id <name> --peers <name=url,...>');
       if (typeof flags.id !== 'string' || typeof flags.peers !== 'string') throw new UsageError('restore needs --id and --peers');
       const dataDir = path.resolve(args[1]);
-      await operations.restore(path.resolve(args[0]), { dataDir, id: flags.id, peers: peersOf(flags.peers) });
-      const s = await operations.inspect(dataDir);
-      out({ dataDir, index: s.appliedIndex, term: s.term, id: flags.id }, `restored ${args[0]} into ${dataDir} for member ${flags.id} (state at index ${s.appliedIndex}); start it with dataDir: ${JSON.stringify(dataDir)}`);
+      const { index, term } = await operations.restoreInto(path.resolve(args[0]), { dataDir, id: flags.id, peers: peersOf(flags.peers) });
+      out({ dataDir, index, term, id: flags.id }, `restored ${args[0]} into ${dataDir} for member ${flags.id} (state at index ${index}); start it with dataDir: ${JSON.stringify(dataDir)}`);
       return 0;
     }
     default:

@@ -121,11 +121,13 @@ async function backupBytes(backup) {
 }
 
 /**
- * RaftNode.restore(backup, { dataDir, id, peers }): seeds a new data directory.
+ * Seeds a new data directory (RaftNode.restore, which resolves with nothing, and the command
+ * line); resolves with the backup's index and term.
  * @param {unknown} backup
  * @param {unknown} opts
+ * @returns {Promise<{ index: number, term: number }>}
  */
-async function restore(backup, opts) {
+async function restoreInto(backup, opts) {
   if (opts === null || typeof opts !== 'object') throw new TypeError(`opts must be an object { dataDir, id, peers }, got ${check.typeName(opts)}`);
   const o = /** @type {Record<string, unknown>} */ (opts);
   for (const k of Object.keys(o)) {
@@ -138,7 +140,16 @@ async function restore(backup, opts) {
   const peers = check.peerUrls('opts.peers', o.peers);
   if (!(id in peers)) throw new TypeError(`opts.peers must name every member of the new cluster, opts.id (${id}) included`);
   const data = await backupBytes(backup);
-  settled(await native.restoreBackup(data, path.resolve(o.dataDir), id, peers));
+  return settled(await native.restoreBackup(data, path.resolve(o.dataDir), id, peers));
+}
+
+/**
+ * RaftNode.restore(backup, { dataDir, id, peers }): seeds a new data directory.
+ * @param {unknown} backup
+ * @param {unknown} opts
+ */
+async function restore(backup, opts) {
+  await restoreInto(backup, opts);
 }
 
 /**
@@ -149,4 +160,4 @@ async function inspect(dataDir) {
   return settled(await native.inspectDataDir(path.resolve(dataDir)));
 }
 
-module.exports = { backup, backupDataDir, restore, inspect };
+module.exports = { backup, backupDataDir, restore, restoreInto, inspect };

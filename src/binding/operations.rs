@@ -22,6 +22,17 @@ pub struct NativeBackup {
     pub data: Buffer,
 }
 
+impl From<(u64, u64, Vec<u8>)> for NativeBackup {
+    /// A backup's index, term and file bytes, as the engine gives them.
+    fn from((index, term, data): (u64, u64, Vec<u8>)) -> Self {
+        NativeBackup {
+            index: index as f64,
+            term: term as f64,
+            data: data.into(),
+        }
+    }
+}
+
 /// Where a restored member starts from.
 #[napi(object)]
 pub struct NativeRestored {
@@ -67,11 +78,7 @@ impl NativeRaftNode {
     #[napi]
     pub async fn backup(&self, timeout_ms: u32) -> Either<NativeBackup, NativeFailure> {
         let taken = async { self.handle()?.backup(ms(timeout_ms)).await }.await;
-        settle(taken, |(index, term, data)| NativeBackup {
-            index: index as f64,
-            term: term as f64,
-            data: data.into(),
-        })
+        settle(taken, NativeBackup::from)
     }
 }
 
@@ -147,9 +154,5 @@ pub async fn backup_data_dir(dir: String) -> Either<NativeBackup, NativeFailure>
         Ok((backup.index, backup.term, backup.encode()))
     })
     .await;
-    settle(made, |(index, term, data)| NativeBackup {
-        index: index as f64,
-        term: term as f64,
-        data: data.into(),
-    })
+    settle(made, NativeBackup::from)
 }

@@ -44,29 +44,20 @@ pub fn force_new_cluster<S: LogStore>(store: &mut S, name: &str) -> Result<Optio
     let cs = &state.conf_state;
     let joint = !cs.voters_outgoing.is_empty();
     let others: Vec<u64> = {
-        let mut ids: Vec<u64> = cs
-            .voters
-            .iter()
-            .chain(&cs.voters_outgoing)
-            .chain(&cs.learners)
-            .chain(&cs.learners_next)
-            .copied()
+        let (voters, learners) = state.member_ids();
+        let mut ids: Vec<u64> = voters
+            .into_iter()
+            .chain(learners)
             .filter(|&id| id != me)
             .collect();
         ids.sort_unstable();
-        ids.dedup();
         ids
     };
     let voter = cs.voters.contains(&me) && !joint;
     if others.is_empty() && voter {
         return Ok(None);
     }
-    let name_of = |id: u64| {
-        state
-            .names
-            .get(&id)
-            .map_or_else(|| format!("#{id:016x}"), |(name, _)| name.clone())
-    };
+    let name_of = |id: u64| state.name_of(id).0;
     let single = |kind: ConfChangeType, id: u64, name: String| ConfChangeV2 {
         changes: vec![ConfChangeSingle {
             change_type: kind as i32,

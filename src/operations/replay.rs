@@ -39,36 +39,48 @@ pub struct DirState {
 }
 
 impl DirState {
-    /// The members of the configuration: (name, URL, voter), voters first.
-    pub fn members(&self) -> Vec<(String, String, bool)> {
+    /// The raft ids of the configuration's voters (outgoing ones of a joint configuration
+    /// included) and of its learners (those that will be included), each sorted.
+    pub fn member_ids(&self) -> (Vec<u64>, Vec<u64>) {
         let cs = &self.conf_state;
+        let sorted = |ids: &mut Vec<u64>| {
+            ids.sort_unstable();
+            ids.dedup();
+        };
         let mut voters: Vec<u64> = cs
             .voters
             .iter()
             .chain(&cs.voters_outgoing)
             .copied()
             .collect();
-        voters.sort_unstable();
-        voters.dedup();
+        sorted(&mut voters);
         let mut learners: Vec<u64> = cs
             .learners
             .iter()
             .chain(&cs.learners_next)
             .copied()
             .collect();
-        learners.sort_unstable();
-        learners.dedup();
+        sorted(&mut learners);
         learners.retain(|id| !voters.contains(id));
-        let named = |id: u64| {
-            self.names
-                .get(&id)
-                .cloned()
-                .unwrap_or_else(|| (format!("#{id:016x}"), String::new()))
-        };
+        (voters, learners)
+    }
+
+    /// The name and URL of member `id` (`#` and its id in hex when no entry named it; the URL
+    /// empty when unknown).
+    pub fn name_of(&self, id: u64) -> (String, String) {
+        self.names
+            .get(&id)
+            .cloned()
+            .unwrap_or_else(|| (format!("#{id:016x}"), String::new()))
+    }
+
+    /// The members of the configuration: (name, URL, voter), voters first.
+    pub fn members(&self) -> Vec<(String, String, bool)> {
+        let (voters, learners) = self.member_ids();
         voters
             .iter()
-            .map(|&id| (named(id), true))
-            .chain(learners.iter().map(|&id| (named(id), false)))
+            .map(|&id| (self.name_of(id), true))
+            .chain(learners.iter().map(|&id| (self.name_of(id), false)))
             .map(|((name, url), voter)| (name, url, voter))
             .collect()
     }
@@ -218,9 +230,8 @@ pub fn read_stopped(
         emulate_power_loss: false,
     };
     let store = crate::storage::DiskStorage::open(dir, "", None, wal)?;
-    let meta = crate::storage::meta::claim(dir, "")?;
     let state = state_at_commit(&store)?;
-    Ok((meta, state))
+    Ok((store.meta().clone(), state))
 }
 
 /// A backup of `state` (what a running member's backup at the same index holds).

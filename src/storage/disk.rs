@@ -137,6 +137,8 @@ pub struct DiskStorage {
     snapshot: Snapshot,
     /// Held for the life of the store: one process per data directory.
     _lock: File,
+    /// The directory's record (format, owner), as checked when it was opened.
+    meta: super::meta::DataDirMeta,
 }
 
 impl DiskStorage {
@@ -159,7 +161,7 @@ impl DiskStorage {
             fs::create_dir_all(d).map_err(|e| storage_error("cannot create", d, e))?;
         }
         let lock = lock_dir(dir)?;
-        super::meta::claim(dir, owner)?;
+        let meta = super::meta::claim(dir, owner)?;
         let snapshot = load_newest_snapshot(&snap_dir)?;
         let fresh = snapshot.get_metadata().index == 0 && list_segments(&wal_dir)?.is_empty();
         let snap_index = snapshot.get_metadata().index;
@@ -208,12 +210,18 @@ impl DiskStorage {
             open_max,
             snapshot,
             _lock: lock,
+            meta,
         };
         if let (true, Some((entries, hard_state))) = (fresh, bootstrap) {
             // A new cluster's first record: the bootstrap log, durable before anything else.
             storage.persist(None, &entries, Some(&hard_state))?;
         }
         Ok(storage)
+    }
+
+    /// The directory's record (format, owner), as checked when it was opened.
+    pub fn meta(&self) -> &super::meta::DataDirMeta {
+        &self.meta
     }
 
     /// Writes `entries` and then `hard_state` as records of at most [`RECORD_TARGET_BYTES`]
