@@ -19,6 +19,7 @@ use crate::state_machine::{BatchOp, Command, KeyRecord, KvStore};
 use crate::transport::{FaultFilter, TransportControl};
 
 mod coordination;
+mod operations;
 
 /// Default deadline of a write, a read or a transfer.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -393,39 +394,6 @@ impl NodeHandle {
             lease: false,
         })
         .await
-    }
-
-    /// A backup of the state at a linearizable index (every write acknowledged before the
-    /// call is in it), as the bytes of a backup file (`operations::backup`), with that
-    /// index and its term. Works on any member.
-    pub async fn backup(&self, timeout: Duration) -> Result<(u64, u64, Vec<u8>)> {
-        let at = self.read_barrier(timeout).await?;
-        let point = self
-            .ask(timeout, false, |reply| Request::Capture { reply })
-            .await?;
-        debug_assert!(
-            point.index >= at,
-            "the state is captured after the read point"
-        );
-        let encode = move || {
-            let data = crate::state_machine::SnapshotData::encode_parts(
-                &point.kv,
-                None,
-                &point.members,
-                point.conf_epoch,
-            );
-            let backup = crate::operations::Backup {
-                index: point.index,
-                term: point.term,
-                conf_state: point.conf_state,
-                data,
-            };
-            (backup.index, backup.term, backup.encode())
-        };
-        // Encoding is proportional to the state: off the async workers.
-        tokio::task::spawn_blocking(encode)
-            .await
-            .map_err(|e| Error::Internal(format!("backup failed: {e}")))
     }
 
     /// The value at `key`.
