@@ -109,3 +109,63 @@ pub fn force_new_cluster<S: LogStore>(store: &mut S, name: &str) -> Result<Optio
         commit,
     }))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::operations::replay::{state_at, Upto};
+    use crate::state_machine::Command;
+    use crate::storage::{bootstrap_log, mem_storage};
+    use raft::eraftpb::EntryType;
+
+    fn set(index: u64, key: &str) -> Entry {
+        Entry {
+            entry_type: EntryType::EntryNormal as i32,
+            term: 2,
+            index,
+            data: Command::Set {
+                key: key.into(),
+                value: serde_bytes::ByteBuf::from(b"v".to_vec()),
+            }
+            .encode(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_survivor_keeps_every_entry_it_holds_even_past_the_commit_index_it_recorded() {
+        // Three members' bootstrap log (committed at 3), then three writes this member holds
+        // whose commit it never recorded (a leader's own commits stay in memory).
+        let members: Vec<(String, String)> = ["n1", "n2", "n3"]
+            .iter()
+            .map(|n| (n.to_string(), String::new()))
+            .collect();
+        let mut store = mem_storage(Some(bootstrap_log(&members)));
+        let hard_state = HardState {
+            term: 2,
+            vote: raft_id("n1"),
+            commit: 3,
+        };
+        let writes = [set(4, "a"), set(5, "b"), set(6, "c")];
+        store.persist(None, &writes, Some(&hard_state)).unwrap();
+
+        let done = force_new_cluster(&mut store, "n1")
+            .unwrap()
+            .expect("rewritten");
+        assert_eq!(done.uncommitted, 3);
+        // After the writes: this member made a voter, then the two others removed.
+        assert_eq!(done.commit, 9);
+        let mut removed = done.removed.clone();
+        removed.sort();
+        assert_eq!(removed, ["n2", "n3"]);
+
+        let state = state_at(&store, Upto::Commit).unwrap();
+        assert_eq!(state.hard_state.term, 3, "a term of its own");
+        assert_eq!(state.conf_state.voters, [raft_id("n1")]);
+        for key in ["a", "b", "c"] {
+            assert_eq!(state.kv.get(key), Some(&b"v"[..]), "{key} kept");
+        }
+        // A second run finds a one-member cluster and writes nothing.
+        assert_eq!(force_new_cluster(&mut store, "n1").unwrap(), None);
+    }
+}
