@@ -37,6 +37,11 @@ struct Sim {
     events: Vec<String>,
     /// Append messages that carried entries, delivered or not.
     appends_with_entries: usize,
+    /// Messages sent, delivered or not.
+    sent: usize,
+    /// Leaders tell their followers the commit index when the network is quiet (as the
+    /// driver's timer does); off, they wait for the next append.
+    notices: bool,
 }
 
 impl Sim {
@@ -88,6 +93,8 @@ impl Sim {
             leaders: HashMap::new(),
             events: Vec::new(),
             appends_with_entries: 0,
+            sent: 0,
+            notices: true,
         };
         // Every core applies its bootstrap log (the initial voters) before anything else.
         sim.settle("bootstrap");
@@ -197,6 +204,7 @@ impl Sim {
             }
             while let Some(m) = self.queue.pop_front() {
                 busy = true;
+                self.sent += 1;
                 if m.get_msg_type() == MessageType::MsgAppend && !m.entries.is_empty() {
                     self.appends_with_entries += 1;
                 }
@@ -214,11 +222,34 @@ impl Sim {
                     }
                 }
             }
-            if !busy {
+            if !busy && !self.tell_commits() {
                 return;
             }
         }
         panic!("{case}: the network never settled");
+    }
+
+    /// As the driver's timer does: once the network is quiet, the moment a leader waits
+    /// before telling its followers the commit index passes, and it tells them. True when a
+    /// leader had followers to tell.
+    fn tell_commits(&mut self) -> bool {
+        if !self.notices {
+            return false;
+        }
+        let due = self
+            .cores
+            .values_mut()
+            .filter_map(|core| core.commit_notice_due())
+            .max();
+        let Some(due) = due else { return false };
+        let now = self.clock.now();
+        if due > now {
+            self.clock.advance(due - now);
+        }
+        for core in self.cores.values_mut() {
+            core.tell_commit();
+        }
+        true
     }
 
     /// Ticks every node `n` times, settling after each tick.
@@ -497,6 +528,55 @@ fn proposals_from_any_node_replicate_in_one_order() {
             "{case}: {n} applied the same sequence"
         );
     }
+}
+
+/// A write's commit index reaches the followers with the next write's append: writes one
+/// after another cost each follower one append and one answer, not two of each (the raft
+/// crate's default broadcasts every new commit index in an append of its own, and each
+/// follower answers it). With no next write, it reaches them once the notice's moment passed.
+#[test]
+fn a_commit_index_travels_with_the_next_append_or_alone_a_moment_later() {
+    let case = "commit notice";
+    let mut sim = Sim::led_by_n1(3, case);
+    sim.notices = false;
+
+    // Phase 1: ten writes, each answered before the next is proposed.
+    let before = sim.sent;
+    for i in 0..10 {
+        let mut rx = sim.propose("n1", &format!("k{i}"), "v");
+        sim.settle(case);
+        let outcome = rx.try_recv().expect("answered");
+        assert!(outcome.is_ok(), "{case}: write {i}: {outcome:?}");
+    }
+    assert_eq!(
+        sim.sent - before,
+        40,
+        "{case}: 2 appends and 2 answers a write"
+    );
+
+    // Phase 2: each follower applied every write but the last, whose commit index no
+    // append carried yet.
+    for n in ["n2", "n3"] {
+        assert!(sim.holds(n, "k8"), "{case}: {n} applied k8");
+        assert!(
+            !sim.holds(n, "k9"),
+            "{case}: {n} cannot know k9 committed yet"
+        );
+    }
+
+    // Phase 3: the moment passes; the leader tells them, once each.
+    sim.notices = true;
+    let before = sim.sent;
+    sim.settle(case);
+    for n in ["n2", "n3"] {
+        assert!(sim.holds(n, "k9"), "{case}: {n} applied k9");
+    }
+    assert_eq!(
+        sim.sent - before,
+        4,
+        "{case}: one append and one answer each"
+    );
+    assert_eq!(sim.cores.get_mut("n1").unwrap().commit_notice_due(), None);
 }
 
 /// The raft crate sends every proposal to every follower in an append of its own: writes

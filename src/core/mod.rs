@@ -46,6 +46,7 @@ pub mod screen;
 pub mod snapshots;
 
 mod apply;
+mod commit_notice;
 mod directory;
 mod inbound;
 mod leadership;
@@ -98,6 +99,8 @@ pub struct Core<S: LogStore> {
     sessions: sessions::SessionKeeper,
     /// Grants of pending locks this leader proposed.
     locks: locks::LockKeeper,
+    /// The commit index each follower was told (see [`commit_notice`]).
+    commit_notice: commit_notice::CommitNotice,
     /// Events waiting for their turn to be delivered.
     outbox: Outbox,
 }
@@ -160,7 +163,9 @@ impl<S: LogStore> Core<S> {
     /// committed (`operations::replay`, a backup of the stopped member) is up to date.
     pub fn record_commit(&mut self) -> Result<()> {
         let hard_state = self.raw.raft.hard_state();
-        self.raw.mut_store().persist(None, &[], Some(&hard_state))
+        let store = self.raw.mut_store();
+        store.persist(None, &[], Some(&hard_state))?;
+        store.sync()
     }
 
     /// A core for `config` over `store`, sharing its key-value state through `kv`.
@@ -175,6 +180,9 @@ impl<S: LogStore> Core<S> {
             check_quorum: config.check_quorum,
             max_size_per_msg: MAX_APPEND_BYTES,
             max_inflight_msgs: MAX_INFLIGHT_APPENDS,
+            // Followers learn a new commit index from the next append, or a moment later
+            // (see `commit_notice`).
+            skip_bcast_commit: true,
             // Without jitter, the election timeout is exactly `election_tick` (a simulation
             // that must replay gives each node a timeout of its own instead).
             min_election_tick: election_ticks,
@@ -257,6 +265,7 @@ impl<S: LogStore> Core<S> {
             snapshots: snapshotting::Snapshots::new(config, snapshot_index),
             sessions: sessions::SessionKeeper::default(),
             locks: locks::LockKeeper::default(),
+            commit_notice: commit_notice::CommitNotice::default(),
             outbox: Outbox {
                 initial: initial_events,
                 applied_wanted: Arc::new(AtomicBool::new(true)),
@@ -314,6 +323,7 @@ impl<S: LogStore> Core<S> {
         self.continue_failover();
         self.keep_sessions();
         self.grant_pending_locks();
+        self.tell_commit();
         self.expire(self.time.clock.now());
     }
 
@@ -365,12 +375,15 @@ impl<S: LogStore> Core<S> {
         // sender of a request forwarded twice (follower to follower to leader, as after a
         // leadership change), and the leader closed the forwarder's connection as a forgery.
         let id = self.id;
+        // The commit index each follower is told by what leaves (see `commit_notice`).
+        let mut told = Vec::new();
         let send = &mut |mut messages: Vec<Message>| {
             for m in &mut messages {
                 if m.from != id && crate::peer_messages::is_forwarded_request(m) {
                     m.from = id;
                 }
             }
+            told.extend(messages.iter().filter_map(commit_notice::told));
             send(messages)
         };
         self.propose_parked();
@@ -412,6 +425,7 @@ impl<S: LogStore> Core<S> {
             self.raw.advance_apply();
             self.maybe_snapshot(&mut applied, &mut events)?;
         }
+        self.commit_notice.observe(self.raw.raft.term, told);
         self.complete_reads();
         self.diff_leadership(&mut events);
         events.extend(self.lease_change());

@@ -106,6 +106,8 @@ enum Turn {
     Reports(Vec<Delivery>),
     Tick,
     LeaseExpired,
+    /// Followers are due to learn the commit index (see `Core::tell_commit`).
+    TellCommit,
     /// A snapshot job ended.
     Snapshot(crate::Result<raft::eraftpb::Snapshot>),
 }
@@ -185,12 +187,22 @@ impl<S: LogStore> Driver<S> {
         let lease_timer = tokio::time::sleep(Duration::ZERO);
         tokio::pin!(lease_timer);
         let mut lease_armed: Option<std::time::Instant> = None;
+        let notice_timer = tokio::time::sleep(Duration::ZERO);
+        tokio::pin!(notice_timer);
+        let mut notice_armed: Option<std::time::Instant> = None;
         'run: loop {
             if let Some(until) = self.core.lease_until() {
                 if lease_armed.is_none_or(|armed| until < armed) {
                     lease_timer.as_mut().reset(until.into());
                     lease_armed = Some(until);
                 }
+            }
+            let notice_due = self.core.commit_notice_due();
+            if notice_due != notice_armed {
+                if let Some(due) = notice_due {
+                    notice_timer.as_mut().reset(due.into());
+                }
+                notice_armed = notice_due;
             }
             // Usually one turn; a burst of bulk frames is preceded by a turn of its own for
             // the light frames waiting meanwhile, so that their answers (heartbeat and vote
@@ -223,6 +235,10 @@ impl<S: LogStore> Driver<S> {
                 () = &mut lease_timer, if lease_armed.is_some() => {
                     lease_armed = None;
                     turns.push(Turn::LeaseExpired);
+                }
+                () = &mut notice_timer, if notice_armed.is_some() => {
+                    notice_armed = None;
+                    turns.push(Turn::TellCommit);
                 }
             };
             for turn in turns {
@@ -323,6 +339,7 @@ impl<S: LogStore> Driver<S> {
         match turn {
             Turn::Tick => self.core.tick(),
             Turn::LeaseExpired => {}
+            Turn::TellCommit => self.core.tell_commit(),
             Turn::Snapshot(outcome) => {
                 self.snapshots.running = None;
                 let events = self.core.finish_snapshot(outcome)?;

@@ -476,6 +476,19 @@ impl LogStore for DiskStorage {
         if entries.is_empty() && hard_state.is_none() {
             return Ok(());
         }
+        if let (true, Some(hs)) = (entries.is_empty(), hard_state) {
+            let stored = self.mem.rl().hard_state().clone();
+            if hs.term == stored.term && hs.vote == stored.vote {
+                // Only the commit index moved: it need not survive a power loss (a node
+                // learns it again from its leader), so it is written but not waited for. The
+                // entries it covers were made durable by earlier Readys, so a disk that keeps
+                // the record keeps them too. A follower fsynced twice per write before (the
+                // entries, then the commit index the leader told it next), and the second
+                // fsync delayed the next write's append.
+                self.wal.append(&Record::encode(Some(hs), &[], false))?;
+                return super::mirror(&self.mem, entries, hard_state);
+            }
+        }
         self.write_entries(entries, hard_state)?;
         super::mirror(&self.mem, entries, hard_state)
     }
@@ -519,5 +532,9 @@ impl LogStore for DiskStorage {
 
     fn syncs(&self) -> u64 {
         self.wal.syncs()
+    }
+
+    fn sync(&mut self) -> Result<()> {
+        self.wal.sync()
     }
 }

@@ -110,6 +110,12 @@ pub trait LogStore: raft::Storage + Send + 'static {
     fn syncs(&self) -> u64 {
         0
     }
+
+    /// Makes everything persisted so far durable, the records `persist` did not wait for
+    /// included (a hard state that only moved the commit index).
+    fn sync(&mut self) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// The log a new cluster starts from (as etcd's bootstrap does): one committed conf change
