@@ -144,15 +144,18 @@ async fn serve(shared: Arc<Shared>, tcp: TcpStream, addr: SocketAddr, inbound: I
     let mut acts_as_leader = false;
     let mut idle = Quiet::new(shared.idle_timeout);
     let reason = loop {
+        // In this order: a verdict on the connection first (a peer that keeps sending must
+        // not outrun it), then its frames, then the idle timer.
         let next = tokio::select! {
-            next = ws.next() => next,
-            () = idle.elapsed() => {
-                break format!("idle for {} ms", shared.idle_timeout.as_millis());
-            }
+            biased;
             _ = reject_rx.changed() => {
                 break reject_rx.borrow().clone().unwrap_or_default();
             }
             _ = claim.slot.replaced.notified() => break "replaced by a newer connection".into(),
+            next = ws.next() => next,
+            () = idle.elapsed() => {
+                break format!("idle for {} ms", shared.idle_timeout.as_millis());
+            }
         };
         idle.heard();
         let bytes = match next {

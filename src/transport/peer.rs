@@ -17,13 +17,12 @@ use std::sync::atomic::Ordering;
 use serde_bytes::ByteBuf;
 
 use super::auth::{self, Side, Transcript};
+use super::direct::{DirectSlot, PeerSocket, Writer};
 use super::quiet::Quiet;
 use super::seal::{Sealer, SessionKeys};
 use crate::ids::raft_id;
 use crate::peer_messages::Delivery;
 use crate::transport::wire::{check_welcome, Frame, MAX_MESSAGES_PER_FRAME, PROTOCOL_VERSION};
-
-type PeerSocket = tokio_tungstenite::WebSocketStream<Box<dyn super::Io>>;
 
 fn backoff() -> impl Iterator<Item = Duration> {
     ExponentialBuilder::default()
@@ -72,6 +71,14 @@ impl Queues {
                 Err(_) => break,
             }
         }
+    }
+
+    /// The next batch waiting now, light ones first.
+    fn try_next(&mut self) -> Option<Vec<Message>> {
+        self.light
+            .try_recv()
+            .ok()
+            .or_else(|| self.bulk.try_recv().ok())
     }
 
     /// Light messages waiting now, if any.
@@ -123,6 +130,7 @@ pub(super) async fn run(
     mut url: watch::Receiver<String>,
     mut queues: Queues,
     probe: Arc<tokio::sync::Notify>,
+    slot: Arc<DirectSlot>,
 ) {
     let mut delays = backoff();
     let mut held = Held::default();
@@ -161,7 +169,7 @@ pub(super) async fn run(
                 let stats = &shared.stats;
                 stats.connections_opened.fetch_add(1, Ordering::Relaxed);
                 stats.connections_open.fetch_add(1, Ordering::Relaxed);
-                let pumped = pump(link, first, &mut queues, &mut url, &shared, &peer).await;
+                let pumped = pump(link, first, &mut queues, &mut url, &shared, &peer, &slot).await;
                 stats.connections_open.fetch_sub(1, Ordering::Relaxed);
                 match pumped {
                     // Idle for good, or a new URL: wait for the next message.
@@ -387,7 +395,8 @@ fn report_refusal(shared: &Shared, peer: &str, reason: &str) {
 
 /// Writes queued batches, packing whatever is waiting into as few frames as possible,
 /// until the connection fails or the peer's URL changes. Light messages go first, also
-/// between the frames of a large bulk batch.
+/// between the frames of a large bulk batch. While nothing waits, the write half is lent to
+/// the driver (see [`super::direct`]); whatever happens, the loan ends with the connection.
 async fn pump(
     link: Link,
     first: Vec<Message>,
@@ -395,6 +404,32 @@ async fn pump(
     url: &mut watch::Receiver<String>,
     shared: &Shared,
     peer: &str,
+    slot: &DirectSlot,
+) -> Result<(), String> {
+    let pumped = pump_lending(link, first, queues, url, shared, peer, slot).await;
+    slot.clear();
+    pumped
+}
+
+/// What woke a writer task that had lent its write half.
+enum Woke {
+    Batch(Option<Vec<Message>>),
+    /// A direct write left bytes to flush, or failed.
+    Driver,
+    /// Quiet for a while: a keep-alive ping is due (unless the driver wrote).
+    Quiet,
+    Incoming(Option<Result<WsMessage, tokio_tungstenite::tungstenite::Error>>),
+    UrlChanged,
+}
+
+async fn pump_lending(
+    link: Link,
+    first: Vec<Message>,
+    queues: &mut Queues,
+    url: &mut watch::Receiver<String>,
+    shared: &Shared,
+    peer: &str,
+    slot: &DirectSlot,
 ) -> Result<(), String> {
     let (sink, mut stream) = link.ws.split();
     let (seal, mut open) = match link.keys {
@@ -408,31 +443,65 @@ async fn pump(
         let mut batch = if let Some(first) = first.take() {
             first
         } else {
-            tokio::select! {
-                batch = queues.recv() => match batch {
-                    Some(batch) => batch,
-                    None => return Ok(()),
-                },
-                // Nothing to send for a while: a ping keeps the listener from closing us as idle.
-                () = sent.elapsed() => {
-                    writer.sink.send(WsMessage::Ping(Vec::new().into())).await.map_err(|e| e.to_string())?;
-                    sent.heard();
+            let woke = match slot.lend(writer, || queues.try_next()) {
+                Err((kept, batch)) => {
+                    writer = kept;
+                    Woke::Batch(Some(batch))
+                }
+                // In this order: what waits to be sent is looked at first, and the rest
+                // (each poll of the read half costs a read attempt) only when nothing does.
+                Ok(()) => {
+                    let woke = tokio::select! {
+                        biased;
+                        batch = queues.recv() => Woke::Batch(batch),
+                        () = slot.woken() => Woke::Driver,
+                        () = sent.elapsed() => Woke::Quiet,
+                        incoming = stream.next() => Woke::Incoming(incoming),
+                        _ = url.changed() => Woke::UrlChanged,
+                    };
+                    let back = slot.take_back()?;
+                    writer = back.writer;
+                    if back.wrote {
+                        sent.heard();
+                    }
+                    if back.unflushed {
+                        writer.sink.flush().await.map_err(|e| e.to_string())?;
+                    }
+                    woke
+                }
+            };
+            match woke {
+                Woke::Batch(Some(batch)) => batch,
+                Woke::Batch(None) | Woke::UrlChanged => return Ok(()),
+                Woke::Driver => continue,
+                // Nothing sent for a while: a ping keeps the listener from closing us as idle.
+                Woke::Quiet => {
+                    if sent.is_quiet() {
+                        writer
+                            .sink
+                            .send(WsMessage::Ping(Vec::new().into()))
+                            .await
+                            .map_err(|e| e.to_string())?;
+                        sent.heard();
+                    }
                     continue;
                 }
                 // The listener sends nothing after the handshake but the pongs to our pings
                 // and, before it closes, why.
-                incoming = stream.next() => match incoming {
+                Woke::Incoming(incoming) => match incoming {
                     Some(Ok(WsMessage::Pong(_) | WsMessage::Ping(_))) => continue,
                     Some(Ok(WsMessage::Binary(bytes))) => {
                         let reason = match open.as_mut() {
-                            Some(open) => match open.open(bytes.into()).and_then(|b| Frame::decode(&b)) {
-                                Ok(Frame::Refused { reason }) => {
-                                    report_refusal(shared, peer, &reason);
-                                    reason
+                            Some(open) => {
+                                match open.open(bytes.into()).and_then(|b| Frame::decode(&b)) {
+                                    Ok(Frame::Refused { reason }) => {
+                                        report_refusal(shared, peer, &reason);
+                                        reason
+                                    }
+                                    Ok(_) => "an unexpected frame".to_string(),
+                                    Err(e) => e,
                                 }
-                                Ok(_) => "an unexpected frame".to_string(),
-                                Err(e) => e,
-                            },
+                            }
                             None => "an unexpected frame".to_string(),
                         };
                         return Err(format!("closed by peer: {reason}"));
@@ -447,7 +516,6 @@ async fn pump(
                     Some(Err(e)) => return Err(e.to_string()),
                     _ => return Err("closed by peer".to_string()),
                 },
-                _ = url.changed() => return Ok(()),
             }
         };
         queues.take_more_like(&mut batch);
@@ -469,7 +537,11 @@ async fn pump(
             counted = frames.chunked;
             // Encoding a frame of megabytes takes a while: let the drivers sharing this
             // thread tick between frames, and let heartbeats overtake the rest of the batch.
-            tokio::task::yield_now().await;
+            // (Not after the last: a yield costs the worker a poll of the I/O driver, a
+            // syscall on the path of every write.)
+            if !frames.is_done() {
+                tokio::task::yield_now().await;
+            }
             while let Some(light) = queues.waiting_light() {
                 for frame in crate::transport::wire::Frames::new(&light) {
                     writer.write(frame, shared, &light).await?;
@@ -478,34 +550,5 @@ async fn pump(
         }
         let to = batch.first().map_or(0, |m| m.to);
         super::report_snapshots(&shared.reports, to, &batch, true);
-    }
-}
-
-/// The sending half of a connection: frames go out sealed when the cluster has a secret.
-struct Writer {
-    sink: futures_util::stream::SplitSink<PeerSocket, WsMessage>,
-    seal: Option<Sealer>,
-}
-
-impl Writer {
-    /// Writes one frame of `batch`; on failure the whole batch is reported dropped.
-    async fn write(
-        &mut self,
-        frame: Vec<u8>,
-        shared: &Shared,
-        batch: &[Message],
-    ) -> Result<(), String> {
-        let frame = match &mut self.seal {
-            Some(seal) => seal.seal(frame),
-            None => frame,
-        };
-        let len = frame.len() as u64;
-        if let Err(e) = self.sink.send(WsMessage::Binary(frame.into())).await {
-            let to = batch.first().map_or(0, |m| m.to);
-            super::report_dropped(&shared.reports, to, batch);
-            return Err(e.to_string());
-        }
-        shared.stats.bytes_sent.fetch_add(len, Ordering::Relaxed);
-        Ok(())
     }
 }

@@ -30,6 +30,11 @@ impl Quiet {
         self.last = Instant::now();
     }
 
+    /// True once `period` has passed since the last activity.
+    pub fn is_quiet(&self) -> bool {
+        Instant::now() >= self.last + self.period
+    }
+
     /// Completes once `period` has passed since the last activity. Cancel safe: a `select!`
     /// may drop it and call it again.
     pub async fn elapsed(&mut self) {

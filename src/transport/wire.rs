@@ -259,6 +259,13 @@ impl<'a> Frames<'a> {
     }
 }
 
+impl Frames<'_> {
+    /// True once every frame of the batch was taken.
+    pub fn is_done(&self) -> bool {
+        self.chunks.is_empty() && self.next >= self.batch.len()
+    }
+}
+
 impl Iterator for Frames<'_> {
     type Item = Vec<u8>;
 
