@@ -19,6 +19,7 @@ mod kv;
 mod logging;
 mod membership;
 mod operations;
+mod runtime;
 mod txn;
 mod watch;
 
