@@ -547,7 +547,11 @@ export declare class RaftNode extends EventEmitter<RaftNodeEvents> {
   readonly isLeader: boolean;
   waitForLeader(opts?: { timeoutMs?: number; signal?: AbortSignal }): Promise<string>;
   onLeaderChange(cb: (event: LeaderChangeEvent) => void): () => void;
-  /** Leader only (else ERR_NOT_LEADER); resolves with the new leader's id. */
+  /**
+   * Leader only (else ERR_NOT_LEADER); resolves with the new leader's id. Rejects with
+   * ERR_TIMEOUT as soon as the transfer is given up (no takeover within an election
+   * timeout): it may be tried again.
+   */
   transferLeadership(to?: string, opts?: { timeoutMs?: number }): Promise<string>;
   /**
    * Runs `job` each time this node becomes leader (confirmed by a quorum) and aborts

@@ -899,6 +899,64 @@ fn writes_in_flight_on_a_follower_that_installs_a_snapshot_are_answered_at_once(
     }
 }
 
+/// Before: a transfer the raft crate gave up (here its messages to the transferee are lost)
+/// was never answered, and the caller waited for its own deadline (10 s in a test whose
+/// transferee had dropped the TimeoutNow). Now it fails as soon as the raft crate aborts it,
+/// within an election timeout, and the caller may try again.
+#[test]
+fn a_transfer_the_raft_crate_gives_up_is_answered_at_once() {
+    let case = "transfer given up";
+    let mut sim = Sim::led_by_n1(3, case);
+
+    // Phase 1: n1 hands over to n2, which hears nothing from it.
+    sim.cut_one_way("n1", "n2");
+    let (tx, mut handed) = oneshot::channel();
+    sim.cores
+        .get_mut("n1")
+        .unwrap()
+        .transfer_leader(Some("n2".into()), tx.into());
+    sim.settle(case);
+    assert!(handed.try_recv().is_err(), "{case}: not answered yet");
+
+    // Phase 2: an election timeout later the raft crate aborts: the caller hears so, and
+    // n1 still leads.
+    let mut ticks = 0;
+    let answer = loop {
+        if let Ok(answer) = handed.try_recv() {
+            break answer;
+        }
+        assert!(ticks < 100, "{case}: unanswered after {ticks} ticks");
+        sim.tick(1, case);
+        ticks += 1;
+    };
+    assert!(
+        matches!(answer, Err(Error::Timeout { .. })),
+        "{case}: {answer:?}"
+    );
+    assert_eq!(sim.role("n1"), Role::Leader);
+
+    // Phase 3: with the link back, and once n2 heard from its leader again (n2 drops a
+    // TimeoutNow from a leader it does not know: it may have timed out meanwhile), the
+    // same transfer succeeds.
+    sim.recover();
+    for _ in 0..100 {
+        if sim.cores["n2"].status().leader.as_deref() == Some("n1") {
+            break;
+        }
+        sim.tick(1, case);
+    }
+    let (tx, mut handed) = oneshot::channel();
+    sim.cores
+        .get_mut("n1")
+        .unwrap()
+        .transfer_leader(Some("n2".into()), tx.into());
+    sim.settle(case);
+    assert!(
+        matches!(handed.try_recv(), Ok(Ok(ref to)) if to == "n2"),
+        "{case}: n2 leads"
+    );
+}
+
 /// Before: a write forwarded twice (follower to follower to leader, as after a leadership
 /// change) kept its first sender, and the leader's listener closed the forwarder's connection
 /// as a forgery ("claims sender ... on another peer's connection"); writes fell from ~3,500

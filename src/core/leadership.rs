@@ -141,6 +141,22 @@ impl<S: LogStore> Core<S> {
         }
     }
 
+    /// Answers a transfer the raft crate gave up (its transferee did not take over within an
+    /// election timeout, or its TimeoutNow was lost, and this node still leads, or leads
+    /// again) at once, rather than at the caller's deadline: the caller may try again.
+    pub(super) fn settle_transfer(&mut self) {
+        let raft = &self.raw.raft;
+        if raft.state != StateRole::Leader || raft.lead_transferee.is_some() {
+            return;
+        }
+        if let Some(reply) = self.leadership.transfer.take() {
+            reply.send(Err(Error::Timeout {
+                ms: self.time.election.as_millis() as u64,
+                unknown_outcome: false,
+            }));
+        }
+    }
+
     pub(super) fn pick_transferee(&self, to: Option<String>) -> Result<u64> {
         if self.directory.removed() {
             return Err(Error::Removed);
@@ -271,5 +287,6 @@ impl<S: LogStore> Core<S> {
                 }
             }
         }
+        self.settle_transfer();
     }
 }

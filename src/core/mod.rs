@@ -303,6 +303,7 @@ impl<S: LogStore> Core<S> {
     /// membership changes; answers the callers whose deadline passed.
     pub fn tick(&mut self) {
         self.raw.tick();
+        self.settle_transfer();
         self.time.ticks += 1;
         if self.time.ticks.is_multiple_of(self.time.heartbeat_ticks) {
             if self.raw.raft.state == StateRole::Leader {
