@@ -101,6 +101,17 @@ impl InboundQueues {
     /// Hands `frame` to the driver, its light and its bulk messages apart; waits while the
     /// driver is behind. Fails once the driver is gone.
     pub(crate) async fn send(&self, mut frame: Inbound) -> std::result::Result<(), ()> {
+        // Most frames hold one kind only: they go as they are.
+        let bulk = frame.messages.iter().filter(|m| is_bulk(m)).count();
+        if bulk == 0 || bulk == frame.messages.len() {
+            let queue = if bulk == 0 {
+                frame.bytes = 0;
+                &self.light
+            } else {
+                &self.bulk
+            };
+            return queue.send(frame).await.map_err(|_| ());
+        }
         let (bulk, light): (Vec<Message>, Vec<Message>) =
             frame.messages.drain(..).partition(is_bulk);
         // The frame's size is the bulk part's: it bounds the bulk taken in one turn.
@@ -225,6 +236,14 @@ impl PeerLink {
 
     /// Queues `batch` without waiting; returns what did not fit.
     fn queue(&self, batch: Vec<Message>) -> Vec<Message> {
+        let bulk = batch.iter().filter(|m| is_bulk(m)).count();
+        if bulk == 0 || bulk == batch.len() {
+            let queue = if bulk == 0 { &self.light } else { &self.bulk };
+            return match queue.try_send(batch) {
+                Ok(()) => Vec::new(),
+                Err(e) => e.into_inner(),
+            };
+        }
         let (bulk, light): (Vec<Message>, Vec<Message>) = batch.into_iter().partition(is_bulk);
         let mut dropped = Vec::new();
         for (queue, part) in [(&self.light, light), (&self.bulk, bulk)] {
@@ -345,9 +364,13 @@ impl Transport {
     /// Queues messages for their peers, grouped per peer. Never waits: a full queue, an
     /// unknown peer or a blocked one drops the message (and the drop is reported).
     pub(crate) fn send(&self, messages: Vec<Message>) {
-        let mut per_peer: HashMap<u64, Vec<Message>> = HashMap::new();
+        // A few peers: a list, not a hash map (this runs for every Ready).
+        let mut per_peer: Vec<(u64, Vec<Message>)> = Vec::new();
         for m in messages {
-            per_peer.entry(m.to).or_default().push(m);
+            match per_peer.iter_mut().find(|(to, _)| *to == m.to) {
+                Some((_, batch)) => batch.push(m),
+                None => per_peer.push((m.to, vec![m])),
+            }
         }
         let peers = self.shared.peers.read().recover();
         for (to, mut batch) in per_peer {
