@@ -13,7 +13,7 @@
 //! taking the loan back at once, so that no later batch written directly overtakes it.
 
 use std::pin::Pin;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::task::{Context, Poll, Waker};
 
@@ -125,11 +125,11 @@ pub(super) struct Returned {
 impl DirectSlot {
     /// Sends `batch` now if the writer task lent its write half and the batch fits in one
     /// frame, or else queues it with `queue` (which returns what did not fit). Returns what
-    /// was dropped. Called by the driver.
+    /// was dropped; counts what it wrote in `bytes_sent`. Called by the driver.
     pub(super) fn send(
         &self,
         batch: Vec<Message>,
-        shared: &Shared,
+        bytes_sent: &AtomicU64,
         queue: impl FnOnce(Vec<Message>) -> Vec<Message>,
     ) -> Vec<Message> {
         let mut lent = self.lent.lock().recover();
@@ -145,12 +145,12 @@ impl DirectSlot {
         };
         match writer.write_now(frame) {
             WriteNow::Written(len) => {
-                shared.stats.bytes_sent.fetch_add(len, Ordering::Relaxed);
+                bytes_sent.fetch_add(len, Ordering::Relaxed);
                 lent.wrote = true;
                 Vec::new()
             }
             WriteNow::Unflushed(len) => {
-                shared.stats.bytes_sent.fetch_add(len, Ordering::Relaxed);
+                bytes_sent.fetch_add(len, Ordering::Relaxed);
                 lent.wrote = true;
                 lent.unflushed = true;
                 lent.open = false;
@@ -228,4 +228,105 @@ fn one_frame(batch: &[Message]) -> Option<Vec<u8>> {
     let mut frames = super::wire::Frames::new(batch);
     let frame = frames.next()?;
     (frames.is_done() && frames.chunked == 0).then_some(frame)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures_util::StreamExt;
+    use raft::eraftpb::MessageType;
+
+    /// A connected WebSocket pair on loopback: the dialer's writer, and the listener's side.
+    async fn pair() -> (
+        Writer,
+        tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>,
+    ) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let accept = tokio::spawn(async move {
+            let (tcp, _) = listener.accept().await.unwrap();
+            tokio_tungstenite::accept_async(tcp).await.unwrap()
+        });
+        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let io: Box<dyn super::super::Io> = Box::new(tcp);
+        let (ws, _) = tokio_tungstenite::client_async(format!("ws://{addr}/"), io)
+            .await
+            .unwrap();
+        let (sink, _stream) = ws.split();
+        // The read half is dropped: the writer only writes.
+        (Writer { sink, seal: None }, accept.await.unwrap())
+    }
+
+    fn message(kind: MessageType, commit: u64) -> Message {
+        Message {
+            msg_type: kind as i32,
+            to: 2,
+            from: 1,
+            commit,
+            ..Message::default()
+        }
+    }
+
+    /// The commit indexes of the heartbeats in the next frame the listener reads.
+    async fn next_frame(
+        server: &mut tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>,
+    ) -> Vec<u64> {
+        let frame = server.next().await.unwrap().unwrap().into_data();
+        match super::super::wire::Frame::decode_received(&frame).unwrap() {
+            super::super::wire::Received::Raft(messages) => messages
+                .iter()
+                .map(|m| super::super::wire::decode_raft_message(m).unwrap().commit)
+                .collect(),
+            other => panic!("not a raft frame: {other:?}"),
+        }
+    }
+
+    /// The order the transport promises: a batch that goes through the queue keeps every
+    /// later batch behind it until the writer task, having sent the queue, lends its write
+    /// half again.
+    #[tokio::test]
+    async fn a_queued_batch_keeps_later_ones_behind_it_until_the_writer_lends_again() {
+        // Phase 1: the writer lends its write half; a small batch is written at once.
+        let (writer, mut server) = pair().await;
+        let (slot, sent) = (DirectSlot::default(), AtomicU64::new(0));
+        assert!(slot.lend(writer, || None).is_ok());
+        let mut queued: Vec<Vec<Message>> = Vec::new();
+        let mut queue = |batch| {
+            queued.push(batch);
+            Vec::new()
+        };
+        let heartbeat = |commit| vec![message(MessageType::MsgHeartbeat, commit)];
+        assert!(slot.send(heartbeat(1), &sent, &mut queue).is_empty());
+        assert_eq!(next_frame(&mut server).await, [1]);
+        assert!(sent.load(Ordering::Relaxed) > 0);
+
+        // Phase 2: a batch that cannot go at once (a snapshot, reported when written) is
+        // queued, and the small batch after it is queued behind it, not written.
+        let snapshot = vec![message(MessageType::MsgSnapshot, 2)];
+        assert!(slot.send(snapshot, &sent, &mut queue).is_empty());
+        assert!(slot.send(heartbeat(3), &sent, &mut queue).is_empty());
+        let commits: Vec<u64> = queued.iter().map(|b| b[0].commit).collect();
+        assert_eq!(commits, [2, 3]);
+
+        // Phase 3: the writer takes its half back (the driver wrote meanwhile), and may lend
+        // it again only once nothing waits.
+        let back = slot.take_back().unwrap();
+        assert!(back.wrote && !back.unflushed);
+        let mut waiting = queued.split_off(0);
+        let (writer, first) = slot
+            .lend(back.writer, || {
+                (!waiting.is_empty()).then(|| waiting.remove(0))
+            })
+            .unwrap_err();
+        assert_eq!(first[0].commit, 2);
+        waiting.clear();
+        assert!(slot.lend(writer, || None).is_ok());
+        assert!(slot.send(heartbeat(4), &sent, |b| b).is_empty());
+        assert_eq!(next_frame(&mut server).await, [4]);
+
+        // Phase 4: once the connection ends, nothing is written directly.
+        slot.clear();
+        let unsent = slot.send(heartbeat(5), &sent, |b| b);
+        assert_eq!(unsent[0].commit, 5, "handed to the queue");
+    }
 }

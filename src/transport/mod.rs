@@ -231,7 +231,8 @@ impl PeerLink {
     /// Sends `batch` without waiting: at once on the connection when its writer has lent it
     /// (see [`direct`]), or through the queues. Returns what was dropped.
     fn send(&self, batch: Vec<Message>, shared: &Shared) -> Vec<Message> {
-        self.direct.send(batch, shared, |batch| self.queue(batch))
+        self.direct
+            .send(batch, &shared.stats.bytes_sent, |batch| self.queue(batch))
     }
 
     /// Queues `batch` without waiting; returns what did not fit.
