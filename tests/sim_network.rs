@@ -325,6 +325,16 @@ impl Sim {
         self.submit(on, command)
     }
 
+    /// Asks the leader `from` to hand leadership to `to`; the receiver gets the answer.
+    fn transfer(&mut self, from: &str, to: &str) -> oneshot::Receiver<Result<String, Error>> {
+        let (tx, rx) = oneshot::channel();
+        self.cores
+            .get_mut(from)
+            .unwrap()
+            .transfer_leader(Some(to.into()), tx.into());
+        rx
+    }
+
     /// Asks `on` to write `command`.
     fn submit(
         &mut self,
@@ -910,11 +920,7 @@ fn a_transfer_the_raft_crate_gives_up_is_answered_at_once() {
 
     // Phase 1: n1 hands over to n2, which hears nothing from it.
     sim.cut_one_way("n1", "n2");
-    let (tx, mut handed) = oneshot::channel();
-    sim.cores
-        .get_mut("n1")
-        .unwrap()
-        .transfer_leader(Some("n2".into()), tx.into());
+    let mut handed = sim.transfer("n1", "n2");
     sim.settle(case);
     assert!(handed.try_recv().is_err(), "{case}: not answered yet");
 
@@ -945,11 +951,7 @@ fn a_transfer_the_raft_crate_gives_up_is_answered_at_once() {
         }
         sim.tick(1, case);
     }
-    let (tx, mut handed) = oneshot::channel();
-    sim.cores
-        .get_mut("n1")
-        .unwrap()
-        .transfer_leader(Some("n2".into()), tx.into());
+    let mut handed = sim.transfer("n1", "n2");
     sim.settle(case);
     assert!(
         matches!(handed.try_recv(), Ok(Ok(ref to)) if to == "n2"),
@@ -968,11 +970,7 @@ fn a_write_forwarded_twice_leaves_each_node_in_that_nodes_name_and_commits() {
 
     // Phase 1: n3 is away while n1 hands leadership to n2: n3 still follows n1.
     sim.isolate("n3");
-    let (tx, mut handed) = oneshot::channel();
-    sim.cores
-        .get_mut("n1")
-        .unwrap()
-        .transfer_leader(Some("n2".into()), tx.into());
+    let mut handed = sim.transfer("n1", "n2");
     sim.settle(case);
     assert!(
         matches!(handed.try_recv(), Ok(Ok(ref to)) if to == "n2"),

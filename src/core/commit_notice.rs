@@ -56,7 +56,7 @@ impl<S: LogStore> Core<S> {
     /// When followers must next be told the commit index (`None`: none is behind, or this
     /// node does not lead). Looked at after every turn.
     pub fn commit_notice_due(&mut self) -> Option<Instant> {
-        let behind = !self.untold_followers().is_empty();
+        let behind = self.untold_followers().next().is_some();
         let notice = &mut self.commit_notice;
         match (behind, notice.due) {
             (false, _) => notice.due = None,
@@ -74,7 +74,8 @@ impl<S: LogStore> Core<S> {
             return;
         }
         self.commit_notice.due = None;
-        for id in self.untold_followers() {
+        let untold: Vec<u64> = self.untold_followers().collect();
+        for id in untold {
             self.raw.raft.send_append(id);
         }
     }
@@ -83,23 +84,24 @@ impl<S: LogStore> Core<S> {
     /// the lower of the leader's commit index and what they hold. A follower the leader may
     /// not send to now (a probe unanswered, its window full, a snapshot under way) hears it
     /// with the appends that follow.
-    fn untold_followers(&self) -> Vec<u64> {
+    /// (Looked at after every turn: an iterator, not a collection.)
+    fn untold_followers(&self) -> impl Iterator<Item = u64> + '_ {
         let raft = &self.raw.raft;
-        if raft.state != StateRole::Leader {
-            return Vec::new();
-        }
+        let leads = raft.state == StateRole::Leader;
         let committed = raft.raft_log.committed;
         let notice = &self.commit_notice;
-        let told = |id: u64| match notice.term == raft.term {
+        let told = move |id: u64| match notice.term == raft.term {
             true => notice.told.get(&id).copied().unwrap_or(0),
             false => 0,
         };
         raft.prs()
             .iter()
-            .filter(|(id, pr)| {
-                **id != self.id && !pr.is_paused() && told(**id) < committed.min(pr.matched)
+            .filter(move |(id, pr)| {
+                leads
+                    && **id != self.id
+                    && !pr.is_paused()
+                    && told(**id) < committed.min(pr.matched)
             })
             .map(|(id, _)| *id)
-            .collect()
     }
 }

@@ -62,8 +62,8 @@ impl Writer {
     }
 
     /// Writes `frame` without waiting. `Refused`: the sink could not take it now (nothing
-    /// was written, nor sealed); `Unflushed`: taken, but the socket would block before all
-    /// of it left (the writer task must flush).
+    /// was written, nor sealed); `Sent` but not `flushed`: taken, but the socket would block
+    /// before all of it left (the writer task must flush).
     fn write_now(&mut self, frame: Vec<u8>) -> WriteNow {
         let mut cx = Context::from_waker(Waker::noop());
         match Pin::new(&mut self.sink).poll_ready(&mut cx) {
@@ -77,16 +77,18 @@ impl Writer {
             return WriteNow::Failed(e.to_string());
         }
         match Pin::new(&mut self.sink).poll_flush(&mut cx) {
-            Poll::Ready(Ok(())) => WriteNow::Written(len),
+            Poll::Ready(Ok(())) => WriteNow::Sent { len, flushed: true },
             Poll::Ready(Err(e)) => WriteNow::Failed(e.to_string()),
-            Poll::Pending => WriteNow::Unflushed(len),
+            Poll::Pending => WriteNow::Sent {
+                len,
+                flushed: false,
+            },
         }
     }
 }
 
 enum WriteNow {
-    Written(u64),
-    Unflushed(u64),
+    Sent { len: u64, flushed: bool },
     Refused,
     Failed(String),
 }
@@ -144,17 +146,14 @@ impl DirectSlot {
             return queue(batch);
         };
         match writer.write_now(frame) {
-            WriteNow::Written(len) => {
+            WriteNow::Sent { len, flushed } => {
                 bytes_sent.fetch_add(len, Ordering::Relaxed);
                 lent.wrote = true;
-                Vec::new()
-            }
-            WriteNow::Unflushed(len) => {
-                bytes_sent.fetch_add(len, Ordering::Relaxed);
-                lent.wrote = true;
-                lent.unflushed = true;
-                lent.open = false;
-                self.wake.notify_one();
+                if !flushed {
+                    lent.unflushed = true;
+                    lent.open = false;
+                    self.wake.notify_one();
+                }
                 Vec::new()
             }
             WriteNow::Refused => {
@@ -208,14 +207,24 @@ impl DirectSlot {
         })
     }
 
-    /// Drops a write half still lent (the connection ended).
-    pub(super) fn clear(&self) {
-        *self.lent.lock().recover() = Lent::default();
+    /// Drops a write half still lent when the guard goes: the connection ended (returned,
+    /// failed or its task aborted).
+    pub(super) fn ends_with_connection(&self) -> LoanEnds<'_> {
+        LoanEnds(self)
     }
 
     /// Completes when a direct write needs the writer task.
     pub(super) async fn woken(&self) {
         self.wake.notified().await
+    }
+}
+
+/// See [`DirectSlot::ends_with_connection`].
+pub(super) struct LoanEnds<'a>(&'a DirectSlot);
+
+impl Drop for LoanEnds<'_> {
+    fn drop(&mut self) {
+        *self.0.lent.lock().recover() = Lent::default();
     }
 }
 
@@ -325,7 +334,7 @@ mod tests {
         assert_eq!(next_frame(&mut server).await, [4]);
 
         // Phase 4: once the connection ends, nothing is written directly.
-        slot.clear();
+        drop(slot.ends_with_connection());
         let unsent = slot.send(heartbeat(5), &sent, |b| b);
         assert_eq!(unsent[0].commit, 5, "handed to the queue");
     }

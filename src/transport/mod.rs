@@ -101,34 +101,41 @@ impl InboundQueues {
     /// Hands `frame` to the driver, its light and its bulk messages apart; waits while the
     /// driver is behind. Fails once the driver is gone.
     pub(crate) async fn send(&self, mut frame: Inbound) -> std::result::Result<(), ()> {
-        // Most frames hold one kind only: they go as they are.
-        let bulk = frame.messages.iter().filter(|m| is_bulk(m)).count();
-        if bulk == 0 || bulk == frame.messages.len() {
-            let queue = if bulk == 0 {
-                frame.bytes = 0;
-                &self.light
-            } else {
-                &self.bulk
+        let (light, bulk) = lanes(std::mem::take(&mut frame.messages));
+        if !light.is_empty() {
+            // The frame itself goes on with the bulk part, if any (a frame of one kind, as
+            // most are, goes as it came).
+            let from = match bulk.is_empty() {
+                true => std::mem::take(&mut frame.from),
+                false => frame.from.clone(),
             };
-            return queue.send(frame).await.map_err(|_| ());
-        }
-        let (bulk, light): (Vec<Message>, Vec<Message>) =
-            frame.messages.drain(..).partition(is_bulk);
-        // The frame's size is the bulk part's: it bounds the bulk taken in one turn.
-        let lanes = [(&self.light, light, 0), (&self.bulk, bulk, frame.bytes)];
-        for (queue, messages, bytes) in lanes {
-            if messages.is_empty() {
-                continue;
-            }
             let part = Inbound {
-                from: frame.from.clone(),
-                bytes,
-                messages,
+                from,
+                bytes: 0,
+                messages: light,
                 reject: Arc::clone(&frame.reject),
             };
-            queue.send(part).await.map_err(|_| ())?;
+            self.light.send(part).await.map_err(|_| ())?;
+        }
+        if !bulk.is_empty() {
+            // The frame's size is the bulk part's: it bounds the bulk taken in one turn.
+            frame.messages = bulk;
+            self.bulk.send(frame).await.map_err(|_| ())?;
         }
         Ok(())
+    }
+}
+
+/// `messages` parted into their lanes: (light, bulk). A batch of one kind, as most are,
+/// is passed on as it is.
+fn lanes(messages: Vec<Message>) -> (Vec<Message>, Vec<Message>) {
+    let bulk = messages.iter().filter(|m| is_bulk(m)).count();
+    if bulk == 0 {
+        (messages, Vec::new())
+    } else if bulk == messages.len() {
+        (Vec::new(), messages)
+    } else {
+        messages.into_iter().partition(|m| !is_bulk(m))
     }
 }
 
@@ -237,15 +244,7 @@ impl PeerLink {
 
     /// Queues `batch` without waiting; returns what did not fit.
     fn queue(&self, batch: Vec<Message>) -> Vec<Message> {
-        let bulk = batch.iter().filter(|m| is_bulk(m)).count();
-        if bulk == 0 || bulk == batch.len() {
-            let queue = if bulk == 0 { &self.light } else { &self.bulk };
-            return match queue.try_send(batch) {
-                Ok(()) => Vec::new(),
-                Err(e) => e.into_inner(),
-            };
-        }
-        let (bulk, light): (Vec<Message>, Vec<Message>) = batch.into_iter().partition(is_bulk);
+        let (light, bulk) = lanes(batch);
         let mut dropped = Vec::new();
         for (queue, part) in [(&self.light, light), (&self.bulk, bulk)] {
             if part.is_empty() {

@@ -393,6 +393,17 @@ fn report_refusal(shared: &Shared, peer: &str, reason: &str) {
     }
 }
 
+/// What woke a writer task that had lent its write half.
+enum Woke {
+    Batch(Option<Vec<Message>>),
+    /// A direct write left bytes to flush, or failed.
+    Driver,
+    /// Quiet for a while: a keep-alive ping is due (unless the driver wrote).
+    Quiet,
+    Incoming(Option<Result<WsMessage, tokio_tungstenite::tungstenite::Error>>),
+    UrlChanged,
+}
+
 /// Writes queued batches, packing whatever is waiting into as few frames as possible,
 /// until the connection fails or the peer's URL changes. Light messages go first, also
 /// between the frames of a large bulk batch. While nothing waits, the write half is lent to
@@ -406,31 +417,7 @@ async fn pump(
     peer: &str,
     slot: &DirectSlot,
 ) -> Result<(), String> {
-    let pumped = pump_lending(link, first, queues, url, shared, peer, slot).await;
-    slot.clear();
-    pumped
-}
-
-/// What woke a writer task that had lent its write half.
-enum Woke {
-    Batch(Option<Vec<Message>>),
-    /// A direct write left bytes to flush, or failed.
-    Driver,
-    /// Quiet for a while: a keep-alive ping is due (unless the driver wrote).
-    Quiet,
-    Incoming(Option<Result<WsMessage, tokio_tungstenite::tungstenite::Error>>),
-    UrlChanged,
-}
-
-async fn pump_lending(
-    link: Link,
-    first: Vec<Message>,
-    queues: &mut Queues,
-    url: &mut watch::Receiver<String>,
-    shared: &Shared,
-    peer: &str,
-    slot: &DirectSlot,
-) -> Result<(), String> {
+    let _loan_ends = slot.ends_with_connection();
     let (sink, mut stream) = link.ws.split();
     let (seal, mut open) = match link.keys {
         Some(SessionKeys { dialer, listener }) => (Some(dialer), Some(listener)),
