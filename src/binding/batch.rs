@@ -55,13 +55,16 @@ impl Answers {
     }
 
     /// Delivers the answers gathered so far, in one call into JS: at the end of each driver
-    /// turn, and after a submit answered some at once (refusals, local reads).
-    pub fn flush(&self) {
+    /// turn, and after a submit answered some at once (refusals, local reads). Returns
+    /// whether there were any.
+    pub fn flush(&self) -> bool {
         let batch = std::mem::take(&mut *self.encoded.lock().recover());
-        if !batch.is_empty() {
-            let callback = self.callback.read().recover();
-            callback.call(batch.into(), ThreadsafeFunctionCallMode::NonBlocking);
+        if batch.is_empty() {
+            return false;
         }
+        let callback = self.callback.read().recover();
+        callback.call(batch.into(), ThreadsafeFunctionCallMode::NonBlocking);
+        true
     }
 }
 
@@ -278,6 +281,7 @@ impl NativeRaftNode {
                 }),
             }
         }
+        // Answered at once (refusals, local reads): no turn of the driver will deliver them.
         answers.flush();
         Ok(())
     }

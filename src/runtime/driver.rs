@@ -19,6 +19,7 @@ use crate::core::requests::Waiter;
 use crate::core::{Core, Reply, Status, WriteOutcome};
 use crate::error::Error;
 use crate::peer_messages::Delivery;
+use crate::runtime::stay_awake::StayAwake;
 use crate::state_machine::Command;
 use crate::storage::LogStore;
 use crate::transport::{Inbound, Transport};
@@ -190,6 +191,7 @@ impl<S: LogStore> Driver<S> {
         let notice_timer = tokio::time::sleep(Duration::ZERO);
         tokio::pin!(notice_timer);
         let mut notice_armed: Option<std::time::Instant> = None;
+        let mut stay_awake = StayAwake::default();
         'run: loop {
             if let Some(until) = self.core.lease_until() {
                 if lease_armed.is_none_or(|armed| until < armed) {
@@ -207,12 +209,18 @@ impl<S: LogStore> Driver<S> {
             // Usually one turn; a burst of bulk frames is preceded by a turn of its own for
             // the light frames waiting meanwhile, so that their answers (heartbeat and vote
             // responses) leave before the bulk is persisted and applied.
-            let mut turns = Vec::with_capacity(2);
+            let mut turns = Vec::new();
+            let awake = stay_awake.is_awake(std::time::Instant::now());
             tokio::select! {
                 request = self.requests.recv() => match request {
-                    Some(first) => turns.push(Turn::Requests(drain(first, &mut self.requests))),
+                    Some(first) => {
+                        stay_awake.requests_arrived(std::time::Instant::now());
+                        turns.push(Turn::Requests(drain(first, &mut self.requests)));
+                    }
                     None => break,
                 },
+                // Runnable again once every other task has run and the sockets were polled.
+                () = tokio::task::yield_now(), if awake => continue,
                 Some(first) = self.inbound.light.recv() => {
                     turns.push(Turn::Frames(drain(first, &mut self.inbound.light)));
                 }
@@ -255,7 +263,9 @@ impl<S: LogStore> Driver<S> {
                     }
                 }
             }
-            self.turn_end.notify();
+            if self.turn_end.notify() {
+                stay_awake.answered(std::time::Instant::now());
+            }
         }
         self.core.fail_all(Error::Stopped);
         self.snapshots.finish().await;

@@ -80,14 +80,15 @@ impl From<Consistency> for ReadOptions {
 /// [`NodeHandle::submit_write`] that gathers answers delivers them then, all of a turn at
 /// once (see [`NodeHandle::on_turn_end`]).
 #[derive(Default)]
-pub(crate) struct TurnEnd(std::sync::Mutex<Option<Arc<dyn Fn() + Send + Sync>>>);
+pub(crate) struct TurnEnd(std::sync::Mutex<Option<TurnEndListener>>);
+
+type TurnEndListener = Arc<dyn Fn() -> bool + Send + Sync>;
 
 impl TurnEnd {
-    pub(crate) fn notify(&self) {
+    /// Whether the listener handed answers to another thread.
+    pub(crate) fn notify(&self) -> bool {
         let listener = self.0.lock().recover().clone();
-        if let Some(listener) = listener {
-            listener();
-        }
+        listener.is_some_and(|listener| listener())
     }
 }
 
@@ -306,7 +307,11 @@ impl NodeHandle {
     /// stopped, when requests still queued were answered `Stopped`): the callbacks of
     /// [`NodeHandle::submit_write`] and [`NodeHandle::submit_read`] answered in a turn have all
     /// run by then. Replaces the listener set before.
-    pub fn on_turn_end(&self, listener: impl Fn() + Send + Sync + 'static) {
+    ///
+    /// The listener returns whether it handed answers to another thread: then the driver stays
+    /// awake a moment for the callers' next requests instead of sleeping (see
+    /// `runtime::stay_awake`).
+    pub fn on_turn_end(&self, listener: impl Fn() -> bool + Send + Sync + 'static) {
         *self.inner.turn_end.0.lock().recover() = Some(Arc::new(listener));
     }
 

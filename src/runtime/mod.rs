@@ -8,6 +8,7 @@ use tokio::task::JoinHandle;
 pub(crate) mod driver;
 pub mod handle;
 pub mod metrics;
+mod stay_awake;
 
 use crate::config::Config;
 use crate::core::events::Event;
