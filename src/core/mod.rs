@@ -294,6 +294,11 @@ impl<S: LogStore> Core<S> {
         self.raw.store().syncs()
     }
 
+    /// Whether a caller of this node awaits a write or a read.
+    pub fn has_callers_waiting(&self) -> bool {
+        !self.writes.is_empty() || !self.reads.is_empty()
+    }
+
     /// This node's raft id.
     pub fn id(&self) -> u64 {
         self.id

@@ -96,6 +96,11 @@ impl Reads {
         !self.unsent.is_empty()
     }
 
+    /// No read waits, sent or not.
+    pub(super) fn is_empty(&self) -> bool {
+        self.unsent.is_empty() && self.rounds.is_empty()
+    }
+
     /// A round `seq` for `waiters`, sent now (`index`: already known, for a lease read).
     fn start(&mut self, seq: u64, waiters: Vec<Waiter<u64>>, index: Option<u64>, ticks: u64) {
         let read = PendingRead {

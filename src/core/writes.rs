@@ -237,6 +237,11 @@ impl Writes {
         std::mem::take(&mut self.parked)
     }
 
+    /// No write parked or proposed.
+    pub(super) fn is_empty(&self) -> bool {
+        self.parked.is_empty() && self.proposals.is_empty()
+    }
+
     /// When the caller of write `seq` asked for it (its deadline less its timeout).
     pub(super) fn started_at(&self, seq: u64) -> Option<Instant> {
         let deadline = &self.proposals.get(&seq)?.waiter.deadline;

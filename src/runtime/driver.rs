@@ -263,7 +263,9 @@ impl<S: LogStore> Driver<S> {
                     }
                 }
             }
-            if self.turn_end.notify() {
+            // With writes or reads still in flight, the engine has work coming; once it
+            // answered them all, only the callers can bring the next.
+            if self.turn_end.notify() && !self.core.has_callers_waiting() {
                 stay_awake.answered(std::time::Instant::now());
             }
         }

@@ -1,8 +1,9 @@
 //! Whether the driver stays awake for a moment after a turn instead of going to sleep.
 //!
-//! When a turn's answers cross to another thread (the binding hands them to JavaScript), the
-//! caller often comes straight back with its next request: a sequential writer does, some
-//! 20 us later. If the driver's thread has gone to sleep meanwhile, that request must wake it
+//! When a turn's answers cross to another thread (the binding hands them to JavaScript) and
+//! no other caller waits, the caller often comes straight back with its next request: a
+//! sequential writer does, some 20 us later. (While writes or reads are still in flight, the
+//! engine has their replication to do, and staying awake cost 2% at 256 writes in flight.) If the driver's thread has gone to sleep meanwhile, that request must wake it
 //! first (an eventfd write by the caller, a wake-up of the sleeping core), which cost about
 //! 18 us of a 100 us write on the 2-core machine of the bench. So after such a turn the
 //! driver stays runnable for up to [`WINDOW`], yielding to every other task and letting the
@@ -41,7 +42,7 @@ impl Default for StayAwake {
 }
 
 impl StayAwake {
-    /// A turn ended at `now` whose answers crossed to another thread.
+    /// A turn ended at `now` whose answers crossed to another thread, and no caller waits.
     pub(crate) fn answered(&mut self, now: Instant) {
         self.answered_at = Some(now);
         if self.earned {
