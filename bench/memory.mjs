@@ -3,7 +3,10 @@
 //   - idle: the process with the addon loaded, then with one node leading itself;
 //   - writes: a 3-node cluster overwriting 1,000 keys 1,000,000 times. The log is compacted
 //     behind snapshots, so memory follows the state, not the number of writes: RSS after
-//     1,000,000 overwrites must stay within 2x of RSS after 10,000 (the exit code says);
+//     1,000,000 overwrites must stay within 2x of RSS after 100,000 (the exit code says): a leak
+//     of 150 bytes a write would fail it. Measured against 10,000 (before the first
+//     snapshot), the ratio was 1.8-2.0 while RSS wandered between 137 and 182 MiB, without
+//     growing, from 500,000 to 4,000,000 writes.
 //   - twenty: a 20-node cluster in one process, after 10,000 writes.
 // Run with --expose-gc so that the JS heap is measured after collection.
 import { fork } from 'node:child_process';
@@ -75,9 +78,9 @@ const cases = {
             `JS heap ${mib(s.heap)} MiB, leader log ${status.lastIndex - status.snapshotIndex} entries after snapshot ${status.snapshotIndex}`,
         );
       }
-      const ratio = rows.at(-1).rss / rows[0].rss;
+      const ratio = rows.at(-1).rss / rows[1].rss;
       const secs = (performance.now() - t0) / 1000;
-      console.log(`writes: RSS ratio 1,000,000/10,000: ${ratio.toFixed(2)} (bound: 2.00); ${written.toLocaleString('en-US')} writes in ${secs.toFixed(1)} s`);
+      console.log(`writes: RSS ratio 1,000,000/100,000: ${ratio.toFixed(2)} (bound: 2.00); ${written.toLocaleString('en-US')} writes in ${secs.toFixed(1)} s`);
       return ratio <= 2;
     } finally {
       await c.close();
