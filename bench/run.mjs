@@ -2,12 +2,14 @@
 //   - write throughput with 256 (with and without a secret, in turns), 64 and 1 in flight,
 //     in memory and durable
 //   - write latency p50/p99 with 1 in flight, in memory and durable
+//   - 3 processes on loopback, as deployed: latency and 256 in flight in the leader's process
 //   - failover: the leader's process SIGKILLed, or the leader partitioned away -> a new
 //     leader accepts a write, fast and default timing
 // Each is measured over several runs; the median and the worst are printed.
 // `npm run bench -- --against <rev>` instead compares this checkout with another commit
 // (bench/ab.mjs), measured in turns.
 import { fork } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import os from 'node:os';
@@ -125,42 +127,57 @@ function memberProcess(options) {
   return { child, ready, exited, call };
 }
 
-/** SIGKILL of the leader's process (3 processes on loopback) until a survivor accepts a write. */
-async function processFailover(timing) {
+/**
+ * Runs `fn(members, leader)` on 3 member processes on loopback (bench/member.mjs) once one
+ * of them leads (`leader`: its index); every process is gone when it settles.
+ */
+async function withProcesses(timing, fn) {
   const ids = ['p1', 'p2', 'p3'];
   const ports = await freePorts(3);
   const peers = Object.fromEntries(ids.map((id, i) => [id, `ws://127.0.0.1:${ports[i]}`]));
-  const members = ids.map((id) => memberProcess({ id, peers, logLevel: 'error', ...TIMINGS[timing] }));
+  // As deployed: every member proves a secret and seals every frame.
+  const secret = randomBytes(32).toString('hex');
+  const members = ids.map((id) => memberProcess({ id, peers, secret, logLevel: 'error', ...TIMINGS[timing] }));
   try {
     await Promise.all(members.map((m) => m.ready));
     let statuses;
     do {
       statuses = await Promise.all(members.map((m) => m.call('status')));
     } while (!statuses.some((s) => s.role === 'leader'));
-    const old = statuses.findIndex((s) => s.role === 'leader');
-    await members[old].call('set', { key: 'before', value: 1, timeoutMs: 1000 });
-    const survivors = members.filter((_, i) => i !== old);
-    const t0 = performance.now();
-    members[old].child.kill('SIGKILL');
-    for (;;) {
-      const now = await Promise.all(survivors.map((m) => m.call('status')));
-      const leader = survivors[now.findIndex((s) => s.role === 'leader')];
-      if (leader) {
-        try {
-          await leader.call('set', { key: 'after', value: 2, timeoutMs: 1000 });
-          return performance.now() - t0;
-        } catch {
-          // lost the election race or not yet committed in its term: try again
-        }
-      }
-      if (performance.now() - t0 > 10_000) throw new Error('no failover within 10 s');
-    }
+    return await fn(members, statuses.findIndex((s) => s.role === 'leader'));
   } finally {
     members.forEach((m) => m.child.connected && m.child.disconnect());
     members.forEach((m) => m.child.kill('SIGKILL'));
     await Promise.all(members.map((m) => m.exited));
   }
 }
+
+/** Writes issued in the leader's process of 3 processes on loopback: one at a time, and 256. */
+const processWrites = () => withProcesses('default', async (members, leader) => ({
+  ...(await members[leader].call('latency', { count: quick ? 2000 : 10_000 })),
+  throughput: await members[leader].call('throughput', { inFlight: 256, total: quick ? 20_000 : 100_000 }),
+}));
+
+/** SIGKILL of the leader's process (3 processes on loopback) until a survivor accepts a write. */
+const processFailover = (timing) => withProcesses(timing, async (members, old) => {
+  await members[old].call('set', { key: 'before', value: 1, timeoutMs: 1000 });
+  const survivors = members.filter((_, i) => i !== old);
+  const t0 = performance.now();
+  members[old].child.kill('SIGKILL');
+  for (;;) {
+    const now = await Promise.all(survivors.map((m) => m.call('status')));
+    const leader = survivors[now.findIndex((s) => s.role === 'leader')];
+    if (leader) {
+      try {
+        await leader.call('set', { key: 'after', value: 2, timeoutMs: 1000 });
+        return performance.now() - t0;
+      } catch {
+        // lost the election race or not yet committed in its term: try again
+      }
+    }
+    if (performance.now() - t0 > 10_000) throw new Error('no failover within 10 s');
+  }
+});
 
 /** The leader cut off from both followers (its process alive) until the majority accepts a write. */
 async function partitionFailover(timing) {
@@ -305,6 +322,11 @@ for (const inFlight of [1, 64]) {
 const dlat = await series('durable latency', RUNS, () => latency(quick ? 500 : 2000, true));
 const dp50s = dlat.xs.map((x) => x.p50);
 console.log(`durable write latency, 1 in flight: p50 median ${fmt(median(dp50s), 3)} ms (worst ${fmt(Math.max(...dp50s), 3)}), p99 median ${fmt(median(dlat.xs.map((x) => x.p99)), 3)} ms`);
+const procs = await series('processes', RUNS, processWrites);
+console.log(
+  `3 processes on loopback (as deployed), writes in the leader's process: p50 median ${fmt(median(procs.xs.map((x) => x.p50)), 3)} ms, ` +
+    `p99 median ${fmt(median(procs.xs.map((x) => x.p99)), 3)} ms; 256 in flight: median ${fmt(median(procs.xs.map((x) => x.throughput)))} writes/s`,
+);
 const restartEntries = quick ? 100_000 : 1_000_000;
 const r = await restartTime(restartEntries);
 console.log(`restart of a durable node holding ${fmt(r.entries)} log entries: start() resolved in ${fmt(r.started)} ms, leader again in ${fmt(r.ready)} ms`);
