@@ -1,21 +1,17 @@
 // Backpressure: past maxPendingWrites a write fails at once with ERR_OVERLOADED (nothing
 // done) instead of queuing, the writes it holds all complete, and the Express error handler
 // answers 503 with Retry-After.
-import { describe, it, expect, afterEach } from 'vitest';
+import { describe, it, expect } from 'vitest';
 import express from 'express';
-import { createTestCluster } from 'raftline/testing';
 import { RaftNode } from 'raftline';
 import { errorHandler } from 'raftline/express';
+import { clusterPerTest } from './clusters.mjs';
 
-const clusters = [];
-afterEach(async () => {
-  await Promise.all(clusters.splice(0).map((c) => c.close()));
-});
+const cluster = clusterPerTest();
 
 describe('maxPendingWrites', () => {
   it('past the bound writes fail fast with ERR_OVERLOADED; those held all apply', async () => {
-    const c = await createTestCluster({ size: 3, maxPendingWrites: 100 });
-    clusters.push(c);
+    const c = await cluster({ size: 3, maxPendingWrites: 100 });
     const leader = await c.waitForLeader();
     const node = c.nodes.find((n) => n !== leader);
     // Phase 1: a follower's engine stalls (as in a long fsync) while 300 writes arrive.
@@ -44,8 +40,7 @@ describe('maxPendingWrites', () => {
   });
 
   it('errorHandler() answers ERR_OVERLOADED with 503 and Retry-After', async () => {
-    const c = await createTestCluster({ size: 1, maxPendingWrites: 1 });
-    clusters.push(c);
+    const c = await cluster({ size: 1, maxPendingWrites: 1 });
     const node = await c.waitForLeader();
     const app = express();
     app.post('/w', async (_req, res, next) => {

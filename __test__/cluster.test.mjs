@@ -1,18 +1,10 @@
 // Clusters in-process on ephemeral ports: election, forwarding, reads, watch, concurrency.
-import { describe, it, expect, afterEach } from 'vitest';
-import { createTestCluster } from 'raftline/testing';
+import { describe, it, expect } from 'vitest';
 import { RaftError } from 'raftline';
 import { waitFor, nextEvent } from './helpers.mjs';
+import { clusterPerTest } from './clusters.mjs';
 
-const clusters = [];
-async function cluster(opts) {
-  const c = await createTestCluster(opts);
-  clusters.push(c);
-  return c;
-}
-afterEach(async () => {
-  await Promise.all(clusters.splice(0).map((c) => c.close()));
-});
+const cluster = clusterPerTest();
 
 describe('election', () => {
   it.each([3, 5])('a %i-node cluster elects exactly one leader that all follow', async (size) => {

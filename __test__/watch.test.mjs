@@ -1,25 +1,19 @@
 // Watches that resume: watch({ fromIndex }) replays every change after an index and goes on
 // live with no gap and no duplicate; an index older than the node keeps gets a resync; a
 // consumer that falls behind gets ERR_WATCH_OVERFLOW and resumes from its lastIndex.
-import { describe, it, expect, afterEach, afterAll } from 'vitest';
+import { describe, it, expect, afterAll } from 'vitest';
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { createTestCluster } from 'raftline/testing';
+import { clusterPerTest, withLeader } from './clusters.mjs';
 
-const clusters = [];
-afterEach(async () => {
-  await Promise.all(clusters.splice(0).map((c) => c.close()));
-});
+const newCluster = clusterPerTest({ size: 3 });
 const dirs = [];
 afterAll(() => dirs.forEach((d) => rmSync(d, { recursive: true, force: true })));
 
-async function cluster(opts = {}) {
-  const c = await createTestCluster({ size: 3, ...opts });
-  clusters.push(c);
-  const leader = await c.waitForLeader();
-  return { c, leader, followers: c.nodes.filter((n) => n !== leader) };
-}
+/** A 3-node cluster (`opts` over it) once it has a leader: `{ c, leader, followers }`. */
+const cluster = async (opts = {}) => withLeader(await newCluster(opts));
 
 /** A node keeps the changes it applies from its first watch on: start one on each. */
 async function keepHistory(nodes) {
