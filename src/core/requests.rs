@@ -4,7 +4,9 @@
 //! A request travels in the entry's (or ReadIndex message's) context as
 //! `raft id | incarnation | sequence`. The incarnation is drawn at random each time a node
 //! starts, so that entries proposed in an earlier life, which a restarted node applies again
-//! while it replays its log, can never be mistaken for the requests of this life.
+//! while it replays its log, can never be mistaken for the requests of this life. A write
+//! forwarded to the leader carries its caller's deadline after that
+//! (`peer_messages::with_deadline`), so that the transport never sends it late.
 
 use std::time::{Duration, Instant};
 
@@ -67,8 +69,8 @@ impl<T> Drop for Callback<T> {
     }
 }
 
-/// Bytes of a request context.
-const CONTEXT_BYTES: usize = 24;
+/// Bytes of a request context (a forwarded write's has a deadline after them).
+const CONTEXT_BYTES: usize = crate::peer_messages::REQUEST_ID_BYTES;
 
 /// Makes and recognises this node's request contexts.
 pub(crate) struct RequestIds {
@@ -105,7 +107,8 @@ impl RequestIds {
 
     /// The sequence number of `ctx` if it is a request of this node in this life.
     pub fn ours(&self, ctx: &[u8]) -> Option<u64> {
-        if ctx.len() != CONTEXT_BYTES {
+        let with_deadline = CONTEXT_BYTES + crate::peer_messages::DEADLINE_BYTES;
+        if ctx.len() != CONTEXT_BYTES && ctx.len() != with_deadline {
             return None;
         }
         let word = |i: usize| u64::from_be_bytes(ctx[i * 8..i * 8 + 8].try_into().unwrap());
@@ -184,5 +187,12 @@ mod tests {
         );
         assert_eq!(RequestIds::new(8).ours(&ctx), None, "another node's entry");
         assert_eq!(life1.ours(&ctx[..16]), None, "a short context");
+        let forwarded = crate::peer_messages::with_deadline(ctx.clone(), Instant::now());
+        assert_eq!(
+            life1.ours(&forwarded),
+            Some(seq),
+            "a forwarded write's, with its deadline"
+        );
+        assert_eq!(life1.ours(&forwarded[..30]), None, "a deadline cut short");
     }
 }

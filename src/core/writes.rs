@@ -73,7 +73,12 @@ impl<S: LogStore> Core<S> {
             if group.is_full_before(parked.data.len()) {
                 self.propose_group(std::mem::take(&mut group));
             }
-            let (seq, context) = self.ids.next();
+            let (seq, mut context) = self.ids.next();
+            if leader != self.id {
+                // Forwarded: the transport may hold it while the leader cannot be reached,
+                // and must not send it after its caller's deadline.
+                context = crate::peer_messages::with_deadline(context, parked.waiter.deadline.at);
+            }
             group.push(seq, context, parked);
         }
         self.propose_group(group);

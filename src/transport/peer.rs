@@ -21,7 +21,7 @@ use super::direct::{DirectSlot, PeerSocket, Writer};
 use super::quiet::Quiet;
 use super::seal::{Sealer, SessionKeys};
 use crate::ids::raft_id;
-use crate::peer_messages::Delivery;
+use crate::peer_messages::{drop_overdue, Delivery};
 use crate::transport::wire::{check_welcome, Frame, MAX_MESSAGES_PER_FRAME, PROTOCOL_VERSION};
 
 fn backoff() -> impl Iterator<Item = Duration> {
@@ -137,7 +137,7 @@ pub(super) async fn run(
     // Dials still to make with nothing to send: a connection was lost, or a probe asked.
     let mut probes = 0;
     loop {
-        let first = if !held.messages.is_empty() {
+        let mut first = if !held.messages.is_empty() {
             held.take()
         } else if probes > 0 {
             probes -= 1;
@@ -166,6 +166,13 @@ pub(super) async fn run(
                 delays = backoff();
                 probes = 0;
                 tracing::debug!(%peer, "connected");
+                // What waited for this connection (held, or queued during the dial) leaves
+                // now, but for writes whose callers' deadlines passed meanwhile.
+                let own = raft_id(&shared.name);
+                let overdue = drop_overdue(&mut first, own, std::time::Instant::now());
+                if overdue > 0 {
+                    tracing::debug!(%peer, overdue, "dropped forwarded writes held past their deadline");
+                }
                 let stats = &shared.stats;
                 stats.connections_opened.fetch_add(1, Ordering::Relaxed);
                 stats.connections_open.fetch_add(1, Ordering::Relaxed);
@@ -218,7 +225,8 @@ const MAX_HELD_BYTES: usize = 64 << 20;
 /// they go out on the next connection. The raft crate never sends a proposal again, so a
 /// forwarded write dropped here waited for its whole deadline, though a dial a moment later
 /// would have carried it (the rest, raft sends again by itself). Never written, so never
-/// delivered twice.
+/// delivered twice; and never after the caller's deadline (see
+/// [`crate::peer_messages::with_deadline`]: dropped when the connection comes).
 #[derive(Default)]
 struct Held {
     messages: Vec<Message>,
