@@ -166,8 +166,9 @@ pub(super) async fn run(
                 delays = backoff();
                 probes = 0;
                 tracing::debug!(%peer, "connected");
-                // What waited for this connection (held, or queued during the dial) leaves
-                // now, but for writes whose callers' deadlines passed meanwhile.
+                // What waited for this connection (held, or the batch that asked for the
+                // dial) leaves now, but for writes whose callers' deadlines passed meanwhile.
+                // (Batches queued during the dial, within its 5 s budget, are not looked at.)
                 let own = raft_id(&shared.name);
                 let overdue = drop_overdue(&mut first, own, std::time::Instant::now());
                 if overdue > 0 {
