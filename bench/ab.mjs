@@ -8,6 +8,7 @@ import { existsSync, mkdirSync, symlinkSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
+import { writesPerSecond, writeLatency } from './workload.mjs';
 
 const here = path.resolve(fileURLToPath(new URL('..', import.meta.url)));
 
@@ -39,7 +40,6 @@ function round(root) {
 async function measure(root) {
   const { createTestCluster } = await import(pathToFileURL(path.join(root, 'js', 'testing.mjs')).href);
   const { mkdtempSync, rmSync } = await import('node:fs');
-  const value = { user: 'someone', n: 0, tags: ['a', 'b'] };
   const cluster = async (durable) => {
     const dataDir = durable ? mkdtempSync(path.join(os.tmpdir(), 'raftline-ab-data-')) : undefined;
     const c = await createTestCluster({ size: 3, timing: 'default', dataDir });
@@ -52,15 +52,7 @@ async function measure(root) {
   const throughput = async (inFlight, total, durable = false) => {
     const { leader, close } = await cluster(durable);
     try {
-      for (let i = 0; i < 1000; i++) await leader.set(`warm/${i % 100}`, value);
-      let next = 0;
-      const t0 = performance.now();
-      await Promise.all(
-        Array.from({ length: inFlight }, async () => {
-          while (next < total) await leader.set(`k/${next++ % 10_000}`, value);
-        }),
-      );
-      return total / ((performance.now() - t0) / 1000);
+      return await writesPerSecond(leader, inFlight, total, { warmup: 1000 });
     } finally {
       await close();
     }
@@ -68,17 +60,7 @@ async function measure(root) {
   const latency = async () => {
     const { leader, close } = await cluster(false);
     try {
-      // Warmed up as in bench/run.mjs: cold, the first writes run before the JIT compiled
-      // the path and pulled p50 up by 15%.
-      for (let i = 0; i < 500; i++) await leader.set('warm', i);
-      const xs = [];
-      for (let i = 0; i < 5000; i++) {
-        const t0 = performance.now();
-        await leader.set(`lat/${i % 100}`, i);
-        xs.push(performance.now() - t0);
-      }
-      xs.sort((a, b) => a - b);
-      return { p50: xs[Math.floor(xs.length / 2)], p99: xs[Math.floor(xs.length * 0.99)] };
+      return await writeLatency(leader, 5000, { keys: 100 });
     } finally {
       await close();
     }

@@ -3,41 +3,14 @@
 // issued in the leader's own process. Argument: the node's options (JSON). Over IPC it
 // answers `status`, `set`, `latency` and `throughput`, and says `ready` once started.
 import { RaftNode } from 'raftline';
+import { writesPerSecond, writeLatency } from './workload.mjs';
 
 const node = new RaftNode(JSON.parse(process.argv[2]));
-const value = { user: 'someone', n: 0, tags: ['a', 'b'] };
-
-/** p50 and p99 of `count` writes one after another (after a warm-up), in ms. */
-async function latency({ count }) {
-  for (let i = 0; i < 500; i++) await node.set('warm', i, { forward: false });
-  const xs = new Float64Array(count);
-  for (let i = 0; i < count; i++) {
-    const t0 = performance.now();
-    await node.set(`lat/${i % 1000}`, i, { forward: false });
-    xs[i] = performance.now() - t0;
-  }
-  xs.sort();
-  return { p50: xs[Math.floor(count / 2)], p99: xs[Math.floor(count * 0.99)] };
-}
-
-/** Writes/s of `total` writes with `inFlight` at a time. */
-async function throughput({ inFlight, total }) {
-  for (let i = 0; i < 2000; i++) await node.set(`warm/${i % 100}`, value, { forward: false });
-  let next = 0;
-  const t0 = performance.now();
-  await Promise.all(
-    Array.from({ length: inFlight }, async () => {
-      while (next < total) await node.set(`k/${next++ % 10_000}`, value, { forward: false });
-    }),
-  );
-  return total / ((performance.now() - t0) / 1000);
-}
-
 const commands = {
   status: () => node.status(),
   set: (args) => node.set(args.key, args.value, { timeoutMs: args.timeoutMs, forward: false }),
-  latency,
-  throughput,
+  latency: ({ count }) => writeLatency(node, count, { opts: { forward: false } }),
+  throughput: ({ inFlight, total }) => writesPerSecond(node, inFlight, total, { opts: { forward: false } }),
 };
 
 await node.start();

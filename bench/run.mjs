@@ -17,12 +17,12 @@ import path from 'node:path';
 import { createTestCluster } from 'raftline/testing';
 import { RaftNode } from 'raftline';
 import { freePorts } from '../__test__/helpers.mjs';
+import { writesPerSecond, writeLatency } from './workload.mjs';
 
 const RUNS = Number(process.env.BENCH_RUNS ?? 5);
 const quick = process.env.BENCH_QUICK === '1';
 
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
-const percentile = (sorted, p) => sorted[Math.min(sorted.length - 1, Math.floor((sorted.length * p) / 100))];
 const fmt = (x, digits = 0) => x.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits });
 
 function withDataDir(durable, fn) {
@@ -34,20 +34,7 @@ function withDataDir(durable, fn) {
 const throughput = (inFlight, total, durable = false, options = {}) => withDataDir(durable, async (dataDir) => {
   const c = await createTestCluster({ size: 3, timing: 'default', dataDir, ...options });
   try {
-    const leader = await c.waitForLeader();
-    const value = { user: 'someone', n: 0, tags: ['a', 'b'] };
-    for (let i = 0; i < 2000; i++) await leader.set(`warm/${i % 100}`, value); // warm up
-    let next = 0;
-    const t0 = performance.now();
-    await Promise.all(
-      Array.from({ length: inFlight }, async () => {
-        while (next < total) {
-          const i = next++;
-          await leader.set(`k/${i % 10_000}`, value);
-        }
-      }),
-    );
-    return total / ((performance.now() - t0) / 1000);
+    return await writesPerSecond(await c.waitForLeader(), inFlight, total);
   } finally {
     await c.close();
   }
@@ -56,16 +43,7 @@ const throughput = (inFlight, total, durable = false, options = {}) => withDataD
 const latency = (count, durable = false) => withDataDir(durable, async (dataDir) => {
   const c = await createTestCluster({ size: 3, timing: 'default', dataDir });
   try {
-    const leader = await c.waitForLeader();
-    for (let i = 0; i < 500; i++) await leader.set('warm', i);
-    const samples = new Float64Array(count);
-    for (let i = 0; i < count; i++) {
-      const t0 = performance.now();
-      await leader.set(`lat/${i % 1000}`, i);
-      samples[i] = performance.now() - t0;
-    }
-    samples.sort();
-    return { p50: percentile(samples, 50), p99: percentile(samples, 99) };
+    return await writeLatency(await c.waitForLeader(), count);
   } finally {
     await c.close();
   }
