@@ -1,8 +1,7 @@
 //! What the core and the transport agree on about peer messages: which messages are client
 //! requests forwarded to the leader, the deadline a forwarded write carries, what became of
 //! messages after they left, and the reason a leader gives a node that is no longer a
-//! member. Neither layer imports the other; the
-//! runtime carries these between them.
+//! member. Neither layer imports the other; the runtime carries these between them.
 
 use std::sync::OnceLock;
 use std::time::Instant;
@@ -49,8 +48,7 @@ pub fn overdue(context: &[u8], own: u64, now: Instant) -> bool {
         return false;
     }
     let word = |i: usize| u64::from_be_bytes(context[i..i + 8].try_into().unwrap());
-    let deadline = epoch() + std::time::Duration::from_nanos(word(REQUEST_ID_BYTES));
-    word(0) == own && deadline <= now
+    word(0) == own && epoch() + std::time::Duration::from_nanos(word(REQUEST_ID_BYTES)) <= now
 }
 
 /// Drops from `batch` the forwarded writes of node `own` whose deadline passed before `now`
